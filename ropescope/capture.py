@@ -1,0 +1,209 @@
+"""Hooks that reduce q, k and v to chunk-norm statistics while text flows through a model.
+
+``with capture(model) as cap: model(**batch)`` leaves ``cap.stats["q" | "k" | "v"]`` filled with
+per-(layer, head, chunk) statistics of the chunk 2-norm over every counted token. Nothing of the
+activations is kept: each tensor is reduced inside the hook that sees it.
+
+Where: q and k are read at the model's own ``apply_rotary_pos_emb`` call (after any QK-norm,
+before rotation), temporarily wrapped in the family's modeling module; v is read from the value
+projection's output. On the first batch every layer's rotation is re-done with the read
+:class:`~ropescope.rope.RopeGeometry` and compared with the model's own result.
+
+On exit, also after an exception inside the block, every hook is removed and every wrapped function
+restored, so the model computes exactly what it computed before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from ropescope.adapters import attention_sites, text_config, value_module
+from ropescope.errors import GeometryMismatchError, UnsupportedModelError
+from ropescope.rope import RopeGeometry, chunk_norms, read_geometry, rotate
+from ropescope.stats import ChunkNormStats
+
+# Max |ours - model's| / max |model's| accepted by the geometry self-check, by model dtype.
+# Half precision: the model rounds cos, sin and every product to 8 (bf16) or 11 (fp16) mantissa
+# bits, while ropescope rotates in float32.
+GEOMETRY_TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-4, torch.float16: 4e-3, torch.bfloat16: 3e-2}
+
+
+class Capture:
+    """Installed hooks and the statistics they fill. Use through :func:`capture`.
+
+    ``stats`` maps ``"q"``, ``"k"``, ``"v"`` to :class:`~ropescope.stats.ChunkNormStats` (heads are
+    query heads for q and KV heads for k and v). ``include_bos`` decides whether tokens equal to the
+    tokenizer's BOS id are counted; padding (``attention_mask == 0``) never is.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        geometry: RopeGeometry | None = None,
+        *,
+        include_bos: bool = False,
+        verify_geometry: bool = True,
+        tensors: tuple[str, ...] = ("q", "k", "v"),
+    ):
+        self.model = model
+        self.cfg = text_config(model)
+        self.geometry = geometry or read_geometry(model)
+        self.include_bos = include_bos
+        self.verify_geometry = verify_geometry
+        self.tensors = tensors
+        self.sites = attention_sites(model)
+        n_layers = self.geometry.n_layers
+        n_heads = int(self.cfg.num_attention_heads)
+        n_kv = int(getattr(self.cfg, "num_key_value_heads", None) or n_heads)
+        chunks = self.geometry.n_chunks
+        self.stats = {
+            "q": ChunkNormStats(n_layers, n_heads, chunks),
+            "k": ChunkNormStats(n_layers, n_kv, chunks),
+            "v": ChunkNormStats(n_layers, n_kv, chunks),
+        }
+        self.n_heads, self.n_kv_heads = n_heads, n_kv
+        self.verified_layers: set[int] = set()
+        self.max_seq_len = 0
+        self._mask: torch.Tensor | None = None
+        self._positions: torch.Tensor | None = None
+        self._layer: int | None = None
+        self._handles: list = []
+        self._patched: list[tuple[object, object]] = []
+
+    # -- installation -------------------------------------------------------------------------
+    def install(self) -> None:
+        base = getattr(self.model, self.model.base_model_prefix, self.model)
+        self._handles.append(base.register_forward_pre_hook(self._on_model_input, with_kwargs=True))
+        for site in self.sites:
+            self._handles.append(site.module.register_forward_pre_hook(self._enter_layer(site.layer)))
+            self._handles.append(site.module.register_forward_hook(self._leave_layer))
+            if "v" in self.tensors:
+                vmod = value_module(site, self.cfg.model_type)
+                self._handles.append(vmod.register_forward_hook(self._on_value(site.layer)))
+        for code in {id(s.code_module): s.code_module for s in self.sites}.values():
+            original = code.apply_rotary_pos_emb
+            self._patched.append((code, original))
+            code.apply_rotary_pos_emb = self._wrap_rope(original)
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        for code, original in reversed(self._patched):
+            code.apply_rotary_pos_emb = original
+        self._patched.clear()
+        self._layer = None
+
+    # -- hooks --------------------------------------------------------------------------------
+    def _on_model_input(self, module, args, kwargs):
+        input_ids = kwargs.get("input_ids", args[0] if args else None)
+        embeds = kwargs.get("inputs_embeds")
+        reference = input_ids if input_ids is not None else embeds
+        if reference is None:
+            raise UnsupportedModelError("capture needs input_ids or inputs_embeds in the forward call")
+        batch, seq = reference.shape[0], reference.shape[1]
+        mask = kwargs.get("attention_mask")
+        if mask is None or mask.dim() != 2:
+            mask = torch.ones(batch, seq, dtype=torch.bool, device=reference.device)
+        mask = mask.bool()
+        bos = getattr(self.cfg, "bos_token_id", None)
+        if not self.include_bos and input_ids is not None and isinstance(bos, int):
+            mask = mask & (input_ids != bos)
+        positions = kwargs.get("position_ids")
+        if positions is None:
+            positions = torch.arange(seq, device=reference.device)[None, :].expand(batch, seq)
+        self._mask, self._positions = mask, positions
+        self.max_seq_len = max(self.max_seq_len, int(seq))
+
+    def _enter_layer(self, layer: int):
+        def hook(module, args):
+            self._layer = layer
+
+        return hook
+
+    def _leave_layer(self, module, args, output):
+        self._layer = None
+
+    def _wrap_rope(self, original):
+        def apply_rotary_pos_emb(q, k, cos, sin, *args, **kwargs):
+            q_rot, k_rot = original(q, k, cos, sin, *args, **kwargs)
+            if self._layer is not None:
+                self._record_qk(self._layer, q, k, q_rot, k_rot)
+            return q_rot, k_rot
+
+        return apply_rotary_pos_emb
+
+    def _record_qk(self, layer, q, k, q_rot, k_rot) -> None:
+        r = self.geometry.rotary_dim
+        mask = self._token_mask(q.shape[2])
+        if q.shape[1] != self.n_heads or k.shape[1] != self.n_kv_heads or q.shape[-1] < r:
+            raise UnsupportedModelError(
+                f"layer {layer}: q/k at RoPE have shapes {tuple(q.shape)}, {tuple(k.shape)}; expected "
+                f"[batch, {self.n_heads} | {self.n_kv_heads} heads, tokens, >= {r} dims]"
+            )
+        if self.verify_geometry and layer not in self.verified_layers:
+            self._verify(layer, q[..., :r], q_rot[..., :r], "query")
+            self._verify(layer, k[..., :r], k_rot[..., :r], "key")
+            self.verified_layers.add(layer)
+        layout = self.geometry.layout
+        if "q" in self.tensors:
+            self.stats["q"].update(layer, chunk_norms(q[..., :r], layout), mask)
+        if "k" in self.tensors:
+            self.stats["k"].update(layer, chunk_norms(k[..., :r], layout), mask)
+
+    def _on_value(self, layer: int):
+        def hook(module, args, output):
+            batch, seq = output.shape[0], output.shape[1]
+            v = output.view(batch, seq, self.n_kv_heads, -1).transpose(1, 2)
+            norms = chunk_norms(v[..., : self.geometry.rotary_dim], self.geometry.layout)
+            self.stats["v"].update(layer, norms, self._token_mask(seq))
+
+        return hook
+
+    def _token_mask(self, seq: int) -> torch.Tensor:
+        if self._mask is None or self._mask.shape[1] != seq:
+            raise UnsupportedModelError(
+                "capture sees one full forward pass at a time; cached generation is not supported"
+            )
+        return self._mask
+
+    def _verify(self, layer: int, pre: torch.Tensor, post: torch.Tensor, what: str) -> None:
+        lr = self.geometry.layers[layer]
+        inv_freq = torch.as_tensor(lr.inv_freq, dtype=torch.float32)
+        positions = self._positions[:, None, :]  # [B, 1, S] against [B, H, S, r]
+        ours = rotate(pre, positions, inv_freq, self.geometry.layout, lr.attention_scaling)
+        theirs = post.float()
+        scale = float(theirs.abs().max().clamp(min=1e-30))
+        error = float((ours - theirs).abs().max()) / scale
+        tolerance = GEOMETRY_TOLERANCE.get(post.dtype, 3e-2)
+        if not error <= tolerance:
+            raise GeometryMismatchError(
+                f"layer {layer}: rotating the captured {what} with the read RoPE geometry "
+                f"({self.geometry.layout} layout) misses the model's own by {error:.2e} of its "
+                f"largest magnitude (tolerance {tolerance:.0e})"
+            )
+
+
+@contextlib.contextmanager
+def capture(
+    model: torch.nn.Module,
+    geometry: RopeGeometry | None = None,
+    *,
+    include_bos: bool = False,
+    verify_geometry: bool = True,
+    tensors: tuple[str, ...] = ("q", "k", "v"),
+):
+    """Context manager: hook ``model`` and yield a :class:`Capture` whose ``stats`` fill up.
+
+    Every hook and patch is removed on exit, also when the block raises.
+    """
+    cap = Capture(
+        model, geometry, include_bos=include_bos, verify_geometry=verify_geometry, tensors=tensors
+    )
+    try:
+        cap.install()
+        yield cap
+    finally:
+        cap.remove()

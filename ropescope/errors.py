@@ -1,0 +1,37 @@
+"""Errors ropescope raises on purpose.
+
+Every error a user can cause derives from :class:`RopescopeError`; the CLI prints its message as
+one line and exits non-zero. Anything else is a bug in ropescope.
+"""
+
+
+class RopescopeError(Exception):
+    """Base class: a problem with the user's input or environment, explained in one line."""
+
+
+class ModelLoadError(RopescopeError):
+    """The named model could not be found, installed or loaded."""
+
+
+class NoRopeError(RopescopeError):
+    """The model has no rotary positional encoding."""
+
+
+class UnsupportedModelError(RopescopeError):
+    """The model uses RoPE in a way ropescope cannot hook."""
+
+
+class GeometryMismatchError(RopescopeError):
+    """Rotating the captured pre-RoPE q/k with the read geometry does not give the model's own."""
+
+
+class PromptError(RopescopeError):
+    """A prompt set or prompt file is missing, empty or unreadable."""
+
+
+class ProfileFileError(RopescopeError):
+    """A saved profile is missing, corrupt, or incompatible."""
+
+
+class NumericsError(RopescopeError):
+    """Non-finite activations (NaN/inf) were met while profiling."""

@@ -1,0 +1,180 @@
+"""Run a prompt set through a model under :func:`~ropescope.capture.capture` and build a Profile.
+
+Prompts are tokenised one by one (with the tokenizer's special tokens, so Gemma's BOS leads each),
+cut to ``max_tokens``, sorted by length and batched with right padding; only real tokens are
+counted. The forward pass runs the base model (no language-model head: at 8k tokens Gemma's
+262k-word logits alone would take 8 GB).
+"""
+
+from __future__ import annotations
+
+import platform
+import warnings
+from collections.abc import Callable, Sequence
+
+import torch
+
+from ropescope import __version__
+from ropescope.adapters import text_config
+from ropescope.capture import capture
+from ropescope.errors import NumericsError, PromptError, RopescopeError
+from ropescope.profile import Profile, prompt_hash, prompt_set_hash
+from ropescope.rope import RopeGeometry, read_geometry
+
+
+def context_length(model) -> int | None:
+    """The longest sequence the model was configured for (``max_position_embeddings``)."""
+    value = getattr(text_config(model), "max_position_embeddings", None)
+    return int(value) if value else None
+
+
+def tokenize_prompts(tokenizer, texts: Sequence[str], max_tokens: int) -> tuple[list[list[int]], int]:
+    """Token ids of every prompt, each cut to ``max_tokens``; also how many were cut."""
+    if max_tokens <= 0:
+        raise PromptError(f"max_tokens must be a positive number of tokens, got {max_tokens}")
+    ids, cut = [], 0
+    for text in texts:
+        tokens = tokenizer(text, add_special_tokens=True)["input_ids"]
+        if len(tokens) > max_tokens:
+            tokens, cut = tokens[:max_tokens], cut + 1
+        ids.append(list(tokens))
+    return ids, cut
+
+
+def profile(
+    model,
+    tokenizer,
+    texts: Sequence[str],
+    *,
+    max_tokens: int | None = None,
+    batch_size: int = 8,
+    include_bos: bool = False,
+    geometry: RopeGeometry | None = None,
+    model_id: str | None = None,
+    prompt_set: str = "custom",
+    progress: Callable[[int], None] | None = None,
+) -> Profile:
+    """Profile the chunk norms of q, k and v of every layer, head and chunk over ``texts``.
+
+    ``max_tokens`` cuts longer prompts (with a warning; default: the model's context length) and
+    must not exceed the model's context. BOS tokens are left out unless ``include_bos``: BOS is
+    the same token at position 0 of every prompt, an attention sink with atypically large
+    activations, and counting it would weight one outlier by the number of prompts.
+    ``progress(n)`` is called after each batch with the number of prompts done.
+    """
+    texts = list(texts)
+    if not texts:
+        raise PromptError("the prompt set is empty")
+    if batch_size <= 0:
+        raise RopescopeError(f"batch size must be positive, got {batch_size}")
+    context = context_length(model)
+    if max_tokens is None:
+        max_tokens = context or 8192
+    if context and max_tokens > context:
+        raise PromptError(f"max_tokens {max_tokens} exceeds the model's context of {context} tokens")
+    ids, cut = tokenize_prompts(tokenizer, texts, max_tokens)
+    if cut:
+        warnings.warn(f"{cut} of {len(texts)} prompts were longer than {max_tokens} tokens and were cut")
+    geometry = geometry or read_geometry(model)
+    bos = getattr(text_config(model), "bos_token_id", None)
+    countable = [sum(1 for t in row if include_bos or t != bos) for row in ids]
+    if sum(countable) == 0:
+        raise PromptError("no prompt has a token left to count after tokenisation")
+
+    base = getattr(model, model.base_model_prefix, model)
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    done = 0
+    with torch.inference_mode(), capture(model, geometry, include_bos=include_bos) as cap:
+        for start in range(0, len(order), batch_size):
+            rows = [ids[i] for i in order[start : start + batch_size]]
+            width = max(len(r) for r in rows)
+            input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(rows), width), dtype=torch.long)
+            for j, row in enumerate(rows):
+                input_ids[j, : len(row)] = torch.tensor(row)
+                mask[j, : len(row)] = 1
+            positions = torch.arange(width)[None, :].expand(len(rows), width)
+            base(
+                input_ids=input_ids.to(device),
+                attention_mask=mask.to(device),
+                position_ids=positions.to(device),
+                use_cache=False,
+            )
+            done += len(rows)
+            if progress:
+                progress(done)
+    stats = {name: s.to_cpu() for name, s in cap.stats.items()}
+    _check_finite(stats)
+
+    hashes = [prompt_hash(t) for t in texts]
+    cfg = text_config(model)
+    meta = {
+        "model_id": model_id or str(getattr(model, "name_or_path", "") or cfg.model_type),
+        "model_type": cfg.model_type,
+        "model_fingerprint": _fingerprint(cfg, geometry),
+        "config": _json_safe(cfg.to_dict()),
+        "geometry": geometry.to_dict(),
+        "n_layers": geometry.n_layers,
+        "n_heads": int(cfg.num_attention_heads),
+        "n_kv_heads": int(stats["k"].mean.shape[1]),
+        "n_chunks": geometry.n_chunks,
+        "context_length": context,
+        "n_tokens": int(stats["q"].count[0]),
+        "n_prompts": len(texts),
+        "max_seq_len": cap.max_seq_len,
+        "max_tokens": max_tokens,
+        "prompts_cut": cut,
+        "include_bos": include_bos,
+        "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+        "prompt_set": prompt_set,
+        "prompt_hashes": hashes,
+        "prompt_set_hash": prompt_set_hash(hashes),
+        "versions": _versions(),
+    }
+    return Profile(meta, stats)
+
+
+def _check_finite(stats) -> None:
+    bad = []
+    for name, s in stats.items():
+        for layer, count in enumerate(s.nonfinite.tolist()):
+            if count:
+                bad.append(f"{name} layer {layer}: {int(count)} tokens")
+    if bad:
+        raise NumericsError(
+            "non-finite activations (NaN/inf, e.g. half-precision overflow) in "
+            + "; ".join(bad[:4])
+            + ("; ..." if len(bad) > 4 else "")
+            + "; try --dtype float32"
+        )
+
+
+def _fingerprint(cfg, geometry: RopeGeometry) -> str:
+    import hashlib
+    import json
+
+    blob = json.dumps({"config": _json_safe(cfg.to_dict()), "geometry": geometry.to_dict()}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _json_safe(value):
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items() if not str(k).startswith("_")}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def _versions() -> dict:
+    import transformers
+
+    return {
+        "ropescope": __version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+    }

@@ -1,0 +1,106 @@
+"""Streaming, mergeable statistics of chunk norms over tokens.
+
+For one tensor kind (q, k or v) the accumulator keeps, per layer, head and chunk, the token count,
+mean, sum of squared deviations (``m2``, for the standard deviation) and maximum of the chunk
+2-norm. Batches and whole accumulators merge exactly with Chan et al.'s pairwise formula, so the
+order in which prompts arrive changes the result only by float64 rounding.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+class ChunkNormStats:
+    """Per-(layer, head, chunk) count, mean, m2 and max of chunk norms, accumulated in float64.
+
+    Arrays live on ``device`` while accumulating (no host synchronisation inside hooks); call
+    :meth:`to_numpy` at the end.
+    """
+
+    def __init__(self, n_layers: int, n_heads: int, n_chunks: int, device="cpu"):
+        shape = (n_layers, n_heads, n_chunks)
+        self.count = torch.zeros(n_layers, dtype=torch.float64, device=device)
+        self.mean = torch.zeros(shape, dtype=torch.float64, device=device)
+        self.m2 = torch.zeros(shape, dtype=torch.float64, device=device)
+        self.max = torch.full(shape, -torch.inf, dtype=torch.float64, device=device)
+        self.nonfinite = torch.zeros(n_layers, dtype=torch.float64, device=device)
+
+    def update(self, layer: int, norms: torch.Tensor, mask: torch.Tensor) -> None:
+        """Add one batch: ``norms[B, H, S, C]`` (float32) of which tokens ``mask[B, S]`` count.
+
+        Non-finite norms (half-precision overflow) are counted in ``nonfinite`` and left out.
+        """
+        if self.count.device != norms.device:
+            self._move(norms.device)
+        tokens = norms.permute(0, 2, 1, 3)  # [B, S, H, C]
+        values = tokens[mask.to(norms.device)] if not bool(mask.all()) else tokens.flatten(0, 1)
+        finite = torch.isfinite(values).all(dim=(1, 2))
+        self.nonfinite[layer] += (~finite).sum()
+        if not bool(finite.all()):
+            values = values[finite]
+        n = values.shape[0]
+        if n == 0:
+            return
+        values = values.double()
+        batch_mean = values.mean(dim=0)
+        batch_m2 = ((values - batch_mean) ** 2).sum(dim=0)
+        self._merge_layer(layer, float(n), batch_mean, batch_m2, values.amax(dim=0))
+
+    def _merge_layer(self, layer, n_b, mean_b, m2_b, max_b) -> None:
+        n_a = self.count[layer]
+        total = n_a + n_b
+        delta = mean_b - self.mean[layer]
+        self.mean[layer] += delta * (n_b / total)
+        self.m2[layer] += m2_b + delta * delta * (n_a * n_b / total)
+        self.max[layer] = torch.maximum(self.max[layer], max_b)
+        self.count[layer] = total
+
+    def _move(self, device) -> None:
+        for name in ("count", "mean", "m2", "max", "nonfinite"):
+            setattr(self, name, getattr(self, name).to(device))
+
+    def merged(self, other: ChunkNormStats) -> ChunkNormStats:
+        """A new accumulator equal to having seen both token sets."""
+        if self.mean.shape != other.mean.shape:
+            raise ValueError(f"cannot merge statistics of shapes {self.mean.shape} and {other.mean.shape}")
+        out = ChunkNormStats(*self.mean.shape)
+        for src in (self, other):
+            src = src.to_cpu()
+            for layer in range(src.mean.shape[0]):
+                if src.count[layer] > 0:
+                    out._merge_layer(layer, src.count[layer], src.mean[layer], src.m2[layer], src.max[layer])
+            out.nonfinite += src.nonfinite
+        return out
+
+    def to_cpu(self) -> ChunkNormStats:
+        self._move("cpu")
+        return self
+
+    @property
+    def std(self) -> torch.Tensor:
+        """Population standard deviation of the chunk norm over tokens (0 where count < 1)."""
+        counts = self.count.clamp(min=1)[:, None, None]
+        return torch.sqrt(self.m2 / counts)
+
+    def to_arrays(self, prefix: str) -> dict[str, np.ndarray]:
+        self.to_cpu()
+        return {
+            f"{prefix}.count": self.count.numpy().copy(),
+            f"{prefix}.mean": self.mean.numpy().copy(),
+            f"{prefix}.m2": self.m2.numpy().copy(),
+            f"{prefix}.max": self.max.numpy().copy(),
+            f"{prefix}.nonfinite": self.nonfinite.numpy().copy(),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], prefix: str) -> ChunkNormStats:
+        mean = arrays[f"{prefix}.mean"]
+        out = cls(*mean.shape)
+        for name in ("count", "mean", "m2", "max", "nonfinite"):
+            value = torch.from_numpy(np.ascontiguousarray(arrays[f"{prefix}.{name}"], dtype=np.float64))
+            if value.shape != getattr(out, name).shape:
+                raise ValueError(f"array {prefix}.{name} has shape {tuple(value.shape)}")
+            setattr(out, name, value)
+        return out
