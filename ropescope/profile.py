@@ -29,6 +29,7 @@ FORMAT = "ropescope-profile"
 FORMAT_VERSION = 1
 TENSORS = ("q", "k", "v")
 TENSOR_NAMES = {"q": "query", "k": "key", "v": "value"}
+TENSOR_PLURALS = {"q": "queries", "k": "keys", "v": "values"}
 
 
 @dataclass

@@ -31,13 +31,19 @@ class LayerRope:
 
     ``inv_freq`` holds ``g_k`` for every chunk in rad/token (float64 copy of the model's buffer);
     ``attention_scaling`` multiplies cos and sin (1.0 except for YaRN-like schemes); ``theta`` is
-    the configured base, for labels only (``None`` where the config does not state one).
+    the configured base, for labels only (``None`` where the config does not state one);
+    ``window`` is the sliding-attention window in tokens (``None`` for global attention).
     """
 
     inv_freq: np.ndarray
     attention_scaling: float
     layer_type: str | None
     theta: float | None
+    window: int | None = None
+
+    def span(self, context: int) -> int:
+        """Longest distance a query of this layer can look back over ``context`` tokens."""
+        return min(context, self.window) if self.window else context
 
 
 @dataclass(frozen=True)
@@ -67,12 +73,14 @@ class RopeGeometry:
             return 2 * math.pi / self.layers[layer].inv_freq
 
     def semantic_boundary(self, layer: int, context: int, max_angle: float = 1.0) -> int:
-        """First chunk that turns less than ``max_angle`` radians across ``context`` tokens.
+        """First chunk that turns less than ``max_angle`` radians across ``context`` tokens
+        (or across the layer's sliding window, if shorter).
 
         Chunks at or after the returned index are on the "semantic" side (PAPER_SPEC section 3);
         ``n_chunks`` means no chunk qualifies.
         """
-        slow = np.nonzero(self.layers[layer].inv_freq * context < max_angle)[0]
+        lr = self.layers[layer]
+        slow = np.nonzero(lr.inv_freq * lr.span(context) < max_angle)[0]
         return int(slow[0]) if len(slow) else self.n_chunks
 
     def with_layout(self, layout: str) -> RopeGeometry:
@@ -90,6 +98,7 @@ class RopeGeometry:
                     "attention_scaling": lr.attention_scaling,
                     "layer_type": lr.layer_type,
                     "theta": lr.theta,
+                    "window": lr.window,
                 }
                 for lr in self.layers
             ],
@@ -103,6 +112,7 @@ class RopeGeometry:
                 float(lr["attention_scaling"]),
                 lr["layer_type"],
                 lr["theta"],
+                lr.get("window"),
             )
             for lr in d["layers"]
         )
@@ -198,6 +208,7 @@ def read_geometry(model: torch.nn.Module, layout: str | None = None) -> RopeGeom
             "(no inv_freq buffer); ropescope analyses RoPE models only"
         )
 
+    windows = _sliding_windows(model, n_layers)
     layers = []
     for i in range(n_layers):
         ltype = layer_types[i]
@@ -211,7 +222,7 @@ def read_geometry(model: torch.nn.Module, layout: str | None = None) -> RopeGeom
             raise UnsupportedModelError(f"no RoPE frequencies found for layer {i} (type {ltype!r})")
         layers.append(
             LayerRope(
-                buf.detach().double().cpu().numpy().copy(), scaling, ltype, _theta(cfg, ltype)
+                buf.detach().double().cpu().numpy().copy(), scaling, ltype, _theta(cfg, ltype), windows[i]
             )
         )
     rotary_dims = {2 * len(lr.inv_freq) for lr in layers}
@@ -232,3 +243,14 @@ def _theta(cfg, layer_type: str | None) -> float | None:
             return float(params["rope_theta"])
     theta = getattr(cfg, "rope_theta", None)
     return float(theta) if theta is not None else None
+
+
+def _sliding_windows(model: torch.nn.Module, n_layers: int) -> list[int | None]:
+    """Each layer's sliding window as its attention module states it (``None``: global)."""
+    windows: list[int | None] = [None] * n_layers
+    for _, module in model.named_modules():
+        if "Attention" in type(module).__name__ and isinstance(getattr(module, "layer_idx", None), int):
+            window = getattr(module, "sliding_window", None)
+            if isinstance(window, int) and window > 0 and module.layer_idx < n_layers:
+                windows[module.layer_idx] = window
+    return windows

@@ -1,0 +1,202 @@
+"""The ``ropescope`` command line: profile a checkpoint, redraw a saved profile, list bundled models.
+
+Every error a user can cause is printed as one line (``error: ...``) with a non-zero exit status;
+set ``ROPESCOPE_DEBUG=1`` to see the traceback of an unexpected one. Output directories appear
+only when complete: they are written under a temporary name and renamed into place.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+import click  # noqa: E402
+import typer  # noqa: E402
+
+from ropescope.errors import RopescopeError  # noqa: E402
+from ropescope.models import DEFAULT_MODEL, DTYPES  # noqa: E402
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="How a pretrained RoPE language model uses each rotary frequency.",
+)
+
+
+def _say(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+@contextmanager
+def _output_directory(out: Path, overwrite: bool):
+    """Yield a temporary directory that becomes ``out`` only if the block finishes."""
+    out = out.expanduser()
+    parent = out.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=parent))
+    try:
+        yield tmp
+        if out.exists():
+            trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=parent))
+            os.replace(out, trash / out.name)
+            os.replace(tmp, out)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and not overwrite:
+        raise RopescopeError(f"output directory {out} already exists; pass --overwrite to replace it")
+    if out.exists() and not out.is_dir():
+        raise RopescopeError(f"output path {out} exists and is not a directory")
+
+
+def _quiet_libraries() -> None:
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+@app.command()
+def profile(
+    model: str = typer.Argument(DEFAULT_MODEL, help="Bundled model name, HF id or directory, or .gguf path."),
+    prompts: str = typer.Option("shakespeare", help="Built-in prompt set name or a prompt file (.txt, .jsonl)."),
+    max_tokens: int = typer.Option(None, help="Cut prompts to this many tokens [default: model context]."),
+    out: Path = typer.Option(None, help="Output directory [default: runs/MODEL]."),
+    batch_size: int = typer.Option(8, help="Prompts per forward pass (right-padded)."),
+    dtype: str = typer.Option("float32", help=f"Model dtype: {', '.join(DTYPES)}."),
+    device: str = typer.Option(None, help="Torch device, e.g. cpu, cuda, cuda:1."),
+    device_map: str = typer.Option(None, help="'auto' to spread a large model over devices (accelerate)."),
+    head_layer: int = typer.Option(0, help="Layer (0-based) of the per-head figure (F4)."),
+    include_bos: bool = typer.Option(False, help="Count BOS tokens in the statistics."),
+    overwrite: bool = typer.Option(False, help="Replace an existing output directory."),
+    trust_remote_code: bool = typer.Option(False, help="Allow a checkpoint's own Python code to run."),
+) -> None:
+    """Profile q/k/v chunk norms of MODEL on a prompt set; write profile, figures and a summary."""
+    from rich.progress import Progress
+
+    import ropescope
+    from ropescope.plots import write_profile_figures
+    from ropescope.summary import summary_text
+
+    if max_tokens is not None and max_tokens <= 0:
+        raise RopescopeError(f"--max-tokens must be a positive number of tokens, got {max_tokens}")
+    if batch_size <= 0:
+        raise RopescopeError(f"--batch-size must be positive, got {batch_size}")
+    out = out or Path("runs") / Path(model).name.removesuffix(".gguf")
+    _check_out(out, overwrite)
+    texts = ropescope.load_prompts(prompts)
+    _quiet_libraries()
+    _say(f"loading {model} ...")
+    loaded, tokenizer = ropescope.load_model(
+        model, dtype=dtype, device=device, device_map=device_map, trust_remote_code=trust_remote_code
+    )
+    n_layers = ropescope.read_geometry(loaded).n_layers
+    if not 0 <= head_layer < n_layers:
+        raise RopescopeError(f"--head-layer {head_layer} is out of range: the model has layers 0..{n_layers - 1}")
+    with Progress(transient=True, console=_stderr_console()) as bar:
+        task = bar.add_task(f"profiling {len(texts)} prompts", total=len(texts))
+        result = ropescope.profile(
+            loaded,
+            tokenizer,
+            texts,
+            max_tokens=max_tokens,
+            batch_size=batch_size,
+            include_bos=include_bos,
+            model_id=model,
+            prompt_set=Path(prompts).name if os.sep in prompts else prompts,
+            progress=lambda done: bar.update(task, completed=done),
+        )
+    text = summary_text(result)
+    with _output_directory(out, overwrite) as tmp:
+        result.save(tmp / "profile.safetensors")
+        result.frame().to_csv(tmp / "chunk_norms.csv", index=False)
+        (tmp / "summary.txt").write_text(text, encoding="utf-8")
+        write_profile_figures(result, tmp, head_layer=head_layer)
+    typer.echo(text)
+    typer.echo(f"wrote {out}/ (profile.safetensors, chunk_norms.csv, summary.txt, figures)")
+
+
+@app.command()
+def plot(
+    run: Path = typer.Argument(..., help="Run directory (or profile.safetensors) written by 'ropescope profile'."),
+    out: Path = typer.Option(None, help="Directory for the figures [default: the run directory]."),
+    head_layer: int = typer.Option(0, help="Layer (0-based) of the per-head figure (F4)."),
+) -> None:
+    """Redraw the figures of a saved profile."""
+    import ropescope
+    from ropescope.plots import write_profile_figures
+
+    result = ropescope.load_profile(run)
+    if not 0 <= head_layer < result.n_layers:
+        raise RopescopeError(f"--head-layer {head_layer} is out of range: the model has layers 0..{result.n_layers - 1}")
+    target = out or (run if run.is_dir() else run.parent)
+    target.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target, prefix=".figures-") as tmp:
+        paths = write_profile_figures(result, tmp, head_layer=head_layer)
+        for path in paths:
+            os.replace(path, target / path.name)
+    typer.echo(f"wrote {len(paths)} figure files to {target}/")
+
+
+@app.command()
+def models() -> None:
+    """List the bundled models and whether they are installed."""
+    from ropescope.models import model_status
+
+    for row in model_status():
+        state = "installed" if row["installed"] else f"not installed ({row['install']})"
+        typer.echo(f"{row['name']:<14} {state:<12}  {row['description']}")
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _warn_one_line(message, category, filename, lineno, file=None, line=None) -> None:
+    _say(f"warning: {message}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app and turn every failure into one line and an exit status."""
+    warnings.showwarning = _warn_one_line
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    try:
+        app(args=argv, standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        _say("error: aborted")
+        sys.exit(130)
+    except RopescopeError as exc:
+        _say(f"error: {exc}")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        _say("error: interrupted; no output was written")
+        sys.exit(130)
+    except Exception as exc:  # an unexpected failure still gets one line, unless debugging
+        if os.environ.get("ROPESCOPE_DEBUG"):
+            raise
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        _say(f"error: unexpected {type(exc).__name__}: {detail} (set ROPESCOPE_DEBUG=1 for the traceback)")
+        sys.exit(1)
