@@ -67,6 +67,7 @@ def profile(
         raise PromptError("the prompt set is empty")
     if batch_size <= 0:
         raise RopescopeError(f"batch size must be positive, got {batch_size}")
+    geometry = geometry or read_geometry(model)
     context = context_length(model)
     if max_tokens is None:
         max_tokens = context or 8192
@@ -75,7 +76,6 @@ def profile(
     ids, cut = tokenize_prompts(tokenizer, texts, max_tokens)
     if cut:
         warnings.warn(f"{cut} of {len(texts)} prompts were longer than {max_tokens} tokens and were cut")
-    geometry = geometry or read_geometry(model)
     bos = getattr(text_config(model), "bos_token_id", None)
     countable = [sum(1 for t in row if include_bos or t != bos) for row in ids]
     if sum(countable) == 0:

@@ -246,11 +246,22 @@ def _theta(cfg, layer_type: str | None) -> float | None:
 
 
 def _sliding_windows(model: torch.nn.Module, n_layers: int) -> list[int | None]:
-    """Each layer's sliding window as its attention module states it (``None``: global)."""
-    windows: list[int | None] = [None] * n_layers
+    """Each layer's sliding window in tokens (``None``: global attention).
+
+    The attention module's own ``sliding_window`` wins (Gemma 2/3); otherwise the config's
+    ``layer_types`` say which layers slide; with neither, a config ``sliding_window`` applies to
+    every layer (Mistral).
+    """
+    cfg = text_config(model)
+    window = getattr(cfg, "sliding_window", None)
+    window = window if isinstance(window, int) and window > 0 else None
+    types = getattr(cfg, "layer_types", None)
+    windows: list[int | None] = [
+        (window if types[i] == "sliding_attention" else None) if types else window for i in range(n_layers)
+    ]
     for _, module in model.named_modules():
         if "Attention" in type(module).__name__ and isinstance(getattr(module, "layer_idx", None), int):
-            window = getattr(module, "sliding_window", None)
-            if isinstance(window, int) and window > 0 and module.layer_idx < n_layers:
-                windows[module.layer_idx] = window
+            if hasattr(module, "sliding_window") and module.layer_idx < n_layers:
+                own = module.sliding_window
+                windows[module.layer_idx] = own if isinstance(own, int) and own > 0 else None
     return windows

@@ -1,0 +1,115 @@
+"""Capture leaves the model exactly as it was, checks its geometry, and refuses what it cannot do."""
+
+import pytest
+import torch
+import transformers
+from tiny import TEXTS, CharTokenizer, tiny_model
+
+import ropescope
+from ropescope.adapters import attention_sites
+from ropescope.errors import GeometryMismatchError, NoRopeError, NumericsError
+
+
+def _ids():
+    return torch.tensor([CharTokenizer()(TEXTS[3])["input_ids"]])
+
+
+def _hook_count(model):
+    return sum(
+        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(getattr(m, "_forward_hooks_with_kwargs", {}))
+        for m in model.modules()
+    )
+
+
+def _snapshot(model):
+    with torch.no_grad():
+        logits = model(input_ids=_ids()).logits.clone()
+    code = {id(s.code_module): (s.code_module, s.code_module.apply_rotary_pos_emb) for s in attention_sites(model)}
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    return logits, code, state, _hook_count(model)
+
+
+def _assert_unchanged(model, before):
+    logits, code, state, hooks = before
+    with torch.no_grad():
+        after = model(input_ids=_ids()).logits
+    assert torch.equal(after, logits)  # bit-identical
+    for module, function in code.values():
+        assert module.apply_rotary_pos_emb is function
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, state[key])
+    assert _hook_count(model) == hooks
+
+
+@pytest.mark.parametrize("family", ["gemma3", "qwen3", "cohere"])
+def test_model_is_bit_identical_after_profiling(family):
+    model = tiny_model(family)
+    before = _snapshot(model)
+    ropescope.profile(model, CharTokenizer(), TEXTS)
+    _assert_unchanged(model, before)
+
+
+def test_model_is_unchanged_after_an_exception_mid_forward():
+    model = tiny_model("llama")
+    before = _snapshot(model)
+
+    def explode(module, args, output):
+        raise RuntimeError("boom in layer 1")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        with ropescope.capture(model) as cap:
+            handle = model.model.layers[1].mlp.register_forward_hook(explode)
+            try:
+                model(input_ids=_ids())
+            finally:
+                handle.remove()
+    assert cap.stats["q"].count[0] > 0 and cap.stats["q"].count[2] == 0  # it stopped mid-forward
+    _assert_unchanged(model, before)
+
+
+@pytest.mark.parametrize("family", ["llama", "cohere"])
+def test_geometry_check_catches_a_wrong_layout(family):
+    model = tiny_model(family)
+    before = _snapshot(model)
+    geometry = ropescope.read_geometry(model)
+    wrong = geometry.with_layout("interleaved" if geometry.layout == "halves" else "halves")
+    with pytest.raises(GeometryMismatchError, match="layer 0"):
+        ropescope.profile(model, CharTokenizer(), TEXTS, geometry=wrong)
+    _assert_unchanged(model, before)
+
+
+def test_geometry_check_catches_wrong_frequencies():
+    model = tiny_model("gemma3")
+    geometry = ropescope.read_geometry(model)
+    # pretend every layer had the sliding layers' theta: layer 1 (theta 1M) must be named
+    layers = tuple(
+        ropescope.rope.LayerRope(geometry.layers[0].inv_freq, 1.0, lr.layer_type, lr.theta, lr.window)
+        for lr in geometry.layers
+    )
+    wrong = ropescope.RopeGeometry(geometry.head_dim, geometry.rotary_dim, geometry.layout, layers)
+    with pytest.raises(GeometryMismatchError, match="layer 1"):
+        ropescope.profile(model, CharTokenizer(), TEXTS, geometry=wrong)
+
+
+def test_model_without_rope_is_refused():
+    config = transformers.GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=96, n_positions=64)
+    model = transformers.GPT2LMHeadModel(config).eval()
+    with pytest.raises(NoRopeError, match="no rotary positional encoding"):
+        ropescope.profile(model, CharTokenizer(), TEXTS)
+
+
+def test_bfloat16_profile_passes_the_looser_geometry_check_and_is_close_to_float32():
+    model = tiny_model("gemma3")
+    exact = ropescope.profile(model, CharTokenizer(), TEXTS)
+    half = ropescope.profile(model.to(torch.bfloat16), CharTokenizer(), TEXTS)
+    assert half.meta["dtype"] == "bfloat16"
+    torch.testing.assert_close(half.stats["q"].mean, exact.stats["q"].mean, rtol=0.05, atol=0.05)
+
+
+def test_float16_overflow_is_reported_not_averaged():
+    model = tiny_model("llama")
+    with torch.no_grad():
+        model.model.layers[1].self_attn.v_proj.weight.mul_(1e6)
+    model = model.to(torch.float16)
+    with pytest.raises(NumericsError, match="v layer 1"):
+        ropescope.profile(model, CharTokenizer(), TEXTS)
