@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from safetensors import SafetensorError
-from safetensors.numpy import load_file, save_file
+from safetensors import safe_open
+from safetensors.numpy import load_file
 
 from ropescope.errors import ProfileFileError
 from ropescope.rope import RopeGeometry
@@ -144,7 +145,7 @@ class Profile:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         os.close(fd)
         try:
-            save_file(arrays, tmp, metadata=header)
+            _write_safetensors(arrays, header, Path(tmp))
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -164,8 +165,6 @@ def load_profile(path: str | os.PathLike) -> Profile:
         raise ProfileFileError(f"no saved profile at {path}")
     try:
         arrays = load_file(str(path))
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="numpy") as handle:
             header = handle.metadata() or {}
     except (SafetensorError, OSError, ValueError) as exc:
@@ -202,3 +201,27 @@ def _checksum(arrays: dict[str, np.ndarray], meta: str) -> str:
         digest.update(name.encode())
         digest.update(np.ascontiguousarray(arrays[name]).tobytes())
     return digest.hexdigest()
+
+
+def _write_safetensors(arrays: dict[str, np.ndarray], metadata: dict[str, str], path: Path) -> None:
+    """Write float64 ``arrays`` in the safetensors format with a key-sorted header.
+
+    The reference writer orders header keys arbitrarily; sorting makes equal profiles
+    byte-identical files.
+    """
+    header: dict = {"__metadata__": dict(sorted(metadata.items()))}
+    offset, blobs = 0, []
+    for name in sorted(arrays):
+        blob = np.ascontiguousarray(arrays[name], dtype="<f8").tobytes()
+        header[name] = {"dtype": "F64", "shape": list(arrays[name].shape), "data_offsets": [offset, offset + len(blob)]}
+        offset += len(blob)
+        blobs.append(blob)
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)
+    with open(path, "wb") as handle:
+        handle.write(len(encoded).to_bytes(8, "little"))
+        handle.write(encoded)
+        for blob in blobs:
+            handle.write(blob)
+        handle.flush()
+        os.fsync(handle.fileno())

@@ -51,9 +51,9 @@ def load_prompts(source: str) -> list[str]:
 
 def split_prompts(text: str) -> list[str]:
     """Blank-line separated blocks if the text has a blank line, else one prompt per line."""
-    text = text.replace("\r\n", "\n").strip("\ufeff")
+    text = text.replace("\r\n", "\n").lstrip("\ufeff").strip()
     lines = text.split("\n")
-    if any(not line.strip() for line in lines[1:-1]):
+    if any(not line.strip() for line in lines):
         blocks, current = [], []
         for line in lines:
             if line.strip():

@@ -1,0 +1,105 @@
+"""Profile views, saving, loading, merging, and refusing damaged files."""
+
+import json
+
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+from tiny import TEXTS, CharTokenizer, tiny_model
+
+import ropescope
+from ropescope.errors import ProfileFileError
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model("gemma3")
+
+
+@pytest.fixture(scope="module")
+def prof(model):
+    return ropescope.profile(model, CharTokenizer(), TEXTS, batch_size=2)
+
+
+def test_frame_is_tidy_and_matches_the_arrays(prof):
+    frame = prof.frame()
+    assert list(frame.columns) == [
+        "tensor", "layer", "head", "chunk", "frequency", "wavelength", "mean_norm", "std_norm", "max_norm", "n_tokens",
+    ]
+    assert len(frame) == 3 * 8 * (4 + 2 + 2)  # layers * chunks * (q heads + k heads + v heads)
+    row = frame[(frame.tensor == "k") & (frame.layer == 1) & (frame["head"] == 1) & (frame.chunk == 5)].iloc[0]
+    assert row.mean_norm == prof.stats["k"].mean[1, 1, 5].item()
+    assert row.frequency == prof.geometry.frequencies(1)[5]
+    assert row.wavelength == pytest.approx(2 * np.pi / row.frequency)
+    assert row.n_tokens == prof.n_tokens
+    # layer usage is the mean over heads of the per-head means (all heads see the same tokens)
+    np.testing.assert_allclose(prof.layer_usage("q")[2], prof.head_usage(2, "q").mean(axis=0))
+
+
+def test_metadata_records_model_geometry_and_prompts(prof):
+    meta = prof.meta
+    assert meta["n_prompts"] == len(TEXTS) and meta["include_bos"] is False
+    assert [lr["theta"] for lr in meta["geometry"]["layers"]] == [10_000.0, 1_000_000.0, 10_000.0]
+    assert meta["max_seq_len"] == max(len(t) for t in TEXTS) + 1
+    assert set(meta["versions"]) == {"ropescope", "torch", "transformers", "python"}
+    json.dumps(meta)  # JSON-safe
+
+
+def test_save_and_load_round_trip(prof, tmp_path):
+    path = prof.save(tmp_path / "p.safetensors")
+    loaded = ropescope.load_profile(path)
+    assert loaded.meta == prof.meta
+    for tensor in "qkv":
+        for name in ("count", "mean", "m2", "max"):
+            np.testing.assert_array_equal(getattr(loaded.stats[tensor], name), getattr(prof.stats[tensor], name))
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+
+
+def test_saving_twice_gives_identical_bytes(prof, tmp_path):
+    a = prof.save(tmp_path / "a.safetensors").read_bytes()
+    b = prof.save(tmp_path / "b.safetensors").read_bytes()
+    assert a == b
+
+
+def test_merge_equals_profiling_the_union(model):
+    first = ropescope.profile(model, CharTokenizer(), TEXTS[:2])
+    second = ropescope.profile(model, CharTokenizer(), TEXTS[2:])
+    union = ropescope.profile(model, CharTokenizer(), TEXTS)
+    merged = first.merge(second)
+    assert merged.n_tokens == union.n_tokens
+    assert merged.meta["prompt_set_hash"] == union.meta["prompt_set_hash"]
+    for tensor in "qkv":
+        for name in ("count", "mean", "max"):
+            np.testing.assert_allclose(getattr(merged.stats[tensor], name), getattr(union.stats[tensor], name), rtol=1e-12)
+        np.testing.assert_allclose(merged.stats[tensor].std, union.stats[tensor].std, rtol=1e-9)
+
+
+def test_merge_refuses_another_model(prof):
+    other = ropescope.profile(tiny_model("llama"), CharTokenizer(), TEXTS)
+    with pytest.raises(ProfileFileError, match="model_fingerprint"):
+        prof.merge(other)
+
+
+def test_load_refuses_missing_truncated_tampered_and_foreign_files(prof, tmp_path):
+    with pytest.raises(ProfileFileError, match="no saved profile"):
+        ropescope.load_profile(tmp_path / "missing.safetensors")
+    path = prof.save(tmp_path / "p.safetensors")
+    data = path.read_bytes()
+
+    (tmp_path / "cut.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ProfileFileError, match="not a readable"):
+        ropescope.load_profile(tmp_path / "cut.safetensors")
+
+    tampered = bytearray(data)
+    tampered[-3] ^= 0xFF  # flip bits inside the last array
+    (tmp_path / "tampered.safetensors").write_bytes(bytes(tampered))
+    with pytest.raises(ProfileFileError, match="checksum"):
+        ropescope.load_profile(tmp_path / "tampered.safetensors")
+
+    save_file({"x": np.zeros(3)}, str(tmp_path / "foreign.safetensors"), metadata={"format": "other"})
+    with pytest.raises(ProfileFileError, match="not a ropescope profile"):
+        ropescope.load_profile(tmp_path / "foreign.safetensors")
+
+    (tmp_path / "pickle.safetensors").write_bytes(b"\x80\x04\x95" + b"cos\nsystem\n" * 4)
+    with pytest.raises(ProfileFileError):
+        ropescope.load_profile(tmp_path / "pickle.safetensors")

@@ -1,0 +1,52 @@
+"""Built-in prompt sets and user prompt files."""
+
+import pytest
+
+from ropescope import load_prompts
+from ropescope.errors import PromptError
+
+
+def test_builtin_shakespeare_has_at_least_ten_passages():
+    prompts = load_prompts("shakespeare")
+    assert len(prompts) >= 10
+    assert any(p.startswith("To be, or not to be") for p in prompts)
+    assert all(len(p) > 100 for p in prompts)
+
+
+def test_one_prompt_per_line(tmp_path):
+    path = tmp_path / "p.txt"
+    path.write_text("first prompt\nsecond prompt\n\n", encoding="utf-8")
+    assert load_prompts(str(path)) == ["first prompt", "second prompt"]
+
+
+def test_blank_line_separated_blocks(tmp_path):
+    path = tmp_path / "p.txt"
+    path.write_text("a first\nparagraph\n\nthe second\n", encoding="utf-8")
+    assert load_prompts(str(path)) == ["a first paragraph", "the second"]
+
+
+def test_jsonl_text_field(tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"text": "one"}\n\n{"text": "two", "id": 3}\n', encoding="utf-8")
+    assert load_prompts(str(path)) == ["one", "two"]
+    path.write_text('{"txt": "one"}\n', encoding="utf-8")
+    with pytest.raises(PromptError, match="line 1 has no string field 'text'"):
+        load_prompts(str(path))
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [(b"", "holds no prompts"), (b"\n \n", "holds no prompts"), (b"\xff\xfe\xfa", "not UTF-8"), (b"a\x00b", "binary")],
+)
+def test_bad_prompt_files(tmp_path, content, message):
+    path = tmp_path / "bad.txt"
+    path.write_bytes(content)
+    with pytest.raises(PromptError, match=message):
+        load_prompts(str(path))
+
+
+def test_unknown_set_or_missing_file(tmp_path):
+    with pytest.raises(PromptError, match="neither a built-in set"):
+        load_prompts(str(tmp_path / "nope.txt"))
+    with pytest.raises(PromptError, match="is a directory"):
+        load_prompts(str(tmp_path))
