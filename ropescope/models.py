@@ -19,7 +19,6 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
-from importlib.resources import files
 from pathlib import Path
 
 import torch
@@ -54,7 +53,9 @@ class BundledModel:
                 gemma.assemble(tmp, overwrite=True)
                 os.replace(tmp, target)
             return target
-        return Path(str(files(self.package).joinpath("SmolLM2-135M-Instruct.Q4_1.gguf")))
+        # find the file without importing the package (its __init__ needs the 'llm' app)
+        spec = importlib.util.find_spec(self.package)
+        return Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 BUNDLED: dict[str, BundledModel] = {

@@ -1,0 +1,102 @@
+"""The command line: bad input gets one line, a non-zero exit and no output directory."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import transformers
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "ropescope", *args], capture_output=True, text=True, cwd=cwd or REPO, timeout=600
+    )
+
+
+def assert_one_line_error(result, fragment):
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("loading ")]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and fragment in lines[0], lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def assert_no_output(out: Path):
+    assert not out.exists()
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")]
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["no-such-model"], "unknown model 'no-such-model'"),
+        (["missing/dir/model.gguf"], "GGUF file missing/dir/model.gguf does not exist"),
+        (["./missing-directory"], "unknown model './missing-directory'"),
+        (["gemma-3-270m", "--max-tokens", "0"], "--max-tokens must be a positive"),
+        (["gemma-3-270m", "--max-tokens", "-5"], "--max-tokens must be a positive"),
+        (["gemma-3-270m", "--batch-size", "0"], "--batch-size must be positive"),
+        (["gemma-3-270m", "--prompts", "no_such_prompts.txt"], "neither a built-in set"),
+        (["gemma-3-270m", "--dtype", "float8"], "unknown dtype 'float8'"),
+    ],
+)
+def test_bad_input_gets_one_line(tmp_path, args, fragment):
+    out = tmp_path / "run"
+    result = run_cli("profile", *args, "--out", str(out))
+    assert_one_line_error(result, fragment)
+    assert_no_output(out)
+
+
+def test_empty_prompt_file(tmp_path):
+    prompts = tmp_path / "empty.txt"
+    prompts.write_text("\n\n")
+    out = tmp_path / "run"
+    assert_one_line_error(run_cli("profile", "--prompts", str(prompts), "--out", str(out)), "holds no prompts")
+    assert_no_output(out)
+
+
+def test_directory_that_is_not_a_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    assert_one_line_error(run_cli("profile", str(tmp_path), "--out", str(out)), "is not a checkpoint")
+
+
+def test_existing_output_directory_is_refused_without_overwrite(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    assert_one_line_error(run_cli("profile", "--out", str(out)), "already exists; pass --overwrite")
+    assert (out / "keep.txt").read_text() == "mine"
+
+
+def test_plot_of_a_missing_or_corrupt_profile(tmp_path):
+    assert_one_line_error(run_cli("plot", str(tmp_path / "nothing")), "no saved profile")
+    (tmp_path / "profile.safetensors").write_bytes(b"garbage")
+    assert_one_line_error(run_cli("plot", str(tmp_path)), "not a readable ropescope profile")
+
+
+def test_model_without_rope_is_refused(tmp_path, gemma_dir):
+    config = transformers.GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=262144, n_positions=64)
+    transformers.GPT2LMHeadModel(config).save_pretrained(tmp_path / "gpt2")
+    transformers.AutoTokenizer.from_pretrained(gemma_dir).save_pretrained(tmp_path / "gpt2")
+    out = tmp_path / "run"
+    result = run_cli("profile", str(tmp_path / "gpt2"), "--out", str(out))
+    assert_one_line_error(result, "has no rotary positional encoding")
+    assert_no_output(out)
+
+
+def test_prompt_longer_than_the_context_is_refused(tmp_path):
+    out = tmp_path / "run"
+    result = run_cli("profile", "--max-tokens", "40000", "--out", str(out))
+    assert_one_line_error(result, "exceeds the model's context of 32768 tokens")
+    assert_no_output(out)
+
+
+def test_help_and_models():
+    for command in ([], ["profile"], ["plot"], ["models"]):
+        result = run_cli(*command, "--help")
+        assert result.returncode == 0 and "Usage" in result.stdout
+    listing = run_cli("models")
+    assert listing.returncode == 0
+    assert "gemma-3-270m" in listing.stdout and "installed" in listing.stdout
