@@ -206,9 +206,7 @@ def capture(
 
     Every hook and patch is removed on exit, also when the block raises.
     """
-    cap = Capture(
-        model, geometry, include_bos=include_bos, verify_geometry=verify_geometry, tensors=tensors
-    )
+    cap = Capture(model, geometry, include_bos=include_bos, verify_geometry=verify_geometry, tensors=tensors)
     try:
         cap.install()
         yield cap

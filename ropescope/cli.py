@@ -74,7 +74,9 @@ def _quiet_libraries() -> None:
 @app.command()
 def profile(
     model: str = typer.Argument(DEFAULT_MODEL, help="Bundled model name, HF id or directory, or .gguf path."),
-    prompts: str = typer.Option("shakespeare", help="Built-in prompt set name or a prompt file (.txt, .jsonl)."),
+    prompts: str = typer.Option(
+        "shakespeare", help="Built-in prompt set name or a prompt file (.txt, .jsonl)."
+    ),
     max_tokens: int = typer.Option(None, help="Cut prompts to this many tokens [default: model context]."),
     out: Path = typer.Option(None, help="Output directory [default: runs/MODEL]."),
     batch_size: int = typer.Option(8, help="Prompts per forward pass (right-padded)."),
@@ -107,7 +109,9 @@ def profile(
     )
     n_layers = ropescope.read_geometry(loaded).n_layers
     if not 0 <= head_layer < n_layers:
-        raise RopescopeError(f"--head-layer {head_layer} is out of range: the model has layers 0..{n_layers - 1}")
+        raise RopescopeError(
+            f"--head-layer {head_layer} is out of range: the model has layers 0..{n_layers - 1}"
+        )
     with Progress(transient=True, console=_stderr_console()) as bar:
         task = bar.add_task(f"profiling {len(texts)} prompts", total=len(texts))
         result = ropescope.profile(
@@ -133,7 +137,9 @@ def profile(
 
 @app.command()
 def plot(
-    run: Path = typer.Argument(..., help="Run directory (or profile.safetensors) written by 'ropescope profile'."),
+    run: Path = typer.Argument(
+        ..., help="Run directory (or profile.safetensors) written by 'ropescope profile'."
+    ),
     out: Path = typer.Option(None, help="Directory for the figures [default: the run directory]."),
     head_layer: int = typer.Option(0, help="Layer (0-based) of the per-head figure (F4)."),
 ) -> None:
@@ -143,7 +149,9 @@ def plot(
 
     result = ropescope.load_profile(run)
     if not 0 <= head_layer < result.n_layers:
-        raise RopescopeError(f"--head-layer {head_layer} is out of range: the model has layers 0..{result.n_layers - 1}")
+        raise RopescopeError(
+            f"--head-layer {head_layer} is out of range: the model has layers 0..{result.n_layers - 1}"
+        )
     target = out or (run if run.is_dir() else run.parent)
     target.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target, prefix=".figures-") as tmp:

@@ -63,30 +63,32 @@ def _mark_boundaries(ax, profile: Profile, layers: list[int], columns: int) -> N
             per_column = per_column * columns
         _boundary_steps(ax, per_column, TRAINED_STYLE, f"< 1 rad over {trained:,} tokens (context){windowed}")
     ax.set_ylim(geometry.n_chunks - 0.5, -0.5)
-    ax.legend(loc="lower left", fontsize=7, framealpha=0.85)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), fontsize=7, frameon=False)
 
 
 def layer_usage_figure(profile: Profile, tensors: tuple[str, ...] = ("q", "k")):
     """F3 (q, k) or F13 (v): mean chunk norm per layer, averaged over tokens and heads."""
-    fig, axes = plt.subplots(1, len(tensors), figsize=(5.2 * len(tensors), 5.0), squeeze=False)
+    fig, axes = plt.subplots(1, len(tensors), figsize=(5.2 * len(tensors), 5.6), squeeze=False)
     layers = list(range(profile.n_layers))
-    for ax, tensor in zip(axes[0], tensors):
+    for ax, tensor in zip(axes[0], tensors, strict=True):
         data = profile.layer_usage(tensor).T
         _draw_map(fig, ax, data, "layer (0-based)", f"{TENSOR_PLURALS[tensor]}, mean over tokens and heads")
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         if tensor != "v":
             _mark_boundaries(ax, profile, layers, len(layers))
     what = " and ".join(TENSOR_PLURALS[t] for t in tensors)
-    note = " (values are not rotated: a control)" if tensors == ("v",) else ""
-    fig.suptitle(f"{profile.meta['model_id']}: RoPE frequency usage of {what} per layer{note}\n{_describe(profile)}")
+    note = "values are not rotated: a control for the q/k maps; " if tensors == ("v",) else ""
+    fig.suptitle(
+        f"{profile.meta['model_id']}: RoPE frequency usage of {what} per layer\n{note}{_describe(profile)}"
+    )
     fig.tight_layout()
     return fig
 
 
 def head_usage_figure(profile: Profile, layer: int, tensors: tuple[str, ...] = ("q", "k")):
     """F4: mean chunk norm of every head of one layer (query heads for q, KV heads for k, v)."""
-    fig, axes = plt.subplots(1, len(tensors), figsize=(4.6 * len(tensors), 5.0), squeeze=False)
-    for ax, tensor in zip(axes[0], tensors):
+    fig, axes = plt.subplots(1, len(tensors), figsize=(4.6 * len(tensors), 5.6), squeeze=False)
+    for ax, tensor in zip(axes[0], tensors, strict=True):
         data = profile.head_usage(layer, tensor).T
         kind = "query heads" if tensor == "q" else "KV heads"
         _draw_map(fig, ax, data, f"{kind[:-1]} (0-based)", f"{TENSOR_PLURALS[tensor]}, {kind}")

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from safetensors import SafetensorError
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file
 
 from ropescope.errors import ProfileFileError
@@ -139,7 +138,11 @@ class Profile:
         arrays: dict[str, np.ndarray] = {}
         for tensor in TENSORS:
             arrays.update(self.stats[tensor].to_arrays(tensor))
-        header = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "meta": json.dumps(self.meta, sort_keys=True)}
+        header = {
+            "format": FORMAT,
+            "format_version": str(FORMAT_VERSION),
+            "meta": json.dumps(self.meta, sort_keys=True),
+        }
         header["checksum"] = _checksum(arrays, header["meta"])
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -154,7 +157,7 @@ class Profile:
 
 
 def load_profile(path: str | os.PathLike) -> Profile:
-    """Load a profile saved by :meth:`Profile.save` (a file, or a run directory holding ``profile.safetensors``).
+    """Load a profile saved by :meth:`Profile.save`: a file, or a run directory holding one.
 
     Raises :class:`ProfileFileError` for a missing, truncated, tampered or foreign file.
     """
@@ -213,7 +216,11 @@ def _write_safetensors(arrays: dict[str, np.ndarray], metadata: dict[str, str], 
     offset, blobs = 0, []
     for name in sorted(arrays):
         blob = np.ascontiguousarray(arrays[name], dtype="<f8").tobytes()
-        header[name] = {"dtype": "F64", "shape": list(arrays[name].shape), "data_offsets": [offset, offset + len(blob)]}
+        header[name] = {
+            "dtype": "F64",
+            "shape": list(arrays[name].shape),
+            "data_offsets": [offset, offset + len(blob)],
+        }
         offset += len(blob)
         blobs.append(blob)
     encoded = json.dumps(header, separators=(",", ":")).encode()

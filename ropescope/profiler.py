@@ -75,7 +75,8 @@ def profile(
         raise PromptError(f"max_tokens {max_tokens} exceeds the model's context of {context} tokens")
     ids, cut = tokenize_prompts(tokenizer, texts, max_tokens)
     if cut:
-        warnings.warn(f"{cut} of {len(texts)} prompts were longer than {max_tokens} tokens and were cut")
+        message = f"{cut} of {len(texts)} prompts were longer than {max_tokens} tokens and were cut"
+        warnings.warn(message, stacklevel=2)
     bos = getattr(text_config(model), "bos_token_id", None)
     countable = [sum(1 for t in row if include_bos or t != bos) for row in ids]
     if sum(countable) == 0:

@@ -36,7 +36,7 @@ def summary_frame(profile: Profile) -> pd.DataFrame:
         for layer in range(profile.n_layers):
             boundary = geometry.semantic_boundary(layer, seen)
             row = {"tensor": tensor, "layer": layer, "theta": geometry.layers[layer].theta}
-            row.update({band: float(s) for band, s in zip(BANDS, shares[layer])})
+            row.update({band: float(s) for band, s in zip(BANDS, shares[layer], strict=True)})
             row["dominant_band"] = BANDS[int(np.argmax(shares[layer]))]
             row["semantic_share"] = float(usage[layer, boundary:].sum() / usage[layer].sum())
             rows.append(row)
@@ -61,7 +61,8 @@ def summary_text(profile: Profile) -> str:
         theta = f"{d['theta']:,.0f}" if d["theta"] else "?"
         shares = "  ".join(f"{row[3 + i]:>11.3f}" for i in range(len(BANDS)))
         lines.append(
-            f"{d['tensor']:<6} {d['layer']:>5} {theta:>10}  {shares}  {d['dominant_band']:>11}  {d['semantic_share']:>6.3f}"
+            f"{d['tensor']:<6} {d['layer']:>5} {theta:>10}  {shares}  "
+            f"{d['dominant_band']:>11}  {d['semantic_share']:>6.3f}"
         )
     lines.append("")
     for tensor in ("q", "k"):

@@ -20,7 +20,9 @@ def attention_inputs(model, batch):
         if "Attention" in type(module).__name__ and hasattr(module, "layer_idx"):
 
             def hook(mod, args, kwargs):
-                found[mod.layer_idx] = (kwargs.get("hidden_states", args[0] if args else None)).detach().clone()
+                found[mod.layer_idx] = (
+                    (kwargs.get("hidden_states", args[0] if args else None)).detach().clone()
+                )
 
             handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
     try:
@@ -29,7 +31,11 @@ def attention_inputs(model, batch):
     finally:
         for h in handles:
             h.remove()
-    return found, {m.layer_idx: m for _, m in model.named_modules() if "Attention" in type(m).__name__ and hasattr(m, "layer_idx")}
+    return found, {
+        m.layer_idx: m
+        for _, m in model.named_modules()
+        if "Attention" in type(m).__name__ and hasattr(m, "layer_idx")
+    }
 
 
 def project(attn, hidden, which: str, n_heads: int, head_dim: int) -> np.ndarray:

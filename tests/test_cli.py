@@ -12,7 +12,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 def run_cli(*args, cwd=None):
     return subprocess.run(
-        [sys.executable, "-m", "ropescope", *args], capture_output=True, text=True, cwd=cwd or REPO, timeout=600
+        [sys.executable, "-m", "ropescope", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd or REPO,
+        timeout=600,
     )
 
 
@@ -53,7 +57,9 @@ def test_empty_prompt_file(tmp_path):
     prompts = tmp_path / "empty.txt"
     prompts.write_text("\n\n")
     out = tmp_path / "run"
-    assert_one_line_error(run_cli("profile", "--prompts", str(prompts), "--out", str(out)), "holds no prompts")
+    assert_one_line_error(
+        run_cli("profile", "--prompts", str(prompts), "--out", str(out)), "holds no prompts"
+    )
     assert_no_output(out)
 
 

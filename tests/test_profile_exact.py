@@ -71,8 +71,10 @@ def test_pre_and_post_rope_chunk_norms_agree(family, monkeypatch):
             # and the pairing matters: the other layout's "chunks" are not preserved
             wrong = "interleaved" if geometry.layout == "halves" else "halves"
             assert not torch.allclose(
-                ropescope.rope.chunk_norms(post[..., :r], wrong), ropescope.rope.chunk_norms(pre[..., :r], wrong),
-                rtol=1e-3, atol=1e-3,
+                ropescope.rope.chunk_norms(post[..., :r], wrong),
+                ropescope.rope.chunk_norms(pre[..., :r], wrong),
+                rtol=1e-3,
+                atol=1e-3,
             )
 
 
@@ -80,7 +82,7 @@ def test_gemma3_geometry_is_read_per_layer_type():
     model = tiny_model("gemma3")
     geometry = ropescope.read_geometry(model)
     rotary = model.model.rotary_emb
-    for layer, lr in enumerate(geometry.layers):
+    for lr in geometry.layers:
         buffer = getattr(rotary, f"{lr.layer_type}_inv_freq")
         np.testing.assert_array_equal(lr.inv_freq, buffer.double().numpy())
     assert [lr.theta for lr in geometry.layers] == [10_000.0, 1_000_000.0, 10_000.0]

