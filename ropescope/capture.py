@@ -16,6 +16,7 @@ restored, so the model computes exactly what it computed before.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import torch
 
@@ -33,6 +34,11 @@ GEOMETRY_TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-4, torch.float16: 4
 class Capture:
     """Installed hooks and the statistics they fill. Use through :func:`capture`.
 
+    ``on_qk(layer, q_rot, k_rot, mask)`` (optional) receives every layer's post-RoPE q and k
+    (``[batch, heads, tokens, dims]``) and the counted-token mask, for reducers of its own (head
+    scores). ``edit_q(layer, q)`` (optional) returns a replacement for the pre-RoPE query the model
+    then rotates and uses: an intervention, active only inside the context.
+
     ``stats`` maps ``"q"``, ``"k"``, ``"v"`` to :class:`~ropescope.stats.ChunkNormStats` (heads are
     query heads for q and KV heads for k and v). ``include_bos`` decides whether tokens equal to the
     tokenizer's BOS id are counted; padding (``attention_mask == 0``) never is.
@@ -46,8 +52,12 @@ class Capture:
         include_bos: bool = False,
         verify_geometry: bool = True,
         tensors: tuple[str, ...] = ("q", "k", "v"),
+        on_qk: Callable | None = None,
+        edit_q: Callable | None = None,
     ):
         self.model = model
+        self.on_qk = on_qk
+        self.edit_q = edit_q
         self.cfg = text_config(model)
         self.geometry = geometry or read_geometry(model)
         self.include_bos = include_bos
@@ -128,9 +138,15 @@ class Capture:
 
     def _wrap_rope(self, original):
         def apply_rotary_pos_emb(q, k, cos, sin, *args, **kwargs):
+            layer = self._layer
+            if layer is not None and self.edit_q is not None:
+                q = self.edit_q(layer, q)
             q_rot, k_rot = original(q, k, cos, sin, *args, **kwargs)
-            if self._layer is not None:
-                self._record_qk(self._layer, q, k, q_rot, k_rot)
+            if layer is not None:
+                self._record_qk(layer, q, k, q_rot, k_rot)
+                if self.on_qk is not None:
+                    with torch.no_grad():
+                        self.on_qk(layer, q_rot.detach(), k_rot.detach(), self._token_mask(q.shape[2]))
             return q_rot, k_rot
 
         return apply_rotary_pos_emb
@@ -201,12 +217,22 @@ def capture(
     include_bos: bool = False,
     verify_geometry: bool = True,
     tensors: tuple[str, ...] = ("q", "k", "v"),
+    on_qk: Callable | None = None,
+    edit_q: Callable | None = None,
 ):
     """Context manager: hook ``model`` and yield a :class:`Capture` whose ``stats`` fill up.
 
     Every hook and patch is removed on exit, also when the block raises.
     """
-    cap = Capture(model, geometry, include_bos=include_bos, verify_geometry=verify_geometry, tensors=tensors)
+    cap = Capture(
+        model,
+        geometry,
+        include_bos=include_bos,
+        verify_geometry=verify_geometry,
+        tensors=tensors,
+        on_qk=on_qk,
+        edit_q=edit_q,
+    )
     try:
         cap.install()
         yield cap

@@ -53,6 +53,8 @@ def profile(
     model_id: str | None = None,
     prompt_set: str = "custom",
     progress: Callable[[int], None] | None = None,
+    on_qk: Callable | None = None,
+    tensors: tuple[str, ...] = ("q", "k", "v"),
 ) -> Profile:
     """Profile the chunk norms of q, k and v of every layer, head and chunk over ``texts``.
 
@@ -60,7 +62,8 @@ def profile(
     must not exceed the model's context. BOS tokens are left out unless ``include_bos``: BOS is
     the same token at position 0 of every prompt, an attention sink with atypically large
     activations, and counting it would weight one outlier by the number of prompts.
-    ``progress(n)`` is called after each batch with the number of prompts done.
+    ``progress(n)`` is called after each batch with the number of prompts done; ``on_qk`` is
+    handed to :func:`~ropescope.capture.capture` (extra reducers, e.g. head scores).
     """
     texts = list(texts)
     if not texts:
@@ -87,7 +90,9 @@ def profile(
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     done = 0
-    with torch.inference_mode(), capture(model, geometry, include_bos=include_bos) as cap:
+    with torch.inference_mode(), capture(
+        model, geometry, include_bos=include_bos, on_qk=on_qk, tensors=tensors
+    ) as cap:
         for start in range(0, len(order), batch_size):
             rows = [ids[i] for i in order[start : start + batch_size]]
             width = max(len(r) for r in rows)

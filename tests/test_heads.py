@@ -1,0 +1,178 @@
+"""Head scores: block-wise attention equals the model's own, hand-built heads are found, the
+attribution adds up to the logits, NoPE cannot focus, and the causal test equals a real intervention."""
+
+import numpy as np
+import pytest
+import torch
+from tiny import TEXTS, CharTokenizer, tiny_model
+
+import ropescope
+from ropescope.adapters import attention_sites
+from ropescope.attention import LogitRule, attention_blocks, logit_rules
+from ropescope.errors import PromptError, UnsupportedModelError
+from ropescope.headscan import _chunk_dims, _classify, causal_test, scan_heads, zero_query_chunks
+from ropescope.heads import HeadScoreReducer
+
+K = 4
+
+
+def eager_offset_scores(model, texts):
+    """Mean attention on offsets 0..K and the first token, from output_attentions, by explicit loops."""
+    cfg = model.config
+    n_layers, n_heads = cfg.num_hidden_layers, cfg.num_attention_heads
+    sums, rows = np.zeros((n_layers, n_heads, K + 2)), np.zeros((n_layers, K + 2))
+    windows = [ropescope.read_geometry(model).layers[i].window for i in range(n_layers)]
+    for text in texts:
+        ids = torch.tensor([CharTokenizer()(text)["input_ids"]])
+        with torch.no_grad():
+            attentions = model(input_ids=ids, output_attentions=True).attentions
+        seq = ids.shape[1]
+        for layer, att in enumerate(attentions):
+            w = windows[layer] or 10**9
+            for i in range(1, seq):
+                for d in range(K + 1):
+                    if i >= d + 1 and d < w:
+                        sums[layer, :, d] += att[0, :, i, i - d].double().numpy()
+                        rows[layer, d] += 1
+                if i < w:
+                    sums[layer, :, K + 1] += att[0, :, i, 0].double().numpy()
+                    rows[layer, K + 1] += 1
+    return sums / rows[:, None, :]
+
+
+@pytest.mark.parametrize("family", ["gemma2", "gemma3", "llama", "qwen3", "mistral", "cohere"])
+def test_blockwise_scores_equal_eager_attention_weights(family):
+    model = tiny_model(family)
+    geometry = ropescope.read_geometry(model)
+    reducer = HeadScoreReducer(geometry, logit_rules(model, geometry), model.config.num_attention_heads, K, block=7)
+    ropescope.profile(model, CharTokenizer(), TEXTS, batch_size=1, on_qk=reducer, tensors=())
+    expected = eager_offset_scores(model, TEXTS)
+    got = np.concatenate([reducer.arrays.offset_scores(), reducer.arrays.sink_scores()[..., None]], axis=-1)
+    if family == "gemma2":
+        assert reducer.rules[0].softcap == 50.0
+    np.testing.assert_allclose(np.nan_to_num(got), np.nan_to_num(expected), rtol=1e-5, atol=1e-6)
+
+
+def synthetic_head(psi: torch.Tensor, shift: int, seq: int, inv_freq: torch.Tensor):
+    """T5.3: post-RoPE q_i = R^i psi and k_j = R^(j+shift) psi (shift 0: diagonal, 1: previous token)."""
+    positions = torch.arange(seq, dtype=torch.float64)
+    pre = psi.expand(1, seq, -1)
+    q = ropescope.rope.rotate(pre, positions, inv_freq, "halves")
+    k = ropescope.rope.rotate(pre, positions + shift, inv_freq, "halves")
+    return q.float(), k.float()
+
+
+@pytest.mark.parametrize("shift, expected_class, offset", [(0, "diagonal", 0), (1, "previous-token", 1)])
+def test_hand_built_heads_are_classified_and_sharpen_with_norm(shift, expected_class, offset):
+    n_chunks, seq = 8, 24
+    inv_freq = 10_000.0 ** (-torch.arange(n_chunks, dtype=torch.float64) / n_chunks)
+    geometry = ropescope.RopeGeometry(
+        16, 16, "halves", (ropescope.rope.LayerRope(inv_freq.numpy(), 1.0, None, 10_000.0),)
+    )
+    scores = []
+    for norm in (1.0, 2.0, 4.0, 8.0, 32.0):
+        psi = torch.zeros(16, dtype=torch.float64)
+        psi[0] = norm  # all of psi in the fastest chunk (1 rad/token; it nearly returns after 19)
+        q, k = synthetic_head(psi, shift, seq, inv_freq)
+        reducer = HeadScoreReducer(geometry, [LogitRule(1.0, None, None)], 1, K)
+        reducer.add(0, q, k)
+        off = reducer.arrays.offset_scores()[0, 0]
+        scores.append(off[offset])
+        cls, score, target = _classify(off, float(reducer.arrays.sink_scores()[0, 0]), 0.5)
+    assert np.all(np.diff(scores) > 0)  # sharper as ||psi||^2 grows
+    assert cls == expected_class and target == offset and score > 0.99
+
+
+def test_attribution_adds_up_to_the_logits(monkeypatch):
+    model = tiny_model("gemma3")
+    geometry = ropescope.read_geometry(model)
+    rules = logit_rules(model, geometry)
+    reducer = HeadScoreReducer(geometry, rules, 4, K)
+    code = attention_sites(model)[0].code_module
+    seen = {}
+    original = code.apply_rotary_pos_emb
+
+    def spy(q, k, cos, sin, *a, **kw):
+        out = original(q, k, cos, sin, *a, **kw)
+        seen[len(seen)] = (out[0][0].double(), out[1][0].double())
+        return out
+
+    monkeypatch.setattr(code, "apply_rotary_pos_emb", spy)
+    text = TEXTS[3]
+    ids = torch.tensor([CharTokenizer()(text)["input_ids"]])
+    with torch.no_grad():
+        model(input_ids=ids)
+    monkeypatch.undo()
+    ropescope.profile(model, CharTokenizer(), [text], batch_size=1, on_qk=reducer, tensors=())
+    target, _ = reducer.arrays.target_attribution()
+    pass_part = reducer.arrays.target_pass_sum / reducer.arrays.target_rows[:, None, :]
+    for layer, (q, k) in seen.items():
+        logits = rules[layer].scaling * (q @ k.repeat_interleave(2, 0).transpose(1, 2))  # [H, S, S]
+        seq = logits.shape[1]
+        for d in range(K + 1):
+            if rules[layer].window and d >= rules[layer].window:
+                continue
+            rows = torch.arange(d + 1, seq)
+            direct = logits[:, rows, rows - d].mean(dim=1).numpy()
+            np.testing.assert_allclose(target[layer, :, d].sum(-1) + pass_part[layer, :, d], direct, rtol=1e-6, atol=1e-6)
+
+
+def test_nope_head_cannot_put_more_than_half_on_the_diagonal_of_bos_x_x():
+    """P5.2: without rotation, the last of [bos, x, x] sees two identical keys."""
+    model = tiny_model("llama")
+    with torch.no_grad():
+        model.model.rotary_emb.inv_freq.zero_()  # NoPE: every frequency 0
+        for layer in model.model.layers:
+            layer.self_attn.q_proj.weight.mul_(20)  # sharp attention, as sharp as weights allow
+    geometry = ropescope.read_geometry(model)
+    reducer_inputs = {}
+
+    def on_qk(layer, q_rot, k_rot, mask):
+        reducer_inputs[layer] = (q_rot[0].float(), k_rot[0].float())
+
+    with ropescope.capture(model, on_qk=on_qk, tensors=()):
+        model(input_ids=torch.tensor([[1, 7, 7]]))
+    # the first layer sees the two x tokens as identical inputs (later layers mix in context)
+    (block,) = attention_blocks(*reducer_inputs[0], logit_rules(model, geometry)[0])
+    assert torch.all(block.probs[:, 2, 2] <= 0.5 + 1e-6)
+    torch.testing.assert_close(block.probs[:, 2, 2], block.probs[:, 2, 1])
+    # with RoPE at the same weights, the first layer can break the tie
+    model.model.rotary_emb.inv_freq.copy_(model.model.rotary_emb.original_inv_freq)
+    with ropescope.capture(model, on_qk=on_qk, tensors=()):
+        model(input_ids=torch.tensor([[1, 7, 7]]))
+    (block,) = attention_blocks(*reducer_inputs[0], logit_rules(model, geometry)[0])
+    assert not torch.allclose(block.probs[:, 2, 2], block.probs[:, 2, 1])
+
+
+def test_causal_test_equals_running_the_intervention():
+    model = tiny_model("llama")
+    geometry = ropescope.read_geometry(model)
+    table = causal_test(model, CharTokenizer(), TEXTS, [(1, 2, 1)], n_chunks=3, draws=2)
+    assert list(table.condition) == ["none", "fastest", "slowest", "random 1", "random 2"]
+    dims = _chunk_dims(geometry)
+    for row in table.itertuples():
+        chunks = [int(c) for c in row.chunks.split()] if row.chunks else []
+        reducer = HeadScoreReducer(geometry, logit_rules(model, geometry), 4, 1, layers={1})
+        edit = zero_query_chunks(dims, {(1, 2): chunks}) if chunks else None
+        with torch.no_grad():
+            for text in TEXTS:
+                ids = torch.tensor([CharTokenizer()(text)["input_ids"]])
+                with ropescope.capture(model, on_qk=reducer, edit_q=edit, tensors=()):
+                    model(input_ids=ids)
+        assert reducer.arrays.offset_scores()[1, 2, 1] == pytest.approx(row.score, rel=1e-5)
+    assert table.loc[table.condition == "none", "change"].item() == 0.0
+
+
+def test_scan_heads_table_and_bad_input():
+    model = tiny_model("gemma3")
+    report = scan_heads(model, CharTokenizer(), TEXTS, max_offset=K)
+    table = report.table
+    assert len(table) == 3 * 4 and set(table["class"].astype(str)) <= {
+        "diagonal", "previous-token", "positional-other", "bos-sink", "semantic/mixed"}
+    assert table["hf_score"].between(0, 1).all()
+    agreement = report.agreement()
+    assert -1 <= agreement["spearman"] <= 1
+    with pytest.raises(PromptError, match="no prompt"):
+        scan_heads(model, CharTokenizer(), ["", ""])
+    with pytest.raises(UnsupportedModelError, match="Phi"):
+        scan_heads(tiny_model("phi"), CharTokenizer(), TEXTS)
