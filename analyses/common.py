@@ -32,9 +32,7 @@ def cached_profile(model: str, prompts: str) -> ropescope.Profile:
     if path.is_file():
         return ropescope.load_profile(path)
     loaded, tokenizer = ropescope.load_model(model)
-    result = ropescope.profile(
-        loaded, tokenizer, ropescope.load_prompts(prompts), model_id=model, prompt_set=prompts
-    )
+    result = ropescope.profile(loaded, tokenizer, ropescope.load_prompts(prompts), model_id=model, prompt_set=prompts)
     result.save(path)
     return result
 

@@ -95,7 +95,5 @@ def value_module(site: AttentionSite, model_type: str) -> torch.nn.Module:
     name = family_adapter(model_type).value_module
     module = getattr(site.module, name, None)
     if module is None:
-        raise UnsupportedModelError(
-            f"layer {site.layer} of model type {model_type!r} has no value projection {name!r}"
-        )
+        raise UnsupportedModelError(f"layer {site.layer} of model type {model_type!r} has no value projection {name!r}")
     return module

@@ -8,11 +8,9 @@ only when complete: they are written under a temporary name and renamed into pla
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import tempfile
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -21,6 +19,13 @@ os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 import click  # noqa: E402
 import typer  # noqa: E402
 
+from ropescope.cli_support import (  # noqa: E402
+    check_out,
+    output_directory,
+    quiet_libraries,
+    say,
+    stderr_console,
+)
 from ropescope.errors import RopescopeError  # noqa: E402
 from ropescope.models import DEFAULT_MODEL, DTYPES  # noqa: E402
 
@@ -32,51 +37,10 @@ app = typer.Typer(
 )
 
 
-def _say(message: str) -> None:
-    typer.echo(message, err=True)
-
-
-@contextmanager
-def _output_directory(out: Path, overwrite: bool):
-    """Yield a temporary directory that becomes ``out`` only if the block finishes."""
-    out = out.expanduser()
-    parent = out.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=parent))
-    try:
-        yield tmp
-        if out.exists():
-            trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=parent))
-            os.replace(out, trash / out.name)
-            os.replace(tmp, out)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _check_out(out: Path, overwrite: bool) -> None:
-    if out.exists() and not overwrite:
-        raise RopescopeError(f"output directory {out} already exists; pass --overwrite to replace it")
-    if out.exists() and not out.is_dir():
-        raise RopescopeError(f"output path {out} exists and is not a directory")
-
-
-def _quiet_libraries() -> None:
-    import transformers
-
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-
-
 @app.command()
 def profile(
     model: str = typer.Argument(DEFAULT_MODEL, help="Bundled model name, HF id or directory, or .gguf path."),
-    prompts: str = typer.Option(
-        "shakespeare", help="Built-in prompt set name or a prompt file (.txt, .jsonl)."
-    ),
+    prompts: str = typer.Option("shakespeare", help="Built-in prompt set name or a prompt file (.txt, .jsonl)."),
     max_tokens: int = typer.Option(None, help="Cut prompts to this many tokens [default: model context]."),
     out: Path = typer.Option(None, help="Output directory [default: runs/MODEL]."),
     batch_size: int = typer.Option(8, help="Prompts per forward pass (right-padded)."),
@@ -100,19 +64,17 @@ def profile(
     if batch_size <= 0:
         raise RopescopeError(f"--batch-size must be positive, got {batch_size}")
     out = out or Path("runs") / Path(model).name.removesuffix(".gguf")
-    _check_out(out, overwrite)
+    check_out(out, overwrite)
     texts = ropescope.load_prompts(prompts)
-    _quiet_libraries()
-    _say(f"loading {model} ...")
+    quiet_libraries()
+    say(f"loading {model} ...")
     loaded, tokenizer = ropescope.load_model(
         model, dtype=dtype, device=device, device_map=device_map, trust_remote_code=trust_remote_code
     )
     n_layers = ropescope.read_geometry(loaded).n_layers
     if not 0 <= head_layer < n_layers:
-        raise RopescopeError(
-            f"--head-layer {head_layer} is out of range: the model has layers 0..{n_layers - 1}"
-        )
-    with Progress(transient=True, console=_stderr_console()) as bar:
+        raise RopescopeError(f"--head-layer {head_layer} is out of range: the model has layers 0..{n_layers - 1}")
+    with Progress(transient=True, console=stderr_console()) as bar:
         task = bar.add_task(f"profiling {len(texts)} prompts", total=len(texts))
         result = ropescope.profile(
             loaded,
@@ -126,7 +88,7 @@ def profile(
             progress=lambda done: bar.update(task, completed=done),
         )
     text = summary_text(result)
-    with _output_directory(out, overwrite) as tmp:
+    with output_directory(out, overwrite) as tmp:
         result.save(tmp / "profile.safetensors")
         result.frame().to_csv(tmp / "chunk_norms.csv", index=False)
         (tmp / "summary.txt").write_text(text, encoding="utf-8")
@@ -137,9 +99,7 @@ def profile(
 
 @app.command()
 def plot(
-    run: Path = typer.Argument(
-        ..., help="Run directory (or profile.safetensors) written by 'ropescope profile'."
-    ),
+    run: Path = typer.Argument(..., help="Run directory (or profile.safetensors) written by 'ropescope profile'."),
     out: Path = typer.Option(None, help="Directory for the figures [default: the run directory]."),
     head_layer: int = typer.Option(0, help="Layer (0-based) of the per-head figure (F4)."),
 ) -> None:
@@ -171,14 +131,14 @@ def models() -> None:
         typer.echo(f"{row['name']:<14} {state:<12}  {row['description']}")
 
 
-def _stderr_console():
-    from rich.console import Console
-
-    return Console(stderr=True)
-
-
 def _warn_one_line(message, category, filename, lineno, file=None, line=None) -> None:
-    _say(f"warning: {message}")
+    say(f"warning: {message}")
+
+
+from ropescope.cli_heads import head_command, heads_command  # noqa: E402
+
+app.command("heads")(heads_command)
+app.command("head")(head_command)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -194,17 +154,17 @@ def main(argv: list[str] | None = None) -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
-        _say("error: aborted")
+        say("error: aborted")
         sys.exit(130)
     except RopescopeError as exc:
-        _say(f"error: {exc}")
+        say(f"error: {exc}")
         sys.exit(1)
     except KeyboardInterrupt:
-        _say("error: interrupted; no output was written")
+        say("error: interrupted; no output was written")
         sys.exit(130)
     except Exception as exc:  # an unexpected failure still gets one line, unless debugging
         if os.environ.get("ROPESCOPE_DEBUG"):
             raise
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        _say(f"error: unexpected {type(exc).__name__}: {detail} (set ROPESCOPE_DEBUG=1 for the traceback)")
+        say(f"error: unexpected {type(exc).__name__}: {detail} (set ROPESCOPE_DEBUG=1 for the traceback)")
         sys.exit(1)

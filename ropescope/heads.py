@@ -87,8 +87,15 @@ class HeadScoreReducer:
     ``q_edit(layer, q_rot)`` (optional) lets a caller score an altered query (the causal test).
     """
 
-    def __init__(self, geometry: RopeGeometry, rules: list[LogitRule], n_heads: int, max_offset: int = 8,
-                 block: int = 256, layers: set[int] | None = None):
+    def __init__(
+        self,
+        geometry: RopeGeometry,
+        rules: list[LogitRule],
+        n_heads: int,
+        max_offset: int = 8,
+        block: int = 256,
+        layers: set[int] | None = None,
+    ):
         self.geometry, self.rules, self.max_offset, self.block = geometry, rules, max_offset, block
         self.layers = layers
         self.arrays = HeadArrays.zeros(geometry.n_layers, n_heads, max_offset, geometry.n_chunks)

@@ -84,8 +84,17 @@ def scan_heads(
     rules = logit_rules(model, geometry)
     reducer = HeadScoreReducer(geometry, rules, int(text_config(model).num_attention_heads), max_offset)
     prof = profile(
-        model, tokenizer, texts, max_tokens=max_tokens, batch_size=1, geometry=geometry, model_id=model_id,
-        prompt_set=prompt_set, progress=progress, on_qk=reducer, tensors=("q", "k"),
+        model,
+        tokenizer,
+        texts,
+        max_tokens=max_tokens,
+        batch_size=1,
+        geometry=geometry,
+        model_id=model_id,
+        prompt_set=prompt_set,
+        progress=progress,
+        on_qk=reducer,
+        tensors=("q", "k"),
     )
     if reducer.arrays.offset_rows.sum() == 0:
         raise PromptError("no prompt is longer than one token, so no attention offset exists")
@@ -147,9 +156,12 @@ def head_table(arrays: HeadArrays, prof: Profile, threshold: float, hf_fraction:
             row = {"layer": layer, "head": head, "kv_head": head // group}
             row.update({f"offset_{d}": float(off[d]) for d in range(n_off)})
             row.update(
-                sink=s, **{"class": cls}, score=score,
+                sink=s,
+                **{"class": cls},
+                score=score,
                 target="sink" if target == n_off else f"offset {target}",
-                positional_score=float(off.max()), hf_score=float(hf[layer, head]),
+                positional_score=float(off.max()),
+                hf_score=float(hf[layer, head]),
                 attr_hf_share=float(positive[:fast].sum() / positive.sum()) if positive.sum() > 0 else 0.0,
                 attr_top_chunks=" ".join(str(c) for c in np.argsort(-np.nan_to_num(advantage))[:3]),
                 target_logit=float(target_logit[layer, head, target]),
@@ -196,8 +208,15 @@ def agreement(table: pd.DataFrame) -> dict:
 
 
 def causal_test(
-    model, tokenizer, texts: Sequence[str], heads: Sequence[tuple[int, int, int]], *, n_chunks: int = 8,
-    draws: int = 5, seed: int = 0, max_tokens: int | None = None,
+    model,
+    tokenizer,
+    texts: Sequence[str],
+    heads: Sequence[tuple[int, int, int]],
+    *,
+    n_chunks: int = 8,
+    draws: int = 5,
+    seed: int = 0,
+    max_tokens: int | None = None,
 ) -> pd.DataFrame:
     """Zero ``n_chunks`` chunks of a head's query and measure its attention on its offset.
 
@@ -239,16 +258,32 @@ def causal_test(
                 q[head][:, dims[chunks].ravel()] = 0.0
             reducer.add(layer, q, k_rot[0].float())
 
-    profile(model, tokenizer, texts, max_tokens=max_tokens, batch_size=1, geometry=geometry, on_qk=on_qk, tensors=())
+    profile(
+        model,
+        tokenizer,
+        texts,
+        max_tokens=max_tokens,
+        batch_size=1,
+        geometry=geometry,
+        on_qk=on_qk,
+        tensors=(),
+    )
     rows = []
     for layer, head, offset in heads:
         base = reducers[(layer, head, "none")].arrays.offset_scores()[layer, head, offset]
         for name, chunks in conditions:
             score = reducers[(layer, head, name)].arrays.offset_scores()[layer, head, offset]
-            rows.append({
-                "layer": layer, "head": head, "offset": offset, "condition": name,
-                "chunks": " ".join(map(str, chunks)), "score": float(score), "change": float(score - base),
-            })
+            rows.append(
+                {
+                    "layer": layer,
+                    "head": head,
+                    "offset": offset,
+                    "condition": name,
+                    "chunks": " ".join(map(str, chunks)),
+                    "score": float(score),
+                    "change": float(score - base),
+                }
+            )
     return pd.DataFrame(rows)
 
 

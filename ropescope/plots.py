@@ -78,9 +78,7 @@ def layer_usage_figure(profile: Profile, tensors: tuple[str, ...] = ("q", "k")):
             _mark_boundaries(ax, profile, layers, len(layers))
     what = " and ".join(TENSOR_PLURALS[t] for t in tensors)
     note = "values are not rotated: a control for the q/k maps; " if tensors == ("v",) else ""
-    fig.suptitle(
-        f"{profile.meta['model_id']}: RoPE frequency usage of {what} per layer\n{note}{_describe(profile)}"
-    )
+    fig.suptitle(f"{profile.meta['model_id']}: RoPE frequency usage of {what} per layer\n{note}{_describe(profile)}")
     fig.tight_layout()
     return fig
 

@@ -115,8 +115,7 @@ class Profile:
         for key in ("model_fingerprint", "include_bos"):
             if self.meta.get(key) != other.meta.get(key):
                 raise ProfileFileError(
-                    f"cannot merge profiles with different {key}: "
-                    f"{self.meta.get(key)!r} vs {other.meta.get(key)!r}"
+                    f"cannot merge profiles with different {key}: {self.meta.get(key)!r} vs {other.meta.get(key)!r}"
                 )
         meta = dict(self.meta)
         hashes = sorted(self.meta["prompt_hashes"] + other.meta["prompt_hashes"])

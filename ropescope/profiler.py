@@ -90,9 +90,10 @@ def profile(
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     done = 0
-    with torch.inference_mode(), capture(
-        model, geometry, include_bos=include_bos, on_qk=on_qk, tensors=tensors
-    ) as cap:
+    with (
+        torch.inference_mode(),
+        capture(model, geometry, include_bos=include_bos, on_qk=on_qk, tensors=tensors) as cap,
+    ):
         for start in range(0, len(order), batch_size):
             rows = [ids[i] for i in order[start : start + batch_size]]
             width = max(len(r) for r in rows)

@@ -29,8 +29,7 @@ def load_prompts(source: str) -> list[str]:
     path = Path(source)
     if not path.exists():
         raise PromptError(
-            f"prompt set {source!r} is neither a built-in set ({', '.join(builtin_sets())}) "
-            "nor an existing file"
+            f"prompt set {source!r} is neither a built-in set ({', '.join(builtin_sets())}) nor an existing file"
         )
     if path.is_dir():
         raise PromptError(f"prompt file {source} is a directory")

