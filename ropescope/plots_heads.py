@@ -117,7 +117,7 @@ def causal_figure(table: pd.DataFrame, model_id: str):
     """Causal test: a head's offset score with no chunk, the fastest, the slowest, random chunks zeroed."""
     heads = table.groupby(["layer", "head", "offset"], sort=False)
     fig, ax = plt.subplots(figsize=(1.8 + 2.2 * len(heads), 4.6))
-    width = 0.25
+    width = 0.2
     for g, (_, part) in enumerate(heads):
         random = part[part.condition.str.startswith("random")]["score"]
         values = [
@@ -126,7 +126,7 @@ def causal_figure(table: pd.DataFrame, model_id: str):
             part.loc[part.condition == "slowest", "score"].item(),
             random.mean() if len(random) else np.nan,
         ]
-        errors = [0, 0, 0, random.std(ddof=1) if len(random) > 1 else 0]
+        errors = [None, None, None, random.std(ddof=1) if len(random) > 1 else None]
         colours = ["#6c757d", "#d62828", "#1d3557", "#a8dadc"]
         labels = ["none", "fastest zeroed", "slowest zeroed", "random zeroed (mean, sd)"]
         for c in range(4):
