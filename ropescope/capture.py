@@ -36,8 +36,10 @@ class Capture:
 
     ``on_qk(layer, q_rot, k_rot, mask)`` (optional) receives every layer's post-RoPE q and k
     (``[batch, heads, tokens, dims]``) and the counted-token mask, for reducers of its own (head
-    scores). ``edit_q(layer, q)`` (optional) returns a replacement for the pre-RoPE query the model
-    then rotates and uses: an intervention, active only inside the context.
+    scores). ``edit_q(layer, q)`` and ``edit_k(layer, k)`` (optional) return replacements for the
+    pre-RoPE query or key that the model then rotates and uses; ``edit_angles(layer, cos, sin,
+    positions)`` returns replacement ``cos, sin`` (other frequencies, as p-RoPE). Interventions are
+    active only inside the context.
 
     ``stats`` maps ``"q"``, ``"k"``, ``"v"`` to :class:`~ropescope.stats.ChunkNormStats` (heads are
     query heads for q and KV heads for k and v). ``include_bos`` decides whether tokens equal to the
@@ -54,10 +56,12 @@ class Capture:
         tensors: tuple[str, ...] = ("q", "k", "v"),
         on_qk: Callable | None = None,
         edit_q: Callable | None = None,
+        edit_k: Callable | None = None,
+        edit_angles: Callable | None = None,
     ):
         self.model = model
         self.on_qk = on_qk
-        self.edit_q = edit_q
+        self.edit_q, self.edit_k, self.edit_angles = edit_q, edit_k, edit_angles
         self.cfg = text_config(model)
         self.geometry = geometry or read_geometry(model)
         self.include_bos = include_bos
@@ -139,8 +143,13 @@ class Capture:
     def _wrap_rope(self, original):
         def apply_rotary_pos_emb(q, k, cos, sin, *args, **kwargs):
             layer = self._layer
-            if layer is not None and self.edit_q is not None:
-                q = self.edit_q(layer, q)
+            if layer is not None:
+                if self.edit_q is not None:
+                    q = self.edit_q(layer, q)
+                if self.edit_k is not None:
+                    k = self.edit_k(layer, k)
+                if self.edit_angles is not None:
+                    cos, sin = self.edit_angles(layer, cos, sin, self._positions)
             q_rot, k_rot = original(q, k, cos, sin, *args, **kwargs)
             if layer is not None:
                 self._record_qk(layer, q, k, q_rot, k_rot)
@@ -219,6 +228,8 @@ def capture(
     tensors: tuple[str, ...] = ("q", "k", "v"),
     on_qk: Callable | None = None,
     edit_q: Callable | None = None,
+    edit_k: Callable | None = None,
+    edit_angles: Callable | None = None,
 ):
     """Context manager: hook ``model`` and yield a :class:`Capture` whose ``stats`` fill up.
 
@@ -232,6 +243,8 @@ def capture(
         tensors=tensors,
         on_qk=on_qk,
         edit_q=edit_q,
+        edit_k=edit_k,
+        edit_angles=edit_angles,
     )
     try:
         cap.install()
