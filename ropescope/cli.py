@@ -136,9 +136,12 @@ def _warn_one_line(message, category, filename, lineno, file=None, line=None) ->
 
 
 from ropescope.cli_heads import head_command, heads_command  # noqa: E402
+from ropescope.cli_prope import prope_command, train_prope_command  # noqa: E402
 
 app.command("heads")(heads_command)
 app.command("head")(head_command)
+app.command("prope")(prope_command)
+app.command("train-prope")(train_prope_command)
 
 
 def main(argv: list[str] | None = None) -> None:

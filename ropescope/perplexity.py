@@ -1,0 +1,142 @@
+"""Perplexity of a causal LM on held-out text, and the p-RoPE table of a pretrained model.
+
+The text is tokenised once (no special tokens) and cut into non-overlapping windows of
+``context`` tokens; each window starts with the tokenizer's BOS when it has one (Gemma expects
+it), and every other token of the window is predicted from the ones before it. Perplexity is
+``exp(mean negative log-likelihood)`` over all predicted tokens (natural log). Logits are formed
+256 positions at a time, so a 262k-word vocabulary never needs a full ``S x vocab`` matrix.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from importlib.resources import files
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from ropescope.adapters import text_config
+from ropescope.errors import PromptError
+from ropescope.prope import VARIANTS, check_p, p_rope
+
+BUILTIN_TEXTS = {"heldout": "heldout.txt"}
+
+
+def load_text(source: str) -> str:
+    """A built-in held-out text (``heldout``: public-domain English prose) or a UTF-8 file."""
+    if source in BUILTIN_TEXTS:
+        return files("ropescope.data").joinpath(BUILTIN_TEXTS[source]).read_text(encoding="utf-8")
+    path = Path(source)
+    if not path.is_file():
+        raise PromptError(
+            f"evaluation text {source!r} is neither a built-in text ({', '.join(BUILTIN_TEXTS)}) nor a file"
+        )
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise PromptError(f"evaluation text {source} is not UTF-8 text") from None
+    if not text.strip():
+        raise PromptError(f"evaluation text {source} is empty")
+    return text
+
+
+def token_windows(tokenizer, text: str, context: int, model=None) -> list[list[int]]:
+    """Windows of at most ``context`` tokens (BOS first where the tokenizer has one)."""
+    if context < 2:
+        raise PromptError(f"context must be at least 2 tokens, got {context}")
+    limit = getattr(text_config(model), "max_position_embeddings", None) if model is not None else None
+    if limit and context > limit:
+        raise PromptError(f"context {context} exceeds the model's context of {limit} tokens")
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    bos = getattr(tokenizer, "bos_token_id", None)
+    adds_bos = bos is not None and tokenizer("a", add_special_tokens=True)["input_ids"][:1] == [bos]
+    step = context - 1 if adds_bos else context
+    windows = [([bos] if adds_bos else []) + ids[i : i + step] for i in range(0, len(ids), step)]
+    windows = [w for w in windows if len(w) >= 2]
+    if not windows:
+        raise PromptError(f"the evaluation text has {len(ids)} tokens; at least 2 are needed")
+    return windows
+
+
+def perplexity(
+    model,
+    tokenizer,
+    text: str,
+    *,
+    context: int = 512,
+    batch_size: int = 4,
+    progress: Callable[[int], None] | None = None,
+) -> dict:
+    """``{"perplexity", "nll" (mean, nats/token), "tokens" (predicted), "windows"}`` of ``text``."""
+    windows = token_windows(tokenizer, text, context, model)
+    base = getattr(model, model.base_model_prefix, model)
+    head = model.get_output_embeddings()
+    softcap = getattr(text_config(model), "final_logit_softcapping", None)
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    with torch.inference_mode():
+        for start in range(0, len(windows), batch_size):
+            rows = windows[start : start + batch_size]
+            width = max(len(r) for r in rows)
+            ids = torch.zeros(len(rows), width, dtype=torch.long)
+            mask = torch.zeros(len(rows), width, dtype=torch.long)
+            for j, row in enumerate(rows):
+                ids[j, : len(row)], mask[j, : len(row)] = torch.tensor(row), 1
+            ids, mask = ids.to(device), mask.to(device)
+            hidden = base(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+            for i in range(0, width - 1, 256):
+                logits = head(hidden[:, i : min(i + 256, width - 1)]).float()
+                if softcap:
+                    logits = torch.tanh(logits / softcap) * softcap
+                targets = ids[:, i + 1 : i + 1 + logits.shape[1]]
+                keep = mask[:, i + 1 : i + 1 + logits.shape[1]].bool()
+                nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
+                total += float(nll[keep].double().sum())
+                count += int(keep.sum())
+            if progress:
+                progress(start + len(rows))
+    mean = total / count
+    return {"perplexity": math.exp(mean), "nll": mean, "tokens": count, "windows": len(windows)}
+
+
+def prope_table(
+    model,
+    tokenizer,
+    text: str,
+    ps: Sequence[float],
+    variants: Sequence[str] = VARIANTS,
+    *,
+    context: int = 512,
+    batch_size: int = 4,
+    layers=None,
+    progress: Callable[[str], None] | None = None,
+) -> pd.DataFrame:
+    """Perplexity of the unmodified model and of every (variant, p) at inference, no fine-tuning.
+
+    One row per setting: ``variant`` (``rope`` for the unmodified model), ``p``, ``perplexity``,
+    ``nll``, ``change`` (perplexity minus the unmodified one) and ``ratio`` (over it). p = 1 of any
+    variant is the unmodified model exactly (tested), so it is not re-run.
+    """
+    for variant in variants:
+        for p in ps:
+            check_p(p, variant)
+    token_windows(tokenizer, text, context, model)  # fail early on bad input
+    if progress:
+        progress("rope")
+    reference = perplexity(model, tokenizer, text, context=context, batch_size=batch_size)
+    rows = [{"variant": "rope", "p": 1.0, **reference}]
+    for variant in variants:
+        for p in ps:
+            if p == 1.0:
+                continue
+            if progress:
+                progress(f"{variant} p={p:g}")
+            with p_rope(model, p, variant, layers):
+                result = perplexity(model, tokenizer, text, context=context, batch_size=batch_size)
+            rows.append({"variant": variant, "p": float(p), **result})
+    table = pd.DataFrame(rows)
+    table["change"] = table["perplexity"] - reference["perplexity"]
+    table["ratio"] = table["perplexity"] / reference["perplexity"]
+    return table
