@@ -14,6 +14,10 @@ from ropescope.errors import PromptError
 
 BUILTIN_SETS = {
     "shakespeare": "shakespeare.txt",
+    "italian": "italian.txt",
+    "chinese": "chinese.txt",
+    "python": "python_code.txt",
+    "addition": "addition.txt",
 }
 
 
@@ -50,19 +54,20 @@ def load_prompts(source: str) -> list[str]:
 
 
 def split_prompts(text: str) -> list[str]:
-    """Blank-line separated blocks if the text has a blank line, else one prompt per line."""
+    """Blank-line separated blocks (line breaks inside a block kept) if the text has a blank line,
+    else one prompt per line."""
     text = text.replace("\r\n", "\n").lstrip("\ufeff").strip()
     lines = text.split("\n")
     if any(not line.strip() for line in lines):
         blocks, current = [], []
         for line in lines:
             if line.strip():
-                current.append(line.strip())
+                current.append(line.rstrip())
             elif current:
-                blocks.append(" ".join(current))
+                blocks.append("\n".join(current))
                 current = []
         if current:
-            blocks.append(" ".join(current))
+            blocks.append("\n".join(current))
         return blocks
     return [line.strip() for line in lines if line.strip()]
 

@@ -6,6 +6,12 @@ from ropescope import load_prompts
 from ropescope.errors import PromptError
 
 
+@pytest.mark.parametrize("name", ["shakespeare", "italian", "chinese", "python", "addition"])
+def test_builtin_domain_sets_have_at_least_ten_prompts(name):
+    prompts = load_prompts(name)
+    assert len(prompts) >= 10 and all(len(p) >= 20 for p in prompts)
+
+
 def test_builtin_shakespeare_has_at_least_ten_passages():
     prompts = load_prompts("shakespeare")
     assert len(prompts) >= 10
@@ -22,7 +28,7 @@ def test_one_prompt_per_line(tmp_path):
 def test_blank_line_separated_blocks(tmp_path):
     path = tmp_path / "p.txt"
     path.write_text("a first\nparagraph\n\nthe second\n", encoding="utf-8")
-    assert load_prompts(str(path)) == ["a first paragraph", "the second"]
+    assert load_prompts(str(path)) == ["a first\nparagraph", "the second"]
 
 
 def test_jsonl_text_field(tmp_path):
