@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")  # the command line draws to files only
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 import click  # noqa: E402
@@ -135,6 +136,7 @@ def _warn_one_line(message, category, filename, lineno, file=None, line=None) ->
     say(f"warning: {message}")
 
 
+from ropescope.cli_figures import figures_command  # noqa: E402
 from ropescope.cli_heads import head_command, heads_command  # noqa: E402
 from ropescope.cli_prope import prope_command, train_prope_command  # noqa: E402
 
@@ -142,6 +144,7 @@ app.command("heads")(heads_command)
 app.command("head")(head_command)
 app.command("prope")(prope_command)
 app.command("train-prope")(train_prope_command)
+app.command("figures")(figures_command)
 
 
 def main(argv: list[str] | None = None) -> None:

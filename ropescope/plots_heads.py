@@ -4,8 +4,6 @@ norms), the positional-vs-high-frequency scatter of all heads, and the causal te
 from __future__ import annotations
 
 import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402

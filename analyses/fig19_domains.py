@@ -1,0 +1,5 @@
+"""fig19_domains (see ropescope.figures.FIGURES["F19"])."""
+
+from common import run
+
+run("F19")

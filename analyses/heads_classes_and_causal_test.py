@@ -1,0 +1,5 @@
+"""heads_classes_and_causal_test (see ropescope.figures.FIGURES["HEADS"])."""
+
+from common import run
+
+run("HEADS")

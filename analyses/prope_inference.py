@@ -1,0 +1,5 @@
+"""prope_inference (see ropescope.figures.FIGURES["PROPE"])."""
+
+from common import run
+
+run("PROPE")
