@@ -204,6 +204,7 @@ def fig_f7(ctx):
         return
     text = next((t for t in texts if best.token in t), texts[0])
     start = max(0, text.index(best.token) - 40) if best.token in text else 0
+    start = text.rfind(" ", 0, start) + 1 if start else 0  # begin at a word
     view = ctx.view(best.layer, best.head, text[start:], max_tokens=24)
     what = f"L{best.layer}H{best.head}_token{best.token.strip() or 'space'}"
     _save(attention_figure(view, ctx.model_name), ctx, f"fig07_trigger_head_attention_{what}")
