@@ -68,6 +68,7 @@ def profile(
     check_out(out, overwrite)
     texts = ropescope.load_prompts(prompts)
     quiet_libraries()
+    _init_distributed(device)
     say(f"loading {model} ...")
     loaded, tokenizer = ropescope.load_model(
         model, dtype=dtype, device=device, device_map=device_map, trust_remote_code=trust_remote_code
@@ -88,6 +89,8 @@ def profile(
             prompt_set=Path(prompts).name if os.sep in prompts else prompts,
             progress=lambda done: bar.update(task, completed=done),
         )
+    if int(os.environ.get("RANK", "0")) != 0:
+        return  # data parallel: rank 0 writes the merged profile
     text = summary_text(result)
     with output_directory(out, overwrite) as tmp:
         result.save(tmp / "profile.safetensors")
@@ -96,6 +99,15 @@ def profile(
         write_profile_figures(result, tmp, head_layer=head_layer)
     typer.echo(text)
     typer.echo(f"wrote {out}/ (profile.safetensors, chunk_norms.csv, summary.txt, figures)")
+
+
+def _init_distributed(device: str | None) -> None:
+    """Under torchrun / accelerate launch (WORLD_SIZE > 1), join the process group."""
+    import torch
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if device and device.startswith("cuda") else "gloo"
+        torch.distributed.init_process_group(backend)
 
 
 @app.command()

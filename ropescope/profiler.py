@@ -17,6 +17,7 @@ import torch
 from ropescope import __version__
 from ropescope.adapters import text_config
 from ropescope.capture import capture
+from ropescope.distributed import gather_max, gather_merge, rank_and_world
 from ropescope.errors import NumericsError, PromptError, RopescopeError
 from ropescope.profile import Profile, prompt_hash, prompt_set_hash
 from ropescope.rope import RopeGeometry, read_geometry
@@ -88,7 +89,8 @@ def profile(
     base = getattr(model, model.base_model_prefix, model)
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    rank, world = rank_and_world()
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))[rank::world]  # this process's shard
     done = 0
     with (
         torch.inference_mode(),
@@ -112,7 +114,7 @@ def profile(
             done += len(rows)
             if progress:
                 progress(done)
-    stats = {name: s.to_cpu() for name, s in cap.stats.items()}
+    stats = {name: gather_merge(s.to_cpu()) for name, s in cap.stats.items()}
     _check_finite(stats)
 
     hashes = [prompt_hash(t) for t in texts]
@@ -130,7 +132,7 @@ def profile(
         "context_length": context,
         "n_tokens": int(stats["q"].count[0]),
         "n_prompts": len(texts),
-        "max_seq_len": cap.max_seq_len,
+        "max_seq_len": gather_max(cap.max_seq_len),
         "max_tokens": max_tokens,
         "prompts_cut": cut,
         "include_bos": include_bos,
