@@ -144,7 +144,7 @@ def split_pairs(x: torch.Tensor, layout: str) -> tuple[torch.Tensor, torch.Tenso
 def chunk_norms(x: torch.Tensor, layout: str) -> torch.Tensor:
     """2-norm of every chunk of ``x[..., r]`` in float32: ``[..., r/2]``."""
     a, b = split_pairs(x.float(), layout)
-    return torch.sqrt(a * a + b * b)
+    return torch.hypot(a, b)
 
 
 def rotate(

@@ -30,23 +30,34 @@ class ChunkNormStats:
     def update(self, layer: int, norms: torch.Tensor, mask: torch.Tensor) -> None:
         """Add one batch: ``norms[B, H, S, C]`` (float32) of which tokens ``mask[B, S]`` count.
 
-        Non-finite norms (half-precision overflow) are counted in ``nonfinite`` and left out.
+        Sums over tokens are matrix products with the 0/1 token mask (fast on any device, no copy of
+        the activations); the batch's squared deviations are taken around its own mean before
+        summing, then merged into the float64 totals. Tokens with a non-finite norm (half-precision
+        overflow) are counted in ``nonfinite`` and left out.
         """
         if self.count.device != norms.device:
             self._move(norms.device)
-        tokens = norms.permute(0, 2, 1, 3)  # [B, S, H, C]
-        values = tokens[mask.to(norms.device)] if not bool(mask.all()) else tokens.flatten(0, 1)
-        finite = torch.isfinite(values).all(dim=(1, 2))
-        self.nonfinite[layer] += (~finite).sum()
-        if not bool(finite.all()):
-            values = values[finite]
-        n = values.shape[0]
+        mask = mask.to(norms.device)
+        weights = mask.to(norms.dtype)[:, None, None, :]  # [B, 1, 1, S]
+        total = (weights @ norms).sum(0)[:, 0]  # [H, C]
+        if not bool(torch.isfinite(total).all()):
+            finite = torch.isfinite(norms).all(dim=3).all(dim=1)  # [B, S]
+            self.nonfinite[layer] += (mask & ~finite).sum()
+            mask = mask & finite
+            norms = torch.where(
+                finite[:, None, :, None], norms, torch.zeros((), dtype=norms.dtype, device=norms.device)
+            )
+            weights = mask.to(norms.dtype)[:, None, None, :]
+            total = (weights @ norms).sum(0)[:, 0]
+        n = float(mask.sum())
         if n == 0:
             return
-        values = values.double()
-        batch_mean = values.mean(dim=0)
-        batch_m2 = ((values - batch_mean) ** 2).sum(dim=0)
-        self._merge_layer(layer, float(n), batch_mean, batch_m2, values.amax(dim=0))
+        batch_mean = total.double() / n
+        deviation = norms - batch_mean.to(norms.dtype)[None, :, None, :]
+        batch_m2 = (weights @ (deviation * deviation)).sum(0)[:, 0].double()
+        hidden = torch.full((), -torch.inf, dtype=norms.dtype, device=norms.device)
+        batch_max = torch.where(mask[:, None, :, None], norms, hidden).amax(dim=2).amax(dim=0).double()
+        self._merge_layer(layer, n, batch_mean, batch_m2, batch_max)
 
     def _merge_layer(self, layer, n_b, mean_b, m2_b, max_b) -> None:
         n_a = self.count[layer]

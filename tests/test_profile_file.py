@@ -78,11 +78,11 @@ def test_merge_equals_profiling_the_union(model):
     assert merged.n_tokens == union.n_tokens
     assert merged.meta["prompt_set_hash"] == union.meta["prompt_set_hash"]
     for tensor in "qkv":
-        for name in ("count", "mean", "max"):
-            np.testing.assert_allclose(
-                getattr(merged.stats[tensor], name), getattr(union.stats[tensor], name), rtol=1e-12
-            )
-        np.testing.assert_allclose(merged.stats[tensor].std, union.stats[tensor].std, rtol=1e-9)
+        np.testing.assert_array_equal(merged.stats[tensor].count, union.stats[tensor].count)
+        # batch sums are float32 (merged in float64): other batchings differ at float32 rounding
+        np.testing.assert_allclose(merged.stats[tensor].max, union.stats[tensor].max, rtol=1e-6)
+        np.testing.assert_allclose(merged.stats[tensor].mean, union.stats[tensor].mean, rtol=1e-6)
+        np.testing.assert_allclose(merged.stats[tensor].std, union.stats[tensor].std, rtol=1e-5)
 
 
 def test_merge_refuses_another_model(prof):
