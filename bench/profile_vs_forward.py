@@ -1,0 +1,60 @@
+"""Benchmark: ropescope profiling vs a plain forward pass of the same model on the same tokens.
+
+Real Gemma 3 270M, float32, one prompt of N tokens; each case in a fresh process (peak resident
+memory is the process's). Within one process the case is repeated ``--inner`` times after a
+warm-up, and the median is kept, so model loading is not timed. Cases:
+
+- ``forward``: the base model (no LM head), no hooks: the baseline.
+- ``profile``: the same forward inside ``ropescope.capture`` (q, k, v chunk statistics of every
+  layer, head and chunk).
+
+Target (issue 6): time <= 1.05x and extra memory independent of N.
+Run: ``.venv/bin/python bench/profile_vs_forward.py [--tokens 512 2048 8192] [--reps 3]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from common import report, run_child
+
+CHILD = r"""
+inner = int(extra)
+def once():
+    with torch.inference_mode():
+        if case == "forward":
+            base(input_ids=ids, use_cache=False)
+        else:
+            with ropescope.capture(model) as cap:
+                base(input_ids=ids, use_cache=False)
+once()
+times = []
+for _ in range(inner):
+    start = time.perf_counter(); once(); times.append(time.perf_counter() - start)
+times.sort()
+result["seconds"] = times[len(times) // 2]
+result["peak_rss_gb"] = peak_gb()
+print("RESULT " + json.dumps(result))
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokens", type=int, nargs="+", default=[512, 2048, 8192])
+    parser.add_argument("--reps", type=int, default=3, help="fresh processes per case")
+    parser.add_argument("--inner", type=int, default=3, help="timed repetitions inside each process")
+    args = parser.parse_args()
+    rows = []
+    for tokens in args.tokens:
+        for rep in range(args.reps):
+            for case in ("forward", "profile"):  # interleaved, so drift hits both alike
+                result = run_child(CHILD, case, tokens, str(args.inner if tokens < 8192 else 1))
+                result["rep"] = rep
+                rows.append(result)
+                print(json.dumps(result), flush=True)
+    report(rows, "profile_vs_forward", ["forward", "profile"], "forward")
+
+
+if __name__ == "__main__":
+    main()
