@@ -8,6 +8,8 @@ only when complete: they are written under a temporary name and renamed into pla
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import sys
 import tempfile
 import warnings
@@ -52,6 +54,8 @@ def profile(
     include_bos: bool = typer.Option(False, help="Count BOS tokens in the statistics."),
     overwrite: bool = typer.Option(False, help="Replace an existing output directory."),
     trust_remote_code: bool = typer.Option(False, help="Allow a checkpoint's own Python code to run."),
+    checkpoint_every: int = typer.Option(10, help="Save resumable state every N batches (0: never)."),
+    resume: bool = typer.Option(False, help="Continue an interrupted run from OUT.resume/."),
 ) -> None:
     """Profile q/k/v chunk norms of MODEL on a prompt set; write profile, figures and a summary."""
     from rich.progress import Progress
@@ -64,6 +68,8 @@ def profile(
         raise RopescopeError(f"--max-tokens must be a positive number of tokens, got {max_tokens}")
     if batch_size <= 0:
         raise RopescopeError(f"--batch-size must be positive, got {batch_size}")
+    if checkpoint_every < 0:
+        raise RopescopeError(f"--checkpoint-every must be zero or more, got {checkpoint_every}")
     out = out or Path("runs") / Path(model).name.removesuffix(".gguf")
     check_out(out, overwrite)
     texts = ropescope.load_prompts(prompts)
@@ -76,19 +82,51 @@ def profile(
     n_layers = ropescope.read_geometry(loaded).n_layers
     if not 0 <= head_layer < n_layers:
         raise RopescopeError(f"--head-layer {head_layer} is out of range: the model has layers 0..{n_layers - 1}")
-    with Progress(transient=True, console=stderr_console()) as bar:
-        task = bar.add_task(f"profiling {len(texts)} prompts", total=len(texts))
-        result = ropescope.profile(
-            loaded,
-            tokenizer,
-            texts,
-            max_tokens=max_tokens,
-            batch_size=batch_size,
-            include_bos=include_bos,
-            model_id=model,
-            prompt_set=Path(prompts).name if os.sep in prompts else prompts,
-            progress=lambda done: bar.update(task, completed=done),
-        )
+    from ropescope.profile import prompt_hash
+    from ropescope.resume import load_state, run_key, save_state
+
+    state_path = out.parent / f"{out.name}.resume" / "state.safetensors"
+    key = run_key(
+        model=model,
+        prompts=[prompt_hash(t) for t in texts],
+        max_tokens=max_tokens,
+        batch_size=batch_size,
+        include_bos=include_bos,
+        dtype=dtype,
+    )
+    state = None
+    if resume:
+        if not state_path.is_file():
+            raise RopescopeError(f"--resume: no saved state at {state_path}; run without --resume")
+        state = load_state(state_path, key)
+        say(f"resuming after {state['batches_done']} batches from {state_path}")
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    saver = None
+    if checkpoint_every and not distributed:
+
+        def saver(done, stats, longest):
+            save_state(state_path, key, done, stats, longest)
+
+    try:
+        with Progress(transient=True, console=stderr_console()) as bar:
+            task = bar.add_task(f"profiling {len(texts)} prompts", total=len(texts))
+            result = ropescope.profile(
+                loaded,
+                tokenizer,
+                texts,
+                max_tokens=max_tokens,
+                batch_size=batch_size,
+                include_bos=include_bos,
+                model_id=model,
+                prompt_set=Path(prompts).name if os.sep in prompts else prompts,
+                progress=lambda done: bar.update(task, completed=done),
+                checkpoint=saver,
+                checkpoint_every=max(1, checkpoint_every),
+                resume=state,
+            )
+    except KeyboardInterrupt:
+        where = f"partial state is in {state_path.parent}/; resume with the same command plus --resume"
+        raise RopescopeError(f"interrupted; {where if state_path.is_file() else 'no state was saved yet'}") from None
     if int(os.environ.get("RANK", "0")) != 0:
         return  # data parallel: rank 0 writes the merged profile
     text = summary_text(result)
@@ -97,6 +135,7 @@ def profile(
         result.frame().to_csv(tmp / "chunk_norms.csv", index=False)
         (tmp / "summary.txt").write_text(text, encoding="utf-8")
         write_profile_figures(result, tmp, head_layer=head_layer)
+    shutil.rmtree(state_path.parent, ignore_errors=True)
     typer.echo(text)
     typer.echo(f"wrote {out}/ (profile.safetensors, chunk_norms.csv, summary.txt, figures)")
 
@@ -159,8 +198,13 @@ app.command("train-prope")(train_prope_command)
 app.command("figures")(figures_command)
 
 
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app and turn every failure into one line and an exit status."""
+    signal.signal(signal.SIGTERM, _terminate)  # SIGTERM stops as cleanly as Ctrl-C
     warnings.showwarning = _warn_one_line
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)

@@ -56,6 +56,9 @@ def profile(
     progress: Callable[[int], None] | None = None,
     on_qk: Callable | None = None,
     tensors: tuple[str, ...] = ("q", "k", "v"),
+    checkpoint: Callable | None = None,
+    checkpoint_every: int = 10,
+    resume: dict | None = None,
 ) -> Profile:
     """Profile the chunk norms of q, k and v of every layer, head and chunk over ``texts``.
 
@@ -65,6 +68,10 @@ def profile(
     activations, and counting it would weight one outlier by the number of prompts.
     ``progress(n)`` is called after each batch with the number of prompts done; ``on_qk`` is
     handed to :func:`~ropescope.capture.capture` (extra reducers, e.g. head scores).
+    ``checkpoint(batches_done, stats, max_seq_len)`` is called every ``checkpoint_every`` batches;
+    ``resume`` (``{"batches_done", "stats", "max_seq_len"}``, see :mod:`ropescope.resume`) continues
+    from such a state. Batches are formed deterministically, so a resumed run gives exactly the
+    uninterrupted result.
     """
     texts = list(texts)
     if not texts:
@@ -91,13 +98,18 @@ def profile(
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     rank, world = rank_and_world()
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))[rank::world]  # this process's shard
-    done = 0
+    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    first = 0
     with (
         torch.inference_mode(),
         capture(model, geometry, include_bos=include_bos, on_qk=on_qk, tensors=tensors) as cap,
     ):
-        for start in range(0, len(order), batch_size):
-            rows = [ids[i] for i in order[start : start + batch_size]]
+        if resume is not None:
+            first = int(resume["batches_done"])
+            cap.stats.update({name: s for name, s in resume["stats"].items()})
+            cap.max_seq_len = int(resume["max_seq_len"])
+        for number in range(first, len(batches)):
+            rows = [ids[i] for i in batches[number]]
             width = max(len(r) for r in rows)
             input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
             mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -111,9 +123,10 @@ def profile(
                 position_ids=positions.to(device),
                 use_cache=False,
             )
-            done += len(rows)
             if progress:
-                progress(done)
+                progress(sum(len(b) for b in batches[: number + 1]))
+            if checkpoint is not None and (number + 1) % checkpoint_every == 0 and number + 1 < len(batches):
+                checkpoint(number + 1, cap.stats, cap.max_seq_len)
     stats = {name: gather_merge(s.to_cpu()) for name, s in cap.stats.items()}
     _check_finite(stats)
 
