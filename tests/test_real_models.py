@@ -98,3 +98,11 @@ def test_smollm2_llama_family_profile_equals_slow_recomputation():
     ref = reference_stats(model, rows, 64, "halves", model.config.bos_token_id)
     for tensor in "qkv":
         np.testing.assert_allclose(prof.stats[tensor].mean.numpy(), ref[tensor]["mean"], rtol=1e-4, atol=1e-5)
+
+
+def test_device_map_auto_profiles_like_a_plain_load(gemma):
+    model, tokenizer = gemma
+    mapped, _ = ropescope.load_model("gemma-3-270m", device_map="auto")
+    a = ropescope.profile(model, tokenizer, PROMPTS)
+    b = ropescope.profile(mapped, tokenizer, PROMPTS)
+    np.testing.assert_allclose(a.stats["k"].mean.numpy(), b.stats["k"].mean.numpy(), rtol=1e-6)
