@@ -224,6 +224,10 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         say("error: interrupted; no output was written")
         sys.exit(130)
+    except OSError as exc:  # disk full, permission denied, ...: the output was not written
+        where = f" ({exc.filename})" if exc.filename else ""
+        say(f"error: cannot write or read a file{where}: {exc.strerror or exc}; no output was written")
+        sys.exit(1)
     except Exception as exc:  # an unexpected failure still gets one line, unless debugging
         if os.environ.get("ROPESCOPE_DEBUG"):
             raise

@@ -19,13 +19,26 @@ numbers = st.one_of(st.integers(min_value=-5, max_value=80), st.sampled_from(["0
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(content=contents, max_tokens=numbers, batch_size=numbers, jsonl=st.booleans())
-def test_profile_never_tracebacks_or_leaves_partial_output(tmp_path_factory, capsys, content, max_tokens, batch_size, jsonl):
+def test_profile_never_tracebacks_or_leaves_partial_output(
+    tmp_path_factory, capsys, content, max_tokens, batch_size, jsonl
+):
     tmp = tmp_path_factory.mktemp("fuzz")
     prompts = tmp / ("p.jsonl" if jsonl else "p.txt")
     prompts.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8", "surrogatepass"))
     out = tmp / "run"
-    argv = ["profile", "--prompts", str(prompts), "--out", str(out), "--max-tokens", str(max_tokens),
-            "--batch-size", str(batch_size), "--checkpoint-every", "0"]
+    argv = [
+        "profile",
+        "--prompts",
+        str(prompts),
+        "--out",
+        str(out),
+        "--max-tokens",
+        str(max_tokens),
+        "--batch-size",
+        str(batch_size),
+        "--checkpoint-every",
+        "0",
+    ]
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
         raise SystemExit(0)

@@ -22,8 +22,21 @@ def _prompt_file(tmp_path):
 
 
 def _command(prompts, out, *extra):
-    return [sys.executable, "-m", "ropescope", "profile", "--prompts", str(prompts), "--out", str(out),
-            "--batch-size", "1", "--checkpoint-every", "2", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "ropescope",
+        "profile",
+        "--prompts",
+        str(prompts),
+        "--out",
+        str(out),
+        "--batch-size",
+        "1",
+        "--checkpoint-every",
+        "2",
+        *extra,
+    ]
 
 
 def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
@@ -54,13 +67,15 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
 
 def test_resume_without_state_and_with_foreign_state(tmp_path):
     prompts = _prompt_file(tmp_path)
-    assert_one_line_error(run_cli("profile", "--prompts", str(prompts), "--out", str(tmp_path / "r"), "--resume"),
-                          "no saved state")
+    assert_one_line_error(
+        run_cli("profile", "--prompts", str(prompts), "--out", str(tmp_path / "r"), "--resume"), "no saved state"
+    )
     state = tmp_path / "r.resume"
     state.mkdir()
     (state / "state.safetensors").write_bytes(b"not a state")
-    assert_one_line_error(run_cli("profile", "--prompts", str(prompts), "--out", str(tmp_path / "r"), "--resume"),
-                          "is unreadable")
+    assert_one_line_error(
+        run_cli("profile", "--prompts", str(prompts), "--out", str(tmp_path / "r"), "--resume"), "is unreadable"
+    )
 
 
 def test_sigterm_reports_where_the_state_is(tmp_path):
