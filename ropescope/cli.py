@@ -56,6 +56,7 @@ def profile(
     trust_remote_code: bool = typer.Option(False, help="Allow a checkpoint's own Python code to run."),
     checkpoint_every: int = typer.Option(10, help="Save resumable state every N batches (0: never)."),
     resume: bool = typer.Option(False, help="Continue an interrupted run from OUT.resume/."),
+    on_nonfinite: str = typer.Option("stop", help="NaN/inf activations: 'stop' with an error, or 'skip' those tokens."),
 ) -> None:
     """Profile q/k/v chunk norms of MODEL on a prompt set; write profile, figures and a summary."""
     from rich.progress import Progress
@@ -68,6 +69,8 @@ def profile(
         raise RopescopeError(f"--max-tokens must be a positive number of tokens, got {max_tokens}")
     if batch_size <= 0:
         raise RopescopeError(f"--batch-size must be positive, got {batch_size}")
+    if on_nonfinite not in ("stop", "skip"):
+        raise RopescopeError(f"--on-nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}")
     if checkpoint_every < 0:
         raise RopescopeError(f"--checkpoint-every must be zero or more, got {checkpoint_every}")
     out = out or Path("runs") / Path(model).name.removesuffix(".gguf")
@@ -123,6 +126,7 @@ def profile(
                 checkpoint=saver,
                 checkpoint_every=max(1, checkpoint_every),
                 resume=state,
+                on_nonfinite=on_nonfinite,
             )
     except KeyboardInterrupt:
         where = f"partial state is in {state_path.parent}/; resume with the same command plus --resume"

@@ -59,6 +59,7 @@ def profile(
     checkpoint: Callable | None = None,
     checkpoint_every: int = 10,
     resume: dict | None = None,
+    on_nonfinite: str = "stop",
 ) -> Profile:
     """Profile the chunk norms of q, k and v of every layer, head and chunk over ``texts``.
 
@@ -71,7 +72,9 @@ def profile(
     ``checkpoint(batches_done, stats, max_seq_len)`` is called every ``checkpoint_every`` batches;
     ``resume`` (``{"batches_done", "stats", "max_seq_len"}``, see :mod:`ropescope.resume`) continues
     from such a state. Batches are formed deterministically, so a resumed run gives exactly the
-    uninterrupted result.
+    uninterrupted result. Tokens whose chunk norms are not finite (half-precision overflow) are
+    never averaged: ``on_nonfinite="stop"`` raises :class:`NumericsError` naming tensor and layer;
+    ``"skip"`` leaves them out with a warning and records the counts in the metadata.
     """
     texts = list(texts)
     if not texts:
@@ -127,8 +130,18 @@ def profile(
                 progress(sum(len(b) for b in batches[: number + 1]))
             if checkpoint is not None and (number + 1) % checkpoint_every == 0 and number + 1 < len(batches):
                 checkpoint(number + 1, cap.stats, cap.max_seq_len)
+    if on_nonfinite not in ("stop", "skip"):
+        raise RopescopeError(f"on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}")
     stats = {name: gather_merge(s.to_cpu()) for name, s in cap.stats.items()}
-    _check_finite(stats)
+    bad = _nonfinite_report(stats)
+    if bad and on_nonfinite == "stop":
+        raise NumericsError(
+            "non-finite activations (NaN/inf, e.g. half-precision overflow) in "
+            + bad
+            + "; try --dtype float32, or --on-nonfinite skip to leave those tokens out"
+        )
+    if bad:
+        warnings.warn(f"left out tokens with non-finite activations: {bad}", stacklevel=2)
 
     hashes = [prompt_hash(t) for t in texts]
     cfg = text_config(model)
@@ -149,6 +162,7 @@ def profile(
         "max_tokens": max_tokens,
         "prompts_cut": cut,
         "include_bos": include_bos,
+        "nonfinite_tokens": {name: [int(c) for c in s.nonfinite.tolist()] for name, s in stats.items()},
         "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
         "prompt_set": prompt_set,
         "prompt_hashes": hashes,
@@ -158,19 +172,14 @@ def profile(
     return Profile(meta, stats)
 
 
-def _check_finite(stats) -> None:
+def _nonfinite_report(stats) -> str:
+    """'' when every counted token was finite, else which tensor and layer lost how many tokens."""
     bad = []
     for name, s in stats.items():
         for layer, count in enumerate(s.nonfinite.tolist()):
             if count:
                 bad.append(f"{name} layer {layer}: {int(count)} tokens")
-    if bad:
-        raise NumericsError(
-            "non-finite activations (NaN/inf, e.g. half-precision overflow) in "
-            + "; ".join(bad[:4])
-            + ("; ..." if len(bad) > 4 else "")
-            + "; try --dtype float32"
-        )
+    return "; ".join(bad[:4]) + ("; ..." if len(bad) > 4 else "")
 
 
 def _fingerprint(cfg, geometry: RopeGeometry) -> str:

@@ -113,3 +113,9 @@ def test_float16_overflow_is_reported_not_averaged():
     model = model.to(torch.float16)
     with pytest.raises(NumericsError, match="v layer 1"):
         ropescope.profile(model, CharTokenizer(), TEXTS)
+    with pytest.warns(UserWarning, match="v layer 1"):
+        skipped = ropescope.profile(model, CharTokenizer(), TEXTS, on_nonfinite="skip")
+    lost = skipped.meta["nonfinite_tokens"]["v"]
+    assert lost[1] > 0 and lost[0] == 0
+    assert skipped.stats["v"].count[1] == skipped.stats["v"].count[0] - lost[1]  # left out, not averaged
+    assert torch.isfinite(skipped.stats["v"].mean[1]).all()
