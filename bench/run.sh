@@ -2,5 +2,7 @@
 # All benchmarks, one command: bash bench/run.sh (results in bench/results/*.csv).
 set -euo pipefail
 cd "$(dirname "$0")"
-../.venv/bin/python profile_vs_forward.py "$@"
+../.venv/bin/python profile_vs_forward.py
 ../.venv/bin/python heads_vs_eager.py
+../.venv/bin/python throughput.py
+../.venv/bin/python load_time.py
