@@ -300,7 +300,7 @@ def fig_t2(ctx):
     summary = pd.read_csv(path)
     config = json.loads((path.parent / "config.json").read_text())
     title = f"T2 from scratch ({config['layers']} layers, {config['steps']} steps, {config['seeds']} seeds; mean, sd)"
-    _save(t2_figure(summary, title), ctx, "table02_t2_from_scratch", summary)
+    _save(t2_figure(summary, title), ctx, "table02_t2_from_scratch", summary, per_model=False)
 
 
 def fig_heads(ctx):
