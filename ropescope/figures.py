@@ -298,6 +298,7 @@ def fig_t2(ctx):
         ctx.notes.append("T2: run 'ropescope train-prope' first (results go to runs/t2)")
         return
     summary = pd.read_csv(path)
+    pd.read_csv(path.parent / "runs.csv").to_csv(f"{ctx.stem('table02_t2_runs', per_model=False)}.csv", index=False)
     config = json.loads((path.parent / "config.json").read_text())
     title = f"T2 from scratch ({config['layers']} layers, {config['steps']} steps, {config['seeds']} seeds; mean, sd)"
     _save(t2_figure(summary, title), ctx, "table02_t2_from_scratch", summary, per_model=False)
