@@ -28,6 +28,7 @@ from ropescope.stats import ChunkNormStats
 # Max |ours - model's| / max |model's| accepted by the geometry self-check, by model dtype.
 # Half precision: the model rounds cos, sin and every product to 8 (bf16) or 11 (fp16) mantissa
 # bits, while ropescope rotates in float32.
+VERIFY_TOKENS = 256  # tokens of the first sequence re-rotated by the geometry self-check
 GEOMETRY_TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-4, torch.float16: 4e-3, torch.bfloat16: 3e-2}
 
 
@@ -199,9 +200,12 @@ class Capture:
         return self._mask
 
     def _verify(self, layer: int, pre: torch.Tensor, post: torch.Tensor, what: str) -> None:
+        """Re-rotate the first sequence's first ``VERIFY_TOKENS`` tokens and compare (cheap, and
+        every position pattern of a wrong layout or frequency shows up within them)."""
         lr = self.geometry.layers[layer]
-        inv_freq = torch.as_tensor(lr.inv_freq, dtype=torch.float32)
-        positions = self._positions[:, None, :]  # [B, 1, S] against [B, H, S, r]
+        inv_freq = torch.as_tensor(lr.inv_freq, dtype=torch.float32, device=pre.device)
+        pre, post = pre[:1, :, :VERIFY_TOKENS], post[:1, :, :VERIFY_TOKENS]
+        positions = self._positions[:1, None, :VERIFY_TOKENS]  # [1, 1, S] against [1, H, S, r]
         ours = rotate(pre, positions, inv_freq, self.geometry.layout, lr.attention_scaling)
         theirs = post.float()
         finite = torch.isfinite(theirs) & torch.isfinite(ours)  # overflow is reported by the stats
