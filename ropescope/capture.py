@@ -223,33 +223,14 @@ class Capture:
 
 
 @contextlib.contextmanager
-def capture(
-    model: torch.nn.Module,
-    geometry: RopeGeometry | None = None,
-    *,
-    include_bos: bool = False,
-    verify_geometry: bool = True,
-    tensors: tuple[str, ...] = ("q", "k", "v"),
-    on_qk: Callable | None = None,
-    edit_q: Callable | None = None,
-    edit_k: Callable | None = None,
-    edit_angles: Callable | None = None,
-):
+def capture(model: torch.nn.Module, geometry: RopeGeometry | None = None, **options):
     """Context manager: hook ``model`` and yield a :class:`Capture` whose ``stats`` fill up.
 
-    Every hook and patch is removed on exit, also when the block raises.
+    ``options`` are those of :class:`Capture` (``include_bos``, ``verify_geometry``, ``tensors``,
+    ``on_qk``, ``edit_q``, ``edit_k``, ``edit_angles``). Every hook and patch is removed on exit,
+    also when the block raises.
     """
-    cap = Capture(
-        model,
-        geometry,
-        include_bos=include_bos,
-        verify_geometry=verify_geometry,
-        tensors=tensors,
-        on_qk=on_qk,
-        edit_q=edit_q,
-        edit_k=edit_k,
-        edit_angles=edit_angles,
-    )
+    cap = Capture(model, geometry, **options)
     try:
         cap.install()
         yield cap

@@ -143,15 +143,7 @@ class Profile:
             "meta": json.dumps(self.meta, sort_keys=True),
         }
         header["checksum"] = _checksum(arrays, header["meta"])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        os.close(fd)
-        try:
-            _write_safetensors(arrays, header, Path(tmp))
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(arrays, header, path)
         return path
 
 
@@ -203,6 +195,19 @@ def _checksum(arrays: dict[str, np.ndarray], meta: str) -> str:
         digest.update(name.encode())
         digest.update(np.ascontiguousarray(arrays[name]).tobytes())
     return digest.hexdigest()
+
+
+def write_atomically(arrays: dict[str, np.ndarray], metadata: dict[str, str], path: Path) -> None:
+    """Write a safetensors file under a temporary name in the same directory, then rename it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        _write_safetensors(arrays, metadata, Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _write_safetensors(arrays: dict[str, np.ndarray], metadata: dict[str, str], path: Path) -> None:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +15,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file
 
 from ropescope.errors import ProfileFileError
-from ropescope.profile import TENSORS, _write_safetensors
+from ropescope.profile import TENSORS, write_atomically
 from ropescope.stats import ChunkNormStats
 
 
@@ -31,15 +29,7 @@ def save_state(path: Path, key: str, batches_done: int, stats: dict[str, ChunkNo
     for name in TENSORS:
         arrays.update(stats[name].to_arrays(name))
     meta = {"key": key, "batches_done": str(batches_done), "max_seq_len": str(max_seq_len)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".state.", dir=path.parent)
-    os.close(fd)
-    try:
-        _write_safetensors(arrays, meta, Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(arrays, meta, path)
 
 
 def load_state(path: Path, key: str) -> dict:
