@@ -83,8 +83,12 @@ class FigureContext:
         from ropescope.head_views import head_view
         from ropescope.prompts import load_prompts
 
-        model, tokenizer = self.model()
-        return head_view(model, tokenizer, layer, head, text or load_prompts(self.prompts)[0], max_tokens=max_tokens)
+        key = ("view", layer, head, text, max_tokens)
+        if key not in self._cache:  # F5, F6, F14-F16 and T3 show the same heads: one forward each
+            model, tokenizer = self.model()
+            text = text or load_prompts(self.prompts)[0]
+            self._cache[key] = head_view(model, tokenizer, layer, head, text, max_tokens=max_tokens)
+        return self._cache[key]
 
 
 def _save(fig, ctx: FigureContext, what: str, table: pd.DataFrame | None = None, per_model: bool = True) -> None:
@@ -154,7 +158,8 @@ def fig_f4(ctx):
 
 
 def _positional_heads(ctx):
-    return [(cls, ctx.found(cls)) for cls in ("diagonal", "previous-token") if ctx.found(cls)]
+    found = [(cls, ctx.found(cls)) for cls in ("diagonal", "previous-token")]
+    return [(cls, head) for cls, head in found if head]
 
 
 def fig_f5(ctx):

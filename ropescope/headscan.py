@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import torch
 
 from ropescope.adapters import text_config
 from ropescope.attention import logit_rules
@@ -33,7 +32,8 @@ from ropescope.errors import PromptError, UnsupportedModelError
 from ropescope.heads import HeadArrays, HeadScoreReducer
 from ropescope.profile import Profile
 from ropescope.profiler import profile
-from ropescope.rope import read_geometry
+from ropescope.prope import chunk_zeroer
+from ropescope.rope import chunk_dims, read_geometry
 
 POSITIONAL = ("diagonal", "previous-token", "positional-other")
 CLASS_ORDER = ("diagonal", "previous-token", "positional-other", "bos-sink", "semantic/mixed")
@@ -247,13 +247,14 @@ def causal_test(
         for name, _ in conditions
     }
     dims = _chunk_dims(geometry)
+    chunks_of = dict(conditions)
 
     def on_qk(layer, q_rot, k_rot, mask):
         for (lay, head, name), reducer in reducers.items():
             if lay != layer:
                 continue
             q = q_rot[0].float().clone()
-            chunks = dict(conditions)[name]
+            chunks = chunks_of[name]
             if len(chunks):
                 q[head][:, dims[chunks].ravel()] = 0.0
             reducer.add(layer, q, k_rot[0].float())
@@ -289,22 +290,9 @@ def causal_test(
 
 def _chunk_dims(geometry) -> np.ndarray:
     """``[C, 2]``: the two head dims of every chunk."""
-    from ropescope.rope import chunk_pair_indices
-
-    first, second = chunk_pair_indices(geometry.rotary_dim, geometry.layout)
-    return np.stack([first, second], axis=1)
+    return chunk_dims(geometry)
 
 
 def zero_query_chunks(dims: np.ndarray, targets: dict[tuple[int, int], Sequence[int]]):
     """``edit_q`` for :func:`ropescope.capture.capture`: zero chunks of chosen (layer, head) queries."""
-
-    def edit(layer: int, q: torch.Tensor) -> torch.Tensor:
-        hits = [(h, c) for (lay, h), c in targets.items() if lay == layer]
-        if not hits:
-            return q
-        q = q.clone()
-        for head, chunks in hits:
-            q[:, head][..., dims[np.asarray(chunks)].ravel()] = 0
-        return q
-
-    return edit
+    return chunk_zeroer(dims, targets, "q")

@@ -49,17 +49,14 @@ def _boundary_steps(ax, boundaries: list[int], style: dict, label: str) -> None:
 def _mark_boundaries(ax, profile: Profile, layers: list[int], columns: int) -> None:
     geometry = profile.geometry
     seen = int(profile.meta["max_seq_len"])
-    per_column = [geometry.semantic_boundary(i, seen) for i in layers]
-    if len(layers) == 1:
-        per_column = per_column * columns
-    _boundary_steps(ax, per_column, BOUNDARY_STYLE, f"< 1 rad over {seen:,} tokens (profiled)")
     windowed = ", or the window" if any(geometry.layers[i].window for i in layers) else ""
     trained = profile.meta.get("context_length")
+    lines = [(seen, BOUNDARY_STYLE, f"< 1 rad over {seen:,} tokens (profiled)")]
     if trained:
-        per_column = [geometry.semantic_boundary(i, trained) for i in layers]
-        if len(layers) == 1:
-            per_column = per_column * columns
-        _boundary_steps(ax, per_column, TRAINED_STYLE, f"< 1 rad over {trained:,} tokens (context){windowed}")
+        lines.append((trained, TRAINED_STYLE, f"< 1 rad over {trained:,} tokens (context){windowed}"))
+    for span, style, label in lines:
+        per_column = [geometry.semantic_boundary(i, span) for i in layers]
+        _boundary_steps(ax, per_column * columns if len(layers) == 1 else per_column, style, label)
     ax.set_ylim(geometry.n_chunks - 0.5, -0.5)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), fontsize=7, frameon=False)
 

@@ -27,7 +27,7 @@ import torch
 
 from ropescope.capture import capture
 from ropescope.errors import RopescopeError
-from ropescope.rope import RopeGeometry, chunk_pair_indices, read_geometry, rotate
+from ropescope.rope import RopeGeometry, chunk_dims, chunk_pair_indices, read_geometry, rotate
 
 VARIANTS = ("p", "reversed", "partial")
 
@@ -111,6 +111,26 @@ def p_rope(model, p: float, variant: str = "p", layers: Iterable[int] | None = N
         yield
 
 
+def chunk_zeroer(
+    dims: np.ndarray, targets: dict[tuple[int, int], Sequence[int]], kind: str = "q", n_heads: int | None = None
+):
+    """An ``edit_q`` (``kind="q"``) or ``edit_k`` (``"k"``, the query head's KV head) for
+    :func:`capture` that zeroes chunks of chosen ``(layer, query head)`` pairs; ``n_heads`` (query
+    heads of the model) is needed for ``"k"`` only, to find the KV head."""
+
+    def edit(layer, x):
+        hits = [(h, c) for (lay, h), c in targets.items() if lay == layer and len(c)]
+        if not hits:
+            return x
+        x = x.clone()
+        for head, chunks in hits:
+            index = head if kind == "q" else head // (n_heads // x.shape[1])
+            x[:, index][..., dims[np.asarray(chunks)].ravel()] = 0
+        return x
+
+    return edit
+
+
 @contextlib.contextmanager
 def ablate_chunks(model, targets: dict[tuple[int, int], Sequence[int]], tensors: tuple[str, ...] = ("q", "k")):
     """Inside the block, zero chunks of q (query head) and k (its KV head) of chosen heads.
@@ -120,35 +140,20 @@ def ablate_chunks(model, targets: dict[tuple[int, int], Sequence[int]], tensors:
     query head that shares the KV head (GQA). Use ``tensors=("q",)`` to touch one head only.
     """
     geometry = read_geometry(model)
-    cfg_heads = model.config.get_text_config().num_attention_heads
-    first, second = chunk_pair_indices(geometry.rotary_dim, geometry.layout)
-    dims = np.stack([first, second], axis=1)
+    n_heads = model.config.get_text_config().num_attention_heads
     for (layer, head), chunks in targets.items():
-        if not 0 <= layer < geometry.n_layers or not 0 <= head < cfg_heads:
+        if not 0 <= layer < geometry.n_layers or not 0 <= head < n_heads:
             raise RopescopeError(f"head ({layer}, {head}) is out of range")
         if any(not 0 <= c < geometry.n_chunks for c in chunks):
             raise RopescopeError(f"chunks must be in 0..{geometry.n_chunks - 1}, got {list(chunks)}")
-
-    def editor(kind):
-        def edit(layer, x):
-            hits = [(h, c) for (lay, h), c in targets.items() if lay == layer and len(c)]
-            if not hits:
-                return x
-            x = x.clone()
-            group = cfg_heads // x.shape[1]
-            for head, chunks in hits:
-                index = head if kind == "q" else head // group
-                x[:, index][..., dims[np.asarray(chunks)].ravel()] = 0
-            return x
-
-        return edit
+    dims = chunk_dims(geometry)
 
     with capture(
         model,
         geometry,
         verify_geometry=False,
         tensors=(),
-        edit_q=editor("q") if "q" in tensors else None,
-        edit_k=editor("k") if "k" in tensors else None,
+        edit_q=chunk_zeroer(dims, targets, "q", n_heads) if "q" in tensors else None,
+        edit_k=chunk_zeroer(dims, targets, "k", n_heads) if "k" in tensors else None,
     ):
         yield

@@ -133,6 +133,12 @@ def chunk_pair_indices(rotary_dim: int, layout: str) -> tuple[list[int], list[in
     return list(range(0, rotary_dim, 2)), list(range(1, rotary_dim, 2))
 
 
+def chunk_dims(geometry: RopeGeometry) -> np.ndarray:
+    """``[chunks, 2]``: the two head dims of every chunk in the model's layout."""
+    first, second = chunk_pair_indices(geometry.rotary_dim, geometry.layout)
+    return np.stack([first, second], axis=1)
+
+
 def split_pairs(x: torch.Tensor, layout: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Views of the first and second dim of every chunk of ``x[..., r]`` (each ``[..., r/2]``)."""
     r = x.shape[-1]
