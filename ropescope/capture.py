@@ -68,7 +68,7 @@ class Capture:
         self.include_bos = include_bos
         self.verify_geometry = verify_geometry
         self.tensors = tensors
-        self.sites = attention_sites(model)
+        self.sites = self._find_sites()
         n_layers = self.geometry.n_layers
         n_heads = int(self.cfg.num_attention_heads)
         n_kv = int(getattr(self.cfg, "num_key_value_heads", None) or n_heads)
@@ -88,6 +88,9 @@ class Capture:
         self._patched: list[tuple[object, object]] = []
 
     # -- installation -------------------------------------------------------------------------
+    def _find_sites(self):
+        return attention_sites(self.model)
+
     def install(self) -> None:
         base = getattr(self.model, self.model.base_model_prefix, self.model)
         self._handles.append(base.register_forward_pre_hook(self._on_model_input, with_kwargs=True))
@@ -122,7 +125,7 @@ class Capture:
         mask = kwargs.get("attention_mask")
         if mask is None or mask.dim() != 2:
             mask = torch.ones(batch, seq, dtype=torch.bool, device=reference.device)
-        mask = mask.bool()
+        mask = mask[:, -seq:].bool()  # with a KV cache the mask also spans the cached tokens
         bos = getattr(self.cfg, "bos_token_id", None)
         if not self.include_bos and input_ids is not None and isinstance(bos, int):
             mask = mask & (input_ids != bos)
@@ -130,7 +133,7 @@ class Capture:
         if positions is None:
             positions = torch.arange(seq, device=reference.device)[None, :].expand(batch, seq)
         self._mask, self._positions = mask, positions
-        self.max_seq_len = max(self.max_seq_len, int(seq))
+        self.max_seq_len = max(self.max_seq_len, int(positions.max()) + 1 if positions.numel() else 0)
 
     def _enter_layer(self, layer: int):
         def hook(module, args):
@@ -226,11 +229,16 @@ class Capture:
 def capture(model: torch.nn.Module, geometry: RopeGeometry | None = None, **options):
     """Context manager: hook ``model`` and yield a :class:`Capture` whose ``stats`` fill up.
 
+    ``model`` is a Hugging Face model or a TransformerLens ``TransformerBridge`` (read through its
+    hook points, :mod:`ropescope.bridge`).
+
     ``options`` are those of :class:`Capture` (``include_bos``, ``verify_geometry``, ``tensors``,
     ``on_qk``, ``edit_q``, ``edit_k``, ``edit_angles``). Every hook and patch is removed on exit,
     also when the block raises.
     """
-    cap = Capture(model, geometry, **options)
+    from ropescope.bridge import BridgeCapture, is_bridge
+
+    cap = (BridgeCapture if is_bridge(model) else Capture)(model, geometry, **options)
     try:
         cap.install()
         yield cap

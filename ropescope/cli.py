@@ -57,6 +57,9 @@ def profile(
     checkpoint_every: int = typer.Option(10, help="Save resumable state every N batches (0: never)."),
     resume: bool = typer.Option(False, help="Continue an interrupted run from OUT.resume/."),
     on_nonfinite: str = typer.Option("stop", help="NaN/inf activations: 'stop' with an error, or 'skip' those tokens."),
+    chunk_tokens: int = typer.Option(
+        None, help="Run long prompts in pieces of this many tokens through the KV cache (bounded memory)."
+    ),
 ) -> None:
     """Profile q/k/v chunk norms of MODEL on a prompt set; write profile, figures and a summary."""
     from rich.progress import Progress
@@ -71,6 +74,8 @@ def profile(
         raise RopescopeError(f"--batch-size must be positive, got {batch_size}")
     if on_nonfinite not in ("stop", "skip"):
         raise RopescopeError(f"--on-nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}")
+    if chunk_tokens is not None and chunk_tokens <= 0:
+        raise RopescopeError(f"--chunk-tokens must be a positive number of tokens, got {chunk_tokens}")
     if checkpoint_every < 0:
         raise RopescopeError(f"--checkpoint-every must be zero or more, got {checkpoint_every}")
     out = out or Path("runs") / Path(model).name.removesuffix(".gguf")
@@ -96,6 +101,7 @@ def profile(
         batch_size=batch_size,
         include_bos=include_bos,
         dtype=dtype,
+        chunk_tokens=chunk_tokens,
     )
     state = None
     if resume:
@@ -127,6 +133,7 @@ def profile(
                 checkpoint_every=max(1, checkpoint_every),
                 resume=state,
                 on_nonfinite=on_nonfinite,
+                chunk_tokens=chunk_tokens,
             )
     except KeyboardInterrupt:
         where = f"partial state is in {state_path.parent}/; resume with the same command plus --resume"

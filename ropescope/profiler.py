@@ -16,6 +16,7 @@ import torch
 
 from ropescope import __version__
 from ropescope.adapters import text_config
+from ropescope.bridge import hf_model_of, is_bridge
 from ropescope.capture import capture
 from ropescope.distributed import gather_max, gather_merge, rank_and_world
 from ropescope.errors import NumericsError, PromptError, RopescopeError
@@ -60,6 +61,7 @@ def profile(
     checkpoint_every: int = 10,
     resume: dict | None = None,
     on_nonfinite: str = "stop",
+    chunk_tokens: int | None = None,
 ) -> Profile:
     """Profile the chunk norms of q, k and v of every layer, head and chunk over ``texts``.
 
@@ -75,14 +77,20 @@ def profile(
     uninterrupted result. Tokens whose chunk norms are not finite (half-precision overflow) are
     never averaged: ``on_nonfinite="stop"`` raises :class:`NumericsError` naming tensor and layer;
     ``"skip"`` leaves them out with a warning and records the counts in the metadata.
+
+    ``model`` is a Hugging Face causal LM or a TransformerLens ``TransformerBridge``
+    (:mod:`ropescope.bridge`). ``chunk_tokens`` bounds activation memory on long prompts by running
+    them in pieces through the model's KV cache (:func:`run_forward`); the profile equals the
+    one-pass profile up to float summation order.
     """
     texts = list(texts)
     if not texts:
         raise PromptError("the prompt set is empty")
     if batch_size <= 0:
         raise RopescopeError(f"batch size must be positive, got {batch_size}")
-    geometry = geometry or read_geometry(model)
-    context = context_length(model)
+    hf = hf_model_of(model)
+    geometry = geometry or read_geometry(hf)
+    context = context_length(hf)
     if max_tokens is None:
         max_tokens = context or 8192
     if context and max_tokens > context:
@@ -91,13 +99,16 @@ def profile(
     if cut:
         message = f"{cut} of {len(texts)} prompts were longer than {max_tokens} tokens and were cut"
         warnings.warn(message, stacklevel=2)
-    bos = getattr(text_config(model), "bos_token_id", None)
+    bos = getattr(text_config(hf), "bos_token_id", None)
     countable = [sum(1 for t in row if include_bos or t != bos) for row in ids]
     if sum(countable) == 0:
         raise PromptError("no prompt has a token left to count after tokenisation")
 
-    base = getattr(model, model.base_model_prefix, model)
-    device = next(model.parameters()).device
+    if chunk_tokens is not None and chunk_tokens <= 0:
+        raise RopescopeError(f"chunk_tokens must be a positive number of tokens, got {chunk_tokens}")
+    if chunk_tokens is not None and (on_qk is not None or is_bridge(model)):
+        raise RopescopeError("chunk_tokens works with chunk-norm profiling of a Hugging Face model only")
+    device = next(hf.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     rank, world = rank_and_world()
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))[rank::world]  # this process's shard
@@ -112,20 +123,8 @@ def profile(
             cap.stats.update({name: s for name, s in resume["stats"].items()})
             cap.max_seq_len = int(resume["max_seq_len"])
         for number in range(first, len(batches)):
-            rows = [ids[i] for i in batches[number]]
-            width = max(len(r) for r in rows)
-            input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(rows), width), dtype=torch.long)
-            for j, row in enumerate(rows):
-                input_ids[j, : len(row)] = torch.tensor(row)
-                mask[j, : len(row)] = 1
-            positions = torch.arange(width)[None, :].expand(len(rows), width)
-            base(
-                input_ids=input_ids.to(device),
-                attention_mask=mask.to(device),
-                position_ids=positions.to(device),
-                use_cache=False,
-            )
+            input_ids, mask = pad_batch([ids[i] for i in batches[number]], pad)
+            run_forward(model, input_ids.to(device), mask.to(device), chunk_tokens)
             if progress:
                 progress(sum(len(b) for b in batches[: number + 1]))
             if checkpoint is not None and (number + 1) % checkpoint_every == 0 and number + 1 < len(batches):
@@ -144,9 +143,9 @@ def profile(
         warnings.warn(f"left out tokens with non-finite activations: {bad}", stacklevel=2)
 
     hashes = [prompt_hash(t) for t in texts]
-    cfg = text_config(model)
+    cfg = text_config(hf)
     meta = {
-        "model_id": model_id or str(getattr(model, "name_or_path", "") or cfg.model_type),
+        "model_id": model_id or str(getattr(hf, "name_or_path", "") or cfg.model_type),
         "model_type": cfg.model_type,
         "model_fingerprint": _fingerprint(cfg, geometry),
         "config": _json_safe(cfg.to_dict()),
@@ -163,13 +162,55 @@ def profile(
         "prompts_cut": cut,
         "include_bos": include_bos,
         "nonfinite_tokens": {name: [int(c) for c in s.nonfinite.tolist()] for name, s in stats.items()},
-        "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+        "dtype": str(next(hf.parameters()).dtype).replace("torch.", ""),
         "prompt_set": prompt_set,
         "prompt_hashes": hashes,
         "prompt_set_hash": prompt_set_hash(hashes),
         "versions": _versions(),
     }
     return Profile(meta, stats)
+
+
+def pad_batch(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ``input_ids`` and the 0/1 ``attention_mask`` of a batch of token rows."""
+    width = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for j, row in enumerate(rows):
+        input_ids[j, : len(row)] = torch.tensor(row)
+        mask[j, : len(row)] = 1
+    return input_ids, mask
+
+
+def run_forward(model, input_ids: torch.Tensor, mask: torch.Tensor, chunk_tokens: int | None = None) -> None:
+    """One forward pass of the base model (no language-model head) over a right-padded batch.
+
+    With ``chunk_tokens`` the batch goes through in pieces of that many tokens, each attending to the
+    previous pieces through the model's own KV cache, so activation memory is bounded by the piece
+    (the cache still grows with the context). Positions continue across pieces, so every layer sees
+    the same queries, keys and values as in one pass, up to float summation order. A
+    TransformerBridge runs whole (its forward also computes the logits).
+    """
+    width = input_ids.shape[1]
+    positions = torch.arange(width, device=input_ids.device)[None, :].expand(input_ids.shape[0], width)
+    if is_bridge(model):
+        model(input_ids, attention_mask=mask, position_ids=positions, return_type=None)
+        return
+    base = getattr(model, model.base_model_prefix, model)
+    step = chunk_tokens or width
+    cache = None
+    for start in range(0, width, step):
+        end = min(start + step, width)
+        last = end == width
+        out = base(
+            input_ids=input_ids[:, start:end],
+            attention_mask=mask[:, :end],
+            position_ids=positions[:, start:end],
+            past_key_values=cache,
+            use_cache=not last,
+        )
+        cache = None if last else out.past_key_values
+        del out
 
 
 def _nonfinite_report(stats) -> str:
