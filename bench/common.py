@@ -47,7 +47,7 @@ def report(rows: list[dict], name: str, cases: list[str], baseline: str) -> pd.D
     frame = pd.DataFrame(rows)
     frame.to_csv(RESULTS / f"{name}.csv", index=False)
     print(
-        f"\n{'tokens':>7} {'case':>12} {'median s':>9} {'spread s':>9} {'peak GB':>8} {'time/base':>10} {'mem/base':>9}"
+        f"\n{'tokens':>7} {'case':>17} {'median s':>9} {'spread s':>9} {'peak GB':>8} {'time/base':>10} {'mem/base':>9}"
     )
     for tokens in sorted(frame.tokens.unique()):
         part = frame[frame.tokens == tokens]
@@ -60,5 +60,5 @@ def report(rows: list[dict], name: str, cases: list[str], baseline: str) -> pd.D
             t, m = statistics.median(c.seconds), statistics.median(c.peak_rss_gb)
             spread = (c.seconds.max() - c.seconds.min()) if len(c) > 1 else 0.0
             note = f"  ({c.error.dropna().iloc[0]})" if "error" in c and c.error.notna().any() else ""
-            print(f"{tokens:>7} {case:>12} {t:>9.2f} {spread:>9.2f} {m:>8.2f} {t / t0:>10.3f} {m / m0:>9.3f}{note}")
+            print(f"{tokens:>7} {case:>17} {t:>9.2f} {spread:>9.2f} {m:>8.2f} {t / t0:>10.3f} {m / m0:>9.3f}{note}")
     return frame

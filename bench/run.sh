@@ -6,3 +6,7 @@ cd "$(dirname "$0")"
 ../.venv/bin/python heads_vs_eager.py
 ../.venv/bin/python throughput.py
 ../.venv/bin/python load_time.py
+../.venv/bin/python tl_vs_ropescope.py
+../.venv/bin/python memory_vs_prompts.py
+../.venv/bin/python long_context.py
+# on a GPU machine only: ../.venv/bin/python gpu_gemma7b.py

@@ -1,0 +1,51 @@
+"""Benchmark: peak memory of a profiling run does not grow with the number of prompts.
+
+Real Gemma 3 270M, float32, batch 8; prompts are the 60 built-in prompts of all five domains,
+cycled and each cut to 256 tokens, so every case has batches of the same shape and differs only in
+how many there are. Each case in a fresh process; peak resident memory is the whole process's
+(model and tokenizer included). Ratios are against the smallest prompt count.
+
+Run: ``.venv/bin/python bench/memory_vs_prompts.py [--prompts 8 64 256] [--reps 2]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from common import report, run_child
+
+CHILD = r"""
+pool = [p for s in ("shakespeare", "italian", "chinese", "python", "addition") for p in ropescope.load_prompts(s)]
+n = int(extra)
+texts = [pool[i % len(pool)] + f" ({i})" for i in range(n)]  # distinct prompts
+start = time.perf_counter()
+prof = ropescope.profile(model, tok, texts, max_tokens=256, batch_size=8)
+result["seconds"] = time.perf_counter() - start
+result["counted_tokens"] = prof.n_tokens
+result["peak_rss_gb"] = peak_gb()
+print("RESULT " + json.dumps(result))
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prompts", type=int, nargs="+", default=[8, 64, 256])
+    parser.add_argument("--reps", type=int, default=2)
+    args = parser.parse_args()
+    rows = []
+    for rep in range(args.reps):
+        for n in args.prompts:
+            result = run_child(CHILD, f"{n} prompts", 256, str(n))
+            result["rep"] = rep
+            rows.append(result)
+            print(json.dumps(result), flush=True)
+    cases = [f"{n} prompts" for n in args.prompts]
+    frame = report(rows, "memory_vs_prompts", cases, cases[0])
+    for case in cases:
+        part = frame[frame.case == case]
+        print(f"{case}: {int(part.counted_tokens.median())} counted tokens, peak {part.peak_rss_gb.median():.2f} GB")
+
+
+if __name__ == "__main__":
+    main()
