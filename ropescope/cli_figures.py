@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from ropescope.cli_support import quiet_libraries, say, stderr_console
+from ropescope.errors import RopescopeError
 from ropescope.models import DEFAULT_MODEL
 
 
@@ -15,21 +16,44 @@ def figures_command(
     only: str = typer.Option(None, help="Comma list of figure ids, e.g. F3,F5 (default: all)."),
     prompts: str = typer.Option("shakespeare", help="Prompt set for the model figures."),
     out: Path = typer.Option(Path("figures"), help="Directory for the figures (files are replaced)."),
+    resume: bool = typer.Option(False, help="Continue an interrupted run in OUT, skipping the entries it finished."),
 ) -> None:
     """Regenerate the paper's figures and tables (PNG, PDF and CSV) for MODEL."""
     from rich.progress import Progress
 
+    from ropescope.figure_runs import PROGRESS, run_figures
     from ropescope.figures import FigureContext, select
+    from ropescope.prompts import load_prompts
 
     chosen = select(only)
+    load_prompts(prompts)  # a bad prompt set fails now, not after the first entries
+    if out.exists() and not out.is_dir():
+        raise RopescopeError(f"output path {out} exists and is not a directory")
     quiet_libraries()
     context = FigureContext(model, out, prompts)
-    with Progress(console=stderr_console()) as bar:
-        task = bar.add_task("figures", total=len(chosen))
-        for figure in chosen:
-            bar.update(task, description=f"{figure.id}: {figure.title}")
-            figure.render(context)
-            bar.advance(task)
+    finished = []
+    try:
+        with Progress(console=stderr_console()) as bar:
+            task = bar.add_task("figures", total=len(chosen))
+
+            def started(figure):
+                bar.update(task, description=f"{figure.id}: {figure.title}")
+
+            def done(figure):
+                finished.append(figure.id)
+                bar.advance(task)
+
+            skipped = run_figures(chosen, context, resume=resume, on_start=started, on_done=done)
+    except KeyboardInterrupt:
+        state = out / PROGRESS
+        where = "no entry was complete yet"
+        if state.is_file():
+            where = f"{len(finished)} of {len(chosen)} entries are complete in {out}/; "
+            where += "resume with the same command plus --resume"
+
+        raise RopescopeError(f"interrupted; {where}") from None
     for note in context.notes:
         say(f"note: {note}")
+    if skipped:
+        say(f"resumed: kept {len(skipped)} finished entries ({', '.join(skipped)})")
     typer.echo(f"wrote {len(chosen)} figure entries for {model} into {out}/")

@@ -1,0 +1,108 @@
+"""``ropescope figures`` runs are atomic per entry and resume after an interruption."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pytest
+
+from ropescope.cli import main
+from ropescope.errors import RopescopeError
+from ropescope.figure_runs import MANIFEST, PROGRESS, run_figures
+from ropescope.figures import Figure, FigureContext
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def entry(name, calls, fail=None):
+    def render(ctx):
+        calls.append(name)
+        (ctx.out / f"{name}_a.csv").write_text(name)
+        if fail is not None:
+            raise fail
+        fig = plt.figure()
+        fig.savefig(ctx.out / f"{name}_b.png")
+        plt.close(fig)
+
+    return Figure(name, name, render)
+
+
+def test_interrupted_run_keeps_whole_entries_only_and_resumes(tmp_path):
+    calls = []
+    first = [entry("A", calls), entry("B", calls, fail=KeyboardInterrupt()), entry("C", calls)]
+    with pytest.raises(KeyboardInterrupt):
+        run_figures(first, FigureContext("m", tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [PROGRESS, "A_a.csv", "A_b.png"]  # no half of B
+    state = json.loads((tmp_path / PROGRESS).read_text())
+    assert state["done"] == {"A": ["A_a.csv", "A_b.png"]}
+    assert not (tmp_path / MANIFEST).exists()
+
+    calls.clear()
+    second = [entry("A", calls), entry("B", calls), entry("C", calls)]
+    skipped = run_figures(second, FigureContext("m", tmp_path), resume=True)
+    assert skipped == ["A"] and calls == ["B", "C"]
+    manifest = json.loads((tmp_path / MANIFEST).read_text())
+    assert sorted(manifest["entries"]) == ["A", "B", "C"]
+    assert not (tmp_path / PROGRESS).exists()
+    assert not list(tmp_path.glob(".partial-*"))
+
+
+def test_resume_refuses_another_model_or_a_missing_state(tmp_path):
+    calls = []
+    with pytest.raises(RopescopeError, match="no interrupted figures run"):
+        run_figures([entry("A", calls)], FigureContext("m", tmp_path), resume=True)
+    with pytest.raises(KeyboardInterrupt):
+        run_figures([entry("A", calls), entry("B", calls, KeyboardInterrupt())], FigureContext("m", tmp_path))
+    with pytest.raises(RopescopeError, match="was for 'm'"):
+        run_figures([entry("A", calls)], FigureContext("other-model", tmp_path), resume=True)
+    (tmp_path / PROGRESS).write_text("{not json")
+    with pytest.raises(RopescopeError, match="not a readable progress file"):
+        run_figures([entry("A", calls)], FigureContext("m", tmp_path), resume=True)
+
+
+def test_figures_command_ctrl_c_says_how_to_resume(tmp_path, capsys, monkeypatch):
+    import ropescope.figures as figures
+
+    real = figures.FIGURES["F8"]
+    monkeypatch.setitem(
+        figures.FIGURES, "F8", Figure("F8", real.title, lambda ctx: (_ for _ in ()).throw(KeyboardInterrupt()))
+    )
+    argv = ["figures", "--only", "F2,F8,F9", "--out", str(tmp_path)]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1
+    assert "interrupted; 1 of 3 entries are complete" in err and "--resume" in err and "Traceback" not in err
+    kept = (tmp_path / "fig02_decay_ones_vs_gaussian.png").stat().st_mtime_ns
+    monkeypatch.setitem(figures.FIGURES, "F8", real)
+    main([*argv, "--resume"])  # returns normally on success
+    assert "kept 1 finished entries (F2)" in capsys.readouterr().err
+    assert (tmp_path / "fig02_decay_ones_vs_gaussian.png").stat().st_mtime_ns == kept
+    assert (tmp_path / "fig08_random_rope.png").is_file() and (tmp_path / MANIFEST).is_file()
+
+
+def test_sigkilled_figures_run_resumes(tmp_path):
+    out = tmp_path / "figs"
+    command = [sys.executable, "-m", "ropescope", "figures", "--only", "F2,THEORY,F8,F9", "--out", str(out)]
+    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (out / PROGRESS).exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    if not (out / PROGRESS).exists():
+        pytest.skip("the run finished before it could be killed")
+    assert not (out / MANIFEST).exists()  # nothing that looks complete
+    done = json.loads((out / PROGRESS).read_text())["done"]
+    for files in done.values():
+        assert all((out / name).is_file() for name in files)
+    result = subprocess.run([*command, "--resume"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert f"kept {len(done)} finished entries" in result.stderr
+    assert sorted(json.loads((out / MANIFEST).read_text())["entries"]) == ["F2", "F8", "F9", "THEORY"]
+    assert not list(out.glob(".partial-*"))
