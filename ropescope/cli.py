@@ -19,7 +19,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")  # the command line draws to files only
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
-import click  # noqa: E402
 import typer  # noqa: E402
 
 from ropescope.cli_support import (  # noqa: E402
@@ -185,6 +184,34 @@ def plot(
 
 
 @app.command()
+def merge(
+    profiles: list[Path] = typer.Argument(..., help="Saved profiles (files or run directories) of one model."),
+    out: Path = typer.Option(..., help="The merged profile file (.safetensors)."),
+    overwrite: bool = typer.Option(False, help="Replace an existing output file."),
+) -> None:
+    """Merge saved profiles of the same model (e.g. shards profiled separately) into one."""
+    import ropescope
+    from ropescope.cli_support import check_writable_parent
+
+    if len(profiles) < 2:
+        raise RopescopeError(f"merge needs at least two profiles, got {len(profiles)}")
+    if out.exists() and not overwrite:
+        raise RopescopeError(f"output file {out} already exists; pass --overwrite to replace it")
+    if out.is_dir():
+        raise RopescopeError(f"output path {out} is a directory; name a .safetensors file")
+    check_writable_parent(out)
+    merged = None
+    for path in profiles:
+        loaded = ropescope.load_profile(path)
+        try:
+            merged = loaded if merged is None else merged.merge(loaded)
+        except RopescopeError as exc:
+            raise RopescopeError(f"{path}: {exc}") from None
+    merged.save(out)
+    typer.echo(f"merged {len(profiles)} profiles ({merged.n_tokens} tokens) into {out}")
+
+
+@app.command()
 def models() -> None:
     """List the bundled models and whether they are installed."""
     from ropescope.models import model_status
@@ -213,6 +240,23 @@ def _terminate(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+def _exit_on_command_line_error(exc: Exception) -> None:
+    """Exit for click's own outcomes (typer vendors click, so matched by module): ``--help`` and
+    friends exit with their code; a bad option or value is one line naming it, exit status 2."""
+    if not type(exc).__module__.endswith("click.exceptions"):
+        return
+    name = type(exc).__name__
+    if name == "Exit":
+        sys.exit(exc.exit_code)
+    if name == "Abort":
+        say("error: aborted")
+        sys.exit(130)
+    if hasattr(exc, "format_message"):
+        message = " ".join(exc.format_message().split())
+        say(f"error: {message} (see --help)")
+        sys.exit(getattr(exc, "exit_code", 2))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app and turn every failure into one line and an exit status."""
     signal.signal(signal.SIGTERM, _terminate)  # SIGTERM stops as cleanly as Ctrl-C
@@ -221,14 +265,6 @@ def main(argv: list[str] | None = None) -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     try:
         app(args=argv, standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        say("error: aborted")
-        sys.exit(130)
     except RopescopeError as exc:
         say(f"error: {exc}")
         sys.exit(1)
@@ -240,6 +276,7 @@ def main(argv: list[str] | None = None) -> None:
         say(f"error: cannot write or read a file{where}: {exc.strerror or exc}; no output was written")
         sys.exit(1)
     except Exception as exc:  # an unexpected failure still gets one line, unless debugging
+        _exit_on_command_line_error(exc)
         if os.environ.get("ROPESCOPE_DEBUG"):
             raise
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ropescope.cli_support import quiet_libraries, say, stderr_console
+from ropescope.cli_support import check_writable_parent, quiet_libraries, say, stderr_console
 from ropescope.errors import RopescopeError
 from ropescope.models import DEFAULT_MODEL
 
@@ -29,6 +29,7 @@ def figures_command(
     load_prompts(prompts)  # a bad prompt set fails now, not after the first entries
     if out.exists() and not out.is_dir():
         raise RopescopeError(f"output path {out} exists and is not a directory")
+    check_writable_parent(out)
     quiet_libraries()
     context = FigureContext(model, out, prompts)
     finished = []

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from ropescope.cli_support import check_out, output_directory, quiet_libraries, say
+from ropescope.cli_support import check_out, check_writable_parent, output_directory, quiet_libraries, say
 from ropescope.errors import RopescopeError
 from ropescope.models import DEFAULT_MODEL
 
@@ -125,13 +125,14 @@ def train_prope_command(
     for name in chosen:
         if name not in ENCODINGS:
             raise RopescopeError(f"unknown encoding {name!r}; expected all or some of: {', '.join(ENCODINGS)}")
+    heads = 4
+    if hidden % (2 * heads):  # RoPE needs an even head dimension
+        raise RopescopeError(f"--hidden must be a multiple of {2 * heads} ({heads} heads, even head dim), got {hidden}")
+    check_writable_parent(out)
     if out.exists() and not (resume or overwrite):
         raise RopescopeError(f"{out} already exists; pass --resume to continue it or --overwrite to start over")
     if out.exists() and overwrite:
         shutil.rmtree(out)
-    heads = 4
-    if hidden % heads:
-        raise RopescopeError(f"--hidden must be a multiple of {heads}, got {hidden}")
     config = TrainConfig(
         layers=layers,
         hidden=hidden,

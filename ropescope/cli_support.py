@@ -39,10 +39,24 @@ def output_directory(out: Path, overwrite: bool):
 
 
 def check_out(out: Path, overwrite: bool) -> None:
-    if out.exists() and not overwrite:
-        raise RopescopeError(f"output directory {out} already exists; pass --overwrite to replace it")
+    """Refuse, before any work, an output directory that exists (without ``overwrite``), that is a
+    file, or whose parent cannot hold it."""
     if out.exists() and not out.is_dir():
         raise RopescopeError(f"output path {out} exists and is not a directory")
+    if out.exists() and not overwrite:
+        raise RopescopeError(f"output directory {out} already exists; pass --overwrite to replace it")
+    check_writable_parent(out)
+
+
+def check_writable_parent(out: Path) -> None:
+    """Refuse an output path under a file or under a directory this user cannot write to."""
+    parent = out.expanduser().absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise RopescopeError(f"output path {out} is inside {parent}, which is a file, not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise RopescopeError(f"output path {out}: directory {parent} is not writable")
 
 
 def quiet_libraries() -> None:

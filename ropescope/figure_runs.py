@@ -71,9 +71,19 @@ def run_figures(
 ) -> list[str]:
     """Render ``figures`` into ``context.out`` entry by entry; return the ids skipped as done."""
     out = context.out
-    out.mkdir(parents=True, exist_ok=True)
     key = run_key(context.model_name, context.prompts)
     done = load_progress(out, key) if resume else {}
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _run(figures, context, out, key, done, on_start, on_done)
+    except BaseException:
+        if created and not (out / PROGRESS).exists():  # nothing finished: leave no directory behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _run(figures, context, out, key, done, on_start, on_done) -> list[str]:
     (out / MANIFEST).unlink(missing_ok=True)  # the run is incomplete until the manifest is back
     for stale in out.glob(".partial-*"):  # entries a killed run left half-rendered
         shutil.rmtree(stale, ignore_errors=True)

@@ -162,6 +162,8 @@ def _converted(gguf: Path, label: str) -> Path:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name, local_files_only=True)
     except Exception as exc:  # the gguf reader raises many types on a corrupt file
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "buffer" in reason or "unpack" in reason or isinstance(exc, (EOFError, IndexError)):
+            reason = f"the file ends early ({stat.st_size} bytes): truncated or corrupt ({reason[:80]})"
         raise ModelLoadError(f"cannot read GGUF file {gguf}: {reason}") from None
     # A GGUF-loaded model refuses save_pretrained while its quantization config is attached.
     model.hf_quantizer = None

@@ -112,11 +112,17 @@ class Profile:
     # -- merge --------------------------------------------------------------------------------
     def merge(self, other: Profile) -> Profile:
         """The profile of the union of both prompt sets (same model and options required)."""
-        for key in ("model_fingerprint", "include_bos"):
-            if self.meta.get(key) != other.meta.get(key):
-                raise ProfileFileError(
-                    f"cannot merge profiles with different {key}: {self.meta.get(key)!r} vs {other.meta.get(key)!r}"
-                )
+        if self.meta.get("model_fingerprint") != other.meta.get("model_fingerprint"):
+            raise ProfileFileError(
+                f"cannot merge profiles of different models: {self.meta.get('model_id')!r} vs "
+                f"{other.meta.get('model_id')!r} (model fingerprints {self.meta.get('model_fingerprint')} vs "
+                f"{other.meta.get('model_fingerprint')})"
+            )
+        if self.meta.get("include_bos") != other.meta.get("include_bos"):
+            raise ProfileFileError(
+                f"cannot merge profiles with different include_bos: {self.meta.get('include_bos')!r} vs "
+                f"{other.meta.get('include_bos')!r}"
+            )
         meta = dict(self.meta)
         hashes = sorted(self.meta["prompt_hashes"] + other.meta["prompt_hashes"])
         meta.update(

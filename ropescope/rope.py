@@ -209,6 +209,15 @@ def read_geometry(model: torch.nn.Module, layout: str | None = None) -> RopeGeom
         else:
             by_type[ltype] = (buf, scaling)
     if not by_type and not by_layer:
+        rotary_keys = ("rotary_dim", "rope_theta", "rope_parameters", "rotary_pct", "partial_rotary_factor")
+        if any(getattr(cfg, key, None) for key in rotary_keys):
+            from ropescope.adapters import FAMILIES
+
+            raise UnsupportedModelError(
+                f"model type {getattr(cfg, 'model_type', '?')!r} uses rotary positions but keeps no inv_freq "
+                "buffer ropescope can read (unsupported architecture); supported families: "
+                + ", ".join(sorted(FAMILIES))
+            )
         raise NoRopeError(
             f"model type {getattr(cfg, 'model_type', '?')!r} has no rotary positional encoding "
             "(no inv_freq buffer); ropescope analyses RoPE models only"

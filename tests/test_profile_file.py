@@ -87,7 +87,7 @@ def test_merge_equals_profiling_the_union(model):
 
 def test_merge_refuses_another_model(prof):
     other = ropescope.profile(tiny_model("llama"), CharTokenizer(), TEXTS)
-    with pytest.raises(ProfileFileError, match="model_fingerprint"):
+    with pytest.raises(ProfileFileError, match="different models"):
         prof.merge(other)
 
 

@@ -1,0 +1,284 @@
+"""The bad-input matrix: every command and the main Python entry points, one row per class of bad input.
+
+Each CLI row asserts a one-line ``error:`` naming the input, a non-zero exit status, no traceback,
+and nothing left behind (no output directory, no partial files, inputs untouched). Each API row
+asserts a :class:`~ropescope.errors.RopescopeError` naming the input. The README's troubleshooting
+table lists every row (``test_readme_lists_every_row``); ``python tests/test_bad_input_matrix.py``
+prints it as Markdown.
+"""
+
+from __future__ import annotations
+
+import errno
+import importlib
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+REPO = Path(__file__).resolve().parents[1]
+
+# (command, class of bad input, argv with {inputs} standing for the prepared inputs directory, message fragment)
+CLI_ROWS = [
+    ("profile", "unknown model name", ["profile", "no-such-model"], "unknown model 'no-such-model'"),
+    ("profile", "missing path", ["profile", "{inputs}/missing-dir/"], "unknown model"),
+    ("profile", "missing .gguf file", ["profile", "{inputs}/missing.gguf"], "missing.gguf does not exist"),
+    ("profile", "directory that is not a checkpoint", ["profile", "{inputs}/notckpt"], "is not a checkpoint"),
+    ("profile", "corrupt .gguf", ["profile", "{inputs}/garbage.gguf"], "not a GGUF file"),
+    ("profile", "truncated .gguf", ["profile", "{inputs}/truncated.gguf"], "truncated or corrupt"),
+    ("profile", "model without RoPE", ["profile", "{inputs}/gpt2"], "has no rotary positional encoding"),
+    (
+        "profile",
+        "unsupported architecture",
+        ["profile", "{inputs}/gptj"],
+        "(unsupported architecture); supported families",
+    ),
+    ("profile", "empty prompt file", ["profile", "--prompts", "{inputs}/empty.txt"], "holds no prompts"),
+    ("profile", "binary prompt file", ["profile", "--prompts", "{inputs}/binary.txt"], "is binary, not text"),
+    ("profile", "non-UTF-8 prompt file", ["profile", "--prompts", "{inputs}/latin1.txt"], "is not UTF-8 text"),
+    ("profile", "prompt path is a directory", ["profile", "--prompts", "{inputs}/notckpt"], "is a directory"),
+    ("profile", "missing prompt file", ["profile", "--prompts", "{inputs}/none.txt"], "neither a built-in set"),
+    ("profile", "prompts empty after tokenisation", ["profile", "--max-tokens", "1"], "no prompt has a token left"),
+    ("profile", "prompt longer than the context", ["profile", "--max-tokens", "40000"], "exceeds the model's context"),
+    ("profile", "zero", ["profile", "--batch-size", "0"], "--batch-size must be positive"),
+    ("profile", "negative", ["profile", "--max-tokens", "-5"], "--max-tokens must be a positive"),
+    ("profile", "NaN", ["profile", "--max-tokens", "nan"], "Invalid value for '--max-tokens'"),
+    ("profile", "too large", ["profile", "--max-tokens", "99999999999999999999"], "exceeds the model's context"),
+    ("profile", "negative", ["profile", "--checkpoint-every", "-1"], "--checkpoint-every must be zero or more"),
+    ("profile", "zero", ["profile", "--chunk-tokens", "0"], "--chunk-tokens must be a positive"),
+    ("profile", "unknown option value", ["profile", "--dtype", "float8"], "unknown dtype 'float8'"),
+    ("profile", "unknown option value", ["profile", "--on-nonfinite", "ignore"], "--on-nonfinite must be"),
+    ("profile", "layer out of range", ["profile", "--head-layer", "99"], "--head-layer 99 is out of range"),
+    (
+        "profile",
+        "output directory exists",
+        ["profile", "--out", "{inputs}/existing"],
+        "already exists; pass --overwrite",
+    ),
+    ("profile", "output path is a file", ["profile", "--out", "{inputs}/afile"], "exists and is not a directory"),
+    ("profile", "output path inside a file", ["profile", "--out", "{inputs}/afile/run"], "which is a file"),
+    (
+        "profile",
+        "disk fills while writing",
+        ["profile", "--max-tokens", "16", "--out", "run"],
+        "No space left on device",
+    ),
+    ("profile", "--resume with no saved state", ["profile", "--resume", "--out", "run"], "--resume: no saved state"),
+    ("plot", "missing saved profile", ["plot", "{inputs}/missing.safetensors"], "no saved profile"),
+    ("plot", "truncated saved profile", ["plot", "{inputs}/cut.safetensors"], "not a readable ropescope profile"),
+    ("plot", "tampered saved profile", ["plot", "{inputs}/tampered.safetensors"], "checksum"),
+    ("plot", "profile from another ropescope version", ["plot", "{inputs}/v0.safetensors"], "format version 0"),
+    ("plot", "layer out of range", ["plot", "{inputs}/gemma.safetensors", "--head-layer", "99"], "--head-layer 99"),
+    (
+        "merge",
+        "profile from another model",
+        ["merge", "{inputs}/gemma.safetensors", "{inputs}/llama.safetensors", "--out", "m.safetensors"],
+        "different models",
+    ),
+    (
+        "merge",
+        "truncated saved profile",
+        ["merge", "{inputs}/gemma.safetensors", "{inputs}/cut.safetensors", "--out", "m.safetensors"],
+        "not a readable ropescope profile",
+    ),
+    ("merge", "one profile only", ["merge", "{inputs}/gemma.safetensors", "--out", "m.safetensors"], "at least two"),
+    (
+        "merge",
+        "output file exists",
+        ["merge", "{inputs}/gemma.safetensors", "{inputs}/gemma.safetensors", "--out", "{inputs}/afile"],
+        "already exists; pass --overwrite",
+    ),
+    ("heads", "unknown model name", ["heads", "no-such-model"], "unknown model 'no-such-model'"),
+    ("heads", "model without RoPE", ["heads", "{inputs}/gpt2"], "has no rotary positional encoding"),
+    ("heads", "empty prompt file", ["heads", "--prompts", "{inputs}/empty.txt"], "holds no prompts"),
+    ("heads", "binary prompt file", ["heads", "--prompts", "{inputs}/binary.txt"], "is binary, not text"),
+    ("heads", "prompt longer than the context", ["heads", "--max-tokens", "40000"], "exceeds the model's context"),
+    ("heads", "zero", ["heads", "--max-offset", "0"], "--max-offset must be at least 1"),
+    ("heads", "NaN", ["heads", "--threshold", "nan"], "--threshold must be positive"),
+    ("heads", "too large", ["heads", "--threshold", "2"], "--threshold must be positive"),
+    ("heads", "zero", ["heads", "--hf-fraction", "0"], "--hf-fraction must be positive"),
+    ("heads", "negative", ["heads", "--draws", "-1"], "--draws must be zero or more"),
+    ("heads", "output path is a file", ["heads", "--out", "{inputs}/afile"], "exists and is not a directory"),
+    ("head", "unknown model name", ["head", "no-such-model", "0", "0", "--prompt", "hi"], "unknown model"),
+    ("head", "layer out of range", ["head", "gemma-3-270m", "99", "0", "--prompt", "hi"], "layer 99 is out of range"),
+    ("head", "head out of range", ["head", "gemma-3-270m", "0", "99", "--prompt", "hi"], "head 99 is out of range"),
+    (
+        "head",
+        "invalid option value",
+        ["head", "gemma-3-270m", "0", "0", "--prompt", "hi", "--rows", "5"],
+        "--rows must",
+    ),
+    ("head", "empty prompt", ["head", "gemma-3-270m", "0", "0", "--prompt", ""], "prompt"),
+    ("prope", "unknown model name", ["prope", "no-such-model"], "unknown model 'no-such-model'"),
+    ("prope", "NaN", ["prope", "--p", "nan"], "p must be a fraction in [0, 1], got nan"),
+    ("prope", "too large", ["prope", "--p", "1.5"], "p must be a fraction in [0, 1], got 1.5"),
+    ("prope", "unknown variant", ["prope", "--variants", "foo"], "unknown p-RoPE variant 'foo'"),
+    ("prope", "zero", ["prope", "--batch-size", "0"], "--batch-size must be positive"),
+    ("prope", "too small", ["prope", "--context", "1"], "--context must be at least 2"),
+    ("prope", "prompt longer than the context", ["prope", "--context", "40000"], "exceeds the model's context"),
+    ("prope", "empty text file", ["prope", "--text", "{inputs}/empty.txt"], "is empty"),
+    ("prope", "binary text file", ["prope", "--text", "{inputs}/binary.txt"], "binary"),
+    ("train-prope", "zero", ["train-prope", "--seeds", "0", "--out", "t2"], "--seeds must be positive"),
+    ("train-prope", "negative", ["train-prope", "--steps", "-1", "--out", "t2"], "--steps must be positive"),
+    ("train-prope", "invalid width", ["train-prope", "--hidden", "100", "--out", "t2"], "--hidden must be a multiple"),
+    ("train-prope", "unknown encoding", ["train-prope", "--encodings", "foo", "--out", "t2"], "unknown encoding 'foo'"),
+    ("train-prope", "output path exists", ["train-prope", "--out", "{inputs}/afile"], "already exists"),
+    ("figures", "unknown figure id", ["figures", "--only", "F99"], "unknown figure id 'F99'"),
+    ("figures", "unknown model name", ["figures", "--model", "no-such-model", "--only", "F3"], "unknown model"),
+    ("figures", "empty prompt file", ["figures", "--prompts", "{inputs}/empty.txt"], "holds no prompts"),
+    ("figures", "output path is a file", ["figures", "--only", "F2", "--out", "{inputs}/afile"], "not a directory"),
+    ("figures", "--resume with no saved state", ["figures", "--only", "F2", "--resume"], "no interrupted figures run"),
+    ("any", "unknown option", ["profile", "--bogus"], "No such option: --bogus"),
+]
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory, gemma_dir):
+    """Every bad input of the matrix, prepared once."""
+    import numpy as np
+    import transformers
+    from tiny import TEXTS, CharTokenizer, tiny_model
+
+    import ropescope
+    from ropescope.models import cache_dir
+
+    profile_module = importlib.import_module("ropescope.profile")
+    root = tmp_path_factory.mktemp("inputs")
+    (root / "empty.txt").write_text("\n\n")
+    (root / "binary.txt").write_bytes(b"\xff\xfe\x00\x01garbage\x80\x00")
+    (root / "latin1.txt").write_bytes("café au lait\n".encode("latin-1"))
+    (root / "notckpt").mkdir()
+    (root / "notckpt" / "readme.txt").write_text("not a model")
+    (root / "garbage.gguf").write_bytes(b"junk, not a GGUF file")
+    (root / "truncated.gguf").write_bytes((cache_dir() / "gguf" / "gemma-3-270m-q4_k_m.gguf").read_bytes()[:200_000])
+    (root / "afile").write_text("a file")
+    (root / "existing").mkdir()
+    (root / "existing" / "keep.txt").write_text("mine")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(gemma_dir)
+    gpt2 = transformers.GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=262144, n_positions=64)
+    transformers.GPT2LMHeadModel(gpt2).save_pretrained(root / "gpt2")
+    tokenizer.save_pretrained(root / "gpt2")
+    gptj = transformers.GPTJConfig(n_layer=2, n_head=2, n_embd=32, rotary_dim=8, vocab_size=262144, n_positions=64)
+    transformers.GPTJForCausalLM(gptj).save_pretrained(root / "gptj")
+    tokenizer.save_pretrained(root / "gptj")
+
+    model, _ = ropescope.load_model("gemma-3-270m")
+    path = ropescope.profile(model, tokenizer, ["To be, or not to be"]).save(root / "gemma.safetensors")
+    ropescope.profile(tiny_model("llama"), CharTokenizer(), TEXTS).save(root / "llama.safetensors")
+    data = path.read_bytes()
+    (root / "cut.safetensors").write_bytes(data[: len(data) // 2])
+    tampered = bytearray(data)
+    tampered[-3] ^= 0xFF
+    (root / "tampered.safetensors").write_bytes(bytes(tampered))
+    prof = ropescope.load_profile(path)
+    arrays = {}
+    for tensor in profile_module.TENSORS:
+        arrays.update(prof.stats[tensor].to_arrays(tensor))
+    meta = json.dumps(prof.meta, sort_keys=True)
+    header = {"format": profile_module.FORMAT, "format_version": "0", "meta": meta}
+    header["checksum"] = profile_module._checksum(arrays, meta)
+    profile_module._write_safetensors(arrays, header, root / "v0.safetensors")
+    assert np.isfinite(prof.stats["q"].mean.numpy()).all()
+    return root
+
+
+def listing(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_size if p.is_file() else -1 for p in root.rglob("*")}
+
+
+@pytest.mark.parametrize("command, klass, argv, fragment", CLI_ROWS, ids=[f"{r[0]}: {r[1]}" for r in CLI_ROWS])
+def test_cli_bad_input(command, klass, argv, fragment, inputs, tmp_path, monkeypatch, capsys):
+    from ropescope.cli import main
+
+    if klass == "disk fills while writing":
+
+        def full(*args, **kwargs):
+            raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "run"))
+
+        monkeypatch.setattr(importlib.import_module("ropescope.profile"), "_write_safetensors", full)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    before = listing(inputs)
+    args = [a.replace("{inputs}", str(inputs)) for a in argv]
+    if args[0] == "profile" and "--checkpoint-every" not in args:
+        args += ["--checkpoint-every", "0"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    err = capsys.readouterr().err
+    assert exit_info.value.code not in (0, None)
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith(("loading ", "warning: "))]
+    lines = [line for line in lines if "-:--:--" not in line and "━" not in line]  # progress bars
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ") and fragment in lines[0], lines[0]
+    assert list(work.iterdir()) == [], "output left behind"
+    assert listing(inputs) == before, "an input was changed"
+
+
+API_ROWS = [
+    ("load_model", "unknown model name", "unknown model 'no-such-model'"),
+    ("load_prompts", "empty prompt file", "holds no prompts"),
+    ("profile", "empty prompt list", "the prompt set is empty"),
+    ("profile", "zero batch size", "batch size must be positive"),
+    ("profile", "prompt longer than the context", "exceeds the model's context"),
+    ("load_profile", "truncated saved profile", "not a readable ropescope profile"),
+    ("Profile.merge", "profile from another model", "different models"),
+    ("scan_heads", "NaN threshold", "threshold must be in (0, 1]"),
+    ("p_rope", "fraction out of range", "1.5"),
+]
+
+
+@pytest.mark.parametrize("entry, klass, fragment", API_ROWS, ids=[f"{r[0]}: {r[1]}" for r in API_ROWS])
+def test_api_bad_input(entry, klass, fragment, inputs):
+    from tiny import TEXTS, CharTokenizer, tiny_model
+
+    import ropescope
+    from ropescope.errors import RopescopeError
+    from ropescope.headscan import scan_heads
+    from ropescope.prope import p_rope
+
+    model, tok = tiny_model("llama"), CharTokenizer()
+    calls = {
+        ("load_model", "unknown model name"): lambda: ropescope.load_model("no-such-model"),
+        ("load_prompts", "empty prompt file"): lambda: ropescope.load_prompts(str(inputs / "empty.txt")),
+        ("profile", "empty prompt list"): lambda: ropescope.profile(model, tok, []),
+        ("profile", "zero batch size"): lambda: ropescope.profile(model, tok, TEXTS, batch_size=0),
+        ("profile", "prompt longer than the context"): lambda: ropescope.profile(model, tok, TEXTS, max_tokens=10**6),
+        ("load_profile", "truncated saved profile"): lambda: ropescope.load_profile(inputs / "cut.safetensors"),
+        ("Profile.merge", "profile from another model"): lambda: ropescope.load_profile(
+            inputs / "gemma.safetensors"
+        ).merge(ropescope.load_profile(inputs / "llama.safetensors")),
+        ("scan_heads", "NaN threshold"): lambda: scan_heads(model, tok, TEXTS, threshold=math.nan),
+        ("p_rope", "fraction out of range"): lambda: p_rope(model, 1.5).__enter__(),
+    }
+    with pytest.raises(RopescopeError) as info:
+        calls[(entry, klass)]()
+    assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+def test_readme_lists_every_row():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Troubleshooting") :]
+    missing = [f"{r[0]} / {r[1]}" for r in CLI_ROWS if f"`{r[3]}`" not in section or r[1] not in section]
+    missing += [f"{r[0]} / {r[1]}" for r in API_ROWS if f"`{r[2]}`" not in section or r[1] not in section]
+    assert not missing, f"README troubleshooting table lacks: {missing}"
+
+
+def markdown() -> str:
+    """The README's troubleshooting table, from the rows above."""
+    lines = ["| command | bad input | example | message contains |", "|---|---|---|---|"]
+    for command, klass, argv, fragment in CLI_ROWS:
+        example = " ".join(a.replace("{inputs}/", "") for a in argv)
+        lines.append(f"| `{command}` | {klass} | `ropescope {example}` | `{fragment}` |")
+    for entry, klass, fragment in API_ROWS:
+        lines.append(f"| `ropescope.{entry}` (Python) | {klass} | | `{fragment}` |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown())
