@@ -31,11 +31,11 @@ warnings.filterwarnings("ignore")
 inner = int(extra)
 if case.startswith("tl_"):
     from transformer_lens.model_bridge import TransformerBridge
-    from ropescope.models import _resolve
+    from ropescope.models import checkpoint_dir
     from ropescope.rope import chunk_norms, read_geometry
     from ropescope.stats import ChunkNormStats
     geometry = read_geometry(model)
-    directory = str(_resolve("gemma-3-270m"))
+    directory = checkpoint_dir("gemma-3-270m")
     bridge = TransformerBridge.boot_transformers(directory, hf_model=model, tokenizer=tok, device="cpu")
     if case == "tl_cache_no_head":
         model.lm_head = torch.nn.Identity()

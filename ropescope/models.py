@@ -109,6 +109,13 @@ def load_model(
     return model, tokenizer
 
 
+def checkpoint_dir(name: str) -> str:
+    """The plain Hugging Face checkpoint directory behind a model name (for a bundled model or a
+    ``.gguf`` file: the converted copy in the cache, converting it first if needed), e.g. for
+    ``TransformerBridge.boot_transformers``. A hub id comes back unchanged."""
+    return str(_resolve(name))
+
+
 def _resolve(name: str) -> Path | str:
     """A local directory (bundled and GGUF models: the converted cache) or a hub id."""
     if name in BUNDLED:

