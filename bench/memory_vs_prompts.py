@@ -2,8 +2,9 @@
 
 Real Gemma 3 270M, float32, batch 8; each prompt joins 12 of the 60 built-in prompts of all five
 domains (a different run of them per prompt) and is cut to 256 tokens, so every case has batches of
-the same shape (8 x 256) and differs only in how many there are. Each case in a fresh process; peak resident memory is the whole process's
-(model and tokenizer included). Ratios are against the smallest prompt count.
+the same shape (8 x 256) and differs only in how many there are. Each case in a fresh process;
+peak resident memory is the whole process's (model and tokenizer included). Ratios are against the
+smallest prompt count.
 
 Run: ``.venv/bin/python bench/memory_vs_prompts.py [--prompts 8 64 256] [--reps 2]``.
 """

@@ -60,3 +60,14 @@ def test_chunked_real_gemma_beyond_its_sliding_window(gemma):
 def test_chunk_tokens_must_be_positive():
     with pytest.raises(RopescopeError, match="chunk_tokens"):
         ropescope.profile(tiny_model("llama"), CharTokenizer(), TEXTS, chunk_tokens=0)
+
+
+def test_cli_chunk_tokens_gives_the_one_pass_profile(tmp_path):
+    from ropescope.cli import main
+
+    common = ["profile", "--max-tokens", "48", "--checkpoint-every", "0", "--prompts", "italian"]
+    main([*common, "--out", str(tmp_path / "whole")])
+    main([*common, "--chunk-tokens", "16", "--out", str(tmp_path / "pieces")])
+    whole = ropescope.load_profile(tmp_path / "whole")
+    pieces = ropescope.load_profile(tmp_path / "pieces")
+    assert_equal_profiles(whole, pieces, rtol=2e-6)
