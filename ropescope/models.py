@@ -149,6 +149,9 @@ def _load_directory(source: Path | str, dtype: torch.dtype, device_map, trust_re
     except (OSError, ValueError, KeyError, ImportError) as exc:
         where = "in the local Hugging Face cache (ropescope never downloads)" if isinstance(source, str) else ""
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "custom code" in reason and not trust_remote_code:
+            reason = "the checkpoint ships its own Python code, which ropescope does not run; pass --trust-remote-code "
+            reason += "(Python: trust_remote_code=True) only if you trust it"
         raise ModelLoadError(f"cannot load model {source} {where}: {reason}".replace("  ", " ")) from None
     return model, tokenizer
 

@@ -37,6 +37,7 @@ CLI_ROWS = [
         ["profile", "{inputs}/gptj"],
         "(unsupported architecture); supported families",
     ),
+    ("profile", "checkpoint with its own code", ["profile", "{inputs}/remote_code"], "pass --trust-remote-code"),
     ("profile", "empty prompt file", ["profile", "--prompts", "{inputs}/empty.txt"], "holds no prompts"),
     ("profile", "binary prompt file", ["profile", "--prompts", "{inputs}/binary.txt"], "is binary, not text"),
     ("profile", "non-UTF-8 prompt file", ["profile", "--prompts", "{inputs}/latin1.txt"], "is not UTF-8 text"),
@@ -158,6 +159,11 @@ def inputs(tmp_path_factory, gemma_dir):
     (root / "afile").write_text("a file")
     (root / "existing").mkdir()
     (root / "existing" / "keep.txt").write_text("mine")
+    # a checkpoint whose code would leave a marker file if it ever ran (the listing check catches it)
+    (root / "remote_code").mkdir()
+    config = {"model_type": "evil", "auto_map": {"AutoConfig": "evil.Config", "AutoModelForCausalLM": "evil.Model"}}
+    (root / "remote_code" / "config.json").write_text(json.dumps(config))
+    (root / "remote_code" / "evil.py").write_text("open(__file__ + '.EXECUTED', 'w').write('ran')\n")
     tokenizer = transformers.AutoTokenizer.from_pretrained(gemma_dir)
     gpt2 = transformers.GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=262144, n_positions=64)
     transformers.GPT2LMHeadModel(gpt2).save_pretrained(root / "gpt2")
