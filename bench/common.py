@@ -41,6 +41,21 @@ def run_child(code: str, case: str, tokens: int, extra: str = "") -> dict:
     return {"case": case, "tokens": tokens, "seconds": float("nan"), "peak_rss_gb": float("nan"), "error": tail[:120]}
 
 
+def run_interleaved(child: str, cases: list[str], token_counts: list[int], reps: int, extra) -> list[dict]:
+    """Run every case ``reps`` times per token count, the cases interleaved within each repetition
+    so that drift of the machine hits them alike. ``extra(tokens)`` (or a fixed string) is the
+    child's third argument. Each result is printed as it arrives."""
+    rows = []
+    for tokens in token_counts:
+        for rep in range(reps):
+            for case in cases:
+                result = run_child(child, case, tokens, extra(tokens) if callable(extra) else extra)
+                result["rep"] = rep
+                rows.append(result)
+                print(json.dumps(result), flush=True)
+    return rows
+
+
 def report(rows: list[dict], name: str, cases: list[str], baseline: str) -> pd.DataFrame:
     """Write ``results/<name>.csv`` and print a table: median time, spread, peak memory, ratios."""
     RESULTS.mkdir(exist_ok=True)

@@ -155,9 +155,8 @@ def tl_cache(model, cfg, ids, geometry):
     with torch.inference_mode():
         _, cache = bridge.run_with_cache(ids, names_filter=lambda name: name.endswith(wanted))
         mask = torch.ones(ids.shape, dtype=torch.bool, device=ids.device)
-        n_kv = cfg.num_key_value_heads
-        stats = {t: ChunkNormStats(cfg.num_hidden_layers, n_kv, geometry.n_chunks) for t in "qkv"}
-        stats["q"] = ChunkNormStats(cfg.num_hidden_layers, cfg.num_attention_heads, geometry.n_chunks)
+        heads = {"q": cfg.num_attention_heads, "k": cfg.num_key_value_heads, "v": cfg.num_key_value_heads}
+        stats = {t: ChunkNormStats(cfg.num_hidden_layers, heads[t], geometry.n_chunks) for t in "qkv"}
         for layer in range(cfg.num_hidden_layers):
             for name in "qkv":
                 x = cache[f"blocks.{layer}.attn.hook_{name}"].transpose(1, 2)  # [batch, tokens, heads, d]

@@ -14,9 +14,8 @@ Run: ``.venv/bin/python bench/long_context.py [--tokens 8192 16384] [--chunk 102
 from __future__ import annotations
 
 import argparse
-import json
 
-from common import report, run_child
+from common import report, run_interleaved
 
 CHILD = r"""
 import warnings
@@ -44,14 +43,7 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=1024)
     parser.add_argument("--reps", type=int, default=2)
     args = parser.parse_args()
-    rows = []
-    for tokens in args.tokens:
-        for rep in range(args.reps):
-            for case in CASES:
-                result = run_child(CHILD, case, tokens, str(args.chunk))
-                result["rep"] = rep
-                rows.append(result)
-                print(json.dumps(result), flush=True)
+    rows = run_interleaved(CHILD, CASES, args.tokens, args.reps, str(args.chunk))
     report(rows, "long_context", CASES, "forward")
 
 

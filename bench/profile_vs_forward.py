@@ -16,9 +16,8 @@ Run: ``.venv/bin/python bench/profile_vs_forward.py [--tokens 512 2048 8192] [--
 from __future__ import annotations
 
 import argparse
-import json
 
-from common import report, run_child
+from common import report, run_interleaved
 
 CHILD = r"""
 inner = int(extra)
@@ -44,14 +43,11 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3, help="fresh processes per case")
     parser.add_argument("--inner", type=int, default=3, help="timed repetitions inside each process")
     args = parser.parse_args()
-    rows = []
-    for tokens in args.tokens:
-        for rep in range(args.reps):
-            for case in ("forward", "profile"):  # interleaved, so drift hits both alike
-                result = run_child(CHILD, case, tokens, str(args.inner if tokens < 8192 else 1))
-                result["rep"] = rep
-                rows.append(result)
-                print(json.dumps(result), flush=True)
+
+    def inner(tokens: int) -> str:  # one timed forward at 8k: each takes about 40 s here
+        return str(args.inner if tokens < 8192 else 1)
+
+    rows = run_interleaved(CHILD, ["forward", "profile"], args.tokens, args.reps, inner)
     report(rows, "profile_vs_forward", ["forward", "profile"], "forward")
 
 

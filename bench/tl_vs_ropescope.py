@@ -21,9 +21,8 @@ Run: ``.venv/bin/python bench/tl_vs_ropescope.py [--tokens 512 2048 8192] [--rep
 from __future__ import annotations
 
 import argparse
-import json
 
-from common import report, run_child
+from common import report, run_interleaved
 
 CHILD = r"""
 import warnings
@@ -35,6 +34,8 @@ if case.startswith("tl_"):
     from ropescope.rope import chunk_norms, read_geometry
     from ropescope.stats import ChunkNormStats
     geometry = read_geometry(model)
+    config = model.config
+    heads = {"q": config.num_attention_heads, "k": config.num_key_value_heads, "v": config.num_key_value_heads}
     directory = checkpoint_dir("gemma-3-270m")
     bridge = TransformerBridge.boot_transformers(directory, hf_model=model, tokenizer=tok, device="cpu")
     if case == "tl_cache_no_head":
@@ -43,9 +44,9 @@ if case.startswith("tl_"):
     def once():
         with torch.inference_mode():
             _, cache = bridge.run_with_cache(ids, names_filter=lambda name: name.endswith(wanted))
-            stats = {t: ChunkNormStats(18, 4 if t == "q" else 1, geometry.n_chunks) for t in "qkv"}
+            stats = {t: ChunkNormStats(geometry.n_layers, heads[t], geometry.n_chunks) for t in "qkv"}
             mask = torch.ones(ids.shape, dtype=torch.bool)
-            for layer in range(18):
+            for layer in range(geometry.n_layers):
                 q = cache[f"blocks.{layer}.attn.hook_q_normed"]            # [batch, heads, tokens, d]
                 k = cache[f"blocks.{layer}.attn.hook_k_normed"]
                 v = cache[f"blocks.{layer}.attn.hook_v"].transpose(1, 2)  # [batch, tokens, heads, d]
@@ -76,14 +77,11 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3, help="fresh processes per case")
     parser.add_argument("--inner", type=int, default=3, help="timed repetitions inside each process")
     args = parser.parse_args()
-    rows = []
-    for tokens in args.tokens:
-        for rep in range(args.reps):
-            for case in CASES:  # interleaved, so drift hits every case alike
-                result = run_child(CHILD, case, tokens, str(args.inner if tokens < 8192 else 1))
-                result["rep"] = rep
-                rows.append(result)
-                print(json.dumps(result), flush=True)
+
+    def inner(tokens: int) -> str:  # one timed forward at 8k: each takes about 40 s here
+        return str(args.inner if tokens < 8192 else 1)
+
+    rows = run_interleaved(CHILD, CASES, args.tokens, args.reps, inner)
     report(rows, "tl_vs_ropescope", CASES, "forward")
 
 

@@ -23,6 +23,7 @@ import typer  # noqa: E402
 
 from ropescope.cli_support import (  # noqa: E402
     check_out,
+    check_writable_parent,
     output_directory,
     quiet_libraries,
     say,
@@ -191,7 +192,6 @@ def merge(
 ) -> None:
     """Merge saved profiles of the same model (e.g. shards profiled separately) into one."""
     import ropescope
-    from ropescope.cli_support import check_writable_parent
 
     if len(profiles) < 2:
         raise RopescopeError(f"merge needs at least two profiles, got {len(profiles)}")

@@ -1,6 +1,6 @@
 """Atomic, resumable ``ropescope figures`` runs.
 
-Each figure entry renders into a staging directory inside the output directory; only when the entry
+Each figure entry renders into a staging directory beside the output directory; only when the entry
 finished are its files renamed into place and its id recorded in the progress file
 (``.ropescope-figures.json``, written atomically). A run killed part-way (Ctrl-C, SIGTERM, SIGKILL)
 therefore leaves whole entries only, and ``--resume`` skips those. When every entry is done the
@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ropescope import __version__
+from ropescope.atomic import atomic_path
 from ropescope.errors import RopescopeError
 from ropescope.figures import Figure, FigureContext
 
@@ -26,17 +27,9 @@ MANIFEST = "figures_manifest.json"
 
 
 def write_json_atomically(path: Path, value) -> None:
-    """Write ``value`` as JSON to a temporary file beside ``path`` and rename it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(value, handle, indent=2, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``value`` as JSON so that ``path`` is never seen half-written."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(value, indent=2, sort_keys=True), encoding="utf-8")
 
 
 def run_key(model: str, prompts: str) -> dict:
@@ -69,50 +62,43 @@ def run_figures(
     on_start: Callable[[Figure], None] | None = None,
     on_done: Callable[[Figure], None] | None = None,
 ) -> list[str]:
-    """Render ``figures`` into ``context.out`` entry by entry; return the ids skipped as done."""
+    """Render ``figures`` into ``context.out`` entry by entry; return the ids skipped as done.
+
+    ``context.out`` is created only when the first entry is complete, so a run that fails before
+    that leaves no directory.
+    """
     out = context.out
     key = run_key(context.model_name, context.prompts)
     done = load_progress(out, key) if resume else {}
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        return _run(figures, context, out, key, done, on_start, on_done)
-    except BaseException:
-        if created and not (out / PROGRESS).exists():  # nothing finished: leave no directory behind
-            shutil.rmtree(out, ignore_errors=True)
-        raise
-
-
-def _run(figures, context, out, key, done, on_start, on_done) -> list[str]:
     (out / MANIFEST).unlink(missing_ok=True)  # the run is incomplete until the manifest is back
-    for stale in out.glob(".partial-*"):  # entries a killed run left half-rendered
+    for stale in out.parent.glob(f".{out.name}.partial-*"):  # entries a killed run left half-rendered
         shutil.rmtree(stale, ignore_errors=True)
     skipped = []
     for figure in figures:
         if figure.id in done:
             skipped.append(figure.id)
-            if on_done:
-                on_done(figure)
-            continue
-        if on_start:
-            on_start(figure)
-        done[figure.id] = _render_entry(figure, context, out)
-        write_json_atomically(out / PROGRESS, {"key": key, "done": done})
+        else:
+            if on_start:
+                on_start(figure)
+            done[figure.id] = _render_entry(figure, context)
+            write_json_atomically(out / PROGRESS, {"key": key, "done": done})
         if on_done:
             on_done(figure)
-    manifest = {"key": key, "entries": {f.id: done[f.id] for f in figures}}
-    write_json_atomically(out / MANIFEST, manifest)
+    write_json_atomically(out / MANIFEST, {"key": key, "entries": {f.id: done[f.id] for f in figures}})
     (out / PROGRESS).unlink(missing_ok=True)
     return skipped
 
 
-def _render_entry(figure: Figure, context: FigureContext, out: Path) -> list[str]:
-    """Render one entry into a staging directory, then rename its files into ``out``."""
-    staging = Path(tempfile.mkdtemp(prefix=f".partial-{figure.id}-", dir=out))
+def _render_entry(figure: Figure, context: FigureContext) -> list[str]:
+    """Render one entry into a staging directory beside ``context.out``, then rename its files in."""
+    out = context.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-{figure.id}-", dir=out.parent))
     try:
         context.out = staging
         figure.render(context)
         names = sorted(p.name for p in staging.iterdir() if p.is_file())
+        out.mkdir(exist_ok=True)
         for name in names:
             os.replace(staging / name, out / name)
         return names

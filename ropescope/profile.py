@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import pandas as pd
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file
 
+from ropescope.atomic import atomic_path
 from ropescope.errors import ProfileFileError
 from ropescope.rope import RopeGeometry
 from ropescope.stats import ChunkNormStats
@@ -205,15 +205,8 @@ def _checksum(arrays: dict[str, np.ndarray], meta: str) -> str:
 
 def write_atomically(arrays: dict[str, np.ndarray], metadata: dict[str, str], path: Path) -> None:
     """Write a safetensors file under a temporary name in the same directory, then rename it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        _write_safetensors(arrays, metadata, Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        _write_safetensors(arrays, metadata, tmp)
 
 
 def _write_safetensors(arrays: dict[str, np.ndarray], metadata: dict[str, str], path: Path) -> None:

@@ -88,6 +88,12 @@ def profile(
         raise PromptError("the prompt set is empty")
     if batch_size <= 0:
         raise RopescopeError(f"batch size must be positive, got {batch_size}")
+    if on_nonfinite not in ("stop", "skip"):
+        raise RopescopeError(f"on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}")
+    if chunk_tokens is not None and chunk_tokens <= 0:
+        raise RopescopeError(f"chunk_tokens must be a positive number of tokens, got {chunk_tokens}")
+    if chunk_tokens is not None and (on_qk is not None or is_bridge(model)):
+        raise RopescopeError("chunk_tokens works with chunk-norm profiling of a Hugging Face model only")
     hf = hf_model_of(model)
     geometry = geometry or read_geometry(hf)
     context = context_length(hf)
@@ -104,10 +110,6 @@ def profile(
     if sum(countable) == 0:
         raise PromptError("no prompt has a token left to count after tokenisation")
 
-    if chunk_tokens is not None and chunk_tokens <= 0:
-        raise RopescopeError(f"chunk_tokens must be a positive number of tokens, got {chunk_tokens}")
-    if chunk_tokens is not None and (on_qk is not None or is_bridge(model)):
-        raise RopescopeError("chunk_tokens works with chunk-norm profiling of a Hugging Face model only")
     device = next(hf.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     rank, world = rank_and_world()
@@ -129,8 +131,6 @@ def profile(
                 progress(sum(len(b) for b in batches[: number + 1]))
             if checkpoint is not None and (number + 1) % checkpoint_every == 0 and number + 1 < len(batches):
                 checkpoint(number + 1, cap.stats, cap.max_seq_len)
-    if on_nonfinite not in ("stop", "skip"):
-        raise RopescopeError(f"on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}")
     stats = {name: gather_merge(s.to_cpu()) for name, s in cap.stats.items()}
     bad = _nonfinite_report(stats)
     if bad and on_nonfinite == "stop":

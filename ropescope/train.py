@@ -21,7 +21,6 @@ import ast
 import hashlib
 import json
 import math
-import os
 import sysconfig
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -32,6 +31,7 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
+from ropescope.atomic import atomic_path
 from ropescope.prope import p_rope_frequencies
 
 # name -> (theta, p, variant); the rows of the paper's Table 2
@@ -205,9 +205,8 @@ def _save_checkpoint(model, optimizer, stem: Path, step: int) -> None:
     for i, state in optimizer.state_dict()["state"].items():
         for name, value in state.items():
             tensors[f"opt.{i}.{name}"] = value.detach().reshape(-1) if value.dim() == 0 else value.detach()
-    tmp = Path(f"{stem}.tmp")
-    save_file(tensors, str(tmp))
-    os.replace(tmp, f"{stem}.safetensors")
+    with atomic_path(f"{stem}.safetensors") as tmp:
+        save_file(tensors, str(tmp))
     Path(f"{stem}.json").write_text(json.dumps({"step": step}))
 
 
@@ -252,9 +251,8 @@ def run_t2(
                 continue
             row = train_one(encoding, seed, train, valid, config, out / "checkpoints", log)
             runs = pd.concat([runs, pd.DataFrame([row])], ignore_index=True)
-            tmp = runs_path.with_suffix(".tmp")
-            runs.to_csv(tmp, index=False)
-            os.replace(tmp, runs_path)
+            with atomic_path(runs_path) as tmp:
+                runs.to_csv(tmp, index=False)
     return runs, summarize(runs)
 
 

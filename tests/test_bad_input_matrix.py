@@ -142,12 +142,12 @@ def inputs(tmp_path_factory, gemma_dir):
     """Every bad input of the matrix, prepared once."""
     import numpy as np
     import transformers
+    from saved_files import save_with_format_version
     from tiny import TEXTS, CharTokenizer, tiny_model
 
     import ropescope
     from ropescope.models import cache_dir
 
-    profile_module = importlib.import_module("ropescope.profile")
     root = tmp_path_factory.mktemp("inputs")
     (root / "empty.txt").write_text("\n\n")
     (root / "binary.txt").write_bytes(b"\xff\xfe\x00\x01garbage\x80\x00")
@@ -181,13 +181,7 @@ def inputs(tmp_path_factory, gemma_dir):
     tampered[-3] ^= 0xFF
     (root / "tampered.safetensors").write_bytes(bytes(tampered))
     prof = ropescope.load_profile(path)
-    arrays = {}
-    for tensor in profile_module.TENSORS:
-        arrays.update(prof.stats[tensor].to_arrays(tensor))
-    meta = json.dumps(prof.meta, sort_keys=True)
-    header = {"format": profile_module.FORMAT, "format_version": "0", "meta": meta}
-    header["checksum"] = profile_module._checksum(arrays, meta)
-    profile_module._write_safetensors(arrays, header, root / "v0.safetensors")
+    save_with_format_version(prof, root / "v0.safetensors", "0")
     assert np.isfinite(prof.stats["q"].mean.numpy()).all()
     return root
 

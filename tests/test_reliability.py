@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from saved_files import save_with_format_version
 from tiny import TEXTS, CharTokenizer, tiny_model
 
 import ropescope
@@ -32,17 +33,7 @@ def test_disk_full_while_writing_leaves_no_output(tmp_path, monkeypatch, capsys)
 
 def test_profile_from_another_format_version_is_refused(tmp_path):
     prof = ropescope.profile(tiny_model("llama"), CharTokenizer(), TEXTS)
-    arrays = {}
-    for tensor in profile_module.TENSORS:
-        arrays.update(prof.stats[tensor].to_arrays(tensor))
-    meta = json.dumps(prof.meta, sort_keys=True)
-    header = {
-        "format": profile_module.FORMAT,
-        "format_version": "0",
-        "meta": meta,
-        "checksum": profile_module._checksum(arrays, meta),
-    }
-    profile_module._write_safetensors(arrays, header, tmp_path / "old.safetensors")
+    save_with_format_version(prof, tmp_path / "old.safetensors", "0")
     with pytest.raises(ProfileFileError, match="format version 0"):
         ropescope.load_profile(tmp_path / "old.safetensors")
 
