@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from ropescope.figures import FIGURES, FigureContext
-from ropescope.models import DEFAULT_MODEL
+from ropescope.model import DEFAULT_MODEL
 
 REPO = Path(__file__).resolve().parents[1]
 

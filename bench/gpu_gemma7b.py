@@ -34,10 +34,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 import ropescope  # noqa: E402
-from ropescope.attention import logit_rules  # noqa: E402
-from ropescope.heads import HeadScoreReducer  # noqa: E402
-from ropescope.rope import chunk_norms, read_geometry  # noqa: E402
-from ropescope.stats import ChunkNormStats  # noqa: E402
+from ropescope.heads.scores import HeadScoreReducer  # noqa: E402
+from ropescope.hooks.stats import ChunkNormStats  # noqa: E402
+from ropescope.model.anatomy import inspect_model  # noqa: E402
+from ropescope.model.geometry import chunk_norms, read_geometry  # noqa: E402
 
 SMALL = dict(
     vocab_size=512,
@@ -114,7 +114,7 @@ def cases(model, cfg, ids, device: str) -> dict:
 
     def heads():
         check = first.pop("heads", False)
-        reducer = HeadScoreReducer(geometry, logit_rules(model, geometry), cfg.num_attention_heads)
+        reducer = HeadScoreReducer(geometry, inspect_model(model, geometry).logit_rules, cfg.num_attention_heads)
         with (
             torch.inference_mode(),
             ropescope.capture(model, geometry, on_qk=reducer, tensors=("q", "k"), verify_geometry=check),

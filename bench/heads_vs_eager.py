@@ -30,7 +30,7 @@ try:
         if case == "forward":
             base(input_ids=ids, use_cache=False)
         elif case == "ropescope":
-            from ropescope.headscan import scan_heads
+            from ropescope.heads.scan import scan_heads
             report = scan_heads(model, tok, [tok.decode(ids[0, 1:])], max_tokens=n_tokens)
             result["top_offset_1"] = float(report.table["offset_1"].max())
         elif case == "eager":

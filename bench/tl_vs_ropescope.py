@@ -30,9 +30,9 @@ warnings.filterwarnings("ignore")
 inner = int(extra)
 if case.startswith("tl_"):
     from transformer_lens.model_bridge import TransformerBridge
-    from ropescope.models import checkpoint_dir
-    from ropescope.rope import chunk_norms, read_geometry
-    from ropescope.stats import ChunkNormStats
+    from ropescope.model import checkpoint_dir
+    from ropescope.model.geometry import chunk_norms, read_geometry
+    from ropescope.hooks.stats import ChunkNormStats
     geometry = read_geometry(model)
     config = model.config
     heads = {"q": config.num_attention_heads, "k": config.num_key_value_heads, "v": config.num_key_value_heads}

@@ -3,30 +3,81 @@
 Quick start::
 
     import ropescope
-    model, tokenizer = ropescope.load_model("gemma-3-270m")
-    prof = ropescope.profile(model, tokenizer, ropescope.load_prompts("shakespeare"))
-    prof.frame()            # tidy DataFrame: tensor, layer, head, chunk, frequency, mean_norm, ...
-    ropescope.plots.layer_usage_figure(prof)
+
+    lm = ropescope.load_model("gemma-3-270m")  # model, tokenizer and its RoPE anatomy, read once
+    prof = ropescope.profile(lm, lm.tokenizer, ropescope.load_prompts("shakespeare")[:8])
+    prof.frame()  # tidy DataFrame: tensor, layer, head, chunk, frequency, mean_norm, ...
+    fig = ropescope.plots.layer_usage_figure(prof)  # F3: usage of every frequency chunk per layer
+    heads = ropescope.scan_heads(lm, lm.tokenizer, ropescope.load_prompts("shakespeare")[:4])
+    heads.table.head()  # one row per head: offset scores, class, high-frequency share
+    with ropescope.p_rope(lm, 0.75):  # the slowest quarter of the chunks stops rotating
+        nll = ropescope.perplexity(lm, lm.tokenizer, ropescope.load_text("heldout")[:2000])["nll"]
+
+The package follows the pipeline, one folder per stage: :mod:`ropescope.model` (load) ->
+:mod:`ropescope.hooks` (observe, intervene) -> :mod:`ropescope.profiling` (reduce, Profile) ->
+:mod:`ropescope.heads` and :mod:`ropescope.prope` (analyses; :mod:`ropescope.theory` beside them) ->
+:mod:`ropescope.plots` and :mod:`ropescope.figures` -> :mod:`ropescope.cli`. Everything a notebook
+needs is here under a short name; ``ropescope.plots`` and ``ropescope.figures`` load on first use.
 """
 
-__version__ = "0.1.0"
+import importlib
 
-from ropescope.capture import capture  # noqa: E402
-from ropescope.errors import RopescopeError  # noqa: E402
-from ropescope.models import load_model  # noqa: E402
-from ropescope.profile import Profile, load_profile  # noqa: E402
-from ropescope.profiler import profile  # noqa: E402
-from ropescope.prompts import load_prompts  # noqa: E402
-from ropescope.rope import RopeGeometry, read_geometry  # noqa: E402
+from ropescope.errors import RopescopeError
+from ropescope.heads import (
+    HeadReport,
+    HeadView,
+    cauchy_schwarz_table,
+    causal_test,
+    head_view,
+    scan_heads,
+    search_trigger_heads,
+)
+from ropescope.hooks import capture, intervene, zero_chunks
+from ropescope.model import LoadedModel, ModelAnatomy, RopeGeometry, checkpoint_dir, inspect_model, load_model
+from ropescope.model.geometry import read_geometry
+from ropescope.profiling import Profile, load_profile, profile, summary_text
+from ropescope.prompts import load_prompts, load_text
+from ropescope.prope import ablate_chunks, p_rope, perplexity, prope_table
+from ropescope.version import __version__
+
+_LAZY = ("plots", "figures", "theory")
+
+
+def __getattr__(name: str):
+    """``ropescope.plots``, ``ropescope.figures`` and ``ropescope.theory``, imported on first use."""
+    if name in _LAZY:
+        return importlib.import_module(f"ropescope.{name}")
+    raise AttributeError(f"module 'ropescope' has no attribute {name!r}")
+
 
 __all__ = [
+    "HeadReport",
+    "HeadView",
+    "LoadedModel",
+    "ModelAnatomy",
     "Profile",
     "RopeGeometry",
     "RopescopeError",
+    "__version__",
+    "ablate_chunks",
     "capture",
+    "cauchy_schwarz_table",
+    "causal_test",
+    "checkpoint_dir",
+    "head_view",
+    "inspect_model",
+    "intervene",
     "load_model",
     "load_profile",
     "load_prompts",
+    "load_text",
+    "p_rope",
+    "perplexity",
     "profile",
+    "prope_table",
     "read_geometry",
+    "scan_heads",
+    "search_trigger_heads",
+    "summary_text",
+    "zero_chunks",
 ]

@@ -1,6 +1,6 @@
-"""Prompt sets: the built-in ones shipped with ropescope, and the user's own files.
+"""Text going in: prompt sets (built-in or the user's files) and held-out evaluation texts.
 
-A user file is plain text (one prompt per line, or prompts separated by blank lines when any blank
+A user prompt file is plain text (one prompt per line, or prompts separated by blank lines when any blank
 line is present) or JSON Lines with a ``text`` field (``.jsonl``).
 """
 
@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ropescope.errors import PromptError
 
+BUILTIN_TEXTS = {"heldout": "heldout.txt"}
 BUILTIN_SETS = {
     "shakespeare": "shakespeare.txt",
     "italian": "italian.txt",
@@ -86,3 +87,21 @@ def _jsonl_prompts(text: str, source: str) -> list[str]:
         if record["text"].strip():
             prompts.append(record["text"])
     return prompts
+
+
+def load_text(source: str) -> str:
+    """A built-in held-out text (``heldout``: public-domain English prose) or a UTF-8 file, whole."""
+    if source in BUILTIN_TEXTS:
+        return files("ropescope.data").joinpath(BUILTIN_TEXTS[source]).read_text(encoding="utf-8")
+    path = Path(source)
+    if not path.is_file():
+        raise PromptError(
+            f"evaluation text {source!r} is neither a built-in text ({', '.join(BUILTIN_TEXTS)}) nor a file"
+        )
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise PromptError(f"evaluation text {source} is not UTF-8 text") from None
+    if not text.strip():
+        raise PromptError(f"evaluation text {source} is empty")
+    return text

@@ -11,9 +11,9 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session")
 def gemma_dir():
     """The converted real Gemma 3 270M checkpoint directory (converted once into the cache)."""
-    from ropescope.models import _resolve
+    from ropescope.model import checkpoint_dir
 
-    return str(_resolve("gemma-3-270m"))
+    return checkpoint_dir("gemma-3-270m")
 
 
 @pytest.fixture(scope="session")

@@ -1,10 +1,10 @@
 """Saved profiles as other ropescope versions would have written them (for refusal tests)."""
 
-import importlib
 import json
 from pathlib import Path
 
-profile_module = importlib.import_module("ropescope.profile")  # the module, not the profile() function
+from ropescope import files
+from ropescope.profiling import result as profile_module
 
 
 def save_with_format_version(prof, path: Path, version: str) -> Path:
@@ -13,11 +13,5 @@ def save_with_format_version(prof, path: Path, version: str) -> Path:
     for tensor in profile_module.TENSORS:
         arrays.update(prof.stats[tensor].to_arrays(tensor))
     meta = json.dumps(prof.meta, sort_keys=True)
-    header = {
-        "format": profile_module.FORMAT,
-        "format_version": version,
-        "meta": meta,
-        "checksum": profile_module._checksum(arrays, meta),
-    }
-    profile_module._write_safetensors(arrays, header, path)
+    files.write_checked(path, arrays, profile_module.FORMAT, version, meta)
     return path

@@ -45,14 +45,24 @@ CLI_ROWS = [
     ("profile", "missing prompt file", ["profile", "--prompts", "{inputs}/none.txt"], "neither a built-in set"),
     ("profile", "prompts empty after tokenisation", ["profile", "--max-tokens", "1"], "no prompt has a token left"),
     ("profile", "prompt longer than the context", ["profile", "--max-tokens", "40000"], "exceeds the model's context"),
-    ("profile", "zero", ["profile", "--batch-size", "0"], "--batch-size must be positive"),
-    ("profile", "negative", ["profile", "--max-tokens", "-5"], "--max-tokens must be a positive"),
+    ("profile", "zero", ["profile", "--batch-size", "0"], "Invalid value for '--batch-size'"),
+    (
+        "profile",
+        "negative",
+        ["profile", "--max-tokens", "-5"],
+        "Invalid value for '--max-tokens': Input should be greater",
+    ),
     ("profile", "NaN", ["profile", "--max-tokens", "nan"], "Invalid value for '--max-tokens'"),
     ("profile", "too large", ["profile", "--max-tokens", "99999999999999999999"], "exceeds the model's context"),
-    ("profile", "negative", ["profile", "--checkpoint-every", "-1"], "--checkpoint-every must be zero or more"),
-    ("profile", "zero", ["profile", "--chunk-tokens", "0"], "--chunk-tokens must be a positive"),
-    ("profile", "unknown option value", ["profile", "--dtype", "float8"], "unknown dtype 'float8'"),
-    ("profile", "unknown option value", ["profile", "--on-nonfinite", "ignore"], "--on-nonfinite must be"),
+    ("profile", "negative", ["profile", "--checkpoint-every", "-1"], "Invalid value for '--checkpoint-every'"),
+    ("profile", "zero", ["profile", "--chunk-tokens", "0"], "Invalid value for '--chunk-tokens'"),
+    (
+        "profile",
+        "unknown option value",
+        ["profile", "--dtype", "float8"],
+        "'float8' is not one of 'float32', 'bfloat16', 'float16'",
+    ),
+    ("profile", "unknown option value", ["profile", "--on-nonfinite", "ignore"], "Invalid value for '--on-nonfinite'"),
     ("profile", "layer out of range", ["profile", "--head-layer", "99"], "--head-layer 99 is out of range"),
     (
         "profile",
@@ -98,11 +108,11 @@ CLI_ROWS = [
     ("heads", "empty prompt file", ["heads", "--prompts", "{inputs}/empty.txt"], "holds no prompts"),
     ("heads", "binary prompt file", ["heads", "--prompts", "{inputs}/binary.txt"], "is binary, not text"),
     ("heads", "prompt longer than the context", ["heads", "--max-tokens", "40000"], "exceeds the model's context"),
-    ("heads", "zero", ["heads", "--max-offset", "0"], "--max-offset must be at least 1"),
-    ("heads", "NaN", ["heads", "--threshold", "nan"], "--threshold must be positive"),
-    ("heads", "too large", ["heads", "--threshold", "2"], "--threshold must be positive"),
-    ("heads", "zero", ["heads", "--hf-fraction", "0"], "--hf-fraction must be positive"),
-    ("heads", "negative", ["heads", "--draws", "-1"], "--draws must be zero or more"),
+    ("heads", "zero", ["heads", "--max-offset", "0"], "Invalid value for '--max-offset'"),
+    ("heads", "NaN", ["heads", "--threshold", "nan"], "Invalid value for '--threshold'"),
+    ("heads", "too large", ["heads", "--threshold", "2"], "Invalid value for '--threshold'"),
+    ("heads", "zero", ["heads", "--hf-fraction", "0"], "hf_fraction must be in (0, 1], got 0.0"),
+    ("heads", "negative", ["heads", "--draws", "-1"], "Invalid value for '--draws'"),
     ("heads", "output path is a file", ["heads", "--out", "{inputs}/afile"], "exists and is not a directory"),
     ("head", "unknown model name", ["head", "no-such-model", "0", "0", "--prompt", "hi"], "unknown model"),
     ("head", "layer out of range", ["head", "gemma-3-270m", "99", "0", "--prompt", "hi"], "layer 99 is out of range"),
@@ -118,14 +128,19 @@ CLI_ROWS = [
     ("prope", "NaN", ["prope", "--p", "nan"], "p must be a fraction in [0, 1], got nan"),
     ("prope", "too large", ["prope", "--p", "1.5"], "p must be a fraction in [0, 1], got 1.5"),
     ("prope", "unknown variant", ["prope", "--variants", "foo"], "unknown p-RoPE variant 'foo'"),
-    ("prope", "zero", ["prope", "--batch-size", "0"], "--batch-size must be positive"),
-    ("prope", "too small", ["prope", "--context", "1"], "--context must be at least 2"),
+    ("prope", "zero", ["prope", "--batch-size", "0"], "Invalid value for '--batch-size'"),
+    ("prope", "too small", ["prope", "--context", "1"], "Invalid value for '--context'"),
     ("prope", "prompt longer than the context", ["prope", "--context", "40000"], "exceeds the model's context"),
     ("prope", "empty text file", ["prope", "--text", "{inputs}/empty.txt"], "is empty"),
     ("prope", "binary text file", ["prope", "--text", "{inputs}/binary.txt"], "binary"),
-    ("train-prope", "zero", ["train-prope", "--seeds", "0", "--out", "t2"], "--seeds must be positive"),
-    ("train-prope", "negative", ["train-prope", "--steps", "-1", "--out", "t2"], "--steps must be positive"),
-    ("train-prope", "invalid width", ["train-prope", "--hidden", "100", "--out", "t2"], "--hidden must be a multiple"),
+    ("train-prope", "zero", ["train-prope", "--seeds", "0", "--out", "t2"], "Invalid value for '--seeds'"),
+    ("train-prope", "negative", ["train-prope", "--steps", "-1", "--out", "t2"], "Invalid value for '--steps'"),
+    (
+        "train-prope",
+        "invalid width",
+        ["train-prope", "--hidden", "100", "--out", "t2"],
+        "(--hidden) must be a multiple of 8",
+    ),
     ("train-prope", "unknown encoding", ["train-prope", "--encodings", "foo", "--out", "t2"], "unknown encoding 'foo'"),
     ("train-prope", "output path exists", ["train-prope", "--out", "{inputs}/afile"], "already exists"),
     ("figures", "unknown figure id", ["figures", "--only", "F99"], "unknown figure id 'F99'"),
@@ -146,7 +161,7 @@ def inputs(tmp_path_factory, gemma_dir):
     from tiny import TEXTS, CharTokenizer, tiny_model
 
     import ropescope
-    from ropescope.models import cache_dir
+    from ropescope.model.bundled import cache_dir
 
     root = tmp_path_factory.mktemp("inputs")
     (root / "empty.txt").write_text("\n\n")
@@ -199,7 +214,7 @@ def test_cli_bad_input(command, klass, argv, fragment, inputs, tmp_path, monkeyp
         def full(*args, **kwargs):
             raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "run"))
 
-        monkeypatch.setattr(importlib.import_module("ropescope.profile"), "_write_safetensors", full)
+        monkeypatch.setattr(importlib.import_module("ropescope.files"), "_write_safetensors", full)
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
@@ -239,7 +254,7 @@ def test_api_bad_input(entry, klass, fragment, inputs):
 
     import ropescope
     from ropescope.errors import RopescopeError
-    from ropescope.headscan import scan_heads
+    from ropescope.heads.scan import scan_heads
     from ropescope.prope import p_rope
 
     model, tok = tiny_model("llama"), CharTokenizer()

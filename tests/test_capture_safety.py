@@ -6,8 +6,8 @@ import transformers
 from tiny import TEXTS, CharTokenizer, tiny_model
 
 import ropescope
-from ropescope.adapters import attention_sites
 from ropescope.errors import GeometryMismatchError, NoRopeError, NumericsError
+from ropescope.model.families import attention_sites
 
 
 def _ids():
@@ -83,7 +83,7 @@ def test_geometry_check_catches_wrong_frequencies():
     geometry = ropescope.read_geometry(model)
     # pretend every layer had the sliding layers' theta: layer 1 (theta 1M) must be named
     layers = tuple(
-        ropescope.rope.LayerRope(geometry.layers[0].inv_freq, 1.0, lr.layer_type, lr.theta, lr.window)
+        ropescope.model.geometry.LayerRope(geometry.layers[0].inv_freq, 1.0, lr.layer_type, lr.theta, lr.window)
         for lr in geometry.layers
     )
     wrong = ropescope.RopeGeometry(geometry.head_dim, geometry.rotary_dim, geometry.layout, layers)

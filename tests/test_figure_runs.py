@@ -13,8 +13,8 @@ import pytest
 
 from ropescope.cli import main
 from ropescope.errors import RopescopeError
-from ropescope.figure_runs import MANIFEST, PROGRESS, run_figures
 from ropescope.figures import Figure, FigureContext
+from ropescope.figures.runs import MANIFEST, PROGRESS, run_figures
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -11,8 +11,8 @@ from test_cli import assert_no_output, assert_one_line_error, run_cli
 from tiny import TEXTS, CharTokenizer, tiny_model
 
 from ropescope.errors import PromptError, RopescopeError
-from ropescope.head_views import cauchy_schwarz_table, head_view
-from ropescope.headscan import scan_heads
+from ropescope.heads.scan import scan_heads
+from ropescope.heads.views import cauchy_schwarz_table, head_view
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,7 +54,7 @@ def test_real_gemma_previous_token_head_is_found_and_explained(gemma):
     """On real Gemma 3 270M: a previous-token head exists, uses the fastest chunks, and needs them."""
     model, tokenizer = gemma
     from ropescope import load_prompts
-    from ropescope.headscan import causal_test
+    from ropescope.heads.causal import causal_test
 
     texts = load_prompts("shakespeare")[:6]
     report = scan_heads(model, tokenizer, texts)

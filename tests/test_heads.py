@@ -7,11 +7,15 @@ import torch
 from tiny import TEXTS, CharTokenizer, tiny_model
 
 import ropescope
-from ropescope.adapters import attention_sites
-from ropescope.attention import LogitRule, attention_blocks, logit_rules
 from ropescope.errors import PromptError, UnsupportedModelError
-from ropescope.heads import HeadScoreReducer
-from ropescope.headscan import _chunk_dims, _classify, causal_test, scan_heads, zero_query_chunks
+from ropescope.heads.attention import attention_blocks
+from ropescope.heads.causal import causal_test
+from ropescope.heads.scan import _classify, scan_heads
+from ropescope.heads.scores import HeadScoreReducer
+from ropescope.hooks import zero_chunks
+from ropescope.model.anatomy import LogitRule, inspect_model
+from ropescope.model.families import attention_sites
+from ropescope.model.geometry import chunk_dims
 
 K = 4
 
@@ -44,7 +48,9 @@ def eager_offset_scores(model, texts):
 def test_blockwise_scores_equal_eager_attention_weights(family):
     model = tiny_model(family)
     geometry = ropescope.read_geometry(model)
-    reducer = HeadScoreReducer(geometry, logit_rules(model, geometry), model.config.num_attention_heads, K, block=7)
+    reducer = HeadScoreReducer(
+        geometry, inspect_model(model, geometry).logit_rules, model.config.num_attention_heads, K, block=7
+    )
     ropescope.profile(model, CharTokenizer(), TEXTS, batch_size=1, on_qk=reducer, tensors=())
     expected = eager_offset_scores(model, TEXTS)
     got = np.concatenate([reducer.arrays.offset_scores(), reducer.arrays.sink_scores()[..., None]], axis=-1)
@@ -57,8 +63,8 @@ def synthetic_head(psi: torch.Tensor, shift: int, seq: int, inv_freq: torch.Tens
     """T5.3: post-RoPE q_i = R^i psi and k_j = R^(j+shift) psi (shift 0: diagonal, 1: previous token)."""
     positions = torch.arange(seq, dtype=torch.float64)
     pre = psi.expand(1, seq, -1)
-    q = ropescope.rope.rotate(pre, positions, inv_freq, "halves")
-    k = ropescope.rope.rotate(pre, positions + shift, inv_freq, "halves")
+    q = ropescope.model.geometry.rotate(pre, positions, inv_freq, "halves")
+    k = ropescope.model.geometry.rotate(pre, positions + shift, inv_freq, "halves")
     return q.float(), k.float()
 
 
@@ -67,7 +73,7 @@ def test_hand_built_heads_are_classified_and_sharpen_with_norm(shift, expected_c
     n_chunks, seq = 8, 24
     inv_freq = 10_000.0 ** (-torch.arange(n_chunks, dtype=torch.float64) / n_chunks)
     geometry = ropescope.RopeGeometry(
-        16, 16, "halves", (ropescope.rope.LayerRope(inv_freq.numpy(), 1.0, None, 10_000.0),)
+        16, 16, "halves", (ropescope.model.geometry.LayerRope(inv_freq.numpy(), 1.0, None, 10_000.0),)
     )
     scores = []
     for norm in (1.0, 2.0, 4.0, 8.0, 32.0):
@@ -86,7 +92,7 @@ def test_hand_built_heads_are_classified_and_sharpen_with_norm(shift, expected_c
 def test_attribution_adds_up_to_the_logits(monkeypatch):
     model = tiny_model("gemma3")
     geometry = ropescope.read_geometry(model)
-    rules = logit_rules(model, geometry)
+    rules = inspect_model(model, geometry).logit_rules
     reducer = HeadScoreReducer(geometry, rules, 4, K)
     code = attention_sites(model)[0].code_module
     seen = {}
@@ -135,14 +141,14 @@ def test_nope_head_cannot_put_more_than_half_on_the_diagonal_of_bos_x_x():
     with ropescope.capture(model, on_qk=on_qk, tensors=()):
         model(input_ids=torch.tensor([[1, 7, 7]]))
     # the first layer sees the two x tokens as identical inputs (later layers mix in context)
-    (block,) = attention_blocks(*reducer_inputs[0], logit_rules(model, geometry)[0])
+    (block,) = attention_blocks(*reducer_inputs[0], inspect_model(model, geometry).logit_rules[0])
     assert torch.all(block.probs[:, 2, 2] <= 0.5 + 1e-6)
     torch.testing.assert_close(block.probs[:, 2, 2], block.probs[:, 2, 1])
     # with RoPE at the same weights, the first layer can break the tie
     model.model.rotary_emb.inv_freq.copy_(model.model.rotary_emb.original_inv_freq)
     with ropescope.capture(model, on_qk=on_qk, tensors=()):
         model(input_ids=torch.tensor([[1, 7, 7]]))
-    (block,) = attention_blocks(*reducer_inputs[0], logit_rules(model, geometry)[0])
+    (block,) = attention_blocks(*reducer_inputs[0], inspect_model(model, geometry).logit_rules[0])
     assert not torch.allclose(block.probs[:, 2, 2], block.probs[:, 2, 1])
 
 
@@ -151,15 +157,15 @@ def test_causal_test_equals_running_the_intervention():
     geometry = ropescope.read_geometry(model)
     table = causal_test(model, CharTokenizer(), TEXTS, [(1, 2, 1)], n_chunks=3, draws=2)
     assert list(table.condition) == ["none", "fastest", "slowest", "random 1", "random 2"]
-    dims = _chunk_dims(geometry)
+    dims = chunk_dims(geometry)
     for row in table.itertuples():
         chunks = [int(c) for c in row.chunks.split()] if row.chunks else []
-        reducer = HeadScoreReducer(geometry, logit_rules(model, geometry), 4, 1, layers={1})
-        edit = zero_query_chunks(dims, {(1, 2): chunks}) if chunks else None
+        reducer = HeadScoreReducer(geometry, inspect_model(model, geometry).logit_rules, 4, 1, layers={1})
+        edit = zero_chunks(dims, {(1, 2): chunks}, "q") if chunks else None
         with torch.no_grad():
             for text in TEXTS:
                 ids = torch.tensor([CharTokenizer()(text)["input_ids"]])
-                with ropescope.capture(model, on_qk=reducer, edit_q=edit, tensors=()):
+                with ropescope.intervene(model, edit_q=edit), ropescope.capture(model, on_qk=reducer, tensors=()):
                     model(input_ids=ids)
         assert reducer.arrays.offset_scores()[1, 2, 1] == pytest.approx(row.score, rel=1e-5)
     assert table.loc[table.condition == "none", "change"].item() == 0.0

@@ -10,8 +10,9 @@ from test_cli import assert_one_line_error, run_cli
 from tiny import TEXTS, CharTokenizer, tiny_model
 
 from ropescope.errors import PromptError
-from ropescope.perplexity import load_text, perplexity, prope_table, token_windows
-from ropescope.train import ENCODINGS, TrainConfig, batch_at, build_model, load_corpus, run_t2, train_one
+from ropescope.prompts import load_text
+from ropescope.prope.perplexity import perplexity, prope_table, token_windows
+from ropescope.prope.train import ENCODINGS, TrainConfig, batch_at, build_model, load_corpus, run_t2, train_one
 
 TEXT = " ".join(TEXTS) * 3
 
@@ -107,7 +108,7 @@ def test_an_interrupted_training_run_resumes_exactly(corpus, tmp_path, monkeypat
     train, valid = corpus
     (tmp_path / "a").mkdir()
     whole = train_one("0.75-RoPE", 0, train, valid, TINY, tmp_path / "a")
-    import ropescope.train as module
+    import ropescope.prope.train as module
 
     original = module.batch_at
 

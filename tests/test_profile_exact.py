@@ -8,7 +8,7 @@ from reference import reference_stats
 from tiny import FAMILIES, TEXTS, CharTokenizer, tiny_model
 
 import ropescope
-from ropescope.profiler import tokenize_prompts
+from ropescope.profiling.run import tokenize_prompts
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
@@ -47,7 +47,7 @@ def test_pre_and_post_rope_chunk_norms_agree(family, monkeypatch):
     """RoPE only rotates chunks, so chunk norms taken after rotation equal those taken before."""
     model = tiny_model(family)
     geometry = ropescope.read_geometry(model)
-    sites = ropescope.adapters.attention_sites(model)
+    sites = ropescope.model.families.attention_sites(model)
     code = sites[0].code_module
     seen = []
     original = code.apply_rotary_pos_emb
@@ -65,14 +65,14 @@ def test_pre_and_post_rope_chunk_norms_agree(family, monkeypatch):
     assert len(seen) == geometry.n_layers
     for q, k, q_rot, k_rot in seen:
         for pre, post in ((q, q_rot), (k, k_rot)):
-            before = ropescope.rope.chunk_norms(pre[..., :r], geometry.layout)
-            after = ropescope.rope.chunk_norms(post[..., :r], geometry.layout)
+            before = ropescope.model.geometry.chunk_norms(pre[..., :r], geometry.layout)
+            after = ropescope.model.geometry.chunk_norms(post[..., :r], geometry.layout)
             torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-5)
             # and the pairing matters: the other layout's "chunks" are not preserved
             wrong = "interleaved" if geometry.layout == "halves" else "halves"
             assert not torch.allclose(
-                ropescope.rope.chunk_norms(post[..., :r], wrong),
-                ropescope.rope.chunk_norms(pre[..., :r], wrong),
+                ropescope.model.geometry.chunk_norms(post[..., :r], wrong),
+                ropescope.model.geometry.chunk_norms(pre[..., :r], wrong),
                 rtol=1e-3,
                 atol=1e-3,
             )
@@ -95,8 +95,8 @@ def test_rotate_matches_a_slow_rotation_for_both_layouts():
     inv_freq = torch.tensor([1.0, 0.3, 0.01, 0.0], dtype=torch.float64)
     positions = torch.arange(3)
     for layout in ("halves", "interleaved"):
-        out = ropescope.rope.rotate(x[:, :8], positions, inv_freq, layout).numpy()
-        first, second = ropescope.rope.chunk_pair_indices(8, layout)
+        out = ropescope.model.geometry.rotate(x[:, :8], positions, inv_freq, layout).numpy()
+        first, second = ropescope.model.geometry.chunk_pair_indices(8, layout)
         for m in range(3):
             for c in range(4):
                 angle = m * float(inv_freq[c])

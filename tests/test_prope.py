@@ -119,7 +119,7 @@ def test_ablating_a_chunk_changes_only_that_chunks_contribution(monkeypatch):
     (q0, k0), (q1, k1) = kept
     assert torch.equal(k0, k1)
     logits0, logits1 = q0 @ k0.repeat_interleave(2, 0).transpose(1, 2), q1 @ k1.repeat_interleave(2, 0).transpose(1, 2)
-    a, b = ropescope.rope.chunk_pair_indices(geometry.rotary_dim, geometry.layout)
+    a, b = ropescope.model.geometry.chunk_pair_indices(geometry.rotary_dim, geometry.layout)
     k_full = k0.repeat_interleave(2, 0)
     chunk3 = q0[2][:, [a[3]]] @ k_full[2][:, [a[3]]].T + q0[2][:, [b[3]]] @ k_full[2][:, [b[3]]].T
     torch.testing.assert_close(logits1[2], logits0[2] - chunk3, rtol=1e-9, atol=1e-9)

@@ -10,8 +10,8 @@ import pytest
 from reference import reference_stats
 
 import ropescope
-import ropescope.summary
-from ropescope.profiler import tokenize_prompts
+import ropescope.profiling.summary
+from ropescope.profiling.run import tokenize_prompts
 
 REPO = Path(__file__).resolve().parents[1]
 PROMPTS = [
@@ -74,7 +74,7 @@ def test_cli_profiles_gemma_end_to_end(tmp_path):
     assert prof.meta["include_bos"] is False and prof.n_tokens > 900
     assert "slowest quarter dominates" in result.stdout
     # the key finding reproduces: low frequencies carry most key norm in most layers
-    shares = ropescope.summary.band_shares(prof, "k")
+    shares = ropescope.profiling.summary.band_shares(prof, "k")
     assert (shares.argmax(axis=1) == 3).sum() >= 12
 
     redraw = subprocess.run(

@@ -13,14 +13,14 @@ import ropescope
 from ropescope.cli import main
 from ropescope.errors import ProfileFileError
 
-profile_module = importlib.import_module("ropescope.profile")  # the module, not the profile() function
+files_module = importlib.import_module("ropescope.files")
 
 
 def test_disk_full_while_writing_leaves_no_output(tmp_path, monkeypatch, capsys):
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x"))
 
-    monkeypatch.setattr(profile_module, "_write_safetensors", full)
+    monkeypatch.setattr(files_module, "_write_safetensors", full)
     out = tmp_path / "run"
     with pytest.raises(SystemExit) as exit_info:
         main(["profile", "--out", str(out), "--max-tokens", "16", "--checkpoint-every", "0"])

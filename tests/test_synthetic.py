@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ropescope import synthetic as syn
+from ropescope import theory as syn
 
 
 def test_f2_all_ones_decays_and_gaussian_is_zero_mean_noise():

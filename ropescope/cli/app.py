@@ -1,0 +1,96 @@
+"""The ``ropescope`` command line: the typer app, its commands, and one-line error handling.
+
+Every error a user can cause is printed as one line (``error: ...``) with a non-zero exit status;
+set ``ROPESCOPE_DEBUG=1`` to see the traceback of an unexpected one. Output directories appear
+only when complete: they are written under a temporary name and renamed into place.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import warnings
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")  # the command line draws to files only
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+import typer  # noqa: E402
+
+from ropescope.cli.common import say  # noqa: E402
+from ropescope.cli.figures import figures_command  # noqa: E402
+from ropescope.cli.heads import head_command, heads_command  # noqa: E402
+from ropescope.cli.profile import merge_command, models_command, plot_command, profile_command  # noqa: E402
+from ropescope.cli.prope import prope_command, train_prope_command  # noqa: E402
+from ropescope.errors import RopescopeError  # noqa: E402
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="How a pretrained RoPE language model uses each rotary frequency.",
+)
+
+
+def _warn_one_line(message, category, filename, lineno, file=None, line=None) -> None:
+    say(f"warning: {message}")
+
+
+app.command("profile")(profile_command)
+app.command("plot")(plot_command)
+app.command("merge")(merge_command)
+app.command("models")(models_command)
+app.command("heads")(heads_command)
+app.command("head")(head_command)
+app.command("prope")(prope_command)
+app.command("train-prope")(train_prope_command)
+app.command("figures")(figures_command)
+
+
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _exit_on_command_line_error(exc: Exception) -> None:
+    """Exit for click's own outcomes (typer vendors click, so matched by module): ``--help`` and
+    friends exit with their code; a bad option or value is one line naming it, exit status 2."""
+    if not type(exc).__module__.endswith("click.exceptions"):
+        return
+    name = type(exc).__name__
+    if name == "Exit":
+        sys.exit(exc.exit_code)
+    if name == "Abort":
+        say("error: aborted")
+        sys.exit(130)
+    if hasattr(exc, "format_message"):
+        message = " ".join(exc.format_message().split())
+        say(f"error: {message} (see --help)")
+        sys.exit(getattr(exc, "exit_code", 2))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app and turn every failure into one line and an exit status."""
+    signal.signal(signal.SIGTERM, _terminate)  # SIGTERM stops as cleanly as Ctrl-C
+    warnings.showwarning = _warn_one_line
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    try:
+        app(args=argv, standalone_mode=False)
+    except RopescopeError as exc:
+        say(f"error: {exc}")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        say("error: interrupted; no output was written")
+        sys.exit(130)
+    except OSError as exc:  # disk full, permission denied, ...: the output was not written
+        where = f" ({exc.filename})" if exc.filename else ""
+        say(f"error: cannot write or read a file{where}: {exc.strerror or exc}; no output was written")
+        sys.exit(1)
+    except Exception as exc:  # an unexpected failure still gets one line, unless debugging
+        _exit_on_command_line_error(exc)
+        if os.environ.get("ROPESCOPE_DEBUG"):
+            raise
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        say(f"error: unexpected {type(exc).__name__}: {detail} (set ROPESCOPE_DEBUG=1 for the traceback)")
+        sys.exit(1)

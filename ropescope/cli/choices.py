@@ -1,0 +1,10 @@
+"""Option choices the command line declares to typer, so ``--help`` lists them and typer refuses
+anything else before any work; each is built from the library's own list."""
+
+from enum import Enum
+
+from ropescope.model.loading import DTYPES
+from ropescope.profiling.run import ON_NONFINITE
+
+DType = Enum("DType", {name: name for name in DTYPES}, type=str)
+OnNonfinite = Enum("OnNonfinite", {name: name for name in ON_NONFINITE}, type=str)

@@ -1,0 +1,102 @@
+"""The path every command shares: check options and paths -> load the model -> show progress ->
+write the output directory atomically; and the one-line messages on standard error."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+
+from ropescope.errors import RopescopeError
+from ropescope.files import atomic_directory
+from ropescope.model.loading import LoadedModel, load_model
+
+output_directory = atomic_directory  # the run directory appears only when complete
+
+MODEL_HELP = "Bundled model name, HF id or directory, or .gguf path."
+PROMPTS_HELP = "Built-in prompt set name or a prompt file (.txt, .jsonl)."
+OVERWRITE_HELP = "Replace an existing output directory."
+REMOTE_CODE_HELP = "Allow a checkpoint's own Python code to run."
+
+
+def say(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def model_stem(model: str) -> str:
+    """A model name as a file-name part: the last path component, without ``.gguf``."""
+    return Path(model).name.removesuffix(".gguf")
+
+
+def default_out(model: str, suffix: str = "") -> Path:
+    """``runs/MODEL{suffix}``, the default output directory of a command."""
+    return Path("runs") / f"{model_stem(model)}{suffix}"
+
+
+def check_out(out: Path, overwrite: bool) -> None:
+    """Refuse, before any work, an output directory that exists (without ``overwrite``), that is a
+    file, or whose parent cannot hold it."""
+    if out.exists() and not out.is_dir():
+        raise RopescopeError(f"output path {out} exists and is not a directory")
+    if out.exists() and not overwrite:
+        raise RopescopeError(f"output directory {out} already exists; pass --overwrite to replace it")
+    check_writable_parent(out)
+
+
+def check_writable_parent(out: Path) -> None:
+    """Refuse an output path under a file or under a directory this user cannot write to."""
+    parent = out.expanduser().absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise RopescopeError(f"output path {out} is inside {parent}, which is a file, not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise RopescopeError(f"output path {out}: directory {parent} is not writable")
+
+
+def quiet_libraries() -> None:
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def load(model: str, **options) -> LoadedModel:
+    """Load ``model`` (options of :func:`~ropescope.model.load_model`) with a line saying so."""
+    quiet_libraries()
+    say(f"loading {model} ...")
+    return load_model(model, **options)
+
+
+def stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+@contextmanager
+def progress(description: str, total: int, transient: bool = True) -> Iterator[Callable]:
+    """A progress bar on standard error; yields ``update(completed=None, advance=None, description=None)``."""
+    from rich.progress import Progress
+
+    with Progress(transient=transient, console=stderr_console()) as bar:
+        task = bar.add_task(description, total=total)
+
+        def update(**fields) -> None:
+            bar.update(task, **{k: v for k, v in fields.items() if v is not None})
+
+        yield update
+
+
+def markdown_table(frame) -> str:
+    """A plain markdown table of a DataFrame (no extra dependency)."""
+
+    def cell(value):
+        return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,57 @@
+"""``ropescope figures``: every figure and table of the paper for one model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ropescope.cli.common import MODEL_HELP, check_writable_parent, progress, quiet_libraries, say
+from ropescope.errors import RopescopeError
+from ropescope.figures.context import FigureContext
+from ropescope.figures.registry import select
+from ropescope.figures.runs import PROGRESS, run_figures
+from ropescope.model.bundled import DEFAULT_MODEL
+from ropescope.prompts import load_prompts
+
+
+def figures_command(
+    model: str = typer.Option(DEFAULT_MODEL, help=MODEL_HELP),
+    only: str = typer.Option(None, help="Comma list of figure ids, e.g. F3,F5 (default: all)."),
+    prompts: str = typer.Option("shakespeare", help="Prompt set for the model figures."),
+    out: Path = typer.Option(Path("figures"), help="Directory for the figures (files are replaced)."),
+    resume: bool = typer.Option(False, help="Continue an interrupted run in OUT, skipping the entries it finished."),
+) -> None:
+    """Regenerate the paper's figures and tables (PNG, PDF and CSV) for MODEL."""
+    chosen = select(only)
+    load_prompts(prompts)  # a bad prompt set fails now, not after the first entries
+    if out.exists() and not out.is_dir():
+        raise RopescopeError(f"output path {out} exists and is not a directory")
+    check_writable_parent(out)
+    quiet_libraries()
+    context = FigureContext(model, out, prompts)
+    finished = []
+    try:
+        with progress("figures", len(chosen), transient=False) as update:
+
+            def started(figure):
+                update(description=f"{figure.id}: {figure.title}")
+
+            def done(figure):
+                finished.append(figure.id)
+                update(advance=1)
+
+            skipped = run_figures(chosen, context, resume=resume, on_start=started, on_done=done)
+    except KeyboardInterrupt:
+        state = out / PROGRESS
+        where = "no entry was complete yet"
+        if state.is_file():
+            where = f"{len(finished)} of {len(chosen)} entries are complete in {out}/; "
+            where += "resume with the same command plus --resume"
+
+        raise RopescopeError(f"interrupted; {where}") from None
+    for note in context.notes:
+        say(f"note: {note}")
+    if skipped:
+        say(f"resumed: kept {len(skipped)} finished entries ({', '.join(skipped)})")
+    typer.echo(f"wrote {len(chosen)} figure entries for {model} into {out}/")

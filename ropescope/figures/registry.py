@@ -1,0 +1,76 @@
+"""The registry of every figure and table of the paper (``ropescope figures``, ``analyses/``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ropescope.errors import RopescopeError
+from ropescope.figures.context import FigureContext
+from ropescope.figures.entries import (
+    fig_f2,
+    fig_f3,
+    fig_f4,
+    fig_f5,
+    fig_f6,
+    fig_f7,
+    fig_f8,
+    fig_f9,
+    fig_f10,
+    fig_f13,
+    fig_f14,
+    fig_f18,
+    fig_f19,
+    fig_heads,
+    fig_prope,
+    fig_t2,
+    fig_t3,
+    fig_theory,
+)
+
+
+@dataclass(frozen=True)
+class Figure:
+    id: str
+    title: str
+    render: Callable[[FigureContext], None]
+
+
+FIGURES = {
+    f.id: f
+    for f in [
+        Figure("F2", "decay of all-ones vs Gaussian q, k", fig_f2),
+        Figure("F3", "query/key usage per layer", fig_f3),
+        Figure("F4", "usage per head of the layer with a positional head", fig_f4),
+        Figure("F5", "attention of the strongest diagonal / previous-token heads", fig_f5),
+        Figure("F6", "per-token chunk norms of those heads", fig_f6),
+        Figure("F7", "trigger-token head (apostrophe-like): attention, logits (F12), chunk norms (F17)", fig_f7),
+        Figure("F8", "Random RoPE", fig_f8),
+        Figure("F9", "one fixed Gaussian pair", fig_f9),
+        Figure("F10", "second family (SmolLM2-135M): F3 and F4", fig_f10),
+        Figure("F13", "value usage per layer", fig_f13),
+        Figure("F14", "F14-F16: per-token norms and attention of positional heads", fig_f14),
+        Figure("F18", "a semantic head's chunk norms", fig_f18),
+        Figure("F19", "usage across domains and their similarity", fig_f19),
+        Figure("T2", "p-RoPE trained from scratch", fig_t2),
+        Figure("T3", "Cauchy-Schwarz tables (T3-T5)", fig_t3),
+        Figure("THEORY", "P3.1, P5.2, T5.3, T6.1", fig_theory),
+        Figure("HEADS", "head classes, positional vs high-frequency, causal test", fig_heads),
+        Figure("PROPE", "p-RoPE at inference (perplexity)", fig_prope),
+    ]
+}
+
+
+def select(only: str | None) -> list[Figure]:
+    """The figures named in ``only`` (comma list of ids, case-insensitive, each once), or all."""
+    if only is None or only == "":
+        return list(FIGURES.values())
+    chosen: list[Figure] = []
+    for name in (x.strip().upper() for x in only.split(",") if x.strip()):
+        if name not in FIGURES:
+            raise RopescopeError(f"unknown figure id {name!r}; known: {', '.join(FIGURES)}")
+        if FIGURES[name] not in chosen:
+            chosen.append(FIGURES[name])
+    if not chosen:
+        raise RopescopeError(f"--only {only!r} names no figure id; known: {', '.join(FIGURES)}")
+    return chosen

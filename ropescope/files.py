@@ -1,0 +1,139 @@
+"""Every file ropescope writes appears whole or not at all, and every file it reads back is checked.
+
+Writers put the content under a temporary name beside the target and rename it into place
+(``os.replace`` is atomic on one file system), so a crash, Ctrl-C or a full disk never leaves a
+half-written file or directory where a later run would trust it. Array files are safetensors
+written by the ``safetensors`` library; their header holds one metadata key, ``ropescope``, whose
+value is key-sorted JSON (``format``, ``format_version``, ``meta``, ``checksum``), so equal content
+gives byte-identical files. The checksum is sha256 over ``meta`` and every array's bytes in name
+order; reading verifies it and never executes code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+from safetensors import SafetensorError, safe_open
+from safetensors.numpy import load_file, save
+
+from ropescope.errors import ProfileFileError
+
+HEADER_KEY = "ropescope"
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` to write to; it is renamed to ``path`` when the block
+    finishes and deleted when the block raises, so ``path`` is never seen half-written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def atomic_directory(out: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary directory beside ``out`` that replaces ``out`` only if the block finishes
+    (an existing ``out`` is swapped out and deleted after the new one is in place)."""
+    out = Path(out).expanduser()
+    parent = out.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=parent))
+    try:
+        yield tmp
+        if out.exists():
+            trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=parent))
+            os.replace(out, trash / out.name)
+            os.replace(tmp, out)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write UTF-8 ``text`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(path: str | os.PathLike, value) -> None:
+    """Write ``value`` as indented, key-sorted JSON to ``path`` atomically."""
+    write_text(path, json.dumps(value, indent=2, sort_keys=True))
+
+
+def checksum(arrays: dict[str, np.ndarray], meta: str) -> str:
+    """sha256 over ``meta`` and every array's name and bytes, in name order."""
+    digest = hashlib.sha256(meta.encode())
+    for name in sorted(arrays):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(arrays[name]).tobytes())
+    return digest.hexdigest()
+
+
+def write_checked(
+    path: str | os.PathLike, arrays: dict[str, np.ndarray], fmt: str, version: int | str, meta: str
+) -> Path:
+    """Write float64 ``arrays`` and the JSON string ``meta`` as a checksummed safetensors file."""
+    arrays = {name: np.ascontiguousarray(value, dtype="<f8") for name, value in arrays.items()}
+    header = {"format": fmt, "format_version": str(version), "meta": meta, "checksum": checksum(arrays, meta)}
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        _write_safetensors(arrays, {HEADER_KEY: json.dumps(header, sort_keys=True)}, tmp)
+    return path
+
+
+def _write_safetensors(arrays: dict[str, np.ndarray], metadata: dict[str, str], path: Path) -> None:
+    """The one place bytes reach the disk: the library's serialisation, flushed and fsynced."""
+    blob = save(arrays, metadata=metadata)
+    with open(path, "wb") as handle:
+        handle.write(blob)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def read_checked(path: str | os.PathLike, what: str, fmt: str, versions: tuple[str, ...]) -> tuple[dict, dict]:
+    """``(arrays, header)`` of a file written by :func:`write_checked`; ``header["meta"]`` is the JSON string.
+
+    Refused with :class:`ProfileFileError` (naming ``what`` and the path) when the file is missing,
+    unreadable, of another format, of a version not in ``versions``, or fails its checksum. Files of
+    format version 1, whose four header fields were separate metadata keys, are read too.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ProfileFileError(f"no saved {what} at {path}")
+    try:
+        arrays = load_file(str(path))
+        with safe_open(str(path), framework="numpy") as handle:
+            metadata = handle.metadata() or {}
+        header = json.loads(metadata[HEADER_KEY]) if HEADER_KEY in metadata else dict(metadata)
+        if not isinstance(header, dict):
+            raise ValueError("the header is not a JSON object")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ProfileFileError(f"{path} is not a readable ropescope {what} ({exc})") from None
+    if header.get("format") != fmt:
+        raise ProfileFileError(f"{path} is not a ropescope {what}")
+    if header.get("format_version") not in versions:
+        raise ProfileFileError(
+            f"{path} has {what} format version {header.get('format_version')}; "
+            f"this ropescope reads version {', '.join(versions)}"
+        )
+    if header.get("checksum") != checksum(arrays, str(header.get("meta", ""))):
+        raise ProfileFileError(f"{path} failed its checksum: the file was modified or is corrupt")
+    return arrays, header

@@ -1,0 +1,63 @@
+"""A layer's attention recomputed block by block from its post-RoPE q and k, with the model's rule.
+
+The rule (:class:`~ropescope.model.anatomy.LogitRule`, read once into the model's anatomy):
+logits are ``scaling * q.k`` (Gemma: ``query_pre_attn_scalar ** -0.5``), soft-capped as
+``cap * tanh(logit / cap)`` where the model does (Gemma 2), masked causally and, on sliding
+layers, to keys with ``i - j < window``; query head ``h`` reads KV head ``h // (heads / kv_heads)``
+(GQA). Rows are processed ``block`` at a time, so memory is ``heads * block * visible keys``, never
+``heads * S * S``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+from ropescope.model.anatomy import LogitRule
+
+
+@dataclass
+class Block:
+    """Rows ``rows`` (query positions) against keys ``j0 .. j0 + probs.shape[-1] - 1``."""
+
+    rows: torch.Tensor  # [R] query positions
+    j0: int  # position of the first key column
+    logits: torch.Tensor  # [H, R, J] scaled (and soft-capped) logits, -inf where masked
+    probs: torch.Tensor  # [H, R, J] attention probabilities
+
+
+def grouped_scores(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """``[H, R, J]`` dot products of query heads ``q[H, R, D]`` with their KV heads ``k[Hkv, J, D]``."""
+    heads, rows, dim = q.shape
+    kv = k.shape[0]
+    grouped = q.reshape(kv, heads // kv, rows, dim) @ k[:, None].transpose(-1, -2)
+    return grouped.reshape(heads, rows, k.shape[1])
+
+
+def attention_blocks(q: torch.Tensor, k: torch.Tensor, rule: LogitRule, block: int = 256) -> Iterator[Block]:
+    """Yield the attention of ``q[H, S, D]`` over ``k[Hkv, S, D]`` (post-RoPE, one prompt) by row block."""
+    seq = q.shape[1]
+    q, k = q.float(), k.float()
+    for i0 in range(0, seq, block):
+        i1 = min(seq, i0 + block)
+        j0 = 0 if rule.window is None else max(0, i0 - rule.window + 1)
+        logits = grouped_scores(q[:, i0:i1], k[:, j0:i1]) * rule.scaling
+        if rule.softcap:
+            logits = torch.tanh(logits / rule.softcap) * rule.softcap
+        rows = torch.arange(i0, i1, device=q.device)
+        cols = torch.arange(j0, i1, device=q.device)
+        allowed = cols[None, :] <= rows[:, None]
+        if rule.window is not None:
+            allowed &= cols[None, :] > rows[:, None] - rule.window
+        logits = logits.masked_fill(~allowed, float("-inf"))
+        yield Block(rows, j0, logits, torch.softmax(logits, dim=-1))
+
+
+def visible(rows: torch.Tensor, key: torch.Tensor, rule: LogitRule) -> torch.Tensor:
+    """Whether each row can see the key at position ``key[row]`` (causal and window)."""
+    ok = (key >= 0) & (key <= rows)
+    if rule.window is not None:
+        ok &= key > rows - rule.window
+    return ok

@@ -1,0 +1,216 @@
+"""Find positional and semantic heads, explain them by frequency, and test it causally.
+
+:func:`scan_heads` runs a prompt set once (one prompt per forward pass) and returns a
+:class:`HeadReport`: a table with one row per (layer, query head) holding its attention-offset
+scores, class, high-frequency usage and chunk attribution (columns documented on
+:func:`head_table`). :mod:`~ropescope.heads.causal` tests the frequency explanation causally.
+
+Classes (``threshold`` = 0.5 by default, a majority of the attention mass):
+
+=================  ============================================================
+diagonal           mean attention on offset 0 >= threshold
+previous-token     mean attention on offset 1 >= threshold
+positional-other   mean attention on one offset d in 2..K >= threshold
+bos-sink           mean attention on the first token >= threshold
+semantic/mixed     none of the above
+=================  ============================================================
+
+At most one class can pass a threshold above 0.5 since a row's attention sums to 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ropescope.errors import PromptError, UnsupportedModelError
+from ropescope.heads.scores import HeadArrays, HeadScoreReducer
+from ropescope.model.anatomy import ModelAnatomy, inspect_model
+from ropescope.profiling.result import Profile
+from ropescope.profiling.run import check_texts, profile
+
+POSITIONAL = ("diagonal", "previous-token", "positional-other")
+CLASS_ORDER = ("diagonal", "previous-token", "positional-other", "bos-sink", "semantic/mixed")
+
+
+@dataclass
+class HeadReport:
+    """The head table, the raw sums behind it, and the chunk-norm profile of the same run."""
+
+    table: pd.DataFrame
+    arrays: HeadArrays
+    profile: Profile
+    max_offset: int
+    threshold: float
+    hf_fraction: float
+
+    def agreement(self) -> dict:
+        return agreement(self.table)
+
+
+def n_fast_chunks(n_chunks: int, hf_fraction: float) -> int:
+    """How many of the fastest chunks count as "high frequency" (at least one)."""
+    return max(1, int(round(hf_fraction * n_chunks)))
+
+
+def scan_heads(
+    model,
+    tokenizer,
+    texts: Sequence[str],
+    *,
+    max_tokens: int | None = None,
+    max_offset: int = 8,
+    threshold: float = 0.5,
+    hf_fraction: float = 0.125,
+    model_id: str | None = None,
+    prompt_set: str = "custom",
+    progress: Callable[[int], None] | None = None,
+) -> HeadReport:
+    """Score, explain and classify every head of ``model`` over ``texts`` in one pass."""
+    texts = check_texts(texts)
+    check_scan_options(max_offset=max_offset, threshold=threshold, hf_fraction=hf_fraction)
+    anatomy = inspect_model(model)
+    require_full_heads(anatomy)
+    reducer = HeadScoreReducer(anatomy.geometry, anatomy.logit_rules, anatomy.n_heads, max_offset)
+    prof = prompt_by_prompt(
+        model,
+        tokenizer,
+        texts,
+        reducer,
+        ("q", "k"),
+        max_tokens=max_tokens,
+        model_id=model_id,
+        prompt_set=prompt_set,
+        progress=progress,
+    )
+    if reducer.arrays.offset_rows.sum() == 0:
+        raise PromptError("no prompt is longer than one token, so no attention offset exists")
+    table = head_table(reducer.arrays, prof, threshold, hf_fraction)
+    return HeadReport(table, reducer.arrays, prof, max_offset, threshold, hf_fraction)
+
+
+def prompt_by_prompt(model, tokenizer, texts, on_qk, tensors: tuple[str, ...], **options) -> Profile:
+    """Run ``texts`` one prompt per forward pass, handing every layer's post-RoPE q and k to ``on_qk``
+    (head scores need whole prompts); ``tensors`` are profiled alongside. ``options`` go to
+    :func:`~ropescope.profiling.run.profile`."""
+    tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
+    return profile(inspect_model(model), tokenizer, texts, batch_size=1, on_qk=on_qk, tensors=tensors, **options)
+
+
+def check_scan_options(*, max_offset: int = 8, threshold: float = 0.5, hf_fraction: float = 0.125) -> None:
+    """Refuse impossible options before any work (the command line calls this before loading)."""
+    if not max_offset >= 1:
+        raise PromptError(f"max_offset must be at least 1, got {max_offset}")
+    if not 0 < threshold <= 1:
+        raise PromptError(f"threshold must be in (0, 1], got {threshold}")
+    if not 0 < hf_fraction <= 1:
+        raise PromptError(f"hf_fraction must be in (0, 1], got {hf_fraction}")
+
+
+def require_full_heads(anatomy: ModelAnatomy) -> None:
+    """Head scores need the whole head vector at RoPE (Phi passes only the rotary part)."""
+    geometry = anatomy.geometry
+    if geometry.rotary_dim < geometry.head_dim and anatomy.model_type == "phi":
+        raise UnsupportedModelError(
+            "head scores need the unrotated dims of a partial-rotary head, which Phi does not pass "
+            "to apply_rotary_pos_emb; frequency profiles work for Phi, head scores do not yet"
+        )
+
+
+def hf_scores(prof: Profile, hf_fraction: float) -> np.ndarray:
+    """``[L, H]`` share of each head's q-k chunk-norm product in the fastest chunks.
+
+    Product per chunk = mean ||q chunk|| of the query head times mean ||k chunk|| of its KV head
+    (over the profiled tokens); the share is the fastest ``n_fast_chunks`` chunks' sum over all.
+    """
+    mq = prof.stats["q"].mean.numpy()
+    mk = prof.stats["k"].mean.numpy()
+    group = mq.shape[1] // mk.shape[1]
+    product = mq * np.repeat(mk, group, axis=1)
+    fast = n_fast_chunks(product.shape[-1], hf_fraction)
+    return product[..., :fast].sum(-1) / product.sum(-1)
+
+
+def head_table(arrays: HeadArrays, prof: Profile, threshold: float, hf_fraction: float) -> pd.DataFrame:
+    """One row per (layer, head), sorted by class then score.
+
+    Columns: ``layer``, ``head``, ``kv_head`` (0-based); ``offset_0`` .. ``offset_K`` and ``sink``
+    (mean attention); ``class``, ``score`` (the mean attention that decided the class, or the
+    largest one for semantic/mixed), ``target`` (the preferred offset, ``sink``);
+    ``positional_score`` (largest offset score); ``hf_score`` (see :func:`hf_scores`);
+    ``attr_hf_share`` (share of the positive per-chunk logit advantage of the target over the
+    other keys that comes from the fastest chunks); ``attr_top_chunks`` (the three chunks with the
+    largest advantage); ``target_logit`` and ``other_logit`` (mean logit on the target and mean over
+    the other visible keys).
+    """
+    offsets, sink = arrays.offset_scores(), arrays.sink_scores()
+    n_layers, n_heads, n_off = offsets.shape
+    hf = hf_scores(prof, hf_fraction)
+    target_attr, other_attr = arrays.target_attribution()
+    target_logit = arrays.target_logits()
+    pass_other = HeadArrays._mean(arrays.other_pass_sum, arrays.target_rows[:, None, :])
+    fast = n_fast_chunks(target_attr.shape[-1], hf_fraction)
+    group = n_heads // prof.stats["k"].mean.shape[1]
+    rows = []
+    for layer in range(n_layers):
+        for head in range(n_heads):
+            off = np.nan_to_num(offsets[layer, head], nan=0.0)
+            s = float(np.nan_to_num(sink[layer, head]))
+            cls, score, target = _classify(off, s, threshold)
+            advantage = target_attr[layer, head, target] - other_attr[layer, head, target]
+            positive = np.clip(np.nan_to_num(advantage), 0, None)
+            row = {"layer": layer, "head": head, "kv_head": head // group}
+            row.update({f"offset_{d}": float(off[d]) for d in range(n_off)})
+            row.update(
+                sink=s,
+                **{"class": cls},
+                score=score,
+                target="sink" if target == n_off else f"offset {target}",
+                positional_score=float(off.max()),
+                hf_score=float(hf[layer, head]),
+                attr_hf_share=float(positive[:fast].sum() / positive.sum()) if positive.sum() > 0 else 0.0,
+                attr_top_chunks=" ".join(str(c) for c in np.argsort(-np.nan_to_num(advantage))[:3]),
+                target_logit=float(target_logit[layer, head, target]),
+                other_logit=float(np.nansum(other_attr[layer, head, target]) + pass_other[layer, head, target]),
+            )
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    table["class"] = pd.Categorical(table["class"], CLASS_ORDER, ordered=True)
+    return table.sort_values(["class", "score"], ascending=[True, False]).reset_index(drop=True)
+
+
+def _classify(offsets: np.ndarray, sink: float, threshold: float) -> tuple[str, float, int]:
+    """(class, score, target index: offset d, or len(offsets) for the sink)."""
+    if offsets[0] >= threshold:
+        return "diagonal", float(offsets[0]), 0
+    if offsets[1] >= threshold:
+        return "previous-token", float(offsets[1]), 1
+    if len(offsets) > 2 and offsets[2:].max() >= threshold:
+        d = 2 + int(np.argmax(offsets[2:]))
+        return "positional-other", float(offsets[d]), d
+    if sink >= threshold:
+        return "bos-sink", sink, len(offsets)
+    candidates = np.append(offsets, sink)
+    best = int(np.argmax(candidates))
+    return "semantic/mixed", float(candidates[best]), best
+
+
+def agreement(table: pd.DataFrame) -> dict:
+    """How well "positional by attention" matches "uses the highest frequencies" (the paper's claim).
+
+    ``spearman``: rank correlation over all heads between ``positional_score`` and ``hf_score``;
+    ``n_positional``: heads classified diagonal, previous-token or positional-other;
+    ``precision_at_n``: the share of those heads that are among the ``n_positional`` heads with
+    the highest ``hf_score`` (NaN when no head is positional).
+    """
+    positional = table["class"].isin(POSITIONAL)
+    n = int(positional.sum())
+    spearman = float(table["positional_score"].rank().corr(table["hf_score"].rank()))
+    if n == 0:
+        return {"spearman": spearman, "n_positional": 0, "precision_at_n": float("nan")}
+    top = set(table.nlargest(n, "hf_score").index)
+    hits = sum(1 for i in table.index[positional] if i in top)
+    return {"spearman": spearman, "n_positional": n, "precision_at_n": hits / n}

@@ -1,0 +1,165 @@
+"""Attention-offset scores, per-chunk logit attribution and classification of every head.
+
+For every layer and query head, over all prompts (PAPER_SPEC section 2):
+
+- ``offset_d`` (d = 0..K): mean attention probability on the key ``d`` tokens back, over query rows
+  ``i >= d + 1`` that can see that key (so the key is never the first token). ``offset_0`` is
+  the diagonal, ``offset_1`` the previous token.
+- ``sink``: mean attention on the first token (BOS where the tokenizer adds one), over rows
+  ``i >= 1`` that can see it.
+- Attribution: each logit before soft-capping is a sum over chunks of the scaled 2-D dot product of
+  that chunk of the rotated q and k (plus the unrotated dims of partial-rotary models). For each
+  target (each offset and the sink) the mean of every chunk's term on that target, and its mean
+  over all *other* visible keys of the same rows.
+
+All of it is reduced per layer from post-RoPE q and k as they pass (block-wise attention, see
+:mod:`ropescope.heads.attention`), one prompt at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ropescope.heads.attention import attention_blocks, visible
+from ropescope.model.anatomy import LogitRule
+from ropescope.model.geometry import RopeGeometry, split_pairs
+
+
+@dataclass
+class HeadArrays:
+    """Sums over rows of every quantity, and the row counts, for all layers and heads."""
+
+    offset_sum: np.ndarray  # [L, H, K+1]
+    offset_rows: np.ndarray  # [L, K+1]
+    sink_sum: np.ndarray  # [L, H]
+    sink_rows: np.ndarray  # [L]
+    target_chunk_sum: np.ndarray  # [L, H, K+2, C]: chunk terms on each target (offsets, then sink)
+    other_chunk_sum: np.ndarray  # [L, H, K+2, C]: chunk terms averaged over the other visible keys
+    target_pass_sum: np.ndarray  # [L, H, K+2]: unrotated-dims term on each target
+    other_pass_sum: np.ndarray  # [L, H, K+2]
+    target_logit_sum: np.ndarray  # [L, H, K+2]: logit (after soft-capping) on each target
+    target_rows: np.ndarray  # [L, K+2]
+
+    @classmethod
+    def zeros(cls, n_layers: int, n_heads: int, max_offset: int, n_chunks: int) -> HeadArrays:
+        t = max_offset + 2
+        return cls(
+            np.zeros((n_layers, n_heads, max_offset + 1)),
+            np.zeros((n_layers, max_offset + 1)),
+            np.zeros((n_layers, n_heads)),
+            np.zeros(n_layers),
+            np.zeros((n_layers, n_heads, t, n_chunks)),
+            np.zeros((n_layers, n_heads, t, n_chunks)),
+            np.zeros((n_layers, n_heads, t)),
+            np.zeros((n_layers, n_heads, t)),
+            np.zeros((n_layers, n_heads, t)),
+            np.zeros((n_layers, t)),
+        )
+
+    @staticmethod
+    def _mean(total: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(rows > 0, total / np.maximum(rows, 1), np.nan)
+
+    def offset_scores(self) -> np.ndarray:
+        """``[L, H, K+1]`` mean attention on each offset (NaN where no row had it)."""
+        return self._mean(self.offset_sum, self.offset_rows[:, None, :])
+
+    def sink_scores(self) -> np.ndarray:
+        """``[L, H]`` mean attention on the first token."""
+        return self._mean(self.sink_sum, self.sink_rows[:, None])
+
+    def target_attribution(self) -> tuple[np.ndarray, np.ndarray]:
+        """``[L, H, K+2, C]`` mean chunk terms on each target and over the other keys."""
+        rows = self.target_rows[:, None, :, None]
+        return self._mean(self.target_chunk_sum, rows), self._mean(self.other_chunk_sum, rows)
+
+    def target_logits(self) -> np.ndarray:
+        """``[L, H, K+2]`` mean logit on each target."""
+        return self._mean(self.target_logit_sum, self.target_rows[:, None, :])
+
+
+class HeadScoreReducer:
+    """``on_qk`` consumer for :func:`ropescope.hooks.capture` filling :class:`HeadArrays`
+    (``layers``: only these layers; :meth:`add` scores a query the caller altered, as the causal test does)."""
+
+    def __init__(
+        self,
+        geometry: RopeGeometry,
+        rules: Sequence[LogitRule],
+        n_heads: int,
+        max_offset: int = 8,
+        block: int = 256,
+        layers: set[int] | None = None,
+    ):
+        self.geometry, self.rules, self.max_offset, self.block = geometry, rules, max_offset, block
+        self.layers = layers
+        self.arrays = HeadArrays.zeros(geometry.n_layers, n_heads, max_offset, geometry.n_chunks)
+
+    def __call__(self, layer: int, q_rot: torch.Tensor, k_rot: torch.Tensor, mask=None) -> None:
+        if self.layers is not None and layer not in self.layers:
+            return
+        if q_rot.shape[0] != 1:
+            raise ValueError("head scores take one prompt per forward pass")
+        self.add(layer, q_rot[0].float(), k_rot[0].float())
+
+    def add(self, layer: int, q: torch.Tensor, k: torch.Tensor) -> None:
+        """Accumulate one prompt's ``q[H, S, D]``, ``k[Hkv, S, D]`` (post-RoPE) of ``layer``."""
+        rule, a = self.rules[layer], self.arrays
+        seq, K = q.shape[1], self.max_offset
+        for blk in attention_blocks(q, k, rule, self.block):
+            for d in range(K + 1):
+                ok = (blk.rows >= d + 1) & visible(blk.rows, blk.rows - d, rule)
+                if ok.any():
+                    r = torch.nonzero(ok)[:, 0]
+                    vals = blk.probs[:, r, blk.rows[r] - d - blk.j0]
+                    a.offset_sum[layer, :, d] += vals.sum(dim=1).double().numpy()
+                    a.offset_rows[layer, d] += len(r)
+            ok = (blk.rows >= 1) & visible(blk.rows, torch.zeros_like(blk.rows), rule)
+            if ok.any():
+                r = torch.nonzero(ok)[:, 0]
+                a.sink_sum[layer] += blk.probs[:, r, 0 - blk.j0].sum(dim=1).double().numpy()
+                a.sink_rows[layer] += len(r)
+        self._attribute(layer, q, k, rule, seq)
+
+    def _attribute(self, layer, q, k, rule: LogitRule, seq: int) -> None:
+        a, K, r = self.arrays, self.max_offset, self.geometry.rotary_dim
+        layout = self.geometry.layout
+        group = q.shape[0] // k.shape[0]
+        q64, k64 = q.double(), k.double().repeat_interleave(group, dim=0)  # [H, S, D]
+        qa, qb = split_pairs(q64[..., :r], layout)
+        ka, kb = split_pairs(k64[..., :r], layout)
+        q_pass, k_pass = q64[..., r:], k64[..., r:]
+        # prefix sums over keys give each row's sum over all its visible keys
+        zero = torch.zeros_like(k64[:, :1])
+        prefix = torch.cat([zero, torch.cumsum(k64, dim=1)], dim=1)  # [H, S+1, D]
+        rows = torch.arange(seq)
+        first = torch.zeros_like(rows) if rule.window is None else (rows - rule.window + 1).clamp(min=0)
+        key_sum = prefix[:, rows + 1] - prefix[:, first]  # [H, S, D]
+        sa, sb = split_pairs(key_sum[..., :r], layout)
+        all_chunk = rule.scaling * (qa * sa + qb * sb)  # [H, S, C]
+        all_pass = rule.scaling * (q_pass * key_sum[..., r:]).sum(-1)  # [H, S]
+        n_visible = (rows - first + 1).double()
+        targets = [rows - d for d in range(K + 1)] + [torch.zeros_like(rows)]
+        starts = [d + 1 for d in range(K + 1)] + [1]
+        for t, (key, start) in enumerate(zip(targets, starts, strict=True)):
+            ok = (rows >= start) & visible(rows, key, rule) & (n_visible >= 2)
+            if not ok.any():
+                continue
+            i, j = rows[ok], key[ok]
+            chunk = rule.scaling * (qa[:, i] * ka[:, j] + qb[:, i] * kb[:, j])  # [H, n, C]
+            passed = rule.scaling * (q_pass[:, i] * k_pass[:, j]).sum(-1)  # [H, n]
+            others = (n_visible[i] - 1)[None, :]
+            logit = chunk.sum(-1) + passed
+            if rule.softcap:
+                logit = torch.tanh(logit / rule.softcap) * rule.softcap
+            a.target_chunk_sum[layer, :, t] += chunk.sum(1).numpy()
+            a.other_chunk_sum[layer, :, t] += ((all_chunk[:, i] - chunk) / others[..., None]).sum(1).numpy()
+            a.target_pass_sum[layer, :, t] += passed.sum(1).numpy()
+            a.other_pass_sum[layer, :, t] += ((all_pass[:, i] - passed) / others).sum(1).numpy()
+            a.target_logit_sum[layer, :, t] += logit.sum(1).numpy()
+            a.target_rows[layer, t] += len(i)

@@ -1,0 +1,67 @@
+"""Hook stage: two context managers that always restore the model on exit.
+
+- :func:`capture` *observes*: it reduces q, k, v to chunk-norm statistics inside the hooks
+  (:mod:`~ropescope.hooks.observe` for Hugging Face models, :mod:`~ropescope.hooks.bridge` for a
+  TransformerLens ``TransformerBridge``; :mod:`~ropescope.hooks.stats` holds the accumulators);
+- :func:`intervene` *edits* the pre-RoPE q/k or the rotation angles (:mod:`~ropescope.hooks.intervene`).
+
+Both go through the same wrapped ``apply_rotary_pos_emb`` (:mod:`~ropescope.hooks.rope_call`) and
+nest: an intervention entered first is seen by a capture entered inside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+from ropescope.errors import UnsupportedModelError
+from ropescope.hooks.bridge import BridgeCapture
+from ropescope.hooks.intervene import Intervention, zero_chunks
+from ropescope.hooks.observe import Capture
+from ropescope.hooks.stats import ChunkNormStats
+from ropescope.model.anatomy import inspect_model
+from ropescope.model.geometry import RopeGeometry
+
+
+@contextlib.contextmanager
+def capture(model, geometry: RopeGeometry | None = None, **options) -> Iterator[Capture]:
+    """Hook ``model`` and yield a :class:`Capture` whose ``stats`` fill up as forward passes run.
+
+    ``model`` is a Hugging Face model, a :class:`~ropescope.model.LoadedModel` or a TransformerLens
+    ``TransformerBridge``. ``options`` are those of :class:`Capture` (``include_bos``,
+    ``verify_geometry``, ``tensors``, ``on_qk``). Every hook and patch is removed on exit, also when
+    the block raises.
+    """
+    anatomy = inspect_model(model, geometry)
+    cap = (BridgeCapture if anatomy.bridge else Capture)(anatomy, **options)
+    try:
+        cap.install()
+        yield cap
+    finally:
+        cap.remove()
+
+
+@contextlib.contextmanager
+def intervene(
+    model,
+    *,
+    edit_q: Callable | None = None,
+    edit_k: Callable | None = None,
+    edit_angles: Callable | None = None,
+) -> Iterator[Intervention]:
+    """Inside the block, forward passes of ``model`` use the edited q, k or angles (see
+    :mod:`~ropescope.hooks.intervene`); on exit the model computes exactly what it did before."""
+    anatomy = inspect_model(model)
+    if anatomy.bridge:
+        raise UnsupportedModelError(
+            "interventions (p-RoPE, chunk ablation) need a Hugging Face model, not a TransformerBridge"
+        )
+    hooks = Intervention(anatomy, edit_q=edit_q, edit_k=edit_k, edit_angles=edit_angles)
+    try:
+        hooks.install()
+        yield hooks
+    finally:
+        hooks.remove()
+
+
+__all__ = ["BridgeCapture", "Capture", "ChunkNormStats", "Intervention", "capture", "intervene", "zero_chunks"]

@@ -1,0 +1,135 @@
+"""Observing: hooks that reduce q, k and v to chunk-norm statistics while text flows through a model.
+
+``with capture(model) as cap: model(**batch)`` leaves ``cap.stats["q" | "k" | "v"]`` filled with
+per-(layer, head, chunk) statistics of the chunk 2-norm over every counted token. Nothing of the
+activations is kept: each tensor is reduced inside the hook that sees it.
+
+Where: q and k are read at the model's own ``apply_rotary_pos_emb`` call (after any QK-norm,
+before rotation; :mod:`~ropescope.hooks.rope_call`); v is read from the value projection's output.
+On the first batch every layer's rotation is re-done with the read
+:class:`~ropescope.model.geometry.RopeGeometry` and compared with the model's own result.
+Observing never changes what the model computes; to change it, use :mod:`~ropescope.hooks.intervene`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from ropescope.errors import GeometryMismatchError, UnsupportedModelError
+from ropescope.hooks.rope_call import RopeCallHooks
+from ropescope.hooks.stats import ChunkNormStats
+from ropescope.model.anatomy import ModelAnatomy
+from ropescope.model.families import value_module
+from ropescope.model.geometry import chunk_norms, rotate
+
+# Max |ours - model's| / max |model's| accepted by the geometry self-check, by model dtype.
+# Half precision: the model rounds cos, sin and every product to 8 (bf16) or 11 (fp16) mantissa
+# bits, while ropescope rotates in float32.
+VERIFY_TOKENS = 256  # tokens of the first sequence re-rotated by the geometry self-check
+GEOMETRY_TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-4, torch.float16: 4e-3, torch.bfloat16: 3e-2}
+
+
+class Capture(RopeCallHooks):
+    """Installed hooks and the statistics they fill. Use through :func:`ropescope.hooks.capture`.
+
+    ``on_qk(layer, q_rot, k_rot, mask)`` (optional) receives every layer's post-RoPE q and k
+    (``[batch, heads, tokens, dims]``) and the counted-token mask, for reducers of its own (head
+    scores).
+
+    ``stats`` maps ``"q"``, ``"k"``, ``"v"`` to :class:`~ropescope.hooks.stats.ChunkNormStats` (heads
+    are query heads for q and KV heads for k and v). ``include_bos`` decides whether tokens equal to
+    the tokenizer's BOS id are counted; padding (``attention_mask == 0``) never is. ``tensors``
+    chooses which of q, k, v are reduced; ``verify_geometry`` turns the self-check off.
+    """
+
+    def __init__(
+        self,
+        anatomy: ModelAnatomy,
+        *,
+        include_bos: bool = False,
+        verify_geometry: bool = True,
+        tensors: tuple[str, ...] = ("q", "k", "v"),
+        on_qk: Callable | None = None,
+    ):
+        super().__init__(anatomy, include_bos=include_bos)
+        self.on_qk = on_qk
+        self.verify_geometry = verify_geometry
+        self.tensors = tensors
+        self.n_heads, self.n_kv_heads = anatomy.n_heads, anatomy.n_kv_heads
+        n_layers, chunks = self.geometry.n_layers, self.geometry.n_chunks
+        self.stats = {
+            "q": ChunkNormStats(n_layers, self.n_heads, chunks),
+            "k": ChunkNormStats(n_layers, self.n_kv_heads, chunks),
+            "v": ChunkNormStats(n_layers, self.n_kv_heads, chunks),
+        }
+        self.verified_layers: set[int] = set()
+
+    def install(self) -> None:
+        super().install()
+        if "v" in self.tensors:
+            for site in self.anatomy.sites:
+                vmod = value_module(site, self.anatomy.model_type)
+                self._handles.append(vmod.register_forward_hook(self._on_value(site.layer)))
+
+    def at_rope(self, layer, q, k, cos, sin, rotate_as_model):
+        q_rot, k_rot = rotate_as_model(q, k, cos, sin)
+        self._record_qk(layer, q, k, q_rot, k_rot)
+        if self.on_qk is not None:
+            with torch.no_grad():
+                self.on_qk(layer, q_rot.detach(), k_rot.detach(), self._token_mask(q.shape[2]))
+        return q_rot, k_rot
+
+    @torch.no_grad()
+    def _record_qk(self, layer, q, k, q_rot, k_rot) -> None:
+        q, k, q_rot, k_rot = q.detach(), k.detach(), q_rot.detach(), k_rot.detach()
+        r = self.geometry.rotary_dim
+        mask = self._token_mask(q.shape[2])
+        if q.shape[1] != self.n_heads or k.shape[1] != self.n_kv_heads or q.shape[-1] < r:
+            raise UnsupportedModelError(
+                f"layer {layer}: q/k at RoPE have shapes {tuple(q.shape)}, {tuple(k.shape)}; expected "
+                f"[batch, {self.n_heads} | {self.n_kv_heads} heads, tokens, >= {r} dims]"
+            )
+        if self.verify_geometry and layer not in self.verified_layers:
+            self._verify(layer, q[..., :r], q_rot[..., :r], "query")
+            self._verify(layer, k[..., :r], k_rot[..., :r], "key")
+            self.verified_layers.add(layer)
+        layout = self.geometry.layout
+        if "q" in self.tensors:
+            self.stats["q"].update(layer, chunk_norms(q[..., :r], layout), mask)
+        if "k" in self.tensors:
+            self.stats["k"].update(layer, chunk_norms(k[..., :r], layout), mask)
+
+    def _on_value(self, layer: int):
+        @torch.no_grad()
+        def hook(module, args, output):
+            output = output.detach()
+            batch, seq = output.shape[0], output.shape[1]
+            v = output.view(batch, seq, self.n_kv_heads, -1).transpose(1, 2)
+            norms = chunk_norms(v[..., : self.geometry.rotary_dim], self.geometry.layout)
+            self.stats["v"].update(layer, norms, self._token_mask(seq))
+
+        return hook
+
+    def _verify(self, layer: int, pre: torch.Tensor, post: torch.Tensor, what: str) -> None:
+        """Re-rotate the first sequence's first ``VERIFY_TOKENS`` tokens and compare (cheap, and
+        every position pattern of a wrong layout or frequency shows up within them)."""
+        lr = self.geometry.layers[layer]
+        inv_freq = torch.as_tensor(lr.inv_freq, dtype=torch.float32, device=pre.device)
+        pre, post = pre[:1, :, :VERIFY_TOKENS], post[:1, :, :VERIFY_TOKENS]
+        positions = self._positions[:1, None, :VERIFY_TOKENS]  # [1, 1, S] against [1, H, S, r]
+        ours = rotate(pre, positions, inv_freq, self.geometry.layout, lr.attention_scaling)
+        theirs = post.float()
+        finite = torch.isfinite(theirs) & torch.isfinite(ours)  # overflow is reported by the stats
+        if not bool(finite.any()):
+            return
+        scale = float(theirs[finite].abs().max().clamp(min=1e-30))
+        error = float((ours - theirs)[finite].abs().max()) / scale
+        tolerance = GEOMETRY_TOLERANCE.get(post.dtype, 3e-2)
+        if not error <= tolerance:
+            raise GeometryMismatchError(
+                f"layer {layer}: rotating the captured {what} with the read RoPE geometry "
+                f"({self.geometry.layout} layout) misses the model's own by {error:.2e} of its "
+                f"largest magnitude (tolerance {tolerance:.0e})"
+            )

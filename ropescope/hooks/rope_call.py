@@ -1,0 +1,111 @@
+"""The one place ropescope touches a running model: each layer's call to ``apply_rotary_pos_emb``.
+
+Every supported Hugging Face family calls a module-level ``apply_rotary_pos_emb(q, k, cos, sin,
+...)`` with q and k laid out ``[batch, heads, tokens, dims]`` after any QK-norm. :class:`RopeCallHooks`
+wraps that function in the family's modeling module for as long as it is installed, knows which
+layer is running (forward pre/post hooks on the attention modules) and what the batch's token mask
+and positions are (a pre-hook on the base model), and hands each call to :meth:`at_rope`.
+Observing (:mod:`~ropescope.hooks.observe`) and intervening (:mod:`~ropescope.hooks.intervene`)
+are two subclasses. :meth:`remove` restores every function and removes every hook, so the model
+computes exactly what it computed before, also after an exception.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ropescope.errors import UnsupportedModelError
+from ropescope.model.anatomy import ModelAnatomy
+
+
+class RopeCallHooks:
+    """Hooks around every layer's RoPE call. Subclasses implement :meth:`at_rope`."""
+
+    def __init__(self, anatomy: ModelAnatomy, *, include_bos: bool = True):
+        self.anatomy = anatomy
+        self.model = anatomy.hf
+        self.cfg = anatomy.config
+        self.geometry = anatomy.geometry
+        self.include_bos = include_bos
+        self.max_seq_len = 0
+        self._mask: torch.Tensor | None = None
+        self._positions: torch.Tensor | None = None
+        self._layer: int | None = None
+        self._handles: list = []
+        self._patched: list[tuple[object, object]] = []
+
+    # -- what a subclass does at each RoPE call ------------------------------------------------
+    def at_rope(self, layer: int, q, k, cos, sin, rotate):
+        """Called inside ``apply_rotary_pos_emb`` of ``layer``; ``rotate(q, k, cos, sin)`` is the
+        model's own rotation. Returns what the model gets: ``(q_rot, k_rot)``."""
+        raise NotImplementedError
+
+    # -- installation -------------------------------------------------------------------------
+    def install(self) -> None:
+        base = getattr(self.model, self.model.base_model_prefix, self.model)
+        self._handles.append(base.register_forward_pre_hook(self._on_model_input, with_kwargs=True))
+        sites = self.anatomy.sites
+        for site in sites:
+            self._handles.append(site.module.register_forward_pre_hook(self._enter_layer(site.layer)))
+            self._handles.append(site.module.register_forward_hook(self._leave_layer))
+        for code in {id(s.code_module): s.code_module for s in sites}.values():
+            original = code.apply_rotary_pos_emb
+            self._patched.append((code, original))
+            code.apply_rotary_pos_emb = self._wrap_rope(original)
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        for code, original in reversed(self._patched):
+            code.apply_rotary_pos_emb = original
+        self._patched.clear()
+        self._layer = None
+
+    # -- hooks --------------------------------------------------------------------------------
+    def _on_model_input(self, module, args, kwargs):
+        """Record the batch's counted-token mask (padding never counts; BOS only with
+        ``include_bos``) and positions, before the first layer runs."""
+        input_ids = kwargs.get("input_ids", args[0] if args else None)
+        embeds = kwargs.get("inputs_embeds")
+        reference = input_ids if input_ids is not None else embeds
+        if reference is None:
+            raise UnsupportedModelError("capture needs input_ids or inputs_embeds in the forward call")
+        batch, seq = reference.shape[0], reference.shape[1]
+        mask = kwargs.get("attention_mask")
+        if mask is None or mask.dim() != 2:
+            mask = torch.ones(batch, seq, dtype=torch.bool, device=reference.device)
+        mask = mask[:, -seq:].bool()  # with a KV cache the mask also spans the cached tokens
+        bos = self.anatomy.bos_token_id
+        if not self.include_bos and input_ids is not None and bos is not None:
+            mask = mask & (input_ids != bos)
+        positions = kwargs.get("position_ids")
+        if positions is None:
+            positions = torch.arange(seq, device=reference.device)[None, :].expand(batch, seq)
+        self._mask, self._positions = mask, positions
+        self.max_seq_len = max(self.max_seq_len, int(positions.max()) + 1 if positions.numel() else 0)
+
+    def _enter_layer(self, layer: int):
+        def hook(module, args):
+            self._layer = layer
+
+        return hook
+
+    def _leave_layer(self, module, args, output):
+        self._layer = None
+
+    def _wrap_rope(self, original):
+        def apply_rotary_pos_emb(q, k, cos, sin, *args, **kwargs):
+            layer = self._layer
+            if layer is None:
+                return original(q, k, cos, sin, *args, **kwargs)
+            return self.at_rope(layer, q, k, cos, sin, lambda q, k, cos, sin: original(q, k, cos, sin, *args, **kwargs))
+
+        return apply_rotary_pos_emb
+
+    def _token_mask(self, seq: int) -> torch.Tensor:
+        if self._mask is None or self._mask.shape[1] != seq:
+            raise UnsupportedModelError(
+                "capture sees one full forward pass at a time; cached generation is not supported"
+            )
+        return self._mask

@@ -1,0 +1,33 @@
+"""Load stage: a model name becomes a :class:`LoadedModel`, its family adapter and its RoPE geometry.
+
+- :mod:`~ropescope.model.bundled`: the bundled real checkpoints and the GGUF conversion cache;
+- :mod:`~ropescope.model.loading`: names (bundled, ``.gguf``, directory, hub id) -> :class:`LoadedModel`;
+- :mod:`~ropescope.model.families`: where each architecture family applies RoPE, finding its attention layers;
+- :mod:`~ropescope.model.geometry`: :class:`RopeGeometry` (frequencies, layout, windows), chunking and rotation;
+- :mod:`~ropescope.model.anatomy`: :class:`ModelAnatomy`, everything analyses need, read once.
+"""
+
+from ropescope.model.anatomy import LogitRule, ModelAnatomy, inspect_model, is_bridge
+from ropescope.model.bundled import BUNDLED, DEFAULT_MODEL, model_status
+from ropescope.model.geometry import RopeGeometry, chunk_dims, chunk_norms, read_geometry, rotate, split_pairs
+from ropescope.model.loading import DTYPES, LoadedModel, checkpoint_dir, load_model
+
+__all__ = [
+    "BUNDLED",
+    "DEFAULT_MODEL",
+    "DTYPES",
+    "LoadedModel",
+    "LogitRule",
+    "ModelAnatomy",
+    "RopeGeometry",
+    "checkpoint_dir",
+    "chunk_dims",
+    "chunk_norms",
+    "inspect_model",
+    "is_bridge",
+    "load_model",
+    "model_status",
+    "read_geometry",
+    "rotate",
+    "split_pairs",
+]

@@ -1,0 +1,132 @@
+"""What ropescope knows about one model, read once: the object every analysis takes.
+
+:func:`inspect_model` turns a Hugging Face causal LM, a TransformerLens ``TransformerBridge`` or a
+:class:`~ropescope.model.loading.LoadedModel` into a :class:`ModelAnatomy`: the text config, the
+RoPE geometry (from the model's own ``inv_freq`` buffers), head counts, context length, BOS id and,
+on first use, the attention sites RoPE is applied at and each layer's logit rule. Analyses read
+these fields instead of re-deriving them from the raw model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import torch
+
+from ropescope.errors import RopescopeError
+from ropescope.model.families import AttentionSite, attention_sites, text_config
+from ropescope.model.geometry import RopeGeometry, read_geometry
+
+
+def is_bridge(model) -> bool:
+    """True for a TransformerLens ``TransformerBridge`` (checked without importing transformer_lens)."""
+    return type(model).__module__.startswith("transformer_lens") and hasattr(model, "original_model")
+
+
+@dataclass(frozen=True)
+class LogitRule:
+    """How one layer turns post-RoPE q.k into attention logits: ``scaling * q.k``, soft-capped as
+    ``softcap * tanh(logit / softcap)`` where the model does (Gemma 2), and masked to keys at most
+    ``window - 1`` tokens back on sliding layers (``None``: causal only)."""
+
+    scaling: float
+    softcap: float | None
+    window: int | None
+
+
+@dataclass(eq=False)
+class ModelAnatomy:
+    """A model as ropescope sees it. ``runnable`` is what forward passes go through (the bridge, for
+    a TransformerBridge); ``hf`` holds config, buffers and weights (the bridge's ``original_model``)."""
+
+    runnable: torch.nn.Module
+    hf: torch.nn.Module
+    config: object
+    geometry: RopeGeometry
+    bridge: bool = False
+    _sites: tuple[AttentionSite, ...] | None = field(default=None, repr=False)
+
+    @property
+    def model_type(self) -> str:
+        return str(self.config.model_type)
+
+    @property
+    def n_layers(self) -> int:
+        return self.geometry.n_layers
+
+    @property
+    def n_heads(self) -> int:
+        """Query heads per layer."""
+        return int(self.config.num_attention_heads)
+
+    @property
+    def n_kv_heads(self) -> int:
+        """Key/value heads per layer (fewer than query heads under grouped-query attention)."""
+        return int(getattr(self.config, "num_key_value_heads", None) or self.n_heads)
+
+    @property
+    def context_length(self) -> int | None:
+        """The longest sequence the model was configured for (``max_position_embeddings``)."""
+        value = getattr(self.config, "max_position_embeddings", None)
+        return int(value) if value else None
+
+    @property
+    def bos_token_id(self) -> int | None:
+        bos = getattr(self.config, "bos_token_id", None)
+        return bos if isinstance(bos, int) else None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.hf.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.hf.parameters()).dtype
+
+    @property
+    def base(self) -> torch.nn.Module:
+        """The decoder without its language-model head (forward passes that need no logits)."""
+        return getattr(self.hf, self.hf.base_model_prefix, self.hf)
+
+    @cached_property
+    def sites(self) -> tuple[AttentionSite, ...]:
+        """Every attention layer and the modeling module whose ``apply_rotary_pos_emb`` it calls."""
+        return tuple(attention_sites(self.hf))
+
+    @cached_property
+    def logit_rules(self) -> tuple[LogitRule, ...]:
+        """The logit rule of every layer, read from its attention module and the RoPE geometry."""
+        rules = []
+        for site in self.sites:
+            scaling = float(getattr(site.module, "scaling", None) or self.geometry.head_dim**-0.5)
+            softcap = getattr(site.module, "attn_logit_softcapping", None)
+            if softcap is None:
+                softcap = getattr(self.config, "attn_logit_softcapping", None)
+            window = self.geometry.layers[site.layer].window
+            rules.append(LogitRule(scaling, float(softcap) if softcap else None, window))
+        return tuple(rules)
+
+    def check_head(self, layer: int, head: int) -> None:
+        """Raise :class:`RopescopeError` unless ``(layer, head)`` exists (0-based)."""
+        if not 0 <= layer < self.n_layers:
+            raise RopescopeError(f"layer {layer} is out of range: the model has layers 0..{self.n_layers - 1}")
+        if not 0 <= head < self.n_heads:
+            raise RopescopeError(f"head {head} is out of range: the model has heads 0..{self.n_heads - 1}")
+
+
+def inspect_model(model, geometry: RopeGeometry | None = None) -> ModelAnatomy:
+    """The :class:`ModelAnatomy` of ``model`` (an anatomy or a loaded model's own is returned as it
+    is; a raw Hugging Face model or bridge is read now).
+
+    ``geometry`` overrides the geometry read from the buffers (e.g. another pair layout, to test the
+    self-check). Raises :class:`~ropescope.errors.NoRopeError` for a model without RoPE.
+    """
+    anatomy = model if isinstance(model, ModelAnatomy) else getattr(model, "anatomy", None)
+    if isinstance(anatomy, ModelAnatomy):
+        if geometry is None or geometry is anatomy.geometry:
+            return anatomy
+        model = anatomy.runnable
+    bridge = is_bridge(model)
+    hf = model.original_model if bridge else model
+    return ModelAnatomy(model, hf, text_config(hf), geometry or read_geometry(hf), bridge)

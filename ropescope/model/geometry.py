@@ -1,0 +1,278 @@
+"""RoPE geometry: the exact frequencies, rotary dimensions and pair layout of a loaded model.
+
+Conventions (PAPER_SPEC section 0): the rotary part of a head vector has ``r`` dimensions, cut into
+``r/2`` two-dimensional *chunks*. Chunk ``k`` turns by ``g_k`` radians per token; chunk 0 is the
+fastest. In the ``halves`` layout (Hugging Face ``rotate_half``) chunk ``k`` is dims ``(k, k + r/2)``;
+in the ``interleaved`` layout (GPT-J, Cohere, GLM) it is dims ``(2k, 2k + 1)``.
+
+Frequencies are never re-derived from ``theta``: they are copied from the model's own ``inv_freq``
+buffers (one per layer type where the model has several, e.g. Gemma 3's 10k sliding and 1M global
+layers).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ropescope.errors import NoRopeError, UnsupportedModelError
+from ropescope.model.families import FAMILIES, family_adapter, text_config
+
+LAYOUTS = ("halves", "interleaved")
+
+
+@dataclass(frozen=True)
+class LayerRope:
+    """RoPE parameters of one attention layer.
+
+    ``inv_freq`` holds ``g_k`` for every chunk in rad/token (float64 copy of the model's buffer);
+    ``attention_scaling`` multiplies cos and sin (1.0 except for YaRN-like schemes); ``theta`` is
+    the configured base, for labels only (``None`` where the config does not state one);
+    ``window`` is the sliding-attention window in tokens (``None`` for global attention).
+    """
+
+    inv_freq: np.ndarray
+    attention_scaling: float
+    layer_type: str | None
+    theta: float | None
+    window: int | None = None
+
+    def span(self, context: int) -> int:
+        """Longest distance a query of this layer can look back over ``context`` tokens."""
+        return min(context, self.window) if self.window else context
+
+
+@dataclass(frozen=True)
+class RopeGeometry:
+    """Where and how fast RoPE turns each chunk, for every layer of one model."""
+
+    head_dim: int
+    rotary_dim: int
+    layout: str
+    layers: tuple[LayerRope, ...]
+
+    @property
+    def n_chunks(self) -> int:
+        return self.rotary_dim // 2
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.layers)
+
+    def frequencies(self, layer: int) -> np.ndarray:
+        """Angular frequency of every chunk of ``layer`` in rad/token (chunk 0 fastest)."""
+        return self.layers[layer].inv_freq
+
+    def wavelengths(self, layer: int) -> np.ndarray:
+        """Tokens per full turn of every chunk of ``layer`` (``2*pi/g_k``; inf for g_k = 0)."""
+        with np.errstate(divide="ignore"):
+            return 2 * math.pi / self.layers[layer].inv_freq
+
+    def semantic_boundary(self, layer: int, context: int, max_angle: float = 1.0) -> int:
+        """First chunk that turns less than ``max_angle`` radians across ``context`` tokens
+        (or across the layer's sliding window, if shorter).
+
+        Chunks at or after the returned index are on the "semantic" side (PAPER_SPEC section 3);
+        ``n_chunks`` means no chunk qualifies.
+        """
+        lr = self.layers[layer]
+        slow = np.nonzero(lr.inv_freq * lr.span(context) < max_angle)[0]
+        return int(slow[0]) if len(slow) else self.n_chunks
+
+    def with_layout(self, layout: str) -> RopeGeometry:
+        """The same frequencies with another pair layout (used to test the self-check)."""
+        return RopeGeometry(self.head_dim, self.rotary_dim, check_layout(layout), self.layers)
+
+    def to_dict(self) -> dict:
+        return {
+            "head_dim": self.head_dim,
+            "rotary_dim": self.rotary_dim,
+            "layout": self.layout,
+            "layers": [
+                {
+                    "inv_freq": [float(g) for g in lr.inv_freq],
+                    "attention_scaling": lr.attention_scaling,
+                    "layer_type": lr.layer_type,
+                    "theta": lr.theta,
+                    "window": lr.window,
+                }
+                for lr in self.layers
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RopeGeometry:
+        layers = tuple(
+            LayerRope(
+                np.asarray(lr["inv_freq"], dtype=np.float64),
+                float(lr["attention_scaling"]),
+                lr["layer_type"],
+                lr["theta"],
+                lr.get("window"),
+            )
+            for lr in d["layers"]
+        )
+        return cls(int(d["head_dim"]), int(d["rotary_dim"]), check_layout(d["layout"]), layers)
+
+
+def check_layout(layout: str) -> str:
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown RoPE layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
+    return layout
+
+
+def chunk_pair_indices(rotary_dim: int, layout: str) -> tuple[list[int], list[int]]:
+    """The two dims of every chunk: ``(first, second)`` index lists of length ``rotary_dim/2``."""
+    half = rotary_dim // 2
+    if check_layout(layout) == "halves":
+        return list(range(half)), list(range(half, rotary_dim))
+    return list(range(0, rotary_dim, 2)), list(range(1, rotary_dim, 2))
+
+
+def chunk_dims(geometry: RopeGeometry) -> np.ndarray:
+    """``[chunks, 2]``: the two head dims of every chunk in the model's layout."""
+    first, second = chunk_pair_indices(geometry.rotary_dim, geometry.layout)
+    return np.stack([first, second], axis=1)
+
+
+def split_pairs(x: torch.Tensor, layout: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Views of the first and second dim of every chunk of ``x[..., r]`` (each ``[..., r/2]``)."""
+    r = x.shape[-1]
+    if check_layout(layout) == "halves":
+        return x[..., : r // 2], x[..., r // 2 :]
+    return x[..., 0::2], x[..., 1::2]
+
+
+def chunk_norms(x: torch.Tensor, layout: str) -> torch.Tensor:
+    """2-norm of every chunk of ``x[..., r]`` in float32: ``[..., r/2]``."""
+    a, b = split_pairs(x.float(), layout)
+    return torch.hypot(a, b)
+
+
+def rotate(
+    x: torch.Tensor,
+    positions: torch.Tensor,
+    inv_freq: torch.Tensor,
+    layout: str,
+    scaling: float = 1.0,
+) -> torch.Tensor:
+    """Apply RoPE to ``x[..., S, r]`` at integer ``positions`` (``[S]`` or broadcastable ``[B, 1, S]``).
+
+    Chunk ``k`` of the token at position ``m`` is turned by ``m * inv_freq[k]`` radians and
+    multiplied by ``scaling``. Computed in float32 (float64 if ``x`` is float64).
+    """
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    x = x.to(dtype)
+    angles = positions.to(dtype)[..., None] * inv_freq.to(device=x.device, dtype=dtype)
+    cos, sin = torch.cos(angles) * scaling, torch.sin(angles) * scaling
+    a, b = split_pairs(x, layout)
+    ra, rb = a * cos - b * sin, b * cos + a * sin
+    if layout == "halves":
+        return torch.cat([ra, rb], dim=-1)
+    return torch.stack([ra, rb], dim=-1).flatten(-2)
+
+
+_INV_FREQ = re.compile(r"^(?:(?P<prefix>.*)\.)?(?:(?P<ltype>[A-Za-z0-9_]+?)_)?inv_freq$")
+
+
+def read_geometry(model: torch.nn.Module, layout: str | None = None) -> RopeGeometry:
+    """Read every layer's RoPE frequencies from the model's ``inv_freq`` buffers.
+
+    ``layout`` overrides the family's pair layout (normally read from :mod:`ropescope.model.families`
+    and then verified against the model's own rotation by :mod:`ropescope.hooks.observe`).
+    Raises :class:`NoRopeError` when the model holds no ``inv_freq`` buffer.
+    """
+    cfg = text_config(model)
+    n_layers = int(cfg.num_hidden_layers)
+    n_heads = int(cfg.num_attention_heads)
+    head_dim = int(getattr(cfg, "head_dim", None) or cfg.hidden_size // n_heads)
+    layer_types = list(getattr(cfg, "layer_types", None) or [None] * n_layers)
+
+    by_type: dict[str | None, tuple[torch.Tensor, float]] = {}
+    by_layer: dict[int, tuple[torch.Tensor, float]] = {}
+    modules = dict(model.named_modules())
+    for name, buf in model.named_buffers():
+        if not name.endswith("inv_freq") or "original_inv_freq" in name:
+            continue
+        match = _INV_FREQ.match(name)
+        prefix, ltype = match.group("prefix") or "", match.group("ltype")
+        owner = modules.get(prefix)
+        scale_attr = f"{ltype}_attention_scaling" if ltype else "attention_scaling"
+        scaling = float(getattr(owner, scale_attr, 1.0) or 1.0)
+        layer_match = re.search(r"layers\.(\d+)\.", name + ".")
+        if layer_match and ltype is None:
+            by_layer[int(layer_match.group(1))] = (buf, scaling)
+        else:
+            by_type[ltype] = (buf, scaling)
+    if not by_type and not by_layer:
+        rotary_keys = ("rotary_dim", "rope_theta", "rope_parameters", "rotary_pct", "partial_rotary_factor")
+        if any(getattr(cfg, key, None) for key in rotary_keys):
+            raise UnsupportedModelError(
+                f"model type {getattr(cfg, 'model_type', '?')!r} uses rotary positions but keeps no inv_freq "
+                "buffer ropescope can read (unsupported architecture); supported families: "
+                + ", ".join(sorted(FAMILIES))
+            )
+        raise NoRopeError(
+            f"model type {getattr(cfg, 'model_type', '?')!r} has no rotary positional encoding "
+            "(no inv_freq buffer); ropescope analyses RoPE models only"
+        )
+
+    windows = _sliding_windows(model, n_layers)
+    layers = []
+    for i in range(n_layers):
+        ltype = layer_types[i]
+        if i in by_layer:
+            buf, scaling = by_layer[i]
+        elif ltype in by_type:
+            buf, scaling = by_type[ltype]
+        elif None in by_type:
+            buf, scaling = by_type[None]
+        else:
+            raise UnsupportedModelError(f"no RoPE frequencies found for layer {i} (type {ltype!r})")
+        layers.append(
+            LayerRope(buf.detach().double().cpu().numpy().copy(), scaling, ltype, _theta(cfg, ltype), windows[i])
+        )
+    rotary_dims = {2 * len(lr.inv_freq) for lr in layers}
+    if len(rotary_dims) != 1:
+        raise UnsupportedModelError(f"layers rotate different numbers of dims: {sorted(rotary_dims)}")
+    rotary_dim = rotary_dims.pop()
+    chosen = check_layout(layout) if layout else family_adapter(cfg.model_type).layout
+    return RopeGeometry(head_dim, rotary_dim, chosen, tuple(layers))
+
+
+def _theta(cfg, layer_type: str | None) -> float | None:
+    """The configured RoPE base for labels (``rope_parameters`` or legacy ``rope_theta``)."""
+    params = getattr(cfg, "rope_parameters", None)
+    if isinstance(params, dict):
+        if layer_type is not None and isinstance(params.get(layer_type), dict):
+            params = params[layer_type]
+        if "rope_theta" in params:
+            return float(params["rope_theta"])
+    theta = getattr(cfg, "rope_theta", None)
+    return float(theta) if theta is not None else None
+
+
+def _sliding_windows(model: torch.nn.Module, n_layers: int) -> list[int | None]:
+    """Each layer's sliding window in tokens (``None``: global attention).
+
+    The attention module's own ``sliding_window`` wins (Gemma 2/3); otherwise the config's
+    ``layer_types`` say which layers slide; with neither, a config ``sliding_window`` applies to
+    every layer (Mistral).
+    """
+    cfg = text_config(model)
+    window = getattr(cfg, "sliding_window", None)
+    window = window if isinstance(window, int) and window > 0 else None
+    types = getattr(cfg, "layer_types", None)
+    windows: list[int | None] = [
+        (window if types[i] == "sliding_attention" else None) if types else window for i in range(n_layers)
+    ]
+    for _, module in model.named_modules():
+        if "Attention" in type(module).__name__ and isinstance(getattr(module, "layer_idx", None), int):
+            if hasattr(module, "sliding_window") and module.layer_idx < n_layers:
+                own = module.sliding_window
+                windows[module.layer_idx] = own if isinstance(own, int) and own > 0 else None
+    return windows

@@ -1,0 +1,135 @@
+"""Resolve a model name to a :class:`LoadedModel` (model, tokenizer and anatomy), with no network access.
+
+Names ropescope understands, in the order it tries them:
+
+1. a bundled model (:data:`~ropescope.model.bundled.BUNDLED`): a real pretrained checkpoint installed from the package
+   registry as a GGUF file, converted once to safetensors in the cache directory;
+2. a path to a ``.gguf`` file (converted and cached the same way);
+3. a local checkpoint directory (``config.json`` plus weights);
+4. a Hugging Face hub id already in the local Hugging Face cache (never downloaded).
+
+GGUF files are converted once into the cache of :mod:`ropescope.model.bundled`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import torch
+
+from ropescope.errors import ModelLoadError
+from ropescope.model.anatomy import ModelAnatomy, inspect_model
+from ropescope.model.bundled import BUNDLED, DEFAULT_MODEL, cache_dir, converted
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass(eq=False)
+class LoadedModel:
+    """A model loaded by :func:`load_model`: the Hugging Face causal LM in eval mode, its tokenizer
+    and its :class:`~ropescope.model.anatomy.ModelAnatomy` (RoPE geometry, heads, attention sites,
+    logit rules), read once. Every analysis accepts it where it accepts a model, and it unpacks as
+    ``model, tokenizer = load_model(...)``."""
+
+    name: str
+    model: torch.nn.Module
+    tokenizer: object
+
+    @cached_property
+    def anatomy(self) -> ModelAnatomy:
+        """Read on first use (a model without RoPE loads, and is refused by the first analysis)."""
+        return inspect_model(self.model)
+
+    def __iter__(self) -> Iterator:
+        return iter((self.model, self.tokenizer))
+
+    def __repr__(self) -> str:
+        try:
+            g = self.anatomy.geometry
+        except Exception:  # no RoPE: say what it is without failing
+            return f"LoadedModel({self.name!r}, {type(self.model).__name__})"
+        return (
+            f"LoadedModel({self.name!r}, {self.anatomy.model_type}, {g.n_layers} layers, "
+            f"{self.anatomy.n_heads} heads / {self.anatomy.n_kv_heads} KV, head dim {g.head_dim}, "
+            f"{g.n_chunks} chunks, {self.anatomy.dtype})"
+        )
+
+
+def load_model(
+    name: str = DEFAULT_MODEL,
+    *,
+    dtype: str = "float32",
+    device: str | None = None,
+    device_map: str | None = None,
+    trust_remote_code: bool = False,
+) -> LoadedModel:
+    """Load ``name`` (see module docstring) as a :class:`LoadedModel` in eval mode.
+
+    ``dtype`` is one of float32 (default), bfloat16, float16; ``device`` a torch device string;
+    ``device_map="auto"`` spreads a large model over the available devices with accelerate.
+    Remote code runs only with ``trust_remote_code=True``. Raises :class:`ModelLoadError`.
+    """
+    if dtype not in DTYPES:
+        raise ModelLoadError(f"unknown dtype {dtype!r}; expected one of {', '.join(DTYPES)}")
+    if device is not None and device_map is not None:
+        raise ModelLoadError("give either a device or a device map, not both")
+    directory = _resolve(name)
+    model, tokenizer = _load_directory(directory, DTYPES[dtype], device_map, trust_remote_code)
+    if device is not None:
+        try:
+            model = model.to(device)
+        except (RuntimeError, AssertionError) as exc:
+            raise ModelLoadError(f"cannot move the model to device {device!r}: {exc}") from None
+    model.eval()
+    model.name_or_path = name
+    return LoadedModel(name, model, tokenizer)
+
+
+def checkpoint_dir(name: str) -> str:
+    """The plain Hugging Face checkpoint directory behind a model name (for a bundled model or a
+    ``.gguf`` file: the converted copy in the cache, converting it first if needed), e.g. for
+    ``TransformerBridge.boot_transformers``. A hub id comes back unchanged."""
+    return str(_resolve(name))
+
+
+def _resolve(name: str) -> Path | str:
+    """A local directory (bundled and GGUF models: the converted cache) or a hub id."""
+    if name in BUNDLED:
+        return converted(BUNDLED[name].gguf_path(cache_dir()), name)
+    path = Path(name).expanduser()
+    if name.endswith(".gguf"):
+        if not path.is_file():
+            raise ModelLoadError(f"GGUF file {name} does not exist")
+        return converted(path, path.stem)
+    if path.exists():
+        if not path.is_dir():
+            raise ModelLoadError(f"{name} is a file, not a checkpoint directory or a .gguf file")
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(f"directory {name} is not a checkpoint (no config.json)")
+        return path
+    if "/" in name and not name.startswith((".", "/", "~")) and name.count("/") == 1:
+        return name
+    raise ModelLoadError(
+        f"unknown model {name!r}: not a bundled model ({', '.join(BUNDLED)}), an existing path, "
+        "or a Hugging Face hub id"
+    )
+
+
+def _load_directory(source: Path | str, dtype: torch.dtype, device_map, trust_remote_code: bool):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs = {"local_files_only": True, "trust_remote_code": trust_remote_code}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(source), dtype=dtype, device_map=device_map, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(str(source), **kwargs)
+    except (OSError, ValueError, KeyError, ImportError) as exc:
+        where = "in the local Hugging Face cache (ropescope never downloads)" if isinstance(source, str) else ""
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "custom code" in reason and not trust_remote_code:
+            reason = "the checkpoint ships its own Python code, which ropescope does not run; pass --trust-remote-code "
+            reason += "(Python: trust_remote_code=True) only if you trust it"
+        raise ModelLoadError(f"cannot load model {source} {where}: {reason}".replace("  ", " ")) from None
+    return model, tokenizer

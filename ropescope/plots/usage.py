@@ -1,0 +1,96 @@
+"""Figures of frequency usage (PAPER_SPEC F3, F4, F13), in one consistent style.
+
+Every map puts chunk 0 (the highest frequency) at the top, colours the mean chunk 2-norm with a
+light-to-dark sequential map, and, for q and k, marks the *semantic boundary*: below the solid line
+a chunk turns less than one radian across the longest profiled prompt; below the dashed line, less
+than one radian across the model's configured context. Both distances are capped at a layer's
+sliding-attention window, the farthest a query of that layer can look back.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import matplotlib.ticker
+import numpy as np
+
+from ropescope.plots.style import BOUNDARY_STYLE, TRAINED_STYLE, draw_map, save_figure
+from ropescope.profiling.result import TENSOR_PLURALS, Profile
+
+
+def _describe(profile: Profile) -> str:
+    m = profile.meta
+    return f"{m['prompt_set']}: {m['n_prompts']} prompts, {m['n_tokens']:,} tokens"
+
+
+def _boundary_steps(ax, boundaries: list[int], style: dict, label: str) -> None:
+    """A step line at the boundary chunk of every column (columns may differ in theta)."""
+    xs = np.arange(len(boundaries) + 1) - 0.5
+    ys = np.asarray(boundaries + boundaries[-1:], dtype=float) - 0.5
+    ax.step(xs, ys, where="post", label=label, **style)
+
+
+def _mark_boundaries(ax, profile: Profile, layers: list[int], columns: int) -> None:
+    geometry = profile.geometry
+    seen = int(profile.meta["max_seq_len"])
+    windowed = ", or the window" if any(geometry.layers[i].window for i in layers) else ""
+    trained = profile.meta.get("context_length")
+    lines = [(seen, BOUNDARY_STYLE, f"< 1 rad over {seen:,} tokens (profiled)")]
+    if trained:
+        lines.append((trained, TRAINED_STYLE, f"< 1 rad over {trained:,} tokens (context){windowed}"))
+    for span, style, label in lines:
+        per_column = [geometry.semantic_boundary(i, span) for i in layers]
+        _boundary_steps(ax, per_column * columns if len(layers) == 1 else per_column, style, label)
+    ax.set_ylim(geometry.n_chunks - 0.5, -0.5)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), fontsize=7, frameon=False)
+
+
+def layer_usage_figure(profile: Profile, tensors: tuple[str, ...] = ("q", "k")):
+    """F3 (q, k) or F13 (v): mean chunk norm per layer, averaged over tokens and heads."""
+    fig, axes = plt.subplots(1, len(tensors), figsize=(5.2 * len(tensors), 5.6), squeeze=False)
+    layers = list(range(profile.n_layers))
+    for ax, tensor in zip(axes[0], tensors, strict=True):
+        data = profile.layer_usage(tensor).T
+        draw_map(fig, ax, data, "layer (0-based)", f"{TENSOR_PLURALS[tensor]}, mean over tokens and heads")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        if tensor != "v":
+            _mark_boundaries(ax, profile, layers, len(layers))
+    what = " and ".join(TENSOR_PLURALS[t] for t in tensors)
+    note = "values are not rotated: a control for the q/k maps; " if tensors == ("v",) else ""
+    fig.suptitle(f"{profile.meta['model_id']}: RoPE frequency usage of {what} per layer\n{note}{_describe(profile)}")
+    fig.tight_layout()
+    return fig
+
+
+def head_usage_figure(profile: Profile, layer: int, tensors: tuple[str, ...] = ("q", "k")):
+    """F4: mean chunk norm of every head of one layer (query heads for q, KV heads for k, v)."""
+    fig, axes = plt.subplots(1, len(tensors), figsize=(4.6 * len(tensors), 5.6), squeeze=False)
+    for ax, tensor in zip(axes[0], tensors, strict=True):
+        data = profile.head_usage(layer, tensor).T
+        kind = "query heads" if tensor == "q" else "KV heads"
+        draw_map(fig, ax, data, f"{kind[:-1]} (0-based)", f"{TENSOR_PLURALS[tensor]}, {kind}")
+        ax.set_xticks(range(data.shape[1]))
+        if tensor != "v":
+            _mark_boundaries(ax, profile, [layer], data.shape[1])
+    theta = profile.geometry.layers[layer].theta
+    theta_text = f", theta {theta:,.0f}" if theta else ""
+    fig.suptitle(
+        f"{profile.meta['model_id']}: RoPE frequency usage per head, layer {layer} (0-based){theta_text}\n"
+        f"{_describe(profile)}"
+    )
+    fig.tight_layout()
+    return fig
+
+
+def write_profile_figures(profile: Profile, out_dir: str | Path, head_layer: int = 0) -> list[Path]:
+    """F3 (q and k per layer), F13 (v per layer) and F4 (per head of ``head_layer``) into ``out_dir``."""
+    out_dir = Path(out_dir)
+    name = profile.meta["model_id"].replace("/", "_")
+    paths = []
+    paths += save_figure(layer_usage_figure(profile, ("q", "k")), out_dir / f"fig03_usage_per_layer_{name}")
+    paths += save_figure(layer_usage_figure(profile, ("v",)), out_dir / f"fig13_value_usage_per_layer_{name}")
+    paths += save_figure(
+        head_usage_figure(profile, head_layer), out_dir / f"fig04_usage_per_head_layer{head_layer}_{name}"
+    )
+    return paths

@@ -1,0 +1,22 @@
+"""Profile stage: run prompts through a model under :func:`~ropescope.hooks.capture` and keep the result.
+
+- :mod:`~ropescope.profiling.run`: :func:`profile` (tokenise, batch, forward whole or in KV-cached pieces);
+- :mod:`~ropescope.profiling.result`: :class:`Profile` (tidy frame, merge) and its file;
+- :mod:`~ropescope.profiling.resume`: checkpoints of a run's statistics, to resume it;
+- :mod:`~ropescope.profiling.distributed`: data-parallel merge with ``torch.distributed``;
+- :mod:`~ropescope.profiling.summary`: which frequency band holds most of q and k, per layer.
+"""
+
+from ropescope.profiling.result import Profile, load_profile
+from ropescope.profiling.run import check_profile_options, profile
+from ropescope.profiling.summary import band_shares, summary_frame, summary_text
+
+__all__ = [
+    "Profile",
+    "band_shares",
+    "check_profile_options",
+    "load_profile",
+    "profile",
+    "summary_frame",
+    "summary_text",
+]

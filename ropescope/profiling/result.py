@@ -1,0 +1,173 @@
+"""The :class:`Profile`: chunk-norm statistics of one model over one prompt set, saved and reloaded.
+
+A profile holds, for each tensor kind (``q``: queries, ``k``: keys, ``v``: values) and every layer,
+head and chunk, the number of tokens seen and the mean, standard deviation and maximum of the chunk
+2-norm over those tokens; plus metadata (model, config, RoPE geometry, prompts, versions).
+
+Saved as one checksummed ``.safetensors`` file (:mod:`ropescope.files`): the arrays plus the
+metadata as JSON. Loading never executes code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ropescope.errors import ProfileFileError
+from ropescope.files import read_checked, write_checked
+from ropescope.hooks.stats import ChunkNormStats
+from ropescope.model.geometry import RopeGeometry
+
+FORMAT = "ropescope-profile"
+FORMAT_VERSION = 2  # 2: the header is one metadata key (written by the safetensors library)
+READABLE_VERSIONS = ("1", "2")  # 1: the same fields as four metadata keys
+TENSORS = ("q", "k", "v")
+TENSOR_NAMES = {"q": "query", "k": "key", "v": "value"}
+TENSOR_PLURALS = {"q": "queries", "k": "keys", "v": "values"}
+
+
+@dataclass
+class Profile:
+    """Chunk-norm statistics of one model over one prompt set.
+
+    ``meta`` is JSON-safe metadata; ``stats`` maps ``"q"``, ``"k"``, ``"v"`` to accumulators of shape
+    ``[layers, heads, chunks]`` (query heads for q, KV heads for k and v).
+    """
+
+    meta: dict
+    stats: dict[str, ChunkNormStats]
+
+    # -- derived views ------------------------------------------------------------------------
+    @property
+    def geometry(self) -> RopeGeometry:
+        return RopeGeometry.from_dict(self.meta["geometry"])
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.meta["n_layers"])
+
+    @property
+    def n_tokens(self) -> int:
+        """Tokens counted per layer (the same in every layer)."""
+        return int(self.meta["n_tokens"])
+
+    def layer_usage(self, tensor: str = "q") -> np.ndarray:
+        """``[layers, chunks]``: mean chunk norm over all counted tokens and all heads of a layer."""
+        return self._stats(tensor).mean.numpy().mean(axis=1)
+
+    def head_usage(self, layer: int, tensor: str = "q") -> np.ndarray:
+        """``[heads, chunks]``: mean chunk norm of each head of ``layer`` over all counted tokens."""
+        stats = self._stats(tensor)
+        if not 0 <= layer < self.n_layers:
+            raise ValueError(f"layer {layer} is out of range: the model has layers 0..{self.n_layers - 1}")
+        return stats.mean.numpy()[layer]
+
+    def _stats(self, tensor: str) -> ChunkNormStats:
+        if tensor not in self.stats:
+            raise ValueError(f"unknown tensor {tensor!r}; expected one of {', '.join(TENSORS)}")
+        return self.stats[tensor]
+
+    def frame(self) -> pd.DataFrame:
+        """Tidy table: one row per (tensor, layer, head, chunk).
+
+        Columns: ``tensor`` (q/k/v), ``layer``, ``head`` (0-based), ``chunk`` (0 = fastest),
+        ``frequency`` (rad/token), ``wavelength`` (tokens), ``mean_norm``, ``std_norm``,
+        ``max_norm`` (chunk 2-norm over counted tokens), ``n_tokens``.
+        """
+        geometry = self.geometry
+        parts = []
+        for tensor in TENSORS:
+            stats = self.stats[tensor]
+            n_layers, n_heads, n_chunks = stats.mean.shape
+            layer, head, chunk = np.meshgrid(
+                np.arange(n_layers), np.arange(n_heads), np.arange(n_chunks), indexing="ij"
+            )
+            freqs = np.stack([geometry.frequencies(i) for i in range(n_layers)])
+            with np.errstate(divide="ignore"):
+                wavelengths = 2 * np.pi / freqs
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "tensor": tensor,
+                        "layer": layer.ravel(),
+                        "head": head.ravel(),
+                        "chunk": chunk.ravel(),
+                        "frequency": freqs[layer, chunk].ravel(),
+                        "wavelength": wavelengths[layer, chunk].ravel(),
+                        "mean_norm": stats.mean.numpy().ravel(),
+                        "std_norm": stats.std.numpy().ravel(),
+                        "max_norm": stats.max.numpy().ravel(),
+                        "n_tokens": stats.count.numpy()[layer].ravel().astype(np.int64),
+                    }
+                )
+            )
+        return pd.concat(parts, ignore_index=True)
+
+    # -- merge --------------------------------------------------------------------------------
+    def merge(self, other: Profile) -> Profile:
+        """The profile of the union of both prompt sets (same model and options required)."""
+        if self.meta.get("model_fingerprint") != other.meta.get("model_fingerprint"):
+            raise ProfileFileError(
+                f"cannot merge profiles of different models: {self.meta.get('model_id')!r} vs "
+                f"{other.meta.get('model_id')!r} (model fingerprints {self.meta.get('model_fingerprint')} vs "
+                f"{other.meta.get('model_fingerprint')})"
+            )
+        if self.meta.get("include_bos") != other.meta.get("include_bos"):
+            raise ProfileFileError(
+                f"cannot merge profiles with different include_bos: {self.meta.get('include_bos')!r} vs "
+                f"{other.meta.get('include_bos')!r}"
+            )
+        meta = dict(self.meta)
+        hashes = sorted(self.meta["prompt_hashes"] + other.meta["prompt_hashes"])
+        meta.update(
+            n_tokens=self.n_tokens + other.n_tokens,
+            n_prompts=self.meta["n_prompts"] + other.meta["n_prompts"],
+            max_seq_len=max(self.meta["max_seq_len"], other.meta["max_seq_len"]),
+            prompt_hashes=hashes,
+            prompt_set_hash=prompt_set_hash(hashes),
+            prompt_set=f"{self.meta['prompt_set']}+{other.meta['prompt_set']}",
+        )
+        stats = {t: self.stats[t].merged(other.stats[t]) for t in TENSORS}
+        return Profile(meta, stats)
+
+    # -- files --------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the profile atomically to ``path`` (a ``.safetensors`` file)."""
+        path = Path(path)
+        arrays: dict[str, np.ndarray] = {}
+        for tensor in TENSORS:
+            arrays.update(self.stats[tensor].to_arrays(tensor))
+        write_checked(path, arrays, FORMAT, FORMAT_VERSION, json.dumps(self.meta, sort_keys=True))
+        return path
+
+
+def load_profile(path: str | os.PathLike) -> Profile:
+    """Load a profile saved by :meth:`Profile.save`: a file, or a run directory holding one.
+
+    Raises :class:`ProfileFileError` for a missing, truncated, tampered or foreign file.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "profile.safetensors"
+    arrays, header = read_checked(path, "profile", FORMAT, READABLE_VERSIONS)
+    try:
+        meta = json.loads(header["meta"])
+        stats = {t: ChunkNormStats.from_arrays(arrays, t) for t in TENSORS}
+    except (KeyError, ValueError) as exc:
+        raise ProfileFileError(f"{path} is an incomplete ropescope profile ({exc})") from None
+    return Profile(meta, stats)
+
+
+def prompt_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def prompt_set_hash(hashes: list[str]) -> str:
+    """Order-independent hash of a prompt set (sha256 over the sorted per-prompt hashes)."""
+    return hashlib.sha256("\n".join(sorted(hashes)).encode()).hexdigest()[:16]

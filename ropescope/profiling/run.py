@@ -1,0 +1,273 @@
+"""Run a prompt set through a model under :func:`~ropescope.hooks.capture` and build a Profile.
+
+Prompts are tokenised one by one (with the tokenizer's special tokens, so Gemma's BOS leads each),
+cut to ``max_tokens``, sorted by length and batched with right padding; only real tokens are
+counted. The forward pass runs the base model (no language-model head: at 8k tokens Gemma's
+262k-word logits alone would take 8 GB).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import warnings
+from collections.abc import Callable, Sequence
+
+import torch
+
+from ropescope.errors import NumericsError, PromptError, RopescopeError
+from ropescope.hooks import capture
+from ropescope.model.anatomy import ModelAnatomy, inspect_model
+from ropescope.model.geometry import RopeGeometry
+from ropescope.profiling.distributed import gather_max, gather_merge, rank_and_world
+from ropescope.profiling.result import Profile, prompt_hash, prompt_set_hash
+from ropescope.version import __version__
+
+ON_NONFINITE = ("stop", "skip")
+
+
+def check_profile_options(
+    *,
+    max_tokens: int | None = None,
+    batch_size: int = 8,
+    on_nonfinite: str = "stop",
+    chunk_tokens: int | None = None,
+) -> None:
+    """Refuse impossible options before any work (the command line calls this before loading)."""
+    if max_tokens is not None and max_tokens <= 0:
+        raise PromptError(f"max_tokens must be a positive number of tokens, got {max_tokens}")
+    if batch_size <= 0:
+        raise RopescopeError(f"batch size must be positive, got {batch_size}")
+    if on_nonfinite not in ON_NONFINITE:
+        raise RopescopeError(f"on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}")
+    if chunk_tokens is not None and chunk_tokens <= 0:
+        raise RopescopeError(f"chunk_tokens must be a positive number of tokens, got {chunk_tokens}")
+
+
+def check_texts(texts) -> list[str]:
+    """The prompts as a list; refuse an empty set."""
+    texts = list(texts)
+    if not texts:
+        raise PromptError("the prompt set is empty")
+    return texts
+
+
+def tokenize_prompts(tokenizer, texts: Sequence[str], max_tokens: int) -> tuple[list[list[int]], int]:
+    """Token ids of every prompt, each cut to ``max_tokens``; also how many were cut."""
+    check_profile_options(max_tokens=max_tokens)
+    ids, cut = [], 0
+    for text in texts:
+        tokens = tokenizer(text, add_special_tokens=True)["input_ids"]
+        if len(tokens) > max_tokens:
+            tokens, cut = tokens[:max_tokens], cut + 1
+        ids.append(list(tokens))
+    return ids, cut
+
+
+def profile(
+    model,
+    tokenizer,
+    texts: Sequence[str],
+    *,
+    max_tokens: int | None = None,
+    batch_size: int = 8,
+    include_bos: bool = False,
+    geometry: RopeGeometry | None = None,
+    model_id: str | None = None,
+    prompt_set: str = "custom",
+    progress: Callable[[int], None] | None = None,
+    on_qk: Callable | None = None,
+    tensors: tuple[str, ...] = ("q", "k", "v"),
+    checkpoint: Callable | None = None,
+    checkpoint_every: int = 10,
+    resume: dict | None = None,
+    on_nonfinite: str = "stop",
+    chunk_tokens: int | None = None,
+) -> Profile:
+    """Profile the chunk norms of q, k and v of every layer, head and chunk over ``texts``.
+
+    ``max_tokens`` cuts longer prompts (with a warning; default: the model's context length) and
+    must not exceed the model's context. BOS tokens are left out unless ``include_bos``: BOS is
+    the same token at position 0 of every prompt, an attention sink with atypically large
+    activations, and counting it would weight one outlier by the number of prompts.
+    ``progress(n)`` is called after each batch with the number of prompts done; ``on_qk`` is
+    handed to :func:`~ropescope.hooks.capture` (extra reducers, e.g. head scores).
+    ``checkpoint(batches_done, stats, max_seq_len)`` is called every ``checkpoint_every`` batches;
+    ``resume`` (``{"batches_done", "stats", "max_seq_len"}``, see :mod:`ropescope.profiling.resume`) continues
+    from such a state. Batches are formed deterministically, so a resumed run gives exactly the
+    uninterrupted result. Tokens whose chunk norms are not finite (half-precision overflow) are
+    never averaged: ``on_nonfinite="stop"`` raises :class:`NumericsError` naming tensor and layer;
+    ``"skip"`` leaves them out with a warning and records the counts in the metadata.
+
+    ``model`` is a :class:`~ropescope.model.LoadedModel`, a Hugging Face causal LM or a
+    TransformerLens ``TransformerBridge`` (:mod:`ropescope.hooks.bridge`); with a loaded model,
+    ``tokenizer=None`` means its own. ``chunk_tokens`` bounds activation memory on long prompts by running
+    them in pieces through the model's KV cache (:func:`run_forward`); the profile equals the
+    one-pass profile up to float summation order.
+    """
+    texts = list(texts)
+    if not texts:
+        raise PromptError("the prompt set is empty")
+    texts = check_texts(texts)
+    check_profile_options(
+        max_tokens=max_tokens, batch_size=batch_size, on_nonfinite=on_nonfinite, chunk_tokens=chunk_tokens
+    )
+    anatomy = inspect_model(model, geometry)
+    tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
+    if chunk_tokens is not None and (on_qk is not None or anatomy.bridge):
+        raise RopescopeError("chunk_tokens works with chunk-norm profiling of a Hugging Face model only")
+    geometry = anatomy.geometry
+    context = anatomy.context_length
+    if max_tokens is None:
+        max_tokens = context or 8192
+    if context and max_tokens > context:
+        raise PromptError(f"max_tokens {max_tokens} exceeds the model's context of {context} tokens")
+    ids, cut = tokenize_prompts(tokenizer, texts, max_tokens)
+    if cut:
+        message = f"{cut} of {len(texts)} prompts were longer than {max_tokens} tokens and were cut"
+        warnings.warn(message, stacklevel=2)
+    bos = anatomy.bos_token_id
+    countable = [sum(1 for t in row if include_bos or t != bos) for row in ids]
+    if sum(countable) == 0:
+        raise PromptError("no prompt has a token left to count after tokenisation")
+
+    device = anatomy.device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    rank, world = rank_and_world()
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))[rank::world]  # this process's shard
+    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    first = 0
+    with (
+        torch.inference_mode(),
+        capture(anatomy, include_bos=include_bos, on_qk=on_qk, tensors=tensors) as cap,
+    ):
+        if resume is not None:
+            first = int(resume["batches_done"])
+            cap.stats.update({name: s for name, s in resume["stats"].items()})
+            cap.max_seq_len = int(resume["max_seq_len"])
+        for number in range(first, len(batches)):
+            input_ids, mask = pad_batch([ids[i] for i in batches[number]], pad)
+            run_forward(anatomy, input_ids.to(device), mask.to(device), chunk_tokens)
+            if progress:
+                progress(sum(len(b) for b in batches[: number + 1]))
+            if checkpoint is not None and (number + 1) % checkpoint_every == 0 and number + 1 < len(batches):
+                checkpoint(number + 1, cap.stats, cap.max_seq_len)
+    stats = {name: gather_merge(s.to_cpu()) for name, s in cap.stats.items()}
+    bad = _nonfinite_report(stats)
+    if bad and on_nonfinite == "stop":
+        raise NumericsError(
+            "non-finite activations (NaN/inf, e.g. half-precision overflow) in "
+            + bad
+            + "; try --dtype float32, or --on-nonfinite skip to leave those tokens out"
+        )
+    if bad:
+        warnings.warn(f"left out tokens with non-finite activations: {bad}", stacklevel=2)
+
+    hashes = [prompt_hash(t) for t in texts]
+    cfg = anatomy.config
+    meta = {
+        "model_id": model_id or str(getattr(anatomy.hf, "name_or_path", "") or cfg.model_type),
+        "model_type": cfg.model_type,
+        "model_fingerprint": _fingerprint(cfg, geometry),
+        "config": _json_safe(cfg.to_dict()),
+        "geometry": geometry.to_dict(),
+        "n_layers": geometry.n_layers,
+        "n_heads": anatomy.n_heads,
+        "n_kv_heads": int(stats["k"].mean.shape[1]),
+        "n_chunks": geometry.n_chunks,
+        "context_length": context,
+        "n_tokens": int(stats["q"].count[0]),
+        "n_prompts": len(texts),
+        "max_seq_len": gather_max(cap.max_seq_len),
+        "max_tokens": max_tokens,
+        "prompts_cut": cut,
+        "include_bos": include_bos,
+        "nonfinite_tokens": {name: [int(c) for c in s.nonfinite.tolist()] for name, s in stats.items()},
+        "dtype": str(anatomy.dtype).replace("torch.", ""),
+        "prompt_set": prompt_set,
+        "prompt_hashes": hashes,
+        "prompt_set_hash": prompt_set_hash(hashes),
+        "versions": _versions(),
+    }
+    return Profile(meta, stats)
+
+
+def pad_batch(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ``input_ids`` and the 0/1 ``attention_mask`` of a batch of token rows."""
+    width = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for j, row in enumerate(rows):
+        input_ids[j, : len(row)] = torch.tensor(row)
+        mask[j, : len(row)] = 1
+    return input_ids, mask
+
+
+def run_forward(
+    anatomy: ModelAnatomy, input_ids: torch.Tensor, mask: torch.Tensor, chunk_tokens: int | None = None
+) -> None:
+    """One forward pass of the base model (no language-model head) over a right-padded batch.
+
+    With ``chunk_tokens`` the batch goes through in pieces of that many tokens, each attending to the
+    previous pieces through the model's own KV cache, so activation memory is bounded by the piece
+    (the cache still grows with the context). Positions continue across pieces, so every layer sees
+    the same queries, keys and values as in one pass, up to float summation order. A
+    TransformerBridge runs whole (its forward also computes the logits).
+    """
+    width = input_ids.shape[1]
+    positions = torch.arange(width, device=input_ids.device)[None, :].expand(input_ids.shape[0], width)
+    if anatomy.bridge:
+        anatomy.runnable(input_ids, attention_mask=mask, position_ids=positions, return_type=None)
+        return
+    base = anatomy.base
+    step = chunk_tokens or width
+    cache = None
+    for start in range(0, width, step):
+        end = min(start + step, width)
+        last = end == width
+        out = base(
+            input_ids=input_ids[:, start:end],
+            attention_mask=mask[:, :end],
+            position_ids=positions[:, start:end],
+            past_key_values=cache,
+            use_cache=not last,
+        )
+        cache = None if last else out.past_key_values
+        del out
+
+
+def _nonfinite_report(stats) -> str:
+    """'' when every counted token was finite, else which tensor and layer lost how many tokens."""
+    bad = []
+    for name, s in stats.items():
+        for layer, count in enumerate(s.nonfinite.tolist()):
+            if count:
+                bad.append(f"{name} layer {layer}: {int(count)} tokens")
+    return "; ".join(bad[:4]) + ("; ..." if len(bad) > 4 else "")
+
+
+def _fingerprint(cfg, geometry: RopeGeometry) -> str:
+    blob = json.dumps({"config": _json_safe(cfg.to_dict()), "geometry": geometry.to_dict()}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _json_safe(value):
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items() if not str(k).startswith("_")}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def _versions() -> dict:
+    import transformers
+
+    return {
+        "ropescope": __version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+    }

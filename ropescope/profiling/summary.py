@@ -1,0 +1,75 @@
+"""A short text summary of a Profile: which frequency band holds most of q and k, per layer.
+
+The chunks of a layer are cut into four equal bands by frequency rank (band 1 = the fastest
+quarter, band 4 = the slowest). A band's *share* is the sum of its chunks' mean norms over the
+sum across all chunks (mean over tokens and heads), so the four shares of a layer add up to 1.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ropescope.profiling.result import Profile
+
+BANDS = ("fastest 25%", "25-50%", "50-75%", "slowest 25%")
+
+
+def band_shares(profile: Profile, tensor: str) -> np.ndarray:
+    """``[layers, 4]``: share of the layer's total mean chunk norm in each frequency quarter."""
+    usage = profile.layer_usage(tensor)
+    bands = np.array_split(np.arange(usage.shape[1]), len(BANDS))
+    sums = np.stack([usage[:, idx].sum(axis=1) for idx in bands], axis=1)
+    return sums / sums.sum(axis=1, keepdims=True)
+
+
+def summary_frame(profile: Profile) -> pd.DataFrame:
+    """Per layer and tensor (q, k): the four band shares, the dominant band and the semantic share.
+
+    ``semantic_share`` is the share of chunks turning less than 1 radian over the longest profiled
+    prompt.
+    """
+    rows = []
+    geometry, seen = profile.geometry, int(profile.meta["max_seq_len"])
+    for tensor in ("q", "k"):
+        shares, usage = band_shares(profile, tensor), profile.layer_usage(tensor)
+        for layer in range(profile.n_layers):
+            boundary = geometry.semantic_boundary(layer, seen)
+            row = {"tensor": tensor, "layer": layer, "theta": geometry.layers[layer].theta}
+            row.update({band: float(s) for band, s in zip(BANDS, shares[layer], strict=True)})
+            row["dominant_band"] = BANDS[int(np.argmax(shares[layer]))]
+            row["semantic_share"] = float(usage[layer, boundary:].sum() / usage[layer].sum())
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def summary_text(profile: Profile) -> str:
+    """Readable per-layer table of :func:`summary_frame` plus one headline line per tensor."""
+    frame = summary_frame(profile)
+    m = profile.meta
+    lines = [
+        f"ropescope profile of {m['model_id']} on {m['prompt_set']} "
+        f"({m['n_prompts']} prompts, {m['n_tokens']:,} tokens counted, BOS "
+        f"{'included' if m['include_bos'] else 'excluded'}, longest prompt {m['max_seq_len']} tokens)",
+        "Share of each layer's mean chunk norm by frequency quarter (layers 0-based):",
+        "",
+    ]
+    header = f"{'tensor':<6} {'layer':>5} {'theta':>10}  " + "  ".join(f"{b:>11}" for b in BANDS)
+    lines += [header + f"  {'dominant':>11}  {'<1 rad':>6}", "-" * (len(header) + 23)]
+    for row in frame.itertuples(index=False):
+        d = row._asdict()
+        theta = f"{d['theta']:,.0f}" if d["theta"] else "?"
+        shares = "  ".join(f"{row[3 + i]:>11.3f}" for i in range(len(BANDS)))
+        lines.append(
+            f"{d['tensor']:<6} {d['layer']:>5} {theta:>10}  {shares}  "
+            f"{d['dominant_band']:>11}  {d['semantic_share']:>6.3f}"
+        )
+    lines.append("")
+    for tensor in ("q", "k"):
+        part = frame[frame.tensor == tensor]
+        slow = int((part.dominant_band == BANDS[-1]).sum())
+        fast = int((part.dominant_band == BANDS[0]).sum())
+        lines.append(
+            f"{tensor}: the slowest quarter dominates in {slow} of {len(part)} layers, the fastest quarter in {fast}."
+        )
+    return "\n".join(lines) + "\n"

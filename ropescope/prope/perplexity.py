@@ -1,0 +1,121 @@
+"""Perplexity of a causal LM on held-out text, and the p-RoPE table of a pretrained model.
+
+The text is tokenised once (no special tokens) and cut into non-overlapping windows of
+``context`` tokens; each window starts with the tokenizer's BOS when it has one (Gemma expects
+it), and every other token of the window is predicted from the ones before it. Perplexity is
+``exp(mean negative log-likelihood)`` over all predicted tokens (natural log). Logits are formed
+256 positions at a time, so a 262k-word vocabulary never needs a full ``S x vocab`` matrix.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import pandas as pd
+import torch
+
+from ropescope.errors import PromptError
+from ropescope.model.anatomy import inspect_model
+from ropescope.prope.frequencies import VARIANTS, check_p
+from ropescope.prope.interventions import p_rope
+
+
+def token_windows(tokenizer, text: str, context: int, model=None) -> list[list[int]]:
+    """Windows of at most ``context`` tokens (BOS first where the tokenizer has one)."""
+    if context < 2:
+        raise PromptError(f"context must be at least 2 tokens, got {context}")
+    limit = inspect_model(model).context_length if model is not None else None
+    if limit and context > limit:
+        raise PromptError(f"context {context} exceeds the model's context of {limit} tokens")
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    bos = getattr(tokenizer, "bos_token_id", None)
+    adds_bos = bos is not None and tokenizer("a", add_special_tokens=True)["input_ids"][:1] == [bos]
+    step = context - 1 if adds_bos else context
+    windows = [([bos] if adds_bos else []) + ids[i : i + step] for i in range(0, len(ids), step)]
+    windows = [w for w in windows if len(w) >= 2]
+    if not windows:
+        raise PromptError(f"the evaluation text has {len(ids)} tokens; at least 2 are needed")
+    return windows
+
+
+def perplexity(
+    model,
+    tokenizer,
+    text: str,
+    *,
+    context: int = 512,
+    batch_size: int = 4,
+    progress: Callable[[int], None] | None = None,
+) -> dict:
+    """``{"perplexity", "nll" (mean, nats/token), "tokens" (predicted), "windows"}`` of ``text``."""
+    anatomy = inspect_model(model)
+    windows = token_windows(tokenizer, text, context, anatomy)
+    base, device = anatomy.base, anatomy.device
+    head = anatomy.hf.get_output_embeddings()
+    softcap = getattr(anatomy.config, "final_logit_softcapping", None)
+    total, count = 0.0, 0
+    with torch.inference_mode():
+        for start in range(0, len(windows), batch_size):
+            rows = windows[start : start + batch_size]
+            width = max(len(r) for r in rows)
+            ids = torch.zeros(len(rows), width, dtype=torch.long)
+            mask = torch.zeros(len(rows), width, dtype=torch.long)
+            for j, row in enumerate(rows):
+                ids[j, : len(row)], mask[j, : len(row)] = torch.tensor(row), 1
+            ids, mask = ids.to(device), mask.to(device)
+            hidden = base(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+            for i in range(0, width - 1, 256):
+                logits = head(hidden[:, i : min(i + 256, width - 1)]).float()
+                if softcap:
+                    logits = torch.tanh(logits / softcap) * softcap
+                targets = ids[:, i + 1 : i + 1 + logits.shape[1]]
+                keep = mask[:, i + 1 : i + 1 + logits.shape[1]].bool()
+                nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
+                total += float(nll[keep].double().sum())
+                count += int(keep.sum())
+            if progress:
+                progress(start + len(rows))
+    mean = total / count
+    return {"perplexity": math.exp(mean), "nll": mean, "tokens": count, "windows": len(windows)}
+
+
+def prope_table(
+    model,
+    tokenizer,
+    text: str,
+    ps: Sequence[float],
+    variants: Sequence[str] = VARIANTS,
+    *,
+    context: int = 512,
+    batch_size: int = 4,
+    layers=None,
+    progress: Callable[[str], None] | None = None,
+) -> pd.DataFrame:
+    """Perplexity of the unmodified model and of every (variant, p) at inference, no fine-tuning.
+
+    One row per setting: ``variant`` (``rope`` for the unmodified model), ``p``, ``perplexity``,
+    ``nll``, ``change`` (perplexity minus the unmodified one) and ``ratio`` (over it). p = 1 of any
+    variant is the unmodified model exactly (tested), so it is not re-run.
+    """
+    for variant in variants:
+        for p in ps:
+            check_p(p, variant)
+    token_windows(tokenizer, text, context, model)  # fail early on bad input
+    if progress:
+        progress("rope")
+    reference = perplexity(model, tokenizer, text, context=context, batch_size=batch_size)
+    rows = [{"variant": "rope", "p": 1.0, **reference}]
+    for variant in variants:
+        for p in ps:
+            if p == 1.0:
+                continue
+            if progress:
+                progress(f"{variant} p={p:g}")
+            with p_rope(model, p, variant, layers):
+                result = perplexity(model, tokenizer, text, context=context, batch_size=batch_size)
+            rows.append({"variant": variant, "p": float(p), **result})
+    table = pd.DataFrame(rows)
+    table["change"] = table["perplexity"] - reference["perplexity"]
+    table["ratio"] = table["perplexity"] / reference["perplexity"]
+    return table
