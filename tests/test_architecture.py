@@ -18,6 +18,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 # Wings on the same stage (heads, prope) do not import each other.
 STAGES = {
     "errors": 0,
+    "data": 0,
     "version": 0,
     "files": 1,
     "prompts": 1,

@@ -111,9 +111,9 @@ def test_heads_and_head_commands_end_to_end(tmp_path):
         (["head", "gemma-3-270m", "0", "4", "--prompt", "hi there"], "head 4 is out of range"),
         (["head", "gemma-3-270m", "0", "0", "--prompt", " "], "the prompt is empty"),
         (["head", "gemma-3-270m", "0", "0", "--prompt", "hi", "--max-tokens", "1"], "one token"),
-        (["heads", "--max-offset", "0"], "--max-offset must be at least 1"),
-        (["heads", "--threshold", "1.5"], "--threshold must be positive and at most 1"),
-        (["heads", "--hf-fraction", "nan"], "--hf-fraction must be positive"),
+        (["heads", "--max-offset", "0"], "Invalid value for '--max-offset'"),
+        (["heads", "--threshold", "1.5"], "Invalid value for '--threshold'"),
+        (["heads", "--hf-fraction", "nan"], "Invalid value for '--hf-fraction'"),
     ],
 )
 def test_heads_bad_input(tmp_path, args, fragment):

@@ -165,7 +165,7 @@ def test_causal_test_equals_running_the_intervention():
         with torch.no_grad():
             for text in TEXTS:
                 ids = torch.tensor([CharTokenizer()(text)["input_ids"]])
-                with ropescope.intervene(model, edit_q=edit), ropescope.capture(model, on_qk=reducer, tensors=()):
+                with ropescope.capture(model, on_qk=reducer, tensors=()), ropescope.intervene(model, edit_q=edit):
                     model(input_ids=ids)
         assert reducer.arrays.offset_scores()[1, 2, 1] == pytest.approx(row.score, rel=1e-5)
     assert table.loc[table.condition == "none", "change"].item() == 0.0

@@ -139,7 +139,7 @@ def test_run_t2_summarises_and_skips_finished_runs(tmp_path):
 @pytest.mark.parametrize(
     "args, fragment",
     [
-        (["train-prope", "--steps", "0"], "--steps must be positive"),
+        (["train-prope", "--steps", "0"], "Invalid value for '--steps'"),
         (["train-prope", "--encodings", "ALiBi"], "unknown encoding 'ALiBi'"),
         (["prope", "--p", "nan"], "p must be a fraction in [0, 1]"),
         (["prope", "--variants", "sideways"], "unknown p-RoPE variant"),

@@ -117,12 +117,12 @@ class HeadScoreReducer:
                 if ok.any():
                     r = torch.nonzero(ok)[:, 0]
                     vals = blk.probs[:, r, blk.rows[r] - d - blk.j0]
-                    a.offset_sum[layer, :, d] += vals.sum(dim=1).double().numpy()
+                    a.offset_sum[layer, :, d] += vals.sum(dim=1).double().cpu().numpy()
                     a.offset_rows[layer, d] += len(r)
             ok = (blk.rows >= 1) & visible(blk.rows, torch.zeros_like(blk.rows), rule)
             if ok.any():
                 r = torch.nonzero(ok)[:, 0]
-                a.sink_sum[layer] += blk.probs[:, r, 0 - blk.j0].sum(dim=1).double().numpy()
+                a.sink_sum[layer] += blk.probs[:, r, 0 - blk.j0].sum(dim=1).double().cpu().numpy()
                 a.sink_rows[layer] += len(r)
         self._attribute(layer, q, k, rule, seq)
 
@@ -137,7 +137,7 @@ class HeadScoreReducer:
         # prefix sums over keys give each row's sum over all its visible keys
         zero = torch.zeros_like(k64[:, :1])
         prefix = torch.cat([zero, torch.cumsum(k64, dim=1)], dim=1)  # [H, S+1, D]
-        rows = torch.arange(seq)
+        rows = torch.arange(seq, device=q.device)
         first = torch.zeros_like(rows) if rule.window is None else (rows - rule.window + 1).clamp(min=0)
         key_sum = prefix[:, rows + 1] - prefix[:, first]  # [H, S, D]
         sa, sb = split_pairs(key_sum[..., :r], layout)
@@ -157,9 +157,9 @@ class HeadScoreReducer:
             logit = chunk.sum(-1) + passed
             if rule.softcap:
                 logit = torch.tanh(logit / rule.softcap) * rule.softcap
-            a.target_chunk_sum[layer, :, t] += chunk.sum(1).numpy()
-            a.other_chunk_sum[layer, :, t] += ((all_chunk[:, i] - chunk) / others[..., None]).sum(1).numpy()
-            a.target_pass_sum[layer, :, t] += passed.sum(1).numpy()
-            a.other_pass_sum[layer, :, t] += ((all_pass[:, i] - passed) / others).sum(1).numpy()
-            a.target_logit_sum[layer, :, t] += logit.sum(1).numpy()
+            a.target_chunk_sum[layer, :, t] += chunk.sum(1).cpu().numpy()
+            a.other_chunk_sum[layer, :, t] += ((all_chunk[:, i] - chunk) / others[..., None]).sum(1).cpu().numpy()
+            a.target_pass_sum[layer, :, t] += passed.sum(1).cpu().numpy()
+            a.other_pass_sum[layer, :, t] += ((all_pass[:, i] - passed) / others).sum(1).cpu().numpy()
+            a.target_logit_sum[layer, :, t] += logit.sum(1).cpu().numpy()
             a.target_rows[layer, t] += len(i)

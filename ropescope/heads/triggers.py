@@ -56,9 +56,9 @@ def search_trigger_heads(model, tokenizer, texts: Sequence[str], min_count: int 
                 rows = block.rows
                 ok = rows >= 2
                 r = torch.nonzero(ok)[:, 0]
-                prev[layer][:, rows[r].numpy()] = block.probs[:, r, rows[r] - 1 - block.j0].numpy()
+                prev[layer][:, rows[r].cpu().numpy()] = block.probs[:, r, rows[r] - 1 - block.j0].cpu().numpy()
                 if block.j0 == 0:
-                    sink[layer][:, rows[r].numpy()] = block.probs[:, r, 0].numpy()
+                    sink[layer][:, rows[r].cpu().numpy()] = block.probs[:, r, 0].cpu().numpy()
 
         with torch.inference_mode(), capture(anatomy, on_qk=on_qk, tensors=(), include_bos=True):
             base(input_ids=torch.tensor([ids], device=device), use_cache=False)

@@ -6,7 +6,8 @@
 - :func:`intervene` *edits* the pre-RoPE q/k or the rotation angles (:mod:`~ropescope.hooks.intervene`).
 
 Both go through the same wrapped ``apply_rotary_pos_emb`` (:mod:`~ropescope.hooks.rope_call`) and
-nest: an intervention entered first is seen by a capture entered inside it.
+nest: ``with capture(m) as cap, intervene(m, ...)`` observes the edited model (the intervention
+wraps the call the capture already wraps, so the capture sees the edited q, k and angles).
 """
 
 from __future__ import annotations

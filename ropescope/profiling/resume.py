@@ -52,6 +52,6 @@ def load_state(path: Path, key: str) -> dict:
     except ProfileFileError as exc:
         if "delete it" in str(exc):
             raise
-        raise ProfileFileError(f"resume state {path} is unusable ({exc}); delete it to start over") from None
+        raise ProfileFileError(f"resume state {path} is unreadable ({exc}); delete it to start over") from None
     except (KeyError, ValueError, TypeError) as exc:
         raise ProfileFileError(f"resume state {path} is unreadable ({exc}); delete it to start over") from None
