@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from test_cli import assert_one_line_error, run_cli
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_notebook_executes_top_to_bottom():

@@ -3,7 +3,7 @@
 Each CLI row asserts a one-line ``error:`` naming the input, a non-zero exit status, no traceback,
 and nothing left behind (no output directory, no partial files, inputs untouched). Each API row
 asserts a :class:`~ropescope.errors.RopescopeError` naming the input. The README's troubleshooting
-table lists every row (``test_readme_lists_every_row``); ``python tests/test_bad_input_matrix.py``
+table lists every row (``test_readme_lists_every_row``); ``python tests/cli/test_bad_input_matrix.py``
 prints it as Markdown.
 """
 
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # (command, class of bad input, argv with {inputs} standing for the prepared inputs directory, message fragment)
 CLI_ROWS = [

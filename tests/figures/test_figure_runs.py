@@ -16,7 +16,7 @@ from ropescope.errors import RopescopeError
 from ropescope.figures import Figure, FigureContext
 from ropescope.figures.runs import MANIFEST, PROGRESS, run_figures
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def entry(name, calls, fail=None):

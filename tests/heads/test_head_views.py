@@ -14,7 +14,7 @@ from ropescope.errors import PromptError, RopescopeError
 from ropescope.heads.scan import scan_heads
 from ropescope.heads.views import cauchy_schwarz_table, head_view
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 class DecodingCharTokenizer(CharTokenizer):

@@ -11,7 +11,7 @@ from test_cli import assert_one_line_error, run_cli
 
 import ropescope
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _prompt_file(tmp_path):

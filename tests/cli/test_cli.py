@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import transformers
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def run_cli(*args, cwd=None):
