@@ -12,7 +12,6 @@ import signal
 import sys
 import warnings
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")  # the command line draws to files only
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 

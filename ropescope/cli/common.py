@@ -10,16 +10,27 @@ from pathlib import Path
 
 import typer
 
+from ropescope.cli.choices import DType
 from ropescope.errors import RopescopeError
 from ropescope.files import atomic_directory
 from ropescope.model.loading import LoadedModel, load_model
 
 output_directory = atomic_directory  # the run directory appears only when complete
 
-MODEL_HELP = "Bundled model name, HF id or directory, or .gguf path."
+MODEL_HELP = (
+    "Bundled model name, Hugging Face hub id (downloaded once, then cached), checkpoint directory, or .gguf file."
+)
 PROMPTS_HELP = "Built-in prompt set name or a prompt file (.txt, .jsonl)."
 OVERWRITE_HELP = "Replace an existing output directory."
-REMOTE_CODE_HELP = "Allow a checkpoint's own Python code to run."
+
+# Where the model runs: the same five options on every command that loads one.
+DTYPE_OPTION = typer.Option("float32", help="Model dtype.")
+DEVICE_OPTION = typer.Option(None, help="Torch device, e.g. cpu, cuda, cuda:1.")
+DEVICE_MAP_OPTION = typer.Option(None, help="'auto' to spread a large model over devices (accelerate).")
+OFFLINE_OPTION = typer.Option(
+    False, help="Use the local Hugging Face cache only, never download (or HF_HUB_OFFLINE=1)."
+)
+REMOTE_CODE_OPTION = typer.Option(False, help="Allow a checkpoint's own Python code to run.")
 
 
 def say(message: str) -> None:
@@ -62,6 +73,17 @@ def quiet_libraries() -> None:
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
+
+
+def load_options(dtype, device, device_map, offline: bool, trust_remote_code: bool) -> dict:
+    """The keyword arguments of :func:`~ropescope.model.load_model` from the five shared options."""
+    return {
+        "dtype": DType(dtype).value,
+        "device": device,
+        "device_map": device_map,
+        "offline": offline,
+        "trust_remote_code": trust_remote_code,
+    }
 
 
 def load(model: str, **options) -> LoadedModel:

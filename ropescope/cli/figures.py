@@ -6,7 +6,20 @@ from pathlib import Path
 
 import typer
 
-from ropescope.cli.common import MODEL_HELP, check_writable_parent, progress, quiet_libraries, say
+from ropescope.cli.choices import DType
+from ropescope.cli.common import (
+    DEVICE_MAP_OPTION,
+    DEVICE_OPTION,
+    DTYPE_OPTION,
+    MODEL_HELP,
+    OFFLINE_OPTION,
+    REMOTE_CODE_OPTION,
+    check_writable_parent,
+    load_options,
+    progress,
+    quiet_libraries,
+    say,
+)
 from ropescope.errors import RopescopeError
 from ropescope.figures.context import FigureContext
 from ropescope.figures.registry import select
@@ -16,20 +29,31 @@ from ropescope.prompts import load_prompts
 
 
 def figures_command(
-    model: str = typer.Option(DEFAULT_MODEL, help=MODEL_HELP),
+    model: str = typer.Argument(DEFAULT_MODEL, help=MODEL_HELP),
     only: str = typer.Option(None, help="Comma list of figure ids, e.g. F3,F5 (default: all)."),
     prompts: str = typer.Option("shakespeare", help="Prompt set for the model figures."),
     out: Path = typer.Option(Path("figures"), help="Directory for the figures (files are replaced)."),
     resume: bool = typer.Option(False, help="Continue an interrupted run in OUT, skipping the entries it finished."),
+    dtype: DType = DTYPE_OPTION,
+    device: str = DEVICE_OPTION,
+    device_map: str = DEVICE_MAP_OPTION,
+    offline: bool = OFFLINE_OPTION,
+    trust_remote_code: bool = REMOTE_CODE_OPTION,
+    model_option: str = typer.Option(None, "--model", hidden=True, help="Old spelling of MODEL."),
 ) -> None:
     """Regenerate the paper's figures and tables (PNG, PDF and CSV) for MODEL."""
+    if model_option is not None:
+        if model != DEFAULT_MODEL and model != model_option:
+            raise RopescopeError(f"give the model once: MODEL is {model!r} but --model is {model_option!r}")
+        model = model_option
+    options = load_options(dtype, device, device_map, offline, trust_remote_code)
     chosen = select(only)
     load_prompts(prompts)  # a bad prompt set fails now, not after the first entries
     if out.exists() and not out.is_dir():
         raise RopescopeError(f"output path {out} exists and is not a directory")
     check_writable_parent(out)
     quiet_libraries()
-    context = FigureContext(model, out, prompts)
+    context = FigureContext(model, out, prompts, load_options=options)
     finished = []
     try:
         with progress("figures", len(chosen), transient=False) as update:

@@ -11,13 +11,18 @@ import typer
 
 from ropescope.cli.choices import DType
 from ropescope.cli.common import (
+    DEVICE_MAP_OPTION,
+    DEVICE_OPTION,
+    DTYPE_OPTION,
     MODEL_HELP,
+    OFFLINE_OPTION,
     OVERWRITE_HELP,
     PROMPTS_HELP,
-    REMOTE_CODE_HELP,
+    REMOTE_CODE_OPTION,
     check_out,
     default_out,
     load,
+    load_options,
     markdown_table,
     model_stem,
     output_directory,
@@ -69,10 +74,12 @@ def heads_command(
     ablate: int = typer.Option(8, min=1, help="Chunks zeroed in the causal test."),
     draws: int = typer.Option(5, min=0, help="Random draws of chunks in the causal test."),
     out: Path = typer.Option(None, help="Output directory [default: runs/MODEL-heads]."),
-    dtype: DType = typer.Option("float32", help="Model dtype."),
-    device: str = typer.Option(None, help="Torch device."),
     overwrite: bool = typer.Option(False, help=OVERWRITE_HELP),
-    trust_remote_code: bool = typer.Option(False, help=REMOTE_CODE_HELP),
+    dtype: DType = DTYPE_OPTION,
+    device: str = DEVICE_OPTION,
+    device_map: str = DEVICE_MAP_OPTION,
+    offline: bool = OFFLINE_OPTION,
+    trust_remote_code: bool = REMOTE_CODE_OPTION,
 ) -> None:
     """Classify every head (diagonal, previous-token, BOS sink, ...), explain it by frequency, test it causally."""
     check_profile_options(max_tokens=max_tokens)
@@ -80,7 +87,7 @@ def heads_command(
     out = out or default_out(model, "-heads")
     check_out(out, overwrite)
     texts = load_prompts(prompts)
-    loaded = load(model, dtype=DType(dtype).value, device=device, trust_remote_code=trust_remote_code)
+    loaded = load(model, **load_options(dtype, device, device_map, offline, trust_remote_code))
     tokenizer = loaded.tokenizer
     with progress(f"scoring heads on {len(texts)} prompts", len(texts)) as update:
         report = scan_heads(
@@ -142,6 +149,11 @@ def head_command(
     rows: str = typer.Option("0:7", help="Query tokens of the Cauchy-Schwarz table, FIRST:LAST."),
     out: Path = typer.Option(None, help="Output directory [default: runs/MODEL-L{layer}H{head}]."),
     overwrite: bool = typer.Option(False, help=OVERWRITE_HELP),
+    dtype: DType = DTYPE_OPTION,
+    device: str = DEVICE_OPTION,
+    device_map: str = DEVICE_MAP_OPTION,
+    offline: bool = OFFLINE_OPTION,
+    trust_remote_code: bool = REMOTE_CODE_OPTION,
 ) -> None:
     """One head on one prompt: attention, logits and chunk-norm figures; the Cauchy-Schwarz table."""
     try:
@@ -150,7 +162,7 @@ def head_command(
         raise RopescopeError(f"--rows must look like FIRST:LAST (e.g. 0:7), got {rows!r}") from None
     out = out or default_out(model, f"-L{layer}H{head}")
     check_out(out, overwrite)
-    loaded = load(model)
+    loaded = load(model, **load_options(dtype, device, device_map, offline, trust_remote_code))
     loaded.anatomy.check_head(layer, head)
     view = head_view(loaded, loaded.tokenizer, layer, head, prompt, max_tokens=max_tokens)
     table = cauchy_schwarz_table(view, first, last)

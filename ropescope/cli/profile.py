@@ -12,14 +12,19 @@ import typer
 
 from ropescope.cli.choices import DType, OnNonfinite
 from ropescope.cli.common import (
+    DEVICE_MAP_OPTION,
+    DEVICE_OPTION,
+    DTYPE_OPTION,
     MODEL_HELP,
+    OFFLINE_OPTION,
     OVERWRITE_HELP,
     PROMPTS_HELP,
-    REMOTE_CODE_HELP,
+    REMOTE_CODE_OPTION,
     check_out,
     check_writable_parent,
     default_out,
     load,
+    load_options,
     output_directory,
     progress,
     say,
@@ -40,13 +45,14 @@ def profile_command(
     max_tokens: int = typer.Option(None, min=1, help="Cut prompts to this many tokens [default: model context]."),
     out: Path = typer.Option(None, help="Output directory [default: runs/MODEL]."),
     batch_size: int = typer.Option(8, min=1, help="Prompts per forward pass (right-padded)."),
-    dtype: DType = typer.Option("float32", help="Model dtype."),
-    device: str = typer.Option(None, help="Torch device, e.g. cpu, cuda, cuda:1."),
-    device_map: str = typer.Option(None, help="'auto' to spread a large model over devices (accelerate)."),
+    dtype: DType = DTYPE_OPTION,
+    device: str = DEVICE_OPTION,
+    device_map: str = DEVICE_MAP_OPTION,
+    offline: bool = OFFLINE_OPTION,
     head_layer: int = typer.Option(0, help="Layer (0-based) of the per-head figure (F4)."),
     include_bos: bool = typer.Option(False, help="Count BOS tokens in the statistics."),
     overwrite: bool = typer.Option(False, help=OVERWRITE_HELP),
-    trust_remote_code: bool = typer.Option(False, help=REMOTE_CODE_HELP),
+    trust_remote_code: bool = REMOTE_CODE_OPTION,
     checkpoint_every: int = typer.Option(10, min=0, help="Save resumable state every N batches (0: never)."),
     resume: bool = typer.Option(False, help="Continue an interrupted run from OUT.resume/."),
     on_nonfinite: OnNonfinite = typer.Option(
@@ -57,7 +63,8 @@ def profile_command(
     ),
 ) -> None:
     """Profile q/k/v chunk norms of MODEL on a prompt set; write profile, figures and a summary."""
-    dtype, on_nonfinite = DType(dtype).value, OnNonfinite(on_nonfinite).value
+    options = load_options(dtype, device, device_map, offline, trust_remote_code)
+    dtype, on_nonfinite = options["dtype"], OnNonfinite(on_nonfinite).value
     check_profile_options(
         max_tokens=max_tokens, batch_size=batch_size, on_nonfinite=on_nonfinite, chunk_tokens=chunk_tokens
     )
@@ -65,7 +72,7 @@ def profile_command(
     check_out(out, overwrite)
     texts = load_prompts(prompts)
     _init_distributed(device)
-    loaded = load(model, dtype=dtype, device=device, device_map=device_map, trust_remote_code=trust_remote_code)
+    loaded = load(model, **options)
     n_layers = loaded.anatomy.n_layers
     if not 0 <= head_layer < n_layers:
         raise RopescopeError(f"--head-layer {head_layer} is out of range: the model has layers 0..{n_layers - 1}")

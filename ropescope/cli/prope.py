@@ -8,13 +8,20 @@ from pathlib import Path
 
 import typer
 
+from ropescope.cli.choices import DType
 from ropescope.cli.common import (
+    DEVICE_MAP_OPTION,
+    DEVICE_OPTION,
+    DTYPE_OPTION,
     MODEL_HELP,
+    OFFLINE_OPTION,
     OVERWRITE_HELP,
+    REMOTE_CODE_OPTION,
     check_out,
     check_writable_parent,
     default_out,
     load,
+    load_options,
     model_stem,
     output_directory,
     progress,
@@ -59,13 +66,18 @@ def prope_command(
     batch_size: int = typer.Option(4, min=1, help="Windows per forward pass."),
     out: Path = typer.Option(None, help="Output directory [default: runs/MODEL-prope]."),
     overwrite: bool = typer.Option(False, help=OVERWRITE_HELP),
+    dtype: DType = DTYPE_OPTION,
+    device: str = DEVICE_OPTION,
+    device_map: str = DEVICE_MAP_OPTION,
+    offline: bool = OFFLINE_OPTION,
+    trust_remote_code: bool = REMOTE_CODE_OPTION,
 ) -> None:
     """Perplexity of MODEL with p-RoPE variants at inference (no fine-tuning), against unmodified RoPE."""
     ps, chosen = _fractions(p), _variants(variants)
     out = out or default_out(model, "-prope")
     check_out(out, overwrite)
     body = load_text(text)
-    loaded = load(model)
+    loaded = load(model, **load_options(dtype, device, device_map, offline, trust_remote_code))
     runs = 1 + sum(1 for _ in chosen for x in ps if x != 1.0)
     with progress("perplexity", runs) as update:
         table = prope_table(

@@ -21,6 +21,7 @@ class FigureContext:
     prompts: str = "shakespeare"
     notes: list[str] = field(default_factory=list)
     _cache: dict = field(default_factory=dict)
+    load_options: dict = field(default_factory=dict)  # keyword arguments of load_model (dtype, device, ...)
 
     @property
     def name(self) -> str:
@@ -32,7 +33,7 @@ class FigureContext:
 
     def model(self) -> LoadedModel:
         if "model" not in self._cache:
-            self._cache["model"] = load_model(self.model_name)
+            self._cache["model"] = load_model(self.model_name, **self.load_options)
         return self._cache["model"]
 
     def profile(self, prompts: str | None = None):

@@ -222,7 +222,7 @@ def fig_f10(ctx):
     if ctx.model_name != "gemma-3-270m" or not BUNDLED[SECOND_FAMILY].installed():
         ctx.notes.append("F10/F11: run with --model smollm2-135m (or any other family) for the second family")
         return
-    other = FigureContext(SECOND_FAMILY, ctx.out, ctx.prompts, ctx.notes)
+    other = FigureContext(SECOND_FAMILY, ctx.out, ctx.prompts, ctx.notes, load_options=ctx.load_options)
     fig_f3(other)
     fig_f4(other)
     other._cache.clear()

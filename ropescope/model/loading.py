@@ -6,7 +6,8 @@ Names ropescope understands, in the order it tries them:
    registry as a GGUF file, converted once to safetensors in the cache directory;
 2. a path to a ``.gguf`` file (converted and cached the same way);
 3. a local checkpoint directory (``config.json`` plus weights);
-4. a Hugging Face hub id already in the local Hugging Face cache (never downloaded).
+4. a Hugging Face hub id (``org/name`` or a short id such as ``gpt2``), downloaded on first use into
+   the Hugging Face cache and read from there afterwards (:mod:`ropescope.model.hub`).
 
 GGUF files are converted once into the cache of :mod:`ropescope.model.bundled`.
 """
@@ -23,6 +24,7 @@ import torch
 from ropescope.errors import ModelLoadError
 from ropescope.model.anatomy import ModelAnatomy, inspect_model
 from ropescope.model.bundled import BUNDLED, DEFAULT_MODEL, cache_dir, converted
+from ropescope.model.hub import explain, looks_like_hub_id, offline_mode, probe
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -65,19 +67,22 @@ def load_model(
     device: str | None = None,
     device_map: str | None = None,
     trust_remote_code: bool = False,
+    offline: bool = False,
 ) -> LoadedModel:
     """Load ``name`` (see module docstring) as a :class:`LoadedModel` in eval mode.
 
     ``dtype`` is one of float32 (default), bfloat16, float16; ``device`` a torch device string;
     ``device_map="auto"`` spreads a large model over the available devices with accelerate.
-    Remote code runs only with ``trust_remote_code=True``. Raises :class:`ModelLoadError`.
+    A hub id is downloaded unless ``offline`` (or ``HF_HUB_OFFLINE=1``). Remote code runs only
+    with ``trust_remote_code=True``. Raises :class:`ModelLoadError`.
     """
     if dtype not in DTYPES:
         raise ModelLoadError(f"unknown dtype {dtype!r}; expected one of {', '.join(DTYPES)}")
     if device is not None and device_map is not None:
         raise ModelLoadError("give either a device or a device map, not both")
-    directory = _resolve(name)
-    model, tokenizer = _load_directory(directory, DTYPES[dtype], device_map, trust_remote_code)
+    offline = offline_mode(offline)
+    directory = _resolve(name, offline)
+    model, tokenizer = _load_directory(directory, DTYPES[dtype], device_map, trust_remote_code, offline)
     if device is not None:
         try:
             model = model.to(device)
@@ -88,15 +93,16 @@ def load_model(
     return LoadedModel(name, model, tokenizer)
 
 
-def checkpoint_dir(name: str) -> str:
+def checkpoint_dir(name: str, offline: bool = False) -> str:
     """The plain Hugging Face checkpoint directory behind a model name (for a bundled model or a
     ``.gguf`` file: the converted copy in the cache, converting it first if needed), e.g. for
     ``TransformerBridge.boot_transformers``. A hub id comes back unchanged."""
-    return str(_resolve(name))
+    return str(_resolve(name, offline_mode(offline)))
 
 
-def _resolve(name: str) -> Path | str:
-    """A local directory (bundled and GGUF models: the converted cache) or a hub id."""
+def _resolve(name: str, offline: bool = False) -> Path | str:
+    """A local directory (bundled and GGUF models: the converted cache) or a hub id whose
+    ``config.json`` is now in the Hugging Face cache."""
     if name in BUNDLED:
         return converted(BUNDLED[name].gguf_path(cache_dir()), name)
     path = Path(name).expanduser()
@@ -110,7 +116,8 @@ def _resolve(name: str) -> Path | str:
         if not (path / "config.json").is_file():
             raise ModelLoadError(f"directory {name} is not a checkpoint (no config.json)")
         return path
-    if "/" in name and not name.startswith((".", "/", "~")) and name.count("/") == 1:
+    if looks_like_hub_id(name):
+        probe(name, offline, ", ".join(BUNDLED))
         return name
     raise ModelLoadError(
         f"unknown model {name!r}: not a bundled model ({', '.join(BUNDLED)}), an existing path, "
@@ -118,15 +125,21 @@ def _resolve(name: str) -> Path | str:
     )
 
 
-def _load_directory(source: Path | str, dtype: torch.dtype, device_map, trust_remote_code: bool):
+def _load_directory(source: Path | str, dtype: torch.dtype, device_map, trust_remote_code: bool, offline: bool):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    kwargs = {"local_files_only": True, "trust_remote_code": trust_remote_code}
+    hub = isinstance(source, str)
+    kwargs = {"local_files_only": offline or not hub, "trust_remote_code": trust_remote_code}
     try:
         model = AutoModelForCausalLM.from_pretrained(str(source), dtype=dtype, device_map=device_map, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(str(source), **kwargs)
-    except (OSError, ValueError, KeyError, ImportError) as exc:
-        where = "in the local Hugging Face cache (ropescope never downloads)" if isinstance(source, str) else ""
+    except Exception as exc:  # noqa: BLE001 - hub failures become one line; others below
+        mapped = explain(source, exc, offline, ", ".join(BUNDLED)) if hub else exc
+        if mapped is not exc:
+            raise mapped from None
+        if not isinstance(exc, (OSError, ValueError, KeyError, ImportError)):
+            raise
+        where = "from the hub" if hub else ""
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "custom code" in reason and not trust_remote_code:
             reason = "the checkpoint ships its own Python code, which ropescope does not run; pass --trust-remote-code "

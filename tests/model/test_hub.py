@@ -1,0 +1,193 @@
+"""Hub ids load the way every Hugging Face tool loads them: downloaded through the real
+``huggingface_hub`` client over real HTTP on first use, read from the cache afterwards (also with
+``--offline``), and every failure is one line naming the repository. The hub is a stand-in on
+127.0.0.1 (``tests/hub_stand_in.py``); nothing leaves this machine."""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hub_stand_in import HubStandIn
+from tiny import tiny_model
+
+import ropescope
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = "ropescope-test/tiny-llama"
+
+
+def char_tokenizer(directory: Path) -> None:
+    """A real fast tokenizer (one token per character, BOS first) saved as the hub would serve it."""
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3}
+    vocab.update({chr(c): 4 + i for i, c in enumerate(range(32, 123))})
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+    )
+    fast.save_pretrained(directory)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    root = tmp_path_factory.mktemp("repos")
+    tiny = tiny_model("llama")
+    tiny.config.vocab_size = 96
+    tiny.save_pretrained(root / "llama")
+    char_tokenizer(root / "llama")
+    import transformers
+
+    gpt2 = transformers.AutoModelForCausalLM.from_config(
+        transformers.GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=96, n_positions=64)
+    )
+    gpt2.save_pretrained(root / "gpt2")
+    char_tokenizer(root / "gpt2")
+    prompts = root / "prompts.txt"
+    prompts.write_text("To be, or not to be\nthat is the question\n", encoding="utf-8")
+    return root
+
+
+@pytest.fixture()
+def hub(checkpoints):
+    with HubStandIn() as server:
+        server.add_directory(TINY, checkpoints / "llama")
+        server.add_directory("ropescope-test/gated-llama", checkpoints / "llama")
+        server.gated.add("ropescope-test/gated-llama")
+        server.add_directory("tiny-gpt2", checkpoints / "gpt2")
+        yield server
+
+
+def ropescope_cli(args, env, limit_bytes: int | None = None):
+    def limit():  # a disk that fills up: writes past limit_bytes fail with EFBIG
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    return subprocess.run(
+        [sys.executable, "-m", "ropescope", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=300,
+        preexec_fn=limit if limit_bytes else None,
+    )
+
+
+def hub_env(tmp_path, endpoint: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env.update(
+        HF_ENDPOINT=endpoint,
+        HF_HOME=str(tmp_path / "hf"),
+        HF_HUB_DISABLE_TELEMETRY="1",
+        HF_HUB_ETAG_TIMEOUT="5",
+        HF_HUB_DOWNLOAD_TIMEOUT="5",
+        ROPESCOPE_CACHE=str(tmp_path / "cache"),
+    )
+    return env
+
+
+def profile_args(checkpoints, out: Path, model: str = TINY) -> list[str]:
+    prompts = str(checkpoints / "prompts.txt")
+    return ["profile", model, "--prompts", prompts, "--max-tokens", "16", "--out", str(out), "--checkpoint-every", "0"]
+
+
+def one_error_line(result) -> str:
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_first_download_then_the_cache_offline(hub, checkpoints, tmp_path):
+    env = hub_env(tmp_path, hub.url)
+    first = ropescope_cli(profile_args(checkpoints, tmp_path / "a"), env)
+    assert first.returncode == 0, first.stderr
+    fetched = {path.rsplit("/", 1)[-1] for method, path in hub.requests if method == "GET"}
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= fetched
+    assert list((tmp_path / "hf" / "hub").glob("models--ropescope-test--tiny-llama/snapshots/*/model.safetensors"))
+
+    hub.requests.clear()
+    again = ropescope_cli([*profile_args(checkpoints, tmp_path / "b"), "--offline"], env)
+    assert again.returncode == 0, again.stderr
+    assert hub.requests == []  # the cache only
+    a = ropescope.load_profile(tmp_path / "a").stats["q"].mean
+    b = ropescope.load_profile(tmp_path / "b").stats["q"].mean
+    assert (a == b).all()
+
+    # the same profile as loading the served directory itself
+    local = ropescope_cli(profile_args(checkpoints, tmp_path / "c", str(checkpoints / "llama")), env)
+    assert local.returncode == 0, local.stderr
+    assert (ropescope.load_profile(tmp_path / "c").stats["q"].mean == a).all()
+
+
+def test_offline_and_not_cached(hub, checkpoints, tmp_path):
+    line = one_error_line(
+        ropescope_cli([*profile_args(checkpoints, tmp_path / "a"), "--offline"], hub_env(tmp_path, hub.url))
+    )
+    assert "not a bundled model" in line and "--offline or HF_HUB_OFFLINE=1" in line and TINY in line
+    assert hub.requests == []
+
+
+def test_gated_repository(hub, checkpoints, tmp_path):
+    line = one_error_line(
+        ropescope_cli(
+            profile_args(checkpoints, tmp_path / "a", "ropescope-test/gated-llama"), hub_env(tmp_path, hub.url)
+        )
+    )
+    assert "ropescope-test/gated-llama is gated" in line and "hf auth login" in line and "HF_TOKEN" in line
+    assert not (tmp_path / "a").exists()
+
+
+def test_missing_repository(hub, checkpoints, tmp_path):
+    line = one_error_line(
+        ropescope_cli(profile_args(checkpoints, tmp_path / "a", "ropescope-test/nothing"), hub_env(tmp_path, hub.url))
+    )
+    assert "unknown model 'ropescope-test/nothing'" in line and "has no such model" in line
+
+
+def test_unreachable_hub(checkpoints, tmp_path):
+    with HubStandIn() as closed:
+        url = closed.url
+    line = one_error_line(ropescope_cli(profile_args(checkpoints, tmp_path / "a"), hub_env(tmp_path, url)))
+    assert f"cannot reach the hub at {url}" in line and TINY in line and "--offline" in line
+
+
+def test_short_id_is_a_hub_id(hub, checkpoints, tmp_path):
+    line = one_error_line(
+        ropescope_cli(profile_args(checkpoints, tmp_path / "a", "tiny-gpt2"), hub_env(tmp_path, hub.url))
+    )
+    assert "has no rotary positional encoding" in line
+
+
+def test_interrupted_download_is_not_trusted(hub, checkpoints, tmp_path):
+    env = hub_env(tmp_path, hub.url)
+    hub.truncate.add((TINY, "model.safetensors"))
+    line = one_error_line(ropescope_cli(profile_args(checkpoints, tmp_path / "a"), env))
+    assert "download of ropescope-test/tiny-llama" in line and "interrupted" in line and "again" in line
+    assert not list((tmp_path / "hf" / "hub").glob("models--ropescope-test--tiny-llama/snapshots/*/model.safetensors"))
+    hub.truncate.clear()
+    again = ropescope_cli(profile_args(checkpoints, tmp_path / "a"), env)
+    assert again.returncode == 0, again.stderr
+
+
+def test_disk_full_during_download(hub, checkpoints, tmp_path):
+    env = hub_env(tmp_path, hub.url)
+    weights = len(hub.repos[TINY]["model.safetensors"])
+    line = one_error_line(ropescope_cli(profile_args(checkpoints, tmp_path / "a"), env, limit_bytes=weights // 2))
+    assert "no space left to download ropescope-test/tiny-llama" in line and "nothing half-written was kept" in line
+    blobs = tmp_path / "hf" / "hub" / "models--ropescope-test--tiny-llama" / "blobs"
+    assert not list(blobs.glob("*.incomplete"))
+    assert not list((tmp_path / "hf" / "hub").glob("models--ropescope-test--tiny-llama/snapshots/*/model.safetensors"))
+    again = ropescope_cli(profile_args(checkpoints, tmp_path / "a"), env)
+    assert again.returncode == 0, again.stderr
