@@ -2,6 +2,8 @@
 real HTTP the way the ``huggingface_hub`` client expects (``HEAD``/``GET /{repo}/resolve/{rev}/{file}``
 with ``X-Repo-Commit``, ``ETag`` and ``Content-Length``; errors as status plus ``X-Error-Code``).
 
+``GET /api/models/{repo}[/revision/{rev}]`` (model info) and ``/api/models/{repo}/tree/{rev}`` (the
+file list, which ``snapshot_download`` and sharded checkpoints need) are answered too.
 ``gated`` repositories answer every file with 403 ``GatedRepo``; unknown repositories 404
 ``RepoNotFound``; unknown files of a known repository 404 ``EntryNotFound``; a file named in
 ``truncate`` is cut off half-way through its body (an interrupted download). Nothing outside the
@@ -11,6 +13,7 @@ loopback interface is ever contacted, and every request is logged in ``requests`
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -19,9 +22,34 @@ from urllib.parse import unquote, urlparse
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
+def _etag(path: Path) -> str:
+    """A content hash, as the hub's ETag is (size and time stand in for huge files)."""
+    stat = path.stat()
+    if stat.st_size > 1 << 28:
+        return hashlib.sha256(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def char_tokenizer(directory: Path) -> None:
+    """Save a real fast tokenizer (one token per printable ASCII character, ids 4..94, BOS first) to
+    ``directory``, as a hub repository would hold it."""
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3}
+    vocab.update({chr(c): 4 + i for i, c in enumerate(range(32, 123))})
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+    )
+    fast.save_pretrained(directory)
+
+
 class HubStandIn:
     def __init__(self):
-        self.repos: dict[str, dict[str, bytes]] = {}
+        self.repos: dict[str, dict[str, Path]] = {}
         self.gated: set[str] = set()
         self.truncate: set[tuple[str, str]] = set()
         self.requests: list[tuple[str, str]] = []
@@ -34,7 +62,7 @@ class HubStandIn:
 
     def add_directory(self, repo: str, directory: Path) -> None:
         """Serve every file of ``directory`` as repository ``repo``."""
-        self.repos[repo] = {p.name: p.read_bytes() for p in Path(directory).iterdir() if p.is_file()}
+        self.repos[repo] = {p.name: p for p in Path(directory).iterdir() if p.is_file()}
 
     def __enter__(self) -> HubStandIn:
         self._thread.start()
@@ -60,6 +88,8 @@ class HubStandIn:
             def _answer(self, body: bool):
                 path = unquote(urlparse(self.path).path)
                 hub.requests.append((self.command, path))
+                if path.startswith("/api/models/"):
+                    return self._api(path.removeprefix("/api/models/"))
                 if "/resolve/" not in path:
                     return self._error(404, "EntryNotFound")
                 repo, rest = path.lstrip("/").split("/resolve/", 1)
@@ -68,21 +98,54 @@ class HubStandIn:
                     return self._error(403, "GatedRepo", "Access to model is restricted: you must be authenticated")
                 if repo not in hub.repos:
                     return self._error(404, "RepoNotFound", "Repository not found")
-                data = hub.repos[repo].get(filename)
-                if data is None:
+                path = hub.repos[repo].get(filename)
+                if path is None:
                     return self._error(404, "EntryNotFound", "Entry not found")
+                size = path.stat().st_size
                 self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
+                self.send_header("Content-Length", str(size))
+                self.send_header("ETag", f'"{_etag(path)}"')
                 self.send_header("X-Repo-Commit", COMMIT)
                 self.send_header("Accept-Ranges", "none")
                 self.end_headers()
                 if body:
-                    if (repo, filename) in hub.truncate:
-                        self.wfile.write(data[: len(data) // 2])
+                    limit = size // 2 if (repo, filename) in hub.truncate else size
+                    with open(path, "rb") as handle:
+                        sent = 0
+                        while sent < limit:
+                            chunk = handle.read(min(1 << 22, limit - sent))
+                            self.wfile.write(chunk)
+                            sent += len(chunk)
+                    if limit < size:  # an interrupted download: the connection drops mid-body
                         self.wfile.flush()
                         self.close_connection = True
-                        return
+
+            def _api(self, rest: str):
+                """Model info (``{repo}`` or ``{repo}/revision/{rev}``) or the file tree (``{repo}/tree/{rev}``)."""
+                repo, kind = rest, "info"
+                for marker, name in (("/tree/", "tree"), ("/revision/", "info")):
+                    if marker in rest:
+                        repo, kind = rest.split(marker, 1)[0], name
+                        break
+                if repo in hub.gated:
+                    return self._error(403, "GatedRepo", "Access to model is restricted: you must be authenticated")
+                if repo not in hub.repos:
+                    return self._error(404, "RepoNotFound", "Repository not found")
+                files = hub.repos[repo]
+                if kind == "tree":
+                    value = [
+                        {"type": "file", "path": name, "size": p.stat().st_size, "oid": _etag(p)[:40]}
+                        for name, p in sorted(files.items())
+                    ]
+                else:
+                    value = {"id": repo, "modelId": repo, "sha": COMMIT, "private": False, "gated": False}
+                    value["siblings"] = [{"rfilename": name} for name in sorted(files)]
+                data = json.dumps(value).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command == "GET":
                     self.wfile.write(data)
 
             def _error(self, status: int, code: str, message: str = ""):

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hub_stand_in import HubStandIn
+from hub_stand_in import HubStandIn, char_tokenizer
 from tiny import tiny_model
 
 import ropescope
@@ -22,28 +22,14 @@ REPO = Path(__file__).resolve().parents[2]
 TINY = "ropescope-test/tiny-llama"
 
 
-def char_tokenizer(directory: Path) -> None:
-    """A real fast tokenizer (one token per character, BOS first) saved as the hub would serve it."""
-    from tokenizers import Regex, Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3}
-    vocab.update({chr(c): 4 + i for i, c in enumerate(range(32, 123))})
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
-    )
-    fast.save_pretrained(directory)
-
-
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     root = tmp_path_factory.mktemp("repos")
     tiny = tiny_model("llama")
     tiny.config.vocab_size = 96
     tiny.save_pretrained(root / "llama")
+    tiny.save_pretrained(root / "sharded", max_shard_size="40KB")  # as large checkpoints come
+    char_tokenizer(root / "sharded")
     char_tokenizer(root / "llama")
     import transformers
 
@@ -64,6 +50,7 @@ def hub(checkpoints):
         server.add_directory("ropescope-test/gated-llama", checkpoints / "llama")
         server.gated.add("ropescope-test/gated-llama")
         server.add_directory("tiny-gpt2", checkpoints / "gpt2")
+        server.add_directory("ropescope-test/sharded-llama", checkpoints / "sharded")
         yield server
 
 
@@ -131,6 +118,17 @@ def test_first_download_then_the_cache_offline(hub, checkpoints, tmp_path):
     assert (ropescope.load_profile(tmp_path / "c").stats["q"].mean == a).all()
 
 
+def test_sharded_checkpoint(hub, checkpoints, tmp_path):
+    assert len(list((checkpoints / "sharded").glob("model-*-of-*.safetensors"))) > 1
+    env = hub_env(tmp_path, hub.url)
+    result = ropescope_cli(profile_args(checkpoints, tmp_path / "a", "ropescope-test/sharded-llama"), env)
+    assert result.returncode == 0, result.stderr
+    whole = ropescope_cli(profile_args(checkpoints, tmp_path / "b", str(checkpoints / "llama")), env)
+    assert whole.returncode == 0, whole.stderr
+    a, b = (ropescope.load_profile(tmp_path / x).stats["k"].mean for x in "ab")
+    assert (a == b).all()
+
+
 def test_offline_and_not_cached(hub, checkpoints, tmp_path):
     line = one_error_line(
         ropescope_cli([*profile_args(checkpoints, tmp_path / "a"), "--offline"], hub_env(tmp_path, hub.url))
@@ -183,7 +181,7 @@ def test_interrupted_download_is_not_trusted(hub, checkpoints, tmp_path):
 
 def test_disk_full_during_download(hub, checkpoints, tmp_path):
     env = hub_env(tmp_path, hub.url)
-    weights = len(hub.repos[TINY]["model.safetensors"])
+    weights = hub.repos[TINY]["model.safetensors"].stat().st_size
     line = one_error_line(ropescope_cli(profile_args(checkpoints, tmp_path / "a"), env, limit_bytes=weights // 2))
     assert "no space left to download ropescope-test/tiny-llama" in line and "nothing half-written was kept" in line
     blobs = tmp_path / "hf" / "hub" / "models--ropescope-test--tiny-llama" / "blobs"
