@@ -20,7 +20,13 @@ import typer  # noqa: E402
 from ropescope.cli.common import say  # noqa: E402
 from ropescope.cli.figures import figures_command  # noqa: E402
 from ropescope.cli.heads import head_command, heads_command  # noqa: E402
-from ropescope.cli.profile import merge_command, models_command, plot_command, profile_command  # noqa: E402
+from ropescope.cli.profile import (  # noqa: E402
+    families_command,
+    merge_command,
+    models_command,
+    plot_command,
+    profile_command,
+)
 from ropescope.cli.prope import prope_command, train_prope_command  # noqa: E402
 from ropescope.errors import RopescopeError  # noqa: E402
 
@@ -40,6 +46,7 @@ app.command("profile")(profile_command)
 app.command("plot")(plot_command)
 app.command("merge")(merge_command)
 app.command("models")(models_command)
+app.command("families")(families_command)
 app.command("heads")(heads_command)
 app.command("head")(head_command)
 app.command("prope")(prope_command)

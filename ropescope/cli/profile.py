@@ -191,3 +191,43 @@ def models_command() -> None:
     for row in model_status():
         state = "installed" if row["installed"] else f"not installed ({row['install']})"
         typer.echo(f"{row['name']:<14} {state:<12}  {row['description']}")
+
+
+def families_command(
+    markdown_table: bool = typer.Option(
+        False, "--markdown", help="Print the table as Markdown (as the README shows it)."
+    ),
+    only: str = typer.Option(None, help="Comma list of model types to check, e.g. llama,gemma2 (default: all)."),
+) -> None:
+    """Check every decoder-only RoPE family of the installed transformers on a tiny random model.
+
+    Prints one row per family: pair layout, rotary dims per head, RoPE scaling type, sliding window,
+    and whether profile, heads and p-RoPE work ("yes") or why not. Takes about 20 s.
+
+    Examples:
+
+        ropescope families
+
+        ropescope families --only llama,gemma2,phi3 --markdown
+    """
+    import transformers
+
+    from ropescope.model.survey import markdown, survey
+
+    transformers.utils.logging.set_verbosity_error()
+    families = [f.strip() for f in only.split(",") if f.strip()] if only else None
+    with progress("checking families", len(families) if families else 0) as update:
+        rows = survey(families, progress=lambda name: update(description=f"checking {name}", advance=1))
+    if markdown_table:
+        typer.echo(markdown(rows), nl=False)
+        return
+    width = max(len(r.family) for r in rows)
+    typer.echo(
+        f"{'family':<{width}}  {'layout':<11}  {'rotary':<7}  {'scaling':<13}  {'window':<6}  profile / heads / p-RoPE"
+    )
+    for r in rows:
+        checks = " / ".join(v if v == "yes" else f"no ({v})" for v in (r.profile, r.heads, r.prope))
+        shape = f"{r.layout:<11}  {r.rotary_fraction:<7}  {r.scaling:<13}  {r.sliding_window:<6}"
+        typer.echo(f"{r.family:<{width}}  {shape}  {checks}")
+    supported = sum(r.supported for r in rows)
+    typer.echo(f"{supported} of {len(rows)} RoPE families (transformers {transformers.__version__}) fully supported")

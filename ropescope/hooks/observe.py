@@ -21,7 +21,7 @@ from ropescope.errors import GeometryMismatchError, UnsupportedModelError
 from ropescope.hooks.rope_call import RopeCallHooks
 from ropescope.hooks.stats import ChunkNormStats
 from ropescope.model.anatomy import ModelAnatomy
-from ropescope.model.families import value_module
+from ropescope.model.families import family_adapter, value_module, values_of
 from ropescope.model.geometry import chunk_norms, rotate
 
 # Max |ours - model's| / max |model's| accepted by the geometry self-check, by model dtype.
@@ -74,6 +74,12 @@ class Capture(RopeCallHooks):
                 self._handles.append(vmod.register_forward_hook(self._on_value(site.layer)))
 
     def at_rope(self, layer, q, k, cos, sin, rotate_as_model):
+        if self.on_qk is not None and q.shape[-1] != self.geometry.head_dim:
+            raise UnsupportedModelError(
+                f"head scores need the whole head vector at RoPE, but model type {self.anatomy.model_type!r} "
+                f"passes only {q.shape[-1]} of its {self.geometry.head_dim} dims to apply_rotary_pos_emb; "
+                "frequency profiles work, head scores do not"
+            )
         q_rot, k_rot = rotate_as_model(q, k, cos, sin)
         self._record_qk(layer, q, k, q_rot, k_rot)
         if self.on_qk is not None:
@@ -102,13 +108,14 @@ class Capture(RopeCallHooks):
             self.stats["k"].update(layer, chunk_norms(k[..., :r], layout), mask)
 
     def _on_value(self, layer: int):
+        packing = family_adapter(self.anatomy.model_type).value_packing
+
         @torch.no_grad()
         def hook(module, args, output):
             output = output.detach()
-            batch, seq = output.shape[0], output.shape[1]
-            v = output.view(batch, seq, self.n_kv_heads, -1).transpose(1, 2)
+            v = values_of(output, packing, self.n_heads, self.n_kv_heads)
             norms = chunk_norms(v[..., : self.geometry.rotary_dim], self.geometry.layout)
-            self.stats["v"].update(layer, norms, self._token_mask(seq))
+            self.stats["v"].update(layer, norms, self._token_mask(output.shape[1]))
 
         return hook
 

@@ -19,10 +19,15 @@ from ropescope.errors import UnsupportedModelError
 
 @dataclass(frozen=True)
 class FamilyAdapter:
-    """What differs between families: the RoPE pair layout and the value projection's name."""
+    """What differs between families: the RoPE pair layout (used only where the family's own
+    ``rotate_half`` does not tell it, :func:`detect_layout`), the module whose output holds the
+    values, and how the values sit in that output: ``"alone"`` (``v_proj``: ``[B, S, kv*d]``),
+    ``"qkv"`` (one fused projection ``[q | k | v]``, Phi-3) or ``"per_head_qkv"`` (per head
+    ``[q, k, v]`` blocks, GPT-NeoX)."""
 
     layout: str = "halves"
     value_module: str = "v_proj"
+    value_packing: str = "alone"
 
 
 DEFAULT = FamilyAdapter()
@@ -38,6 +43,9 @@ FAMILIES: dict[str, FamilyAdapter] = {
     "qwen2": DEFAULT,
     "qwen3": DEFAULT,
     "phi": DEFAULT,
+    "phi3": FamilyAdapter(value_module="qkv_proj", value_packing="qkv"),
+    "gpt_neox": FamilyAdapter(value_module="query_key_value", value_packing="per_head_qkv"),
+    "gpt_neox_japanese": FamilyAdapter(value_module="query_key_value", value_packing="per_head_qkv"),
     "olmo2": DEFAULT,
     "cohere": FamilyAdapter(layout="interleaved"),
     "glm": FamilyAdapter(layout="interleaved"),
@@ -90,8 +98,43 @@ def attention_sites(model: torch.nn.Module) -> list[AttentionSite]:
     return sorted(sites, key=lambda s: s.layer)
 
 
+def detect_layout(model: torch.nn.Module) -> str | None:
+    """The RoPE pair layout the model's own code uses, read off its ``rotate_half`` on a probe vector:
+    ``"halves"`` (dims ``k`` and ``k + r/2`` pair up) or ``"interleaved"`` (``2k`` and ``2k + 1``);
+    ``None`` when the code has no ``rotate_half`` or it is neither (then the family table decides)."""
+    for _, module in model.named_modules():
+        if "Attention" in type(module).__name__ and hasattr(module, "layer_idx"):
+            fn = getattr(sys.modules.get(type(module).__module__), "rotate_half", None)
+            if fn is None:
+                return None
+            x = torch.arange(1.0, 9.0)[None]
+            try:
+                y = fn(x)
+            except Exception:  # noqa: BLE001 - an unusual signature: fall back to the table
+                return None
+            if torch.equal(y, torch.cat([-x[..., 4:], x[..., :4]], dim=-1)):
+                return "halves"
+            if torch.equal(y, torch.stack([-x[..., 1::2], x[..., 0::2]], dim=-1).flatten(-2)):
+                return "interleaved"
+            return None
+    return None
+
+
+def values_of(output: torch.Tensor, packing: str, n_heads: int, n_kv: int) -> torch.Tensor:
+    """``[B, kv_heads, S, d]`` values out of the value module's output ``[B, S, ...]``."""
+    batch, seq = output.shape[0], output.shape[1]
+    if packing == "qkv":  # [q (heads*d) | k (kv*d) | v (kv*d)]
+        d = output.shape[-1] // (n_heads + 2 * n_kv)
+        return output[..., (n_heads + n_kv) * d :].reshape(batch, seq, n_kv, d).transpose(1, 2)
+    if packing == "per_head_qkv":  # per head [q, k, v]
+        per_head = output.view(batch, seq, n_kv, -1)
+        d = per_head.shape[-1] // 3
+        return per_head[..., 2 * d :].transpose(1, 2)
+    return output.view(batch, seq, n_kv, -1).transpose(1, 2)
+
+
 def value_module(site: AttentionSite, model_type: str) -> torch.nn.Module:
-    """The value projection of one attention layer (its output is ``[batch, tokens, kv_heads*d]``)."""
+    """The module of one attention layer whose output holds the values (see :func:`values_of`)."""
     name = family_adapter(model_type).value_module
     module = getattr(site.module, name, None)
     if module is None:

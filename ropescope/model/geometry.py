@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ropescope.errors import NoRopeError, UnsupportedModelError
-from ropescope.model.families import FAMILIES, family_adapter, text_config
+from ropescope.model.families import FAMILIES, detect_layout, family_adapter, text_config
 
 LAYOUTS = ("halves", "interleaved")
 
@@ -182,7 +182,8 @@ _INV_FREQ = re.compile(r"^(?:(?P<prefix>.*)\.)?(?:(?P<ltype>[A-Za-z0-9_]+?)_)?in
 def read_geometry(model: torch.nn.Module, layout: str | None = None) -> RopeGeometry:
     """Read every layer's RoPE frequencies from the model's ``inv_freq`` buffers.
 
-    ``layout`` overrides the family's pair layout (normally read from :mod:`ropescope.model.families`
+    ``layout`` overrides the pair layout (normally read off the family's own ``rotate_half``, else
+    from the table in :mod:`ropescope.model.families`
     and then verified against the model's own rotation by :mod:`ropescope.hooks.observe`).
     Raises :class:`NoRopeError` when the model holds no ``inv_freq`` buffer.
     """
@@ -240,7 +241,7 @@ def read_geometry(model: torch.nn.Module, layout: str | None = None) -> RopeGeom
     if len(rotary_dims) != 1:
         raise UnsupportedModelError(f"layers rotate different numbers of dims: {sorted(rotary_dims)}")
     rotary_dim = rotary_dims.pop()
-    chosen = check_layout(layout) if layout else family_adapter(cfg.model_type).layout
+    chosen = check_layout(layout) if layout else (detect_layout(model) or family_adapter(cfg.model_type).layout)
     return RopeGeometry(head_dim, rotary_dim, chosen, tuple(layers))
 
 

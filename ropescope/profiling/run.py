@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from ropescope.errors import NumericsError, PromptError, RopescopeError
+from ropescope.errors import NumericsError, PromptError, RopescopeError, UnsupportedModelError
 from ropescope.hooks import capture
 from ropescope.model.anatomy import ModelAnatomy, inspect_model
 from ropescope.model.geometry import RopeGeometry
@@ -154,6 +154,13 @@ def profile(
             if checkpoint is not None and (number + 1) % checkpoint_every == 0 and number + 1 < len(batches):
                 checkpoint(number + 1, cap.stats, cap.max_seq_len)
     stats = {name: gather_merge(s.to_cpu()) for name, s in cap.stats.items()}
+    for name in ("q", "k"):
+        unseen = [layer for layer, n in enumerate(stats[name].count.tolist()) if n == 0] if name in tensors else []
+        if unseen and not stats[name].nonfinite[unseen].any():
+            raise UnsupportedModelError(
+                f"model type {anatomy.model_type!r} did not call apply_rotary_pos_emb in layer(s) "
+                f"{', '.join(map(str, unseen[:8]))}, so ropescope saw no {name} there"
+            )
     bad = _nonfinite_report(stats)
     if bad and on_nonfinite == "stop":
         raise NumericsError(

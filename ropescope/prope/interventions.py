@@ -10,26 +10,55 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import torch
 
-from ropescope.errors import RopescopeError
+from ropescope.errors import RopescopeError, UnsupportedModelError
 from ropescope.hooks import intervene, zero_chunks
 from ropescope.model.anatomy import inspect_model
-from ropescope.model.geometry import RopeGeometry, chunk_dims, chunk_pair_indices
+from ropescope.model.geometry import RopeGeometry, chunk_dims
 from ropescope.prope.frequencies import check_p, p_rope_frequencies
 
 
 def _angles_editor(geometry: RopeGeometry, frequencies: dict[int, np.ndarray]):
     """``edit_angles`` for :func:`~ropescope.hooks.intervene`: cos/sin of ``frequencies[layer]``
-    (rad/token per chunk) in the model's pair layout."""
-    first, second = chunk_pair_indices(geometry.rotary_dim, geometry.layout)
-    order = np.argsort(first + second)  # dim -> chunk, for either layout
-    dim_chunk = torch.as_tensor(np.concatenate([np.arange(len(first))] * 2)[order])
+    (rad/token per chunk) laid out as the model lays out its own cos/sin.
+
+    Families differ there (``cat(freqs, freqs)``, ``repeat_interleave(freqs, 2)``, or one value per
+    chunk), independently of the pair layout of q and k (GLM rotates interleaved pairs but emits
+    ``cat`` cos). The layout is read off the model: the first call per layer computes cos with the
+    layer's own frequencies in each candidate layout and keeps the one equal to the model's cos."""
+    chunks = geometry.n_chunks
+    candidates = {
+        "cat": np.concatenate([np.arange(chunks)] * 2),
+        "repeat": np.repeat(np.arange(chunks), 2),
+        "half": np.arange(chunks),
+    }
+    found: dict[int, np.ndarray] = {}
+
+    def angles_of(freq, dim_chunk, positions, like):
+        g = torch.as_tensor(freq, dtype=torch.float32, device=like.device)[
+            torch.as_tensor(dim_chunk, device=like.device)
+        ]
+        angles = positions[..., None].float() * g
+        return angles.reshape(like.shape) if angles.numel() == like.numel() else angles
 
     def edit(layer, cos, sin, positions):
         if layer not in frequencies:
             return cos, sin
         scaling = geometry.layers[layer].attention_scaling
-        freq = torch.as_tensor(frequencies[layer], dtype=torch.float32, device=cos.device)[dim_chunk.to(cos.device)]
-        angles = positions[..., None].float() * freq
+        if layer not in found:
+            own = geometry.frequencies(layer)
+            for dim_chunk in candidates.values():
+                if len(dim_chunk) != cos.shape[-1]:
+                    continue
+                mine = angles_of(own, dim_chunk, positions, cos).cos() * scaling
+                if mine.shape == cos.shape and torch.allclose(mine, cos.float(), atol=1e-3 * max(scaling, 1e-6)):
+                    found[layer] = dim_chunk
+                    break
+            else:
+                raise UnsupportedModelError(
+                    f"layer {layer}: cannot tell how the model lays out its cos/sin ({tuple(cos.shape)}) over "
+                    f"{chunks} chunks, so p-RoPE cannot replace them"
+                )
+        angles = angles_of(frequencies[layer], found[layer], positions, cos)
         return (angles.cos() * scaling).to(cos.dtype), (angles.sin() * scaling).to(sin.dtype)
 
     return edit

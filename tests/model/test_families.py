@@ -1,0 +1,183 @@
+"""Every decoder-only RoPE family of the installed transformers, checked on a tiny random model.
+
+``ropescope families`` (:mod:`ropescope.model.survey`) says "yes" or why not for profile, heads
+and p-RoPE. Here every "yes" is re-checked against recomputations that share no code with the
+survey or the capture path: chunk-norm statistics from q and k recorded by this file's own wrapper
+of the family's ``apply_rotary_pos_emb`` and v cut out of the value projection by hand, averaged in
+NumPy; previous-token scores from the model's own eager ``output_attentions``; p = 1 logits equal
+bit for bit. The README's family table is the survey's output."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from reference import slow_chunk_norms
+
+import ropescope
+from ropescope.model.survey import TEXTS, VARIANTS, CharTokenizer, markdown, survey, tiny_model
+
+REPO = Path(__file__).resolve().parents[2]
+# The families the hub-and-families issue named; each must be fully supported.
+NAMED = [
+    "gemma (Gemma 7B heads)",
+    "gemma2",
+    "gemma3_text",
+    "llama (llama3 scaling)",
+    "llama (dynamic scaling)",
+    "qwen2 (yarn scaling)",
+    "phi3 (longrope scaling)",
+    "mistral",
+    "mixtral",
+    "qwen3_moe",
+    "qwen2",
+    "qwen3",
+    "gpt_neox",
+    "cohere",
+    "glm",
+    "olmo2",
+    "granite",
+]
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return survey()
+
+
+def _model(family: str):
+    model_type, overrides = VARIANTS.get(family, (family, None))
+    return tiny_model(model_type, overrides)
+
+
+def test_named_families_are_supported(rows):
+    by_name = {r.family: r for r in rows}
+    missing = [name for name in NAMED if name not in by_name or not by_name[name].supported]
+    assert not missing, [(n, by_name.get(n)) for n in missing]
+    assert sum(r.supported for r in rows) >= len(NAMED)
+
+
+def test_readme_shows_the_table(rows):
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert markdown(rows) in readme, "regenerate it: ropescope families --markdown"
+
+
+def _recorded_qkv(model, ids):
+    """q and k as the model hands them to apply_rotary_pos_emb, v from the value projection, per layer."""
+    code = sys.modules[
+        type(
+            next(m for _, m in model.named_modules() if "Attention" in type(m).__name__ and hasattr(m, "layer_idx"))
+        ).__module__
+    ]
+    original = code.apply_rotary_pos_emb
+    calls, values = [], {}
+
+    def wrapped(q, k, cos, sin, *args, **kwargs):
+        calls.append((q.detach().double().clone(), k.detach().double().clone()))
+        return original(q, k, cos, sin, *args, **kwargs)
+
+    handles = []
+    for _, module in model.named_modules():
+        if "Attention" in type(module).__name__ and hasattr(module, "layer_idx"):
+            layer = module.layer_idx
+            if hasattr(module, "v_proj"):
+                target, cut = module.v_proj, None
+            elif hasattr(module, "qkv_proj"):  # Phi-3: [q | k | v]
+                target, cut = module.qkv_proj, "tail"
+            else:  # GPT-NeoX: per head [q, k, v]
+                target, cut = module.query_key_value, "per_head"
+
+            def hook(mod, args, out, layer=layer, cut=cut):
+                values[layer] = (out.detach().double().clone(), cut)
+
+            handles.append(target.register_forward_hook(hook))
+    code.apply_rotary_pos_emb = wrapped
+    try:
+        with torch.no_grad():
+            model(input_ids=ids, use_cache=False)
+    finally:
+        code.apply_rotary_pos_emb = original
+        for h in handles:
+            h.remove()
+    return calls, values
+
+
+def _slow_profile(model, geometry, n_heads, n_kv):
+    r, layout = geometry.rotary_dim, geometry.layout
+    collected = {t: {} for t in "qkv"}
+    for text in TEXTS:
+        row = CharTokenizer()(text)["input_ids"]
+        keep = np.array([t != 1 for t in row])  # BOS left out, as ropescope does by default
+        calls, values = _recorded_qkv(model, torch.tensor([row]))
+        for layer, (q, k) in enumerate(calls):
+            for name, x in (("q", q), ("k", k)):
+                x = x[0].permute(1, 0, 2).numpy()  # [S, H, D]
+                collected[name].setdefault(layer, []).append(slow_chunk_norms(x[..., :r], r, layout)[keep])
+        for layer, (out, cut) in values.items():
+            out = out[0].numpy()  # [S, width]
+            if cut == "tail":
+                d = out.shape[-1] // (n_heads + 2 * n_kv)
+                v = out[:, (n_heads + n_kv) * d :].reshape(out.shape[0], n_kv, d)
+            elif cut == "per_head":
+                per_head = out.reshape(out.shape[0], n_kv, -1)
+                v = per_head[..., 2 * (per_head.shape[-1] // 3) :]
+            else:
+                v = out.reshape(out.shape[0], n_kv, -1)
+            collected["v"].setdefault(layer, []).append(slow_chunk_norms(v[..., :r], r, layout)[keep])
+    return {t: np.stack([np.concatenate(per[i]).mean(0) for i in sorted(per)]) for t, per in collected.items()}
+
+
+def test_every_supported_family_profiles_exactly(rows):
+    wrong = []
+    for row in (r for r in rows if r.profile == "yes"):
+        model = _model(row.family)
+        anatomy = ropescope.inspect_model(model)
+        prof = ropescope.profile(model, CharTokenizer(), list(TEXTS), batch_size=2)
+        slow = _slow_profile(model, anatomy.geometry, anatomy.n_heads, anatomy.n_kv_heads)
+        for tensor in "qkv":
+            ours = prof.stats[tensor].mean.numpy()
+            if ours.shape != slow[tensor].shape or not np.allclose(ours, slow[tensor], rtol=1e-5, atol=1e-6):
+                wrong.append((row.family, tensor))
+    assert not wrong, wrong
+
+
+def test_every_supported_family_scores_heads_like_its_own_attention(rows):
+    wrong = []
+    for row in (r for r in rows if r.heads == "yes"):
+        model = _model(row.family)
+        report = ropescope.scan_heads(model, CharTokenizer(), list(TEXTS), max_offset=2)
+        sums, counts = {}, {}
+        for text in TEXTS:
+            ids = torch.tensor([CharTokenizer()(text)["input_ids"]])
+            with torch.no_grad():
+                attentions = model(input_ids=ids, output_attentions=True, use_cache=False).attentions
+            for layer, a in enumerate(attentions):
+                a = a[0].double().numpy()  # [H, S, S]
+                prev = np.array([a[:, i, i - 1] for i in range(2, a.shape[1])])  # rows i >= 2
+                if len(prev):
+                    sums[layer] = sums.get(layer, 0) + prev.sum(0)
+                    counts[layer] = counts.get(layer, 0) + len(prev)
+        table = report.table.set_index(["layer", "head"])
+        for layer in sums:
+            theirs = sums[layer] / counts[layer]
+            ours = np.array([table.loc[(layer, h), "offset_1"] for h in range(len(theirs))])
+            if not np.allclose(ours, theirs, atol=1e-5):
+                wrong.append(row.family)
+    assert not wrong, wrong
+
+
+def test_every_supported_family_keeps_its_logits_at_p_1(rows):
+    wrong = []
+    for row in (r for r in rows if r.prope == "yes"):
+        model = _model(row.family)
+        ids = torch.tensor([CharTokenizer()(TEXTS[1])["input_ids"]])
+        with torch.no_grad():
+            base = model(input_ids=ids, use_cache=False).logits
+            with ropescope.p_rope(model, 1.0):
+                same = model(input_ids=ids, use_cache=False).logits
+        if not torch.equal(base, same):
+            wrong.append(row.family)
+    assert not wrong, wrong
