@@ -212,7 +212,7 @@ def families_command(
     """
     import transformers
 
-    from ropescope.model.survey import markdown, survey
+    from ropescope.families import markdown, survey
 
     transformers.utils.logging.set_verbosity_error()
     families = [f.strip() for f in only.split(",") if f.strip()] if only else None

@@ -37,6 +37,8 @@ def _angles_editor(geometry: RopeGeometry, frequencies: dict[int, np.ndarray]):
         g = torch.as_tensor(freq, dtype=torch.float32, device=like.device)[
             torch.as_tensor(dim_chunk, device=like.device)
         ]
+        if like.dim() >= 3 and like.shape[0] == 1 and positions.shape[0] > 1:
+            positions = positions[:1]  # the model computed one cos for the whole batch
         angles = positions[..., None].float() * g
         return angles.reshape(like.shape) if angles.numel() == like.numel() else angles
 

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import pytest
-from test_cli import assert_one_line_error, run_cli
+from cli_helpers import assert_one_line_error, run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_cli import assert_no_output, assert_one_line_error, run_cli
+from cli_helpers import assert_no_output, assert_one_line_error, run_cli
 from tiny import TEXTS, CharTokenizer, tiny_model
 
 from ropescope.errors import PromptError, RopescopeError

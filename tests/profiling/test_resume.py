@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from test_cli import assert_one_line_error, run_cli
+from cli_helpers import assert_one_line_error, run_cli
 
 import ropescope
 

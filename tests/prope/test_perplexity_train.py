@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_cli import assert_one_line_error, run_cli
+from cli_helpers import assert_one_line_error, run_cli
 from tiny import TEXTS, CharTokenizer, tiny_model
 
 from ropescope.errors import PromptError

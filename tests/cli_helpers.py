@@ -1,0 +1,30 @@
+"""Running the command line in a subprocess and checking its one-line errors (shared by the tests)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "ropescope", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd or REPO,
+        timeout=600,
+    )
+
+
+def assert_one_line_error(result, fragment):
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("loading ")]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and fragment in lines[0], lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def assert_no_output(out: Path):
+    assert not out.exists()
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")]
