@@ -35,3 +35,7 @@ class ProfileFileError(RopescopeError):
 
 class NumericsError(RopescopeError):
     """Non-finite activations (NaN/inf) were met while profiling."""
+
+
+class Interrupted(RopescopeError):
+    """The run was stopped by Ctrl-C (SIGINT) or SIGTERM; the message says what was kept and how to resume."""

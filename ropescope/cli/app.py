@@ -28,7 +28,7 @@ from ropescope.cli.profile import (  # noqa: E402
     profile_command,
 )
 from ropescope.cli.prope import prope_command, train_prope_command  # noqa: E402
-from ropescope.errors import RopescopeError  # noqa: E402
+from ropescope.errors import Interrupted, RopescopeError  # noqa: E402
 
 app = typer.Typer(
     add_completion=False,
@@ -54,8 +54,20 @@ app.command("train-prope")(train_prope_command)
 app.command("figures")(figures_command)
 
 
+_STOPPED_BY: dict[str, int] = {}
+
+
 def _terminate(signum, frame) -> None:
+    """SIGINT and SIGTERM stop the command the same clean way (temporary files removed); the exit
+    status says which: 130 for Ctrl-C, 143 for SIGTERM (a scheduler's preemption)."""
+    _STOPPED_BY["signal"] = signum
     raise KeyboardInterrupt
+
+
+def _stop(message: str) -> None:
+    signum = _STOPPED_BY.get("signal", signal.SIGINT)
+    say(f"error: interrupted by {signal.Signals(signum).name}; {message}")
+    sys.exit(128 + int(signum))
 
 
 def _exit_on_command_line_error(exc: Exception) -> None:
@@ -67,8 +79,7 @@ def _exit_on_command_line_error(exc: Exception) -> None:
     if name == "Exit":
         sys.exit(exc.exit_code)
     if name == "Abort":
-        say("error: aborted")
-        sys.exit(130)
+        _stop("no output was written")
     if hasattr(exc, "format_message"):
         message = " ".join(exc.format_message().split())
         say(f"error: {message} (see --help)")
@@ -77,18 +88,21 @@ def _exit_on_command_line_error(exc: Exception) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app and turn every failure into one line and an exit status."""
+    _STOPPED_BY.clear()
     signal.signal(signal.SIGTERM, _terminate)  # SIGTERM stops as cleanly as Ctrl-C
+    signal.signal(signal.SIGINT, _terminate)
     warnings.showwarning = _warn_one_line
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
+    except Interrupted as exc:
+        _stop(str(exc))
     except RopescopeError as exc:
         say(f"error: {exc}")
         sys.exit(1)
     except KeyboardInterrupt:
-        say("error: interrupted; no output was written")
-        sys.exit(130)
+        _stop("no output was written")
     except OSError as exc:  # disk full, permission denied, ...: the output was not written
         where = f" ({exc.filename})" if exc.filename else ""
         say(f"error: cannot write or read a file{where}: {exc.strerror or exc}; no output was written")
@@ -100,3 +114,7 @@ def main(argv: list[str] | None = None) -> None:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         say(f"error: unexpected {type(exc).__name__}: {detail} (set ROPESCOPE_DEBUG=1 for the traceback)")
         sys.exit(1)
+    if isinstance(code, int) and code:
+        if code == 130:  # typer turns a KeyboardInterrupt inside a command into this exit code
+            _stop("no output was written")
+        sys.exit(code)

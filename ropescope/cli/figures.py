@@ -20,7 +20,7 @@ from ropescope.cli.common import (
     quiet_libraries,
     say,
 )
-from ropescope.errors import RopescopeError
+from ropescope.errors import Interrupted, RopescopeError
 from ropescope.figures.context import FigureContext
 from ropescope.figures.registry import select
 from ropescope.figures.runs import PROGRESS, run_figures
@@ -73,7 +73,7 @@ def figures_command(
             where = f"{len(finished)} of {len(chosen)} entries are complete in {out}/; "
             where += "resume with the same command plus --resume"
 
-        raise RopescopeError(f"interrupted; {where}") from None
+        raise Interrupted(where) from None
     for note in context.notes:
         say(f"note: {note}")
     if skipped:

@@ -29,7 +29,7 @@ from ropescope.cli.common import (
     progress,
     say,
 )
-from ropescope.errors import RopescopeError
+from ropescope.errors import Interrupted, RopescopeError
 from ropescope.model.bundled import DEFAULT_MODEL, model_status
 from ropescope.plots.usage import write_profile_figures
 from ropescope.profiling.result import load_profile, prompt_hash
@@ -119,7 +119,7 @@ def profile_command(
             )
     except KeyboardInterrupt:
         where = f"partial state is in {state_path.parent}/; resume with the same command plus --resume"
-        raise RopescopeError(f"interrupted; {where if state_path.is_file() else 'no state was saved yet'}") from None
+        raise Interrupted(where if state_path.is_file() else "no state was saved yet; no output was written") from None
     if int(os.environ.get("RANK", "0")) != 0:
         return  # data parallel: rank 0 writes the merged profile
     text = summary_text(result)

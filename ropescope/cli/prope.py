@@ -28,7 +28,7 @@ from ropescope.cli.common import (
     quiet_libraries,
     say,
 )
-from ropescope.errors import RopescopeError
+from ropescope.errors import Interrupted, RopescopeError
 from ropescope.model.bundled import DEFAULT_MODEL
 from ropescope.plots.prope import prope_figure, t2_figure
 from ropescope.plots.style import save_figure
@@ -129,11 +129,10 @@ def train_prope_command(
     try:
         runs, summary = run_t2(out, config, seeds, tuple(chosen), log=say)
     except KeyboardInterrupt:
-        say(
-            f"interrupted; finished models are in {out}/runs.csv, checkpoints in {out}/checkpoints; "
+        raise Interrupted(
+            f"finished models are in {out}/runs.csv, checkpoints in {out}/checkpoints; "
             f"continue with: ropescope train-prope --out {out} --resume"
-        )
-        raise SystemExit(130) from None
+        ) from None
     summary.to_csv(out / "summary.csv", index=False)
     title = (
         f"T2 from scratch: {layers}-layer Gemma-style, {steps} steps x {batch} x {seq_len} bytes, "
