@@ -43,13 +43,23 @@ def model_stem(model: str) -> str:
 
 
 def default_out(model: str, suffix: str = "") -> Path:
-    """``runs/MODEL{suffix}``, the default output directory of a command."""
-    return Path("runs") / f"{model_stem(model)}{suffix}"
+    """``runs/MODEL{suffix}``, the default output directory of a command (its name cut to 100
+    characters, so a long model path never fails only when the results are written)."""
+    return Path("runs") / f"{model_stem(model)[:100]}{suffix}"
+
+
+def user_path(path: Path | str) -> Path:
+    """A path as the user meant it, decided once before any check and used for every step after:
+    ``~`` expanded (also in ``--out=~/x``, where the shell leaves it alone)."""
+    return Path(os.path.expanduser(str(path)))
 
 
 def check_out(out: Path, overwrite: bool) -> None:
     """Refuse, before any work, an output directory that exists (without ``overwrite``), that is a
-    file, or whose parent cannot hold it."""
+    file, that holds the current directory, or whose parent cannot hold it."""
+    here, target = Path(os.path.abspath(Path.cwd())), Path(os.path.abspath(out))
+    if target == here or target in here.parents:
+        raise RopescopeError(f"output directory {out} holds the current directory; it cannot be replaced, name another")
     if out.exists() and not out.is_dir():
         raise RopescopeError(f"output path {out} exists and is not a directory")
     if out.exists() and not overwrite:

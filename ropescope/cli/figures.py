@@ -19,6 +19,7 @@ from ropescope.cli.common import (
     progress,
     quiet_libraries,
     say,
+    user_path,
 )
 from ropescope.errors import Interrupted, RopescopeError
 from ropescope.figures.context import FigureContext
@@ -49,6 +50,7 @@ def figures_command(
     options = load_options(dtype, device, device_map, offline, trust_remote_code)
     chosen = select(only)
     load_prompts(prompts)  # a bad prompt set fails now, not after the first entries
+    out = user_path(out)
     if out.exists() and not out.is_dir():
         raise RopescopeError(f"output path {out} exists and is not a directory")
     check_writable_parent(out)

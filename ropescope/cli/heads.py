@@ -28,6 +28,7 @@ from ropescope.cli.common import (
     output_directory,
     progress,
     say,
+    user_path,
 )
 from ropescope.errors import RopescopeError
 from ropescope.heads.causal import causal_test
@@ -84,7 +85,7 @@ def heads_command(
     """Classify every head (diagonal, previous-token, BOS sink, ...), explain it by frequency, test it causally."""
     check_profile_options(max_tokens=max_tokens)
     check_scan_options(max_offset=max_offset, threshold=threshold, hf_fraction=hf_fraction)
-    out = out or default_out(model, "-heads")
+    out = user_path(out or default_out(model, "-heads"))
     check_out(out, overwrite)
     texts = load_prompts(prompts)
     loaded = load(model, **load_options(dtype, device, device_map, offline, trust_remote_code))
@@ -160,7 +161,7 @@ def head_command(
         first, last = (int(x) for x in rows.split(":"))
     except ValueError:
         raise RopescopeError(f"--rows must look like FIRST:LAST (e.g. 0:7), got {rows!r}") from None
-    out = out or default_out(model, f"-L{layer}H{head}")
+    out = user_path(out or default_out(model, f"-L{layer}H{head}"))
     check_out(out, overwrite)
     loaded = load(model, **load_options(dtype, device, device_map, offline, trust_remote_code))
     loaded.anatomy.check_head(layer, head)

@@ -28,6 +28,7 @@ from ropescope.cli.common import (
     output_directory,
     progress,
     say,
+    user_path,
 )
 from ropescope.errors import Interrupted, RopescopeError
 from ropescope.model.bundled import DEFAULT_MODEL, model_status
@@ -68,7 +69,7 @@ def profile_command(
     check_profile_options(
         max_tokens=max_tokens, batch_size=batch_size, on_nonfinite=on_nonfinite, chunk_tokens=chunk_tokens
     )
-    out = out or default_out(model)
+    out = user_path(out or default_out(model))
     check_out(out, overwrite)
     texts = load_prompts(prompts)
     _init_distributed(device)
@@ -148,6 +149,7 @@ def plot_command(
     head_layer: int = typer.Option(0, help="Layer (0-based) of the per-head figure (F4)."),
 ) -> None:
     """Redraw the figures of a saved profile."""
+    run, out = user_path(run), (user_path(out) if out is not None else None)
     result = load_profile(run)
     if not 0 <= head_layer < result.n_layers:
         raise RopescopeError(
@@ -168,6 +170,7 @@ def merge_command(
     overwrite: bool = typer.Option(False, help="Replace an existing output file."),
 ) -> None:
     """Merge saved profiles of the same model (e.g. shards profiled separately) into one."""
+    profiles, out = [user_path(p) for p in profiles], user_path(out)
     if len(profiles) < 2:
         raise RopescopeError(f"merge needs at least two profiles, got {len(profiles)}")
     if out.exists() and not overwrite:

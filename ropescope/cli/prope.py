@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import typer
@@ -27,6 +29,7 @@ from ropescope.cli.common import (
     progress,
     quiet_libraries,
     say,
+    user_path,
 )
 from ropescope.errors import Interrupted, RopescopeError
 from ropescope.model.bundled import DEFAULT_MODEL
@@ -36,6 +39,13 @@ from ropescope.prompts import load_text
 from ropescope.prope.frequencies import VARIANTS, check_p
 from ropescope.prope.perplexity import prope_table
 from ropescope.prope.train import ENCODINGS, TrainConfig, check_train_options, run_t2
+
+
+def _set_aside(out: Path) -> Path:
+    """Move ``out`` to a hidden directory beside it and return where it now is."""
+    holder = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    os.replace(out, holder / out.name)
+    return holder / out.name
 
 
 def _fractions(text: str) -> list[float]:
@@ -74,7 +84,7 @@ def prope_command(
 ) -> None:
     """Perplexity of MODEL with p-RoPE variants at inference (no fine-tuning), against unmodified RoPE."""
     ps, chosen = _fractions(p), _variants(variants)
-    out = out or default_out(model, "-prope")
+    out = user_path(out or default_out(model, "-prope"))
     check_out(out, overwrite)
     body = load_text(text)
     loaded = load(model, **load_options(dtype, device, device_map, offline, trust_remote_code))
@@ -113,31 +123,44 @@ def train_prope_command(
     seq_len: int = typer.Option(128, min=1, help="Training context in bytes."),
     batch: int = typer.Option(16, min=1, help="Sequences per step."),
     resume: bool = typer.Option(False, help="Continue an interrupted run in OUT (finished models are kept)."),
-    overwrite: bool = typer.Option(False, help="Start over, deleting OUT."),
+    overwrite: bool = typer.Option(False, help="Start over; the old OUT is replaced only when the new run finishes."),
 ) -> None:
     """Train small Gemma-style models from scratch with every T2 encoding and compare validation perplexity."""
     chosen = list(ENCODINGS) if encodings == "all" else [e.strip() for e in encodings.split(",") if e.strip()]
     config = TrainConfig.small(layers=layers, hidden=hidden, seq_len=seq_len, batch=batch, steps=steps)
     check_train_options(config, chosen)
+    out = user_path(out)
     check_writable_parent(out)
     if out.exists() and not (resume or overwrite):
         raise RopescopeError(f"{out} already exists; pass --resume to continue it or --overwrite to start over")
-    if out.exists() and overwrite:
-        shutil.rmtree(out)
+    if out.exists() and not out.is_dir():
+        raise RopescopeError(f"output path {out} exists and is not a directory")
     quiet_libraries()
     say(f"training {len(chosen)} encodings x {seeds} seeds, {steps} steps each, in {out}/ (resumable)")
-    try:
-        runs, summary = run_t2(out, config, seeds, tuple(chosen), log=say)
-    except KeyboardInterrupt:
-        raise Interrupted(
-            f"finished models are in {out}/runs.csv, checkpoints in {out}/checkpoints; "
-            f"continue with: ropescope train-prope --out {out} --resume"
-        ) from None
-    summary.to_csv(out / "summary.csv", index=False)
+    # --overwrite replaces OUT only when the new run has finished: the old one waits beside it
+    replaced = _set_aside(out) if out.exists() and overwrite and not resume else None
     title = (
         f"T2 from scratch: {layers}-layer Gemma-style, {steps} steps x {batch} x {seq_len} bytes, "
         f"{seeds} seeds (mean, sd)"
     )
-    save_figure(t2_figure(summary, title), out / "t2_validation_perplexity")
+    try:
+        runs, summary = run_t2(out, config, seeds, tuple(chosen), log=say)
+        summary.to_csv(out / "summary.csv", index=False)
+        save_figure(t2_figure(summary, title), out / "t2_validation_perplexity")
+    except BaseException as exc:
+        if replaced is not None:
+            shutil.rmtree(out, ignore_errors=True)
+            os.replace(replaced, out)
+            shutil.rmtree(replaced.parent, ignore_errors=True)
+        if isinstance(exc, KeyboardInterrupt):
+            if replaced is not None:
+                raise Interrupted(f"{out}/ was left as it was before this --overwrite run") from None
+            raise Interrupted(
+                f"finished models are in {out}/runs.csv, checkpoints in {out}/checkpoints; "
+                f"continue with: ropescope train-prope --out {out} --resume"
+            ) from None
+        raise
+    if replaced is not None:
+        shutil.rmtree(replaced.parent, ignore_errors=True)
     typer.echo(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     typer.echo(f"wrote {out}/ (runs.csv, summary.csv, t2_validation_perplexity.png)")

@@ -36,13 +36,15 @@ def prope_figure(table: pd.DataFrame, model_id: str, text_name: str, context: in
 
 
 def t2_figure(summary: pd.DataFrame, title: str):
-    """T2: mean validation perplexity per encoding with one standard deviation over seeds."""
+    """T2: mean validation perplexity per encoding with one standard deviation over seeds (no error
+    bar where a single seed leaves the standard deviation undefined)."""
     fig, ax = plt.subplots(figsize=(7.6, 4.4))
     order = summary.sort_values("mean")
+    spread = order["std"].fillna(0.0)
     colours = ["#d62828" if "0.75-RoPE" == name else "#457b9d" for name in order.encoding]
-    ax.bar(order.encoding, order["mean"], yerr=order["std"], color=colours, capsize=4)
-    low = (order["mean"] - order["std"]).min()
-    high = (order["mean"] + order["std"]).max()
+    ax.bar(order.encoding, order["mean"], yerr=spread, color=colours, capsize=4)
+    low = (order["mean"] - spread).min()
+    high = (order["mean"] + spread).max()
     ax.set_ylim(low - 0.1 * (high - low) - 1e-3, high + 0.1 * (high - low) + 1e-3)
     ax.set_ylabel("validation perplexity (per byte)")
     ax.set_xlabel("positional encoding")
