@@ -90,6 +90,8 @@ def heads_command(
     texts = load_prompts(prompts)
     loaded = load(model, **load_options(dtype, device, device_map, offline, trust_remote_code))
     tokenizer = loaded.tokenizer
+    if ablate > loaded.anatomy.geometry.n_chunks:
+        raise RopescopeError(f"--ablate {ablate} is more than the model's {loaded.anatomy.geometry.n_chunks} chunks")
     with progress(f"scoring heads on {len(texts)} prompts", len(texts)) as update:
         report = scan_heads(
             loaded,

@@ -80,6 +80,7 @@ def profile_command(
     state_path = out.parent / f"{out.name}.resume" / "state.safetensors"
     key = run_key(
         model=model,
+        weights=loaded.anatomy.weights_fingerprint,  # the checkpoint behind the name may change
         prompts=[prompt_hash(t) for t in texts],
         max_tokens=max_tokens,
         batch_size=batch_size,

@@ -9,6 +9,8 @@ these fields instead of re-deriving them from the raw model.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -106,6 +108,20 @@ class ModelAnatomy:
             window = self.geometry.layers[site.layer].window
             rules.append(LogitRule(scaling, float(softcap) if softcap else None, window))
         return tuple(rules)
+
+    @cached_property
+    def weights_fingerprint(self) -> str:
+        """sha256 (16 hex digits) over the config and every parameter's name, shape, dtype, sum and
+        first and last 64 values: it changes when the weights behind a model name change, so a saved
+        state can tell whether it belongs to these weights (a content fingerprint, not a full hash)."""
+        digest = hashlib.sha256(json.dumps(self.config.to_dict(), sort_keys=True, default=str).encode())
+        with torch.no_grad():
+            for name, param in sorted(self.hf.named_parameters()):
+                flat = param.detach().reshape(-1)
+                sample = torch.cat([flat[:64], flat[-64:]]).float().cpu().numpy()
+                digest.update(f"{name}:{tuple(param.shape)}:{param.dtype}:{float(flat.float().sum()):.6e}".encode())
+                digest.update(sample.tobytes())
+        return digest.hexdigest()[:16]
 
     def check_head(self, layer: int, head: int) -> None:
         """Raise :class:`RopescopeError` unless ``(layer, head)`` exists (0-based)."""

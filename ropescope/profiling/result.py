@@ -111,7 +111,9 @@ class Profile:
 
     # -- merge --------------------------------------------------------------------------------
     def merge(self, other: Profile) -> Profile:
-        """The profile of the union of both prompt sets (same model and options required)."""
+        """The profile of the union of both prompt sets (same model and options required).
+
+        Refused when a prompt (by its sha256) is in both profiles: its tokens would count twice."""
         if self.meta.get("model_fingerprint") != other.meta.get("model_fingerprint"):
             raise ProfileFileError(
                 f"cannot merge profiles of different models: {self.meta.get('model_id')!r} vs "
@@ -122,6 +124,12 @@ class Profile:
             raise ProfileFileError(
                 f"cannot merge profiles with different include_bos: {self.meta.get('include_bos')!r} vs "
                 f"{other.meta.get('include_bos')!r}"
+            )
+        shared = set(self.meta.get("prompt_hashes", ())) & set(other.meta.get("prompt_hashes", ()))
+        if shared:
+            raise ProfileFileError(
+                f"cannot merge: {len(shared)} prompt(s) are in both profiles (e.g. sha256 {sorted(shared)[0]}), so "
+                "their tokens would count twice; merge profiles of disjoint prompt sets"
             )
         meta = dict(self.meta)
         hashes = sorted(self.meta["prompt_hashes"] + other.meta["prompt_hashes"])

@@ -114,3 +114,9 @@ def test_load_refuses_missing_truncated_tampered_and_foreign_files(prof, tmp_pat
     (tmp_path / "pickle.safetensors").write_bytes(b"\x80\x04\x95" + b"cos\nsystem\n" * 4)
     with pytest.raises(ProfileFileError):
         ropescope.load_profile(tmp_path / "pickle.safetensors")
+
+
+def test_merging_a_profile_with_itself_is_refused(model):
+    prof = ropescope.profile(model, CharTokenizer(), TEXTS[:2])
+    with pytest.raises(ProfileFileError, match=r"2 prompt\(s\) are in both profiles"):
+        prof.merge(prof)

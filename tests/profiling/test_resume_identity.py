@@ -1,0 +1,72 @@
+"""A resume state belongs to the weights that wrote it, not to a model name, and a damaged state is
+refused: the state carries a fingerprint of the weights and a checksum."""
+
+from __future__ import annotations
+
+import pytest
+from hub_stand_in import char_tokenizer
+from tiny import tiny_model
+
+import ropescope.cli.profile as profile_cli
+from ropescope.cli import main
+
+
+def _save(directory, seed):
+    model = tiny_model("llama", seed=seed)
+    model.save_pretrained(directory)
+    char_tokenizer(directory)
+
+
+def _run(argv, capsys):
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    return code, capsys.readouterr().err
+
+
+@pytest.fixture()
+def interrupted(tmp_path, monkeypatch, capsys):
+    """A run of the checkpoint in ``ckpt`` stopped after its first saved state."""
+    _save(tmp_path / "ckpt", seed=0)
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("\n".join(f"prompt number {i} about the sea" for i in range(6)), encoding="utf-8")
+    real = profile_cli.save_state
+
+    def save_then_stop(*args, **kwargs):
+        real(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(profile_cli, "save_state", save_then_stop)
+    argv = ["profile", str(tmp_path / "ckpt"), "--prompts", str(prompts), "--batch-size", "1"]
+    argv += ["--checkpoint-every", "1", "--out", str(tmp_path / "run")]
+    code, err = _run(argv, capsys)
+    assert code == 130 and "--resume" in err, err
+    monkeypatch.setattr(profile_cli, "save_state", real)
+    return argv, tmp_path / "run.resume" / "state.safetensors"
+
+
+def test_resume_refuses_a_state_of_other_weights_behind_the_same_path(interrupted, tmp_path, capsys):
+    argv, state = interrupted
+    assert state.is_file()
+    _save(tmp_path / "ckpt", seed=1)  # the checkpoint behind the path changed
+    code, err = _run([*argv, "--resume"], capsys)
+    assert code == 1 and "belongs to another model, prompt set or options" in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_refuses_a_damaged_state(interrupted, tmp_path, capsys):
+    argv, state = interrupted
+    data = bytearray(state.read_bytes())
+    data[-9] ^= 0x40  # one bit of one statistic
+    state.write_bytes(bytes(data))
+    code, err = _run([*argv, "--resume"], capsys)
+    assert code == 1 and "failed its checksum" in err and "delete it to start over" in err, err
+
+
+def test_resume_of_the_same_weights_finishes(interrupted, tmp_path, capsys):
+    argv, _ = interrupted
+    code, err = _run([*argv, "--resume"], capsys)
+    assert code == 0, err
+    assert (tmp_path / "run" / "profile.safetensors").is_file()
