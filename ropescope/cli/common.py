@@ -31,6 +31,9 @@ OFFLINE_OPTION = typer.Option(
     False, help="Use the local Hugging Face cache only, never download (or HF_HUB_OFFLINE=1)."
 )
 REMOTE_CODE_OPTION = typer.Option(False, help="Allow a checkpoint's own Python code to run.")
+MISSING_WEIGHTS_OPTION = typer.Option(
+    False, help="Load a checkpoint whose tensors do not cover the model (the rest stays random)."
+)
 
 
 def say(message: str) -> None:
@@ -85,9 +88,12 @@ def quiet_libraries() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
-def load_options(dtype, device, device_map, offline: bool, trust_remote_code: bool) -> dict:
-    """The keyword arguments of :func:`~ropescope.model.load_model` from the five shared options."""
+def load_options(
+    dtype, device, device_map, offline: bool, trust_remote_code: bool, allow_missing_weights: bool = False
+) -> dict:
+    """The keyword arguments of :func:`~ropescope.model.load_model` from the shared options."""
     return {
+        "allow_missing_weights": allow_missing_weights,
         "dtype": DType(dtype).value,
         "device": device,
         "device_map": device_map,

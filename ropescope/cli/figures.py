@@ -11,6 +11,7 @@ from ropescope.cli.common import (
     DEVICE_MAP_OPTION,
     DEVICE_OPTION,
     DTYPE_OPTION,
+    MISSING_WEIGHTS_OPTION,
     MODEL_HELP,
     OFFLINE_OPTION,
     REMOTE_CODE_OPTION,
@@ -40,6 +41,7 @@ def figures_command(
     device_map: str = DEVICE_MAP_OPTION,
     offline: bool = OFFLINE_OPTION,
     trust_remote_code: bool = REMOTE_CODE_OPTION,
+    allow_missing_weights: bool = MISSING_WEIGHTS_OPTION,
     model_option: str = typer.Option(None, "--model", hidden=True, help="Old spelling of MODEL."),
 ) -> None:
     """Regenerate the paper's figures and tables (PNG, PDF and CSV) for MODEL."""
@@ -47,7 +49,7 @@ def figures_command(
         if model != DEFAULT_MODEL and model != model_option:
             raise RopescopeError(f"give the model once: MODEL is {model!r} but --model is {model_option!r}")
         model = model_option
-    options = load_options(dtype, device, device_map, offline, trust_remote_code)
+    options = load_options(dtype, device, device_map, offline, trust_remote_code, allow_missing_weights)
     chosen = select(only)
     load_prompts(prompts)  # a bad prompt set fails now, not after the first entries
     out = user_path(out)

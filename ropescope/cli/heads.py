@@ -14,6 +14,7 @@ from ropescope.cli.common import (
     DEVICE_MAP_OPTION,
     DEVICE_OPTION,
     DTYPE_OPTION,
+    MISSING_WEIGHTS_OPTION,
     MODEL_HELP,
     OFFLINE_OPTION,
     OVERWRITE_HELP,
@@ -81,6 +82,7 @@ def heads_command(
     device_map: str = DEVICE_MAP_OPTION,
     offline: bool = OFFLINE_OPTION,
     trust_remote_code: bool = REMOTE_CODE_OPTION,
+    allow_missing_weights: bool = MISSING_WEIGHTS_OPTION,
 ) -> None:
     """Classify every head (diagonal, previous-token, BOS sink, ...), explain it by frequency, test it causally."""
     check_profile_options(max_tokens=max_tokens)
@@ -88,7 +90,7 @@ def heads_command(
     out = user_path(out or default_out(model, "-heads"))
     check_out(out, overwrite)
     texts = load_prompts(prompts)
-    loaded = load(model, **load_options(dtype, device, device_map, offline, trust_remote_code))
+    loaded = load(model, **load_options(dtype, device, device_map, offline, trust_remote_code, allow_missing_weights))
     tokenizer = loaded.tokenizer
     if ablate > loaded.anatomy.geometry.n_chunks:
         raise RopescopeError(f"--ablate {ablate} is more than the model's {loaded.anatomy.geometry.n_chunks} chunks")
@@ -157,6 +159,7 @@ def head_command(
     device_map: str = DEVICE_MAP_OPTION,
     offline: bool = OFFLINE_OPTION,
     trust_remote_code: bool = REMOTE_CODE_OPTION,
+    allow_missing_weights: bool = MISSING_WEIGHTS_OPTION,
 ) -> None:
     """One head on one prompt: attention, logits and chunk-norm figures; the Cauchy-Schwarz table."""
     try:
@@ -165,7 +168,7 @@ def head_command(
         raise RopescopeError(f"--rows must look like FIRST:LAST (e.g. 0:7), got {rows!r}") from None
     out = user_path(out or default_out(model, f"-L{layer}H{head}"))
     check_out(out, overwrite)
-    loaded = load(model, **load_options(dtype, device, device_map, offline, trust_remote_code))
+    loaded = load(model, **load_options(dtype, device, device_map, offline, trust_remote_code, allow_missing_weights))
     loaded.anatomy.check_head(layer, head)
     view = head_view(loaded, loaded.tokenizer, layer, head, prompt, max_tokens=max_tokens)
     table = cauchy_schwarz_table(view, first, last)

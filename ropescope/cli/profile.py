@@ -15,6 +15,7 @@ from ropescope.cli.common import (
     DEVICE_MAP_OPTION,
     DEVICE_OPTION,
     DTYPE_OPTION,
+    MISSING_WEIGHTS_OPTION,
     MODEL_HELP,
     OFFLINE_OPTION,
     OVERWRITE_HELP,
@@ -54,6 +55,7 @@ def profile_command(
     include_bos: bool = typer.Option(False, help="Count BOS tokens in the statistics."),
     overwrite: bool = typer.Option(False, help=OVERWRITE_HELP),
     trust_remote_code: bool = REMOTE_CODE_OPTION,
+    allow_missing_weights: bool = MISSING_WEIGHTS_OPTION,
     checkpoint_every: int = typer.Option(10, min=0, help="Save resumable state every N batches (0: never)."),
     resume: bool = typer.Option(False, help="Continue an interrupted run from OUT.resume/."),
     on_nonfinite: OnNonfinite = typer.Option(
@@ -64,7 +66,7 @@ def profile_command(
     ),
 ) -> None:
     """Profile q/k/v chunk norms of MODEL on a prompt set; write profile, figures and a summary."""
-    options = load_options(dtype, device, device_map, offline, trust_remote_code)
+    options = load_options(dtype, device, device_map, offline, trust_remote_code, allow_missing_weights)
     dtype, on_nonfinite = options["dtype"], OnNonfinite(on_nonfinite).value
     check_profile_options(
         max_tokens=max_tokens, batch_size=batch_size, on_nonfinite=on_nonfinite, chunk_tokens=chunk_tokens

@@ -15,6 +15,7 @@ from ropescope.cli.common import (
     DEVICE_MAP_OPTION,
     DEVICE_OPTION,
     DTYPE_OPTION,
+    MISSING_WEIGHTS_OPTION,
     MODEL_HELP,
     OFFLINE_OPTION,
     OVERWRITE_HELP,
@@ -81,13 +82,14 @@ def prope_command(
     device_map: str = DEVICE_MAP_OPTION,
     offline: bool = OFFLINE_OPTION,
     trust_remote_code: bool = REMOTE_CODE_OPTION,
+    allow_missing_weights: bool = MISSING_WEIGHTS_OPTION,
 ) -> None:
     """Perplexity of MODEL with p-RoPE variants at inference (no fine-tuning), against unmodified RoPE."""
     ps, chosen = _fractions(p), _variants(variants)
     out = user_path(out or default_out(model, "-prope"))
     check_out(out, overwrite)
     body = load_text(text)
-    loaded = load(model, **load_options(dtype, device, device_map, offline, trust_remote_code))
+    loaded = load(model, **load_options(dtype, device, device_map, offline, trust_remote_code, allow_missing_weights))
     runs = 1 + sum(1 for _ in chosen for x in ps if x != 1.0)
     with progress("perplexity", runs) as update:
         table = prope_table(

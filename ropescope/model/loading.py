@@ -68,13 +68,16 @@ def load_model(
     device_map: str | None = None,
     trust_remote_code: bool = False,
     offline: bool = False,
+    allow_missing_weights: bool = False,
 ) -> LoadedModel:
     """Load ``name`` (see module docstring) as a :class:`LoadedModel` in eval mode.
 
     ``dtype`` is one of float32 (default), bfloat16, float16; ``device`` a torch device string;
     ``device_map="auto"`` spreads a large model over the available devices with accelerate.
     A hub id is downloaded unless ``offline`` (or ``HF_HUB_OFFLINE=1``). Remote code runs only
-    with ``trust_remote_code=True``. Raises :class:`ModelLoadError`.
+    with ``trust_remote_code=True``. A checkpoint whose tensors do not cover the model (missing,
+    unexpected or mis-shaped weights, which transformers would fill with random values) is refused
+    unless ``allow_missing_weights``. Raises :class:`ModelLoadError`.
     """
     if dtype not in DTYPES:
         raise ModelLoadError(f"unknown dtype {dtype!r}; expected one of {', '.join(DTYPES)}")
@@ -82,7 +85,9 @@ def load_model(
         raise ModelLoadError("give either a device or a device map, not both")
     offline = offline_mode(offline)
     directory = _resolve(name, offline)
-    model, tokenizer = _load_directory(directory, DTYPES[dtype], device_map, trust_remote_code, offline)
+    model, tokenizer = _load_directory(
+        directory, DTYPES[dtype], device_map, trust_remote_code, offline, allow_missing_weights
+    )
     if device is not None:
         try:
             model = model.to(device)
@@ -125,13 +130,17 @@ def _resolve(name: str, offline: bool = False) -> Path | str:
     )
 
 
-def _load_directory(source: Path | str, dtype: torch.dtype, device_map, trust_remote_code: bool, offline: bool):
+def _load_directory(
+    source: Path | str, dtype: torch.dtype, device_map, trust_remote_code: bool, offline: bool, allow_missing: bool
+):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     hub = isinstance(source, str)
     kwargs = {"local_files_only": offline or not hub, "trust_remote_code": trust_remote_code}
     try:
-        model = AutoModelForCausalLM.from_pretrained(str(source), dtype=dtype, device_map=device_map, **kwargs)
+        model, info = AutoModelForCausalLM.from_pretrained(
+            str(source), dtype=dtype, device_map=device_map, output_loading_info=True, **kwargs
+        )
         tokenizer = AutoTokenizer.from_pretrained(str(source), **kwargs)
     except Exception as exc:  # noqa: BLE001 - hub failures become one line; others below
         mapped = explain(source, exc, offline, ", ".join(BUNDLED)) if hub else exc
@@ -145,4 +154,27 @@ def _load_directory(source: Path | str, dtype: torch.dtype, device_map, trust_re
             reason = "the checkpoint ships its own Python code, which ropescope does not run; pass --trust-remote-code "
             reason += "(Python: trust_remote_code=True) only if you trust it"
         raise ModelLoadError(f"cannot load model {source} {where}: {reason}".replace("  ", " ")) from None
+    if not allow_missing:
+        _check_loading_info(source, info)
     return model, tokenizer
+
+
+def _check_loading_info(source, info: dict) -> None:
+    """Refuse weights transformers could not match to the model (it would initialise them randomly)."""
+    problems = []
+    kinds = (
+        ("missing_keys", "missing from"),
+        ("mismatched_keys", "of the wrong shape in"),
+        ("unexpected_keys", "unknown to the model but in"),
+    )
+    for key, what in kinds:
+        names = sorted(str(n[0] if isinstance(n, tuple) else n) for n in (info.get(key) or ()))
+        if names:
+            problems.append(f"{len(names)} weight(s) {what} the checkpoint (e.g. {', '.join(names[:3])})")
+    if problems:
+        raise ModelLoadError(
+            f"checkpoint {source} does not match its model: "
+            + "; ".join(problems)
+            + "; profiling it would measure random weights (pass --allow-missing-weights, in Python "
+            "allow_missing_weights=True, if that is what you want)"
+        )
