@@ -11,6 +11,8 @@ order; reading verifies it and never executes code.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -65,6 +67,48 @@ def atomic_directory(out: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@contextmanager
+def output_lock(out: str | os.PathLike) -> Iterator[None]:
+    """Hold ``.{name}.lock`` beside ``out`` while a run writes it.
+
+    A second ropescope run that would write the same output is refused at once, naming the first
+    (its process id); leftovers of runs that were killed outright (``.{name}.partial-*`` and
+    ``.{name}.old-*`` beside ``out``) are removed, since no live run can own them while the lock is
+    held. The lock file is removed on exit; a lock left by a killed process is released by the
+    operating system with the process.
+    """
+    from ropescope.errors import RopescopeError
+
+    out = Path(out)
+    parent = out.absolute().parent
+    created = [p for p in (parent, *parent.parents) if not p.exists()]
+    parent.mkdir(parents=True, exist_ok=True)
+    path = parent / f".{out.name}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            raise RopescopeError(
+                f"output {out} is being written by another ropescope run (process {holder}); "
+                "wait for it to finish or choose another --out"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        for pattern in (f".{out.name}.partial-*", f".{out.name}.old-*"):
+            for stale in parent.glob(pattern):
+                shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        os.close(fd)  # releases the lock
+        for directory in reversed(created):  # directories made only to hold the lock
+            with contextlib.suppress(OSError):
+                directory.rmdir()
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

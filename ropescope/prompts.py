@@ -31,27 +31,67 @@ def load_prompts(source: str) -> list[str]:
     if source in BUILTIN_SETS:
         text = files("ropescope.data").joinpath(BUILTIN_SETS[source]).read_text(encoding="utf-8")
         return split_prompts(text)
-    path = Path(source)
+    path = Path(source).expanduser()
     if not path.exists():
         raise PromptError(
             f"prompt set {source!r} is neither a built-in set ({', '.join(builtin_sets())}) nor an existing file"
         )
     if path.is_dir():
         raise PromptError(f"prompt file {source} is a directory")
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise PromptError(f"cannot read prompt file {source}: {exc.strerror}") from None
-    if b"\x00" in raw:
-        raise PromptError(f"prompt file {source} is binary, not text")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise PromptError(f"prompt file {source} is not UTF-8 text") from None
-    prompts = _jsonl_prompts(text, source) if path.suffix == ".jsonl" else split_prompts(text)
+    text = read_text_file(path, f"prompt file {source}")
+    prompts = _jsonl_prompts(text, source) if path.suffix.lower() == ".jsonl" else split_prompts(text)
     if not prompts:
         raise PromptError(f"prompt file {source} holds no prompts")
     return prompts
+
+
+MAX_TEXT_BYTES = 1 << 30  # a prompt or evaluation file larger than this is refused, not read
+BOMS = (
+    (b"\xef\xbb\xbf", "utf-8"),
+    (b"\xff\xfe\x00\x00", "utf-32-le"),
+    (b"\x00\x00\xfe\xff", "utf-32-be"),
+    (b"\xff\xfe", "utf-16-le"),
+    (b"\xfe\xff", "utf-16-be"),
+)
+
+
+def read_text_file(path: Path, what: str) -> str:
+    """The text of a user's file: UTF-8 (with or without a byte-order mark), or UTF-16 / UTF-32 with
+    one. Refused with a :class:`PromptError` naming ``what`` when it is not a regular file (a device
+    such as ``/dev/zero``, a pipe), larger than :data:`MAX_TEXT_BYTES`, binary, or not decodable
+    (the line is named)."""
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise PromptError(f"cannot read {what}: {exc.strerror}") from None
+    if not path.is_file():
+        raise PromptError(f"{what} is not a regular file")
+    if info.st_size > MAX_TEXT_BYTES:
+        raise PromptError(f"{what} is {info.st_size:,} bytes; files up to {MAX_TEXT_BYTES:,} bytes are read")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise PromptError(f"cannot read {what}: {exc.strerror}") from None
+    encoding, body = "utf-8", raw
+    for bom, name in BOMS:
+        if raw.startswith(bom):
+            encoding, body = name, raw[len(bom) :]
+            break
+    if encoding == "utf-8" and b"\x00" in body:
+        raise PromptError(f"{what} is binary, not text")
+    try:
+        text = body.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = body[: exc.start].count(b"\n") + 1 if encoding == "utf-8" else None
+        where = f" (line {line})" if line else ""
+        if encoding == "utf-8":
+            raise PromptError(f"{what} is not UTF-8 text{where}") from None
+        raise PromptError(
+            f"{what} is not UTF-8 text, nor {encoding.upper()} after its {encoding.upper()} byte-order mark"
+        ) from None
+    if "\x00" in text:
+        raise PromptError(f"{what} is binary, not text")
+    return text
 
 
 def split_prompts(text: str) -> list[str]:
@@ -93,15 +133,12 @@ def load_text(source: str) -> str:
     """A built-in held-out text (``heldout``: public-domain English prose) or a UTF-8 file, whole."""
     if source in BUILTIN_TEXTS:
         return files("ropescope.data").joinpath(BUILTIN_TEXTS[source]).read_text(encoding="utf-8")
-    path = Path(source)
-    if not path.is_file():
+    path = Path(source).expanduser()
+    if not path.exists():
         raise PromptError(
             f"evaluation text {source!r} is neither a built-in text ({', '.join(BUILTIN_TEXTS)}) nor a file"
         )
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError:
-        raise PromptError(f"evaluation text {source} is not UTF-8 text") from None
+    text = read_text_file(path, f"evaluation text {source}")
     if not text.strip():
         raise PromptError(f"evaluation text {source} is empty")
     return text

@@ -17,7 +17,7 @@ os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 import typer  # noqa: E402
 
-from ropescope.cli.common import say  # noqa: E402
+from ropescope.cli.common import HELD, say  # noqa: E402
 from ropescope.cli.figures import figures_command  # noqa: E402
 from ropescope.cli.heads import head_command, heads_command  # noqa: E402
 from ropescope.cli.profile import (  # noqa: E402
@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
     try:
-        code = app(args=argv, standalone_mode=False)
+        with HELD:  # output locks are released however the command ends
+            code = app(args=argv, standalone_mode=False)
     except Interrupted as exc:
         _stop(str(exc))
     except RopescopeError as exc:

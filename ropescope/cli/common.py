@@ -3,6 +3,7 @@ write the output directory atomically; and the one-line messages on standard err
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -12,10 +13,17 @@ import typer
 
 from ropescope.cli.choices import DType
 from ropescope.errors import RopescopeError
-from ropescope.files import atomic_directory
+from ropescope.files import atomic_directory, output_lock
 from ropescope.model.loading import LoadedModel, load_model
 
 output_directory = atomic_directory  # the run directory appears only when complete
+HELD = contextlib.ExitStack()  # locks a command holds until it ends (released by cli.app.main)
+
+
+def lock_output(out: Path) -> None:
+    """Lock ``out`` against a concurrent run until the command ends (:func:`ropescope.files.output_lock`)."""
+    HELD.enter_context(output_lock(out))
+
 
 MODEL_HELP = (
     "Bundled model name, Hugging Face hub id (downloaded once, then cached), checkpoint directory, or .gguf file."
@@ -68,6 +76,7 @@ def check_out(out: Path, overwrite: bool) -> None:
     if out.exists() and not overwrite:
         raise RopescopeError(f"output directory {out} already exists; pass --overwrite to replace it")
     check_writable_parent(out)
+    lock_output(out)
 
 
 def check_writable_parent(out: Path) -> None:

@@ -17,6 +17,7 @@ from ropescope.cli.common import (
     REMOTE_CODE_OPTION,
     check_writable_parent,
     load_options,
+    lock_output,
     progress,
     quiet_libraries,
     say,
@@ -56,6 +57,7 @@ def figures_command(
     if out.exists() and not out.is_dir():
         raise RopescopeError(f"output path {out} exists and is not a directory")
     check_writable_parent(out)
+    lock_output(out)
     quiet_libraries()
     context = FigureContext(model, out, prompts, load_options=options)
     finished = []

@@ -25,6 +25,7 @@ from ropescope.cli.common import (
     default_out,
     load,
     load_options,
+    lock_output,
     model_stem,
     output_directory,
     progress,
@@ -137,6 +138,7 @@ def train_prope_command(
         raise RopescopeError(f"{out} already exists; pass --resume to continue it or --overwrite to start over")
     if out.exists() and not out.is_dir():
         raise RopescopeError(f"output path {out} exists and is not a directory")
+    lock_output(out)
     quiet_libraries()
     say(f"training {len(chosen)} encodings x {seeds} seeds, {steps} steps each, in {out}/ (resumable)")
     # --overwrite replaces OUT only when the new run has finished: the old one waits beside it

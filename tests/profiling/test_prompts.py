@@ -61,3 +61,30 @@ def test_unknown_set_or_missing_file(tmp_path):
         load_prompts(str(tmp_path / "nope.txt"))
     with pytest.raises(PromptError, match="is a directory"):
         load_prompts(str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "\ufefffirst prompt\nsecond prompt\n".encode(),
+        "\ufefffirst prompt\nsecond prompt\n".encode("utf-16"),
+        "\ufefffirst prompt\nsecond prompt\n".encode("utf-16-be"),
+    ],
+    ids=["utf-8 with BOM", "utf-16 LE with BOM", "utf-16 BE with BOM"],
+)
+def test_prompt_files_in_the_encodings_users_have(tmp_path, raw):
+    path = tmp_path / "p.txt"
+    path.write_bytes(raw)
+    assert load_prompts(str(path)) == ["first prompt", "second prompt"]
+
+
+def test_undecodable_line_is_named_and_devices_and_uppercase_suffixes(tmp_path):
+    path = tmp_path / "p.txt"
+    path.write_bytes(b"fine\nalso fine\nbroken \xe9 here\n")
+    with pytest.raises(PromptError, match=r"is not UTF-8 text \(line 3\)"):
+        load_prompts(str(path))
+    with pytest.raises(PromptError, match="is not a regular file"):
+        load_prompts("/dev/zero")
+    upper = tmp_path / "P.JSONL"
+    upper.write_text('{"text": "one"}\n{"text": "two"}\n', encoding="utf-8")
+    assert load_prompts(str(upper)) == ["one", "two"]
