@@ -86,6 +86,8 @@ def read_text_file(path: Path, what: str) -> str:
         where = f" (line {line})" if line else ""
         if encoding == "utf-8":
             raise PromptError(f"{what} is not UTF-8 text{where}") from None
+        if b"\x00" in body:  # starts like UTF-16/32 but does not decode: bytes, not text
+            raise PromptError(f"{what} is binary, not text") from None
         raise PromptError(
             f"{what} is not UTF-8 text, nor {encoding.upper()} after its {encoding.upper()} byte-order mark"
         ) from None
