@@ -43,7 +43,7 @@ COMMANDS = [
         0.0,
     ),
     ("prope", ["prope", "--out", "run"], signal.SIGTERM, "loading ", 2.0),
-    ("figures", ["figures", "--only", "HEADS", "--out", "run"], signal.SIGINT, "", 12.0),
+    ("figures", ["figures", "--only", "HEADS,PROPE", "--out", "run"], signal.SIGINT, "", 12.0),
 ]
 
 
