@@ -164,12 +164,17 @@ def tiny_model(model_type: str, overrides: dict | None = None, seed: int = 0) ->
             f"its tiny config keeps {size / 1e6:.0f}M parameters (a multimodal wrapper: use its text model)"
         )
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config)
+    return perturb_norms(AutoModelForCausalLM.from_config(config)).eval()
+
+
+def perturb_norms(model: torch.nn.Module) -> torch.nn.Module:
+    """Add N(0, 0.3^2) noise to every norm weight (random init leaves RMSNorm weights at 0 or 1,
+    which would hide a missed or misplaced QK-norm); draws from the current torch seed."""
     with torch.no_grad():
         for name, param in model.named_parameters():
             if "norm" in name:
                 param.add_(0.3 * torch.randn_like(param))
-    return model.eval()
+    return model
 
 
 def survey(families: list[str] | None = None, progress: Callable[[str], None] | None = None) -> list[FamilyRow]:

@@ -26,7 +26,7 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file, save
 
-from ropescope.errors import ProfileFileError
+from ropescope.errors import ProfileFileError, RopescopeError
 
 HEADER_KEY = "ropescope"
 
@@ -79,8 +79,6 @@ def output_lock(out: str | os.PathLike) -> Iterator[None]:
     held. The lock file is removed on exit; a lock left by a killed process is released by the
     operating system with the process.
     """
-    from ropescope.errors import RopescopeError
-
     out = Path(out)
     parent = out.absolute().parent
     created = [p for p in (parent, *parent.parents) if not p.exists()]

@@ -28,3 +28,15 @@ def assert_one_line_error(result, fragment):
 def assert_no_output(out: Path):
     assert not out.exists()
     assert not [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")]
+
+
+def run_main(argv, capsys) -> tuple[int, str]:
+    """Run the command line in this process: its exit status and what it wrote to standard error."""
+    from ropescope.cli import main
+
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    return code, capsys.readouterr().err

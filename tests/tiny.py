@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import transformers
 
+from ropescope.families import CharTokenizer, perturb_norms  # noqa: F401 - tests import CharTokenizer from here
+
 COMMON = dict(
     vocab_size=96,
     hidden_size=64,
@@ -62,23 +64,7 @@ def tiny_model(family: str, seed: int = 0, dtype=torch.float32):
     config = getattr(transformers, name)(**{**COMMON, **extra})
     config._attn_implementation = "eager"
     torch.manual_seed(seed)
-    model = transformers.AutoModelForCausalLM.from_config(config, dtype=dtype)
-    with torch.no_grad():  # make norms non-trivial (random init leaves RMSNorm weights at 0/1)
-        for name_, param in model.named_parameters():
-            if "norm" in name_:
-                param.add_(0.3 * torch.randn_like(param))
-    return model.eval()
-
-
-class CharTokenizer:
-    """Maps characters to ids 3..95; prepends BOS (id 1); pads with id 0."""
-
-    pad_token_id = 0
-    bos_token_id = 1
-
-    def __call__(self, text: str, add_special_tokens: bool = True):
-        ids = [3 + (ord(c) % 93) for c in text]
-        return {"input_ids": ([self.bos_token_id] if add_special_tokens else []) + ids}
+    return perturb_norms(transformers.AutoModelForCausalLM.from_config(config, dtype=dtype)).eval()
 
 
 TEXTS = [

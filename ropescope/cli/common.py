@@ -4,6 +4,8 @@ write the output directory atomically; and the one-line messages on standard err
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,17 +33,43 @@ MODEL_HELP = (
 PROMPTS_HELP = "Built-in prompt set name or a prompt file (.txt, .jsonl)."
 OVERWRITE_HELP = "Replace an existing output directory."
 
-# Where the model runs: the same five options on every command that loads one.
-DTYPE_OPTION = typer.Option("float32", help="Model dtype.")
-DEVICE_OPTION = typer.Option(None, help="Torch device, e.g. cpu, cuda, cuda:1.")
-DEVICE_MAP_OPTION = typer.Option(None, help="'auto' to spread a large model over devices (accelerate).")
-OFFLINE_OPTION = typer.Option(
-    False, help="Use the local Hugging Face cache only, never download (or HF_HUB_OFFLINE=1)."
-)
-REMOTE_CODE_OPTION = typer.Option(False, help="Allow a checkpoint's own Python code to run.")
-MISSING_WEIGHTS_OPTION = typer.Option(
-    False, help="Load a checkpoint whose tensors do not cover the model (the rest stays random)."
-)
+# Where the model runs: the same options on every command that loads one (see :func:`where_it_runs`).
+LOAD_PARAMETERS = {
+    "dtype": (DType, typer.Option("float32", help="Model dtype.")),
+    "device": (str, typer.Option(None, help="Torch device, e.g. cpu, cuda, cuda:1.")),
+    "device_map": (str, typer.Option(None, help="'auto' to spread a large model over devices (accelerate).")),
+    "offline": (
+        bool,
+        typer.Option(False, help="Use the local Hugging Face cache only, never download (or HF_HUB_OFFLINE=1)."),
+    ),
+    "trust_remote_code": (bool, typer.Option(False, help="Allow a checkpoint's own Python code to run.")),
+    "allow_missing_weights": (
+        bool,
+        typer.Option(False, help="Load a checkpoint whose tensors do not cover the model (the rest stays random)."),
+    ),
+}
+
+
+def where_it_runs(command: Callable) -> Callable:
+    """Give ``command`` the options of :data:`LOAD_PARAMETERS` and hand them to it gathered as one
+    ``model_options`` keyword: the keyword arguments of :func:`~ropescope.model.load_model`."""
+    signature = inspect.signature(command, eval_str=True)
+    own = [p for p in signature.parameters.values() if p.name != "model_options"]
+    added = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
+        for name, (kind, option) in LOAD_PARAMETERS.items()
+    ]
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        chosen = {name: kwargs.pop(name) for name in LOAD_PARAMETERS}
+        chosen["dtype"] = DType(chosen["dtype"]).value
+        return command(*args, model_options=chosen, **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=own + added)
+    wrapper.__annotations__ = {p.name: p.annotation for p in own + added}
+    del wrapper.__wrapped__  # typer reads the signature above, not the command's own
+    return wrapper
 
 
 def say(message: str) -> None:
@@ -95,20 +123,6 @@ def quiet_libraries() -> None:
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
-
-
-def load_options(
-    dtype, device, device_map, offline: bool, trust_remote_code: bool, allow_missing_weights: bool = False
-) -> dict:
-    """The keyword arguments of :func:`~ropescope.model.load_model` from the shared options."""
-    return {
-        "allow_missing_weights": allow_missing_weights,
-        "dtype": DType(dtype).value,
-        "device": device,
-        "device_map": device_map,
-        "offline": offline,
-        "trust_remote_code": trust_remote_code,
-    }
 
 
 def load(model: str, **options) -> LoadedModel:

@@ -6,22 +6,15 @@ from pathlib import Path
 
 import typer
 
-from ropescope.cli.choices import DType
 from ropescope.cli.common import (
-    DEVICE_MAP_OPTION,
-    DEVICE_OPTION,
-    DTYPE_OPTION,
-    MISSING_WEIGHTS_OPTION,
     MODEL_HELP,
-    OFFLINE_OPTION,
-    REMOTE_CODE_OPTION,
     check_writable_parent,
-    load_options,
     lock_output,
     progress,
     quiet_libraries,
     say,
     user_path,
+    where_it_runs,
 )
 from ropescope.errors import Interrupted, RopescopeError
 from ropescope.figures.context import FigureContext
@@ -31,26 +24,22 @@ from ropescope.model.bundled import DEFAULT_MODEL
 from ropescope.prompts import load_prompts
 
 
+@where_it_runs
 def figures_command(
     model: str = typer.Argument(DEFAULT_MODEL, help=MODEL_HELP),
     only: str = typer.Option(None, help="Comma list of figure ids, e.g. F3,F5 (default: all)."),
     prompts: str = typer.Option("shakespeare", help="Prompt set for the model figures."),
     out: Path = typer.Option(Path("figures"), help="Directory for the figures (files are replaced)."),
     resume: bool = typer.Option(False, help="Continue an interrupted run in OUT, skipping the entries it finished."),
-    dtype: DType = DTYPE_OPTION,
-    device: str = DEVICE_OPTION,
-    device_map: str = DEVICE_MAP_OPTION,
-    offline: bool = OFFLINE_OPTION,
-    trust_remote_code: bool = REMOTE_CODE_OPTION,
-    allow_missing_weights: bool = MISSING_WEIGHTS_OPTION,
     model_option: str = typer.Option(None, "--model", hidden=True, help="Old spelling of MODEL."),
+    model_options: dict | None = None,
 ) -> None:
     """Regenerate the paper's figures and tables (PNG, PDF and CSV) for MODEL."""
     if model_option is not None:
         if model != DEFAULT_MODEL and model != model_option:
             raise RopescopeError(f"give the model once: MODEL is {model!r} but --model is {model_option!r}")
         model = model_option
-    options = load_options(dtype, device, device_map, offline, trust_remote_code, allow_missing_weights)
+    options = model_options
     chosen = select(only)
     load_prompts(prompts)  # a bad prompt set fails now, not after the first entries
     out = user_path(out)

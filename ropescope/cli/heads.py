@@ -9,27 +9,20 @@ from pathlib import Path
 
 import typer
 
-from ropescope.cli.choices import DType
 from ropescope.cli.common import (
-    DEVICE_MAP_OPTION,
-    DEVICE_OPTION,
-    DTYPE_OPTION,
-    MISSING_WEIGHTS_OPTION,
     MODEL_HELP,
-    OFFLINE_OPTION,
     OVERWRITE_HELP,
     PROMPTS_HELP,
-    REMOTE_CODE_OPTION,
     check_out,
     default_out,
     load,
-    load_options,
     markdown_table,
     model_stem,
     output_directory,
     progress,
     say,
     user_path,
+    where_it_runs,
 )
 from ropescope.errors import RopescopeError
 from ropescope.heads.causal import causal_test
@@ -62,6 +55,7 @@ TABLE_COLUMNS = [
 ]
 
 
+@where_it_runs
 def heads_command(
     model: str = typer.Argument(DEFAULT_MODEL, help=MODEL_HELP),
     prompts: str = typer.Option("shakespeare", help=PROMPTS_HELP),
@@ -77,12 +71,7 @@ def heads_command(
     draws: int = typer.Option(5, min=0, help="Random draws of chunks in the causal test."),
     out: Path = typer.Option(None, help="Output directory [default: runs/MODEL-heads]."),
     overwrite: bool = typer.Option(False, help=OVERWRITE_HELP),
-    dtype: DType = DTYPE_OPTION,
-    device: str = DEVICE_OPTION,
-    device_map: str = DEVICE_MAP_OPTION,
-    offline: bool = OFFLINE_OPTION,
-    trust_remote_code: bool = REMOTE_CODE_OPTION,
-    allow_missing_weights: bool = MISSING_WEIGHTS_OPTION,
+    model_options: dict | None = None,
 ) -> None:
     """Classify every head (diagonal, previous-token, BOS sink, ...), explain it by frequency, test it causally."""
     check_profile_options(max_tokens=max_tokens)
@@ -90,7 +79,7 @@ def heads_command(
     out = user_path(out or default_out(model, "-heads"))
     check_out(out, overwrite)
     texts = load_prompts(prompts)
-    loaded = load(model, **load_options(dtype, device, device_map, offline, trust_remote_code, allow_missing_weights))
+    loaded = load(model, **model_options)
     tokenizer = loaded.tokenizer
     if ablate > loaded.anatomy.geometry.n_chunks:
         raise RopescopeError(f"--ablate {ablate} is more than the model's {loaded.anatomy.geometry.n_chunks} chunks")
@@ -145,6 +134,7 @@ def heads_command(
     typer.echo(f"wrote {out}/")
 
 
+@where_it_runs
 def head_command(
     model: str = typer.Argument(..., help=MODEL_HELP),
     layer: int = typer.Argument(..., help="Layer, 0-based."),
@@ -154,12 +144,7 @@ def head_command(
     rows: str = typer.Option("0:7", help="Query tokens of the Cauchy-Schwarz table, FIRST:LAST."),
     out: Path = typer.Option(None, help="Output directory [default: runs/MODEL-L{layer}H{head}]."),
     overwrite: bool = typer.Option(False, help=OVERWRITE_HELP),
-    dtype: DType = DTYPE_OPTION,
-    device: str = DEVICE_OPTION,
-    device_map: str = DEVICE_MAP_OPTION,
-    offline: bool = OFFLINE_OPTION,
-    trust_remote_code: bool = REMOTE_CODE_OPTION,
-    allow_missing_weights: bool = MISSING_WEIGHTS_OPTION,
+    model_options: dict | None = None,
 ) -> None:
     """One head on one prompt: attention, logits and chunk-norm figures; the Cauchy-Schwarz table."""
     try:
@@ -168,7 +153,7 @@ def head_command(
         raise RopescopeError(f"--rows must look like FIRST:LAST (e.g. 0:7), got {rows!r}") from None
     out = user_path(out or default_out(model, f"-L{layer}H{head}"))
     check_out(out, overwrite)
-    loaded = load(model, **load_options(dtype, device, device_map, offline, trust_remote_code, allow_missing_weights))
+    loaded = load(model, **model_options)
     loaded.anatomy.check_head(layer, head)
     view = head_view(loaded, loaded.tokenizer, layer, head, prompt, max_tokens=max_tokens)
     table = cauchy_schwarz_table(view, first, last)

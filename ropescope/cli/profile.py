@@ -10,26 +10,20 @@ from pathlib import Path
 
 import typer
 
-from ropescope.cli.choices import DType, OnNonfinite
+from ropescope.cli.choices import OnNonfinite
 from ropescope.cli.common import (
-    DEVICE_MAP_OPTION,
-    DEVICE_OPTION,
-    DTYPE_OPTION,
-    MISSING_WEIGHTS_OPTION,
     MODEL_HELP,
-    OFFLINE_OPTION,
     OVERWRITE_HELP,
     PROMPTS_HELP,
-    REMOTE_CODE_OPTION,
     check_out,
     check_writable_parent,
     default_out,
     load,
-    load_options,
     output_directory,
     progress,
     say,
     user_path,
+    where_it_runs,
 )
 from ropescope.errors import Interrupted, RopescopeError
 from ropescope.model.bundled import DEFAULT_MODEL, model_status
@@ -41,21 +35,16 @@ from ropescope.profiling.summary import summary_text
 from ropescope.prompts import load_prompts
 
 
+@where_it_runs
 def profile_command(
     model: str = typer.Argument(DEFAULT_MODEL, help=MODEL_HELP),
     prompts: str = typer.Option("shakespeare", help=PROMPTS_HELP),
     max_tokens: int = typer.Option(None, min=1, help="Cut prompts to this many tokens [default: model context]."),
     out: Path = typer.Option(None, help="Output directory [default: runs/MODEL]."),
     batch_size: int = typer.Option(8, min=1, help="Prompts per forward pass (right-padded)."),
-    dtype: DType = DTYPE_OPTION,
-    device: str = DEVICE_OPTION,
-    device_map: str = DEVICE_MAP_OPTION,
-    offline: bool = OFFLINE_OPTION,
     head_layer: int = typer.Option(0, help="Layer (0-based) of the per-head figure (F4)."),
     include_bos: bool = typer.Option(False, help="Count BOS tokens in the statistics."),
     overwrite: bool = typer.Option(False, help=OVERWRITE_HELP),
-    trust_remote_code: bool = REMOTE_CODE_OPTION,
-    allow_missing_weights: bool = MISSING_WEIGHTS_OPTION,
     checkpoint_every: int = typer.Option(10, min=0, help="Save resumable state every N batches (0: never)."),
     resume: bool = typer.Option(False, help="Continue an interrupted run from OUT.resume/."),
     on_nonfinite: OnNonfinite = typer.Option(
@@ -64,9 +53,10 @@ def profile_command(
     chunk_tokens: int = typer.Option(
         None, min=1, help="Run long prompts in pieces of this many tokens through the KV cache (bounded memory)."
     ),
+    model_options: dict | None = None,
 ) -> None:
     """Profile q/k/v chunk norms of MODEL on a prompt set; write profile, figures and a summary."""
-    options = load_options(dtype, device, device_map, offline, trust_remote_code, allow_missing_weights)
+    options = model_options
     dtype, on_nonfinite = options["dtype"], OnNonfinite(on_nonfinite).value
     check_profile_options(
         max_tokens=max_tokens, batch_size=batch_size, on_nonfinite=on_nonfinite, chunk_tokens=chunk_tokens
@@ -74,7 +64,7 @@ def profile_command(
     out = user_path(out or default_out(model))
     check_out(out, overwrite)
     texts = load_prompts(prompts)
-    _init_distributed(device)
+    _init_distributed(options["device"])
     loaded = load(model, **options)
     n_layers = loaded.anatomy.n_layers
     if not 0 <= head_layer < n_layers:

@@ -10,21 +10,13 @@ from pathlib import Path
 
 import typer
 
-from ropescope.cli.choices import DType
 from ropescope.cli.common import (
-    DEVICE_MAP_OPTION,
-    DEVICE_OPTION,
-    DTYPE_OPTION,
-    MISSING_WEIGHTS_OPTION,
     MODEL_HELP,
-    OFFLINE_OPTION,
     OVERWRITE_HELP,
-    REMOTE_CODE_OPTION,
     check_out,
     check_writable_parent,
     default_out,
     load,
-    load_options,
     lock_output,
     model_stem,
     output_directory,
@@ -32,6 +24,7 @@ from ropescope.cli.common import (
     quiet_libraries,
     say,
     user_path,
+    where_it_runs,
 )
 from ropescope.errors import Interrupted, RopescopeError
 from ropescope.model.bundled import DEFAULT_MODEL
@@ -69,6 +62,7 @@ def _variants(text: str) -> list[str]:
     return chosen
 
 
+@where_it_runs
 def prope_command(
     model: str = typer.Argument(DEFAULT_MODEL, help=MODEL_HELP),
     p: str = typer.Option("0.25,0.5,0.75,1", "--p", help="Fractions of chunks that keep rotating."),
@@ -78,19 +72,14 @@ def prope_command(
     batch_size: int = typer.Option(4, min=1, help="Windows per forward pass."),
     out: Path = typer.Option(None, help="Output directory [default: runs/MODEL-prope]."),
     overwrite: bool = typer.Option(False, help=OVERWRITE_HELP),
-    dtype: DType = DTYPE_OPTION,
-    device: str = DEVICE_OPTION,
-    device_map: str = DEVICE_MAP_OPTION,
-    offline: bool = OFFLINE_OPTION,
-    trust_remote_code: bool = REMOTE_CODE_OPTION,
-    allow_missing_weights: bool = MISSING_WEIGHTS_OPTION,
+    model_options: dict | None = None,
 ) -> None:
     """Perplexity of MODEL with p-RoPE variants at inference (no fine-tuning), against unmodified RoPE."""
     ps, chosen = _fractions(p), _variants(variants)
     out = user_path(out or default_out(model, "-prope"))
     check_out(out, overwrite)
     body = load_text(text)
-    loaded = load(model, **load_options(dtype, device, device_map, offline, trust_remote_code, allow_missing_weights))
+    loaded = load(model, **model_options)
     runs = 1 + sum(1 for _ in chosen for x in ps if x != 1.0)
     with progress("perplexity", runs) as update:
         table = prope_table(

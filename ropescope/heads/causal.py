@@ -13,6 +13,7 @@ from ropescope.heads.scan import prompt_by_prompt, require_full_heads
 from ropescope.heads.scores import HeadScoreReducer
 from ropescope.model.anatomy import inspect_model
 from ropescope.model.geometry import chunk_dims
+from ropescope.model.loading import tokenizer_of
 from ropescope.profiling.run import check_texts
 
 
@@ -69,7 +70,7 @@ def causal_test(
                 q[head][:, dims[chunks].ravel()] = 0.0
             reducer.add(layer, q, k_rot[0].float())
 
-    tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
+    tokenizer = tokenizer_of(model, tokenizer)
     prompt_by_prompt(anatomy, tokenizer, texts, on_qk, (), max_tokens=max_tokens)
     rows = []
     for layer, head, offset in heads:

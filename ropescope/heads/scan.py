@@ -29,6 +29,7 @@ import pandas as pd
 from ropescope.errors import PromptError, UnsupportedModelError
 from ropescope.heads.scores import HeadArrays, HeadScoreReducer
 from ropescope.model.anatomy import ModelAnatomy, inspect_model
+from ropescope.model.loading import tokenizer_of
 from ropescope.profiling.result import Profile
 from ropescope.profiling.run import check_texts, profile
 
@@ -96,7 +97,7 @@ def prompt_by_prompt(model, tokenizer, texts, on_qk, tensors: tuple[str, ...], *
     """Run ``texts`` one prompt per forward pass, handing every layer's post-RoPE q and k to ``on_qk``
     (head scores need whole prompts); ``tensors`` are profiled alongside. ``options`` go to
     :func:`~ropescope.profiling.run.profile`."""
-    tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
+    tokenizer = tokenizer_of(model, tokenizer)
     return profile(inspect_model(model), tokenizer, texts, batch_size=1, on_qk=on_qk, tensors=tensors, **options)
 
 

@@ -108,26 +108,36 @@ class HeadScoreReducer:
         self.add(layer, q_rot[0].float(), k_rot[0].float())
 
     def add(self, layer: int, q: torch.Tensor, k: torch.Tensor) -> None:
-        """Accumulate one prompt's ``q[H, S, D]``, ``k[Hkv, S, D]`` (post-RoPE) of ``layer``."""
-        rule, a = self.rules[layer], self.arrays
-        seq, K = q.shape[1], self.max_offset
+        """Accumulate one prompt's ``q[H, S, D]``, ``k[Hkv, S, D]`` (post-RoPE) of ``layer``.
+
+        Everything is summed on the tensors' device with 0/1 row weights (no per-block selection of
+        rows, so no host synchronisation inside the loops) and copied to the host once per call."""
+        rule, K = self.rules[layer], self.max_offset
+        heads, seq = q.shape[0], q.shape[1]
+        f64 = dict(dtype=torch.float64, device=q.device)
+        offset_sum, offset_rows = torch.zeros(heads, K + 1, **f64), torch.zeros(K + 1, **f64)
+        sink_sum, sink_rows = torch.zeros(heads, **f64), torch.zeros((), **f64)
         for blk in attention_blocks(q, k, rule, self.block):
+            span = blk.probs.shape[-1]
             for d in range(K + 1):
                 ok = (blk.rows >= d + 1) & visible(blk.rows, blk.rows - d, rule)
-                if ok.any():
-                    r = torch.nonzero(ok)[:, 0]
-                    vals = blk.probs[:, r, blk.rows[r] - d - blk.j0]
-                    a.offset_sum[layer, :, d] += vals.sum(dim=1).double().cpu().numpy()
-                    a.offset_rows[layer, d] += len(r)
+                column = (blk.rows - d - blk.j0).clamp(0, span - 1)
+                vals = blk.probs.gather(2, column[None, :, None].expand(heads, -1, 1))[..., 0]  # [H, R]
+                offset_sum[:, d] += (vals * ok).sum(dim=1).double()
+                offset_rows[d] += ok.sum()
             ok = (blk.rows >= 1) & visible(blk.rows, torch.zeros_like(blk.rows), rule)
-            if ok.any():
-                r = torch.nonzero(ok)[:, 0]
-                a.sink_sum[layer] += blk.probs[:, r, 0 - blk.j0].sum(dim=1).double().cpu().numpy()
-                a.sink_rows[layer] += len(r)
+            sink = blk.probs[:, :, 0] if blk.j0 == 0 else torch.zeros_like(blk.probs[:, :, 0])
+            sink_sum += (sink * ok).sum(dim=1).double()
+            sink_rows += ok.sum()
+        a = self.arrays
+        a.offset_sum[layer] += offset_sum.cpu().numpy()
+        a.offset_rows[layer] += offset_rows.cpu().numpy()
+        a.sink_sum[layer] += sink_sum.cpu().numpy()
+        a.sink_rows[layer] += float(sink_rows)
         self._attribute(layer, q, k, rule, seq)
 
     def _attribute(self, layer, q, k, rule: LogitRule, seq: int) -> None:
-        a, K, r = self.arrays, self.max_offset, self.geometry.rotary_dim
+        K, r = self.max_offset, self.geometry.rotary_dim
         layout = self.geometry.layout
         group = q.shape[0] // k.shape[0]
         q64, k64 = q.double(), k.double().repeat_interleave(group, dim=0)  # [H, S, D]
@@ -144,22 +154,30 @@ class HeadScoreReducer:
         all_chunk = rule.scaling * (qa * sa + qb * sb)  # [H, S, C]
         all_pass = rule.scaling * (q_pass * key_sum[..., r:]).sum(-1)  # [H, S]
         n_visible = (rows - first + 1).double()
+        others = (n_visible - 1).clamp(min=1)[None, :]  # [1, S]: visible keys other than the target
         targets = [rows - d for d in range(K + 1)] + [torch.zeros_like(rows)]
         starts = [d + 1 for d in range(K + 1)] + [1]
-        for t, (key, start) in enumerate(zip(targets, starts, strict=True)):
-            ok = (rows >= start) & visible(rows, key, rule) & (n_visible >= 2)
-            if not ok.any():
-                continue
-            i, j = rows[ok], key[ok]
-            chunk = rule.scaling * (qa[:, i] * ka[:, j] + qb[:, i] * kb[:, j])  # [H, n, C]
-            passed = rule.scaling * (q_pass[:, i] * k_pass[:, j]).sum(-1)  # [H, n]
-            others = (n_visible[i] - 1)[None, :]
+        sums = {
+            name: [] for name in ("target_chunk", "other_chunk", "target_pass", "other_pass", "target_logit", "rows")
+        }
+        for key, start in zip(targets, starts, strict=True):
+            weight = ((rows >= start) & visible(rows, key, rule) & (n_visible >= 2)).double()  # [S]
+            j = key.clamp(min=0)
+            chunk = rule.scaling * (qa * ka[:, j] + qb * kb[:, j])  # [H, S, C]
+            passed = rule.scaling * (q_pass * k_pass[:, j]).sum(-1)  # [H, S]
             logit = chunk.sum(-1) + passed
             if rule.softcap:
                 logit = torch.tanh(logit / rule.softcap) * rule.softcap
-            a.target_chunk_sum[layer, :, t] += chunk.sum(1).cpu().numpy()
-            a.other_chunk_sum[layer, :, t] += ((all_chunk[:, i] - chunk) / others[..., None]).sum(1).cpu().numpy()
-            a.target_pass_sum[layer, :, t] += passed.sum(1).cpu().numpy()
-            a.other_pass_sum[layer, :, t] += ((all_pass[:, i] - passed) / others).sum(1).cpu().numpy()
-            a.target_logit_sum[layer, :, t] += logit.sum(1).cpu().numpy()
-            a.target_rows[layer, t] += len(i)
+            sums["target_chunk"].append((chunk * weight[None, :, None]).sum(1))
+            sums["other_chunk"].append((((all_chunk - chunk) / others[..., None]) * weight[None, :, None]).sum(1))
+            sums["target_pass"].append((passed * weight).sum(1))
+            sums["other_pass"].append((((all_pass - passed) / others) * weight).sum(1))
+            sums["target_logit"].append((logit * weight).sum(1))
+            sums["rows"].append(weight.sum())
+        a = self.arrays
+        a.target_chunk_sum[layer] += torch.stack(sums["target_chunk"], dim=1).cpu().numpy()  # [H, K+2, C]
+        a.other_chunk_sum[layer] += torch.stack(sums["other_chunk"], dim=1).cpu().numpy()
+        a.target_pass_sum[layer] += torch.stack(sums["target_pass"], dim=1).cpu().numpy()  # [H, K+2]
+        a.other_pass_sum[layer] += torch.stack(sums["other_pass"], dim=1).cpu().numpy()
+        a.target_logit_sum[layer] += torch.stack(sums["target_logit"], dim=1).cpu().numpy()
+        a.target_rows[layer] += torch.stack(sums["rows"]).cpu().numpy()

@@ -18,6 +18,7 @@ from ropescope.heads.attention import attention_blocks
 from ropescope.hooks import capture
 from ropescope.model.anatomy import inspect_model
 from ropescope.model.geometry import chunk_norms
+from ropescope.model.loading import tokenizer_of
 
 MAX_VIEW_TOKENS = 2048
 
@@ -48,7 +49,7 @@ def head_view(model, tokenizer, layer: int, head: int, text: str, max_tokens: in
     """Run ``text`` (cut to ``max_tokens``) and view query head ``head`` of ``layer`` (0-based)."""
     anatomy = inspect_model(model)
     anatomy.check_head(layer, head)
-    tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
+    tokenizer = tokenizer_of(model, tokenizer)
     if not text.strip():
         raise PromptError("the prompt is empty")
     if not 0 < max_tokens <= MAX_VIEW_TOKENS:

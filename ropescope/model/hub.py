@@ -57,8 +57,7 @@ def explain(repo: str, exc: BaseException, offline: bool, known: str = "") -> Ba
 
     chain = _chain(exc)
     where = endpoint()
-    first = next((e for e in chain if isinstance(e, errors.GatedRepoError)), None)
-    if first is not None:
+    if any(isinstance(e, errors.GatedRepoError) for e in chain):
         return ModelLoadError(
             f"model {repo} is gated on the hub ({where}): accept its conditions on its page, then {LOGIN}"
         )

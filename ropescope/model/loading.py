@@ -60,6 +60,11 @@ class LoadedModel:
         )
 
 
+def tokenizer_of(model, tokenizer=None):
+    """``tokenizer`` if given, else the tokenizer a :class:`LoadedModel` carries (``None`` for others)."""
+    return tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
+
+
 def load_model(
     name: str = DEFAULT_MODEL,
     *,

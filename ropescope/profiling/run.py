@@ -20,6 +20,7 @@ from ropescope.errors import NumericsError, PromptError, RopescopeError, Unsuppo
 from ropescope.hooks import capture
 from ropescope.model.anatomy import ModelAnatomy, inspect_model
 from ropescope.model.geometry import RopeGeometry
+from ropescope.model.loading import tokenizer_of
 from ropescope.profiling.distributed import gather_max, gather_merge, rank_and_world
 from ropescope.profiling.result import Profile, prompt_hash, prompt_set_hash
 from ropescope.version import __version__
@@ -114,7 +115,7 @@ def profile(
         max_tokens=max_tokens, batch_size=batch_size, on_nonfinite=on_nonfinite, chunk_tokens=chunk_tokens
     )
     anatomy = inspect_model(model, geometry)
-    tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
+    tokenizer = tokenizer_of(model, tokenizer)
     if chunk_tokens is not None and (on_qk is not None or anatomy.bridge):
         raise RopescopeError("chunk_tokens works with chunk-norm profiling of a Hugging Face model only")
     geometry = anatomy.geometry
@@ -154,8 +155,8 @@ def profile(
             if checkpoint is not None and (number + 1) % checkpoint_every == 0 and number + 1 < len(batches):
                 checkpoint(number + 1, cap.stats, cap.max_seq_len)
     stats = {name: gather_merge(s.to_cpu()) for name, s in cap.stats.items()}
-    for name in ("q", "k"):
-        unseen = [layer for layer, n in enumerate(stats[name].count.tolist()) if n == 0] if name in tensors else []
+    for name in [t for t in ("q", "k") if t in tensors]:
+        unseen = [layer for layer, n in enumerate(stats[name].count.tolist()) if n == 0]
         if unseen and not stats[name].nonfinite[unseen].any():
             raise UnsupportedModelError(
                 f"model type {anatomy.model_type!r} did not call apply_rotary_pos_emb in layer(s) "

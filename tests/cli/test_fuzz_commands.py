@@ -2,10 +2,9 @@
 traceback, a partial output or a changed input."""
 
 import pytest
+from cli_helpers import run_main
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from ropescope.cli import main
 
 blobs = st.one_of(st.binary(max_size=300), st.text(max_size=200).map(lambda t: t.encode("utf-8", "surrogatepass")))
 numbers = st.one_of(st.integers(min_value=-3, max_value=40), st.sampled_from(["0", "-1", "nan", "inf", "1e9", "x", ""]))
@@ -14,12 +13,7 @@ SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.function_scope
 
 
 def run(argv, capsys) -> tuple[int, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    err = capsys.readouterr().err
+    code, err = run_main(argv, capsys)
     assert "Traceback" not in err
     if code:
         assert [line for line in err.splitlines() if line.startswith("error:")], err

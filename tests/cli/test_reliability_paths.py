@@ -5,17 +5,7 @@ success; one seed draws its figure."""
 from __future__ import annotations
 
 import pytest
-
-from ropescope.cli import main
-
-
-def _run(argv, capsys):
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    return code, capsys.readouterr().err
+from cli_helpers import run_main
 
 
 def test_tilde_after_equals_is_the_home_directory(tmp_path, monkeypatch, capsys):
@@ -23,7 +13,7 @@ def test_tilde_after_equals_is_the_home_directory(tmp_path, monkeypatch, capsys)
     (tmp_path / "home" / "x").mkdir(parents=True)
     (tmp_path / "home" / "x" / "keep.txt").write_text("mine")
     monkeypatch.chdir(tmp_path)
-    code, err = _run(["profile", "--out=~/x", "--max-tokens", "8"], capsys)
+    code, err = run_main(["profile", "--out=~/x", "--max-tokens", "8"], capsys)
     assert code == 1 and "already exists; pass --overwrite" in err, err
     assert (tmp_path / "home" / "x" / "keep.txt").read_text() == "mine"
     assert not (tmp_path / "~").exists()
@@ -33,7 +23,7 @@ def test_tilde_after_equals_is_the_home_directory(tmp_path, monkeypatch, capsys)
 def test_the_current_directory_is_never_the_output(tmp_path, monkeypatch, capsys, out):
     (tmp_path / "work").mkdir()
     monkeypatch.chdir(tmp_path / "work")
-    code, err = _run(["profile", "--out", out, "--overwrite", "--max-tokens", "8"], capsys)
+    code, err = run_main(["profile", "--out", out, "--overwrite", "--max-tokens", "8"], capsys)
     assert code == 1 and "holds the current directory" in err, err
     assert not [p for p in tmp_path.rglob(".*old-*")]
 
@@ -43,11 +33,11 @@ def test_train_overwrite_keeps_the_old_directory_until_success_and_one_seed_work
     out.mkdir()
     (out / "precious.txt").write_text("keep me")
     bad = ["train-prope", "--out", str(out), "--overwrite", "--steps", "2", "--seeds", "1", "--encodings", "NoPE"]
-    code, err = _run([*bad, "--layers", "1", "--hidden", "16", "--seq-len", "999999999"], capsys)
+    code, err = run_main([*bad, "--layers", "1", "--hidden", "16", "--seq-len", "999999999"], capsys)
     assert code != 0, err
     assert (out / "precious.txt").read_text() == "keep me"  # the failed run replaced nothing
     good = [*bad, "--layers", "1", "--hidden", "16", "--seq-len", "16", "--batch", "2"]
-    code, err = _run(good, capsys)
+    code, err = run_main(good, capsys)
     assert code == 0, err
     assert not (out / "precious.txt").exists() and (out / "t2_validation_perplexity.png").is_file()
     assert not [p for p in tmp_path.iterdir() if ".old-" in p.name]

@@ -4,26 +4,17 @@ refused: the state carries a fingerprint of the weights and a checksum."""
 from __future__ import annotations
 
 import pytest
+from cli_helpers import run_main
 from hub_stand_in import char_tokenizer
 from tiny import tiny_model
 
 import ropescope.cli.profile as profile_cli
-from ropescope.cli import main
 
 
 def _save(directory, seed):
     model = tiny_model("llama", seed=seed)
     model.save_pretrained(directory)
     char_tokenizer(directory)
-
-
-def _run(argv, capsys):
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    return code, capsys.readouterr().err
 
 
 @pytest.fixture()
@@ -41,7 +32,7 @@ def interrupted(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(profile_cli, "save_state", save_then_stop)
     argv = ["profile", str(tmp_path / "ckpt"), "--prompts", str(prompts), "--batch-size", "1"]
     argv += ["--checkpoint-every", "1", "--out", str(tmp_path / "run")]
-    code, err = _run(argv, capsys)
+    code, err = run_main(argv, capsys)
     assert code == 130 and "--resume" in err, err
     monkeypatch.setattr(profile_cli, "save_state", real)
     return argv, tmp_path / "run.resume" / "state.safetensors"
@@ -51,7 +42,7 @@ def test_resume_refuses_a_state_of_other_weights_behind_the_same_path(interrupte
     argv, state = interrupted
     assert state.is_file()
     _save(tmp_path / "ckpt", seed=1)  # the checkpoint behind the path changed
-    code, err = _run([*argv, "--resume"], capsys)
+    code, err = run_main([*argv, "--resume"], capsys)
     assert code == 1 and "belongs to another model, prompt set or options" in err, err
     assert not (tmp_path / "run").exists()
 
@@ -61,12 +52,12 @@ def test_resume_refuses_a_damaged_state(interrupted, tmp_path, capsys):
     data = bytearray(state.read_bytes())
     data[-9] ^= 0x40  # one bit of one statistic
     state.write_bytes(bytes(data))
-    code, err = _run([*argv, "--resume"], capsys)
+    code, err = run_main([*argv, "--resume"], capsys)
     assert code == 1 and "failed its checksum" in err and "delete it to start over" in err, err
 
 
 def test_resume_of_the_same_weights_finishes(interrupted, tmp_path, capsys):
     argv, _ = interrupted
-    code, err = _run([*argv, "--resume"], capsys)
+    code, err = run_main([*argv, "--resume"], capsys)
     assert code == 0, err
     assert (tmp_path / "run" / "profile.safetensors").is_file()
