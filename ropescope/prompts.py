@@ -22,6 +22,29 @@ BUILTIN_SETS = {
 }
 
 
+def check_texts(texts) -> list[str]:
+    """The prompts of a Python call as a list of non-empty strings; anything else is refused with a
+    :class:`PromptError` naming the problem (one string instead of a list would otherwise be read
+    as one prompt per character)."""
+    if isinstance(texts, (str, bytes)):
+        raise PromptError(
+            f"texts must be a list of prompts, got one {type(texts).__name__} of {len(texts)} characters; "
+            "pass [text] for a single prompt"
+        )
+    try:
+        texts = list(texts)
+    except TypeError:
+        raise PromptError(f"texts must be a list of prompts, got {type(texts).__name__}") from None
+    if not texts:
+        raise PromptError("the prompt set is empty")
+    for number, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise PromptError(f"prompt {number} is a {type(text).__name__}, not a string")
+        if not text.strip():
+            raise PromptError(f"prompt {number} is empty")
+    return texts
+
+
 def builtin_sets() -> list[str]:
     return sorted(BUILTIN_SETS)
 

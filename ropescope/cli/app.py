@@ -80,10 +80,16 @@ def _exit_on_command_line_error(exc: Exception) -> None:
         sys.exit(exc.exit_code)
     if name == "Abort":
         _stop("no output was written")
+    if name == "NoArgsIsHelpError":  # plain ``ropescope``: the help was printed, nothing went wrong
+        sys.exit(0)
     if hasattr(exc, "format_message"):
-        message = " ".join(exc.format_message().split())
-        say(f"error: {message} (see --help)")
+        say(f"error: {one_line(exc.format_message(), exc)} (see --help)")
         sys.exit(getattr(exc, "exit_code", 2))
+
+
+def one_line(message: str, exc: BaseException) -> str:
+    """``message`` on one line; the exception's kind where the message is empty."""
+    return " ".join(str(message).split()) or f"{type(exc).__name__} (no message)"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -100,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     except Interrupted as exc:
         _stop(str(exc))
     except RopescopeError as exc:
-        say(f"error: {exc}")
+        say(f"error: {one_line(str(exc), exc)}")
         sys.exit(1)
     except KeyboardInterrupt:
         _stop("no output was written")
@@ -112,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
         _exit_on_command_line_error(exc)
         if os.environ.get("ROPESCOPE_DEBUG"):
             raise
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else "(no message)"
         say(f"error: unexpected {type(exc).__name__}: {detail} (set ROPESCOPE_DEBUG=1 for the traceback)")
         sys.exit(1)
     if isinstance(code, int) and code:

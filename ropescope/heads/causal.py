@@ -14,7 +14,7 @@ from ropescope.heads.scores import HeadScoreReducer
 from ropescope.model.anatomy import inspect_model
 from ropescope.model.geometry import chunk_dims
 from ropescope.model.loading import tokenizer_of
-from ropescope.profiling.run import check_texts
+from ropescope.prompts import check_texts
 
 
 def causal_test(

@@ -31,7 +31,8 @@ from ropescope.heads.scores import HeadArrays, HeadScoreReducer
 from ropescope.model.anatomy import ModelAnatomy, inspect_model
 from ropescope.model.loading import tokenizer_of
 from ropescope.profiling.result import Profile
-from ropescope.profiling.run import check_texts, profile
+from ropescope.profiling.run import profile
+from ropescope.prompts import check_texts
 
 POSITIONAL = ("diagonal", "previous-token", "positional-other")
 CLASS_ORDER = ("diagonal", "previous-token", "positional-other", "bos-sink", "semantic/mixed")

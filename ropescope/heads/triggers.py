@@ -20,6 +20,7 @@ import torch
 from ropescope.heads.attention import attention_blocks
 from ropescope.hooks import capture
 from ropescope.model.anatomy import inspect_model
+from ropescope.prompts import check_texts
 
 
 @dataclass
@@ -37,6 +38,7 @@ class TriggerHead:
 
 def search_trigger_heads(model, tokenizer, texts: Sequence[str], min_count: int = 3, max_tokens: int = 512):
     """Return (best :class:`TriggerHead` or ``None``, list of all candidates as dicts)."""
+    texts = check_texts(texts)
     anatomy = inspect_model(model)
     rules = anatomy.logit_rules
     n_layers, n_heads = anatomy.n_layers, anatomy.n_heads

@@ -8,6 +8,12 @@ and positions are (a pre-hook on the base model), and hands each call to :meth:`
 Observing (:mod:`~ropescope.hooks.observe`) and intervening (:mod:`~ropescope.hooks.intervene`)
 are two subclasses. :meth:`remove` restores every function and removes every hook, so the model
 computes exactly what it computed before, also after an exception.
+
+Several hook sets may be installed at once (a capture inside an intervention, two captures): each
+modeling module gets one dispatcher that runs the installed sets in order of installation (the
+last installed sees the call first, as if each had wrapped the function in turn). Removing a set
+takes it out of that list, so sets may be removed in any order; the module's own function comes
+back when the last one goes.
 """
 
 from __future__ import annotations
@@ -16,6 +22,26 @@ import torch
 
 from ropescope.errors import UnsupportedModelError
 from ropescope.model.anatomy import ModelAnatomy
+
+
+class _Dispatch:
+    """The installed ``apply_rotary_pos_emb`` of one modeling module and the hook sets it runs."""
+
+    def __init__(self, code, original):
+        self.code, self.original, self.hooks = code, original, []
+
+        def apply_rotary_pos_emb(q, k, cos, sin, *args, **kwargs):
+            def call(q, k, cos, sin):
+                return original(q, k, cos, sin, *args, **kwargs)
+
+            for hooks in list(self.hooks):  # first installed innermost
+                call = hooks._wrap(call)
+            return call(q, k, cos, sin)
+
+        self.function = apply_rotary_pos_emb
+
+
+_DISPATCH: dict[int, _Dispatch] = {}  # id(modeling module) -> its dispatcher while any hook set is installed
 
 
 class RopeCallHooks:
@@ -32,7 +58,7 @@ class RopeCallHooks:
         self._positions: torch.Tensor | None = None
         self._layer: int | None = None
         self._handles: list = []
-        self._patched: list[tuple[object, object]] = []
+        self._patched: list[_Dispatch] = []
 
     # -- what a subclass does at each RoPE call ------------------------------------------------
     def at_rope(self, layer: int, q, k, cos, sin, rotate):
@@ -49,16 +75,26 @@ class RopeCallHooks:
             self._handles.append(site.module.register_forward_pre_hook(self._enter_layer(site.layer)))
             self._handles.append(site.module.register_forward_hook(self._leave_layer))
         for code in {id(s.code_module): s.code_module for s in sites}.values():
-            original = code.apply_rotary_pos_emb
-            self._patched.append((code, original))
-            code.apply_rotary_pos_emb = self._wrap_rope(original)
+            dispatch = _DISPATCH.get(id(code))
+            if dispatch is None or code.apply_rotary_pos_emb is not dispatch.function:
+                dispatch = _DISPATCH[id(code)] = _Dispatch(code, code.apply_rotary_pos_emb)
+                code.apply_rotary_pos_emb = dispatch.function
+            dispatch.hooks.append(self)
+            self._patched.append(dispatch)
 
     def remove(self) -> None:
+        """Remove this hook set (in any order relative to others); idempotent."""
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
-        for code, original in reversed(self._patched):
-            code.apply_rotary_pos_emb = original
+        for dispatch in self._patched:
+            if self in dispatch.hooks:
+                dispatch.hooks.remove(self)
+            if not dispatch.hooks:
+                if dispatch.code.apply_rotary_pos_emb is dispatch.function:
+                    dispatch.code.apply_rotary_pos_emb = dispatch.original
+                if _DISPATCH.get(id(dispatch.code)) is dispatch:
+                    del _DISPATCH[id(dispatch.code)]
         self._patched.clear()
         self._layer = None
 
@@ -94,14 +130,17 @@ class RopeCallHooks:
     def _leave_layer(self, module, args, output):
         self._layer = None
 
-    def _wrap_rope(self, original):
-        def apply_rotary_pos_emb(q, k, cos, sin, *args, **kwargs):
+    def _wrap(self, inner):
+        """``inner`` (the rotation as seen by this set: the model's own, or the next set's) passed
+        through :meth:`at_rope` while one of this set's layers runs."""
+
+        def call(q, k, cos, sin):
             layer = self._layer
             if layer is None:
-                return original(q, k, cos, sin, *args, **kwargs)
-            return self.at_rope(layer, q, k, cos, sin, lambda q, k, cos, sin: original(q, k, cos, sin, *args, **kwargs))
+                return inner(q, k, cos, sin)
+            return self.at_rope(layer, q, k, cos, sin, inner)
 
-        return apply_rotary_pos_emb
+        return call
 
     def _token_mask(self, seq: int) -> torch.Tensor:
         if self._mask is None or self._mask.shape[1] != seq:

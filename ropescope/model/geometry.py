@@ -188,11 +188,6 @@ def read_geometry(model: torch.nn.Module, layout: str | None = None) -> RopeGeom
     Raises :class:`NoRopeError` when the model holds no ``inv_freq`` buffer.
     """
     cfg = text_config(model)
-    n_layers = int(cfg.num_hidden_layers)
-    n_heads = int(cfg.num_attention_heads)
-    head_dim = int(getattr(cfg, "head_dim", None) or cfg.hidden_size // n_heads)
-    layer_types = list(getattr(cfg, "layer_types", None) or [None] * n_layers)
-
     by_type: dict[str | None, tuple[torch.Tensor, float]] = {}
     by_layer: dict[int, tuple[torch.Tensor, float]] = {}
     modules = dict(model.named_modules())
@@ -221,6 +216,10 @@ def read_geometry(model: torch.nn.Module, layout: str | None = None) -> RopeGeom
             f"model type {getattr(cfg, 'model_type', '?')!r} has no rotary positional encoding "
             "(no inv_freq buffer); ropescope analyses RoPE models only"
         )
+    n_layers = int(cfg.num_hidden_layers)
+    n_heads = int(cfg.num_attention_heads)
+    head_dim = int(getattr(cfg, "head_dim", None) or cfg.hidden_size // n_heads)
+    layer_types = list(getattr(cfg, "layer_types", None) or [None] * n_layers)
 
     windows = _sliding_windows(model, n_layers)
     layers = []
@@ -234,9 +233,14 @@ def read_geometry(model: torch.nn.Module, layout: str | None = None) -> RopeGeom
             buf, scaling = by_type[None]
         else:
             raise UnsupportedModelError(f"no RoPE frequencies found for layer {i} (type {ltype!r})")
-        layers.append(
-            LayerRope(buf.detach().double().cpu().numpy().copy(), scaling, ltype, _theta(cfg, ltype), windows[i])
-        )
+        inv_freq = buf.detach().double().cpu().numpy().copy()
+        if not (np.isfinite(inv_freq).all() and (inv_freq >= 0).all() and np.isfinite(scaling)):
+            raise UnsupportedModelError(
+                f"layer {i}'s RoPE frequencies (inv_freq) are not finite and non-negative, e.g. "
+                f"{inv_freq[~np.isfinite(inv_freq) | (inv_freq < 0)][:1].tolist() or [scaling]}: check rope_theta "
+                f"({_theta(cfg, ltype)!r}) and the rope scaling fields of the config"
+            )
+        layers.append(LayerRope(inv_freq, scaling, ltype, _theta(cfg, ltype), windows[i]))
     rotary_dims = {2 * len(lr.inv_freq) for lr in layers}
     if len(rotary_dims) != 1:
         raise UnsupportedModelError(f"layers rotate different numbers of dims: {sorted(rotary_dims)}")

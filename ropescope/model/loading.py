@@ -24,6 +24,7 @@ import torch
 from ropescope.errors import ModelLoadError
 from ropescope.model.anatomy import ModelAnatomy, inspect_model
 from ropescope.model.bundled import BUNDLED, DEFAULT_MODEL, cache_dir, converted
+from ropescope.model.checkpoint_checks import check_rope_config, check_weight_files, unknown_rope_type
 from ropescope.model.hub import explain, looks_like_hub_id, offline_mode, probe
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -138,27 +139,37 @@ def _resolve(name: str, offline: bool = False) -> Path | str:
 def _load_directory(
     source: Path | str, dtype: torch.dtype, device_map, trust_remote_code: bool, offline: bool, allow_missing: bool
 ):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from safetensors import SafetensorError
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     hub = isinstance(source, str)
     kwargs = {"local_files_only": offline or not hub, "trust_remote_code": trust_remote_code}
+    config = None
     try:
+        config = AutoConfig.from_pretrained(str(source), **kwargs)
+        check_rope_config(config, source)
+        check_weight_files(source)
         model, info = AutoModelForCausalLM.from_pretrained(
-            str(source), dtype=dtype, device_map=device_map, output_loading_info=True, **kwargs
+            str(source), config=config, dtype=dtype, device_map=device_map, output_loading_info=True, **kwargs
         )
         tokenizer = AutoTokenizer.from_pretrained(str(source), **kwargs)
+    except ModelLoadError:
+        raise
     except Exception as exc:  # noqa: BLE001 - hub failures become one line; others below
         mapped = explain(source, exc, offline, ", ".join(BUNDLED)) if hub else exc
         if mapped is not exc:
             raise mapped from None
-        if not isinstance(exc, (OSError, ValueError, KeyError, ImportError)):
+        rope_type = unknown_rope_type(config, exc) if config is not None else None
+        if rope_type:
+            raise ModelLoadError(f"cannot load model {source}: config {rope_type}") from None
+        if not isinstance(exc, (OSError, ValueError, KeyError, ImportError, SafetensorError, EOFError)):
             raise
-        where = "from the hub" if hub else ""
+        where = " from the hub" if hub else ""
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "custom code" in reason and not trust_remote_code:
             reason = "the checkpoint ships its own Python code, which ropescope does not run; pass --trust-remote-code "
             reason += "(Python: trust_remote_code=True) only if you trust it"
-        raise ModelLoadError(f"cannot load model {source} {where}: {reason}".replace("  ", " ")) from None
+        raise ModelLoadError(f"cannot load model {source}{where}: {reason}") from None
     if not allow_missing:
         _check_loading_info(source, info)
     return model, tokenizer

@@ -23,6 +23,7 @@ from ropescope.model.geometry import RopeGeometry
 from ropescope.model.loading import tokenizer_of
 from ropescope.profiling.distributed import gather_max, gather_merge, rank_and_world
 from ropescope.profiling.result import Profile, prompt_hash, prompt_set_hash
+from ropescope.prompts import check_texts
 from ropescope.version import __version__
 
 ON_NONFINITE = ("stop", "skip")
@@ -46,20 +47,14 @@ def check_profile_options(
         raise RopescopeError(f"chunk_tokens must be a positive number of tokens, got {chunk_tokens}")
 
 
-def check_texts(texts) -> list[str]:
-    """The prompts as a list; refuse an empty set."""
-    texts = list(texts)
-    if not texts:
-        raise PromptError("the prompt set is empty")
-    return texts
-
-
 def tokenize_prompts(tokenizer, texts: Sequence[str], max_tokens: int) -> tuple[list[list[int]], int]:
     """Token ids of every prompt, each cut to ``max_tokens``; also how many were cut."""
     check_profile_options(max_tokens=max_tokens)
     ids, cut = [], 0
-    for text in texts:
+    for number, text in enumerate(texts):
         tokens = tokenizer(text, add_special_tokens=True)["input_ids"]
+        if not len(tokens):
+            raise PromptError(f"prompt {number} ({text[:30]!r}) gives no tokens with this tokenizer")
         if len(tokens) > max_tokens:
             tokens, cut = tokens[:max_tokens], cut + 1
         ids.append(list(tokens))
@@ -107,9 +102,6 @@ def profile(
     them in pieces through the model's KV cache (:func:`run_forward`); the profile equals the
     one-pass profile up to float summation order.
     """
-    texts = list(texts)
-    if not texts:
-        raise PromptError("the prompt set is empty")
     texts = check_texts(texts)
     check_profile_options(
         max_tokens=max_tokens, batch_size=batch_size, on_nonfinite=on_nonfinite, chunk_tokens=chunk_tokens

@@ -13,6 +13,7 @@ import pandas as pd
 from ropescope.profiling.result import Profile
 
 BANDS = ("fastest 25%", "25-50%", "50-75%", "slowest 25%")
+NO_DATA = "no data"
 
 
 def band_shares(profile: Profile, tensor: str) -> np.ndarray:
@@ -27,18 +28,24 @@ def summary_frame(profile: Profile) -> pd.DataFrame:
     """Per layer and tensor (q, k): the four band shares, the dominant band and the semantic share.
 
     ``semantic_share`` is the share of chunks turning less than 1 radian over the longest profiled
-    prompt.
+    prompt. A layer in which no token was counted (every one non-finite and left out by
+    ``on_nonfinite="skip"``) has NaN shares and ``dominant_band`` ``"no data"``.
     """
     rows = []
     geometry, seen = profile.geometry, int(profile.meta["max_seq_len"])
     for tensor in ("q", "k"):
-        shares, usage = band_shares(profile, tensor), profile.layer_usage(tensor)
+        counted = profile.stats[tensor].count.numpy()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            shares, usage = band_shares(profile, tensor), profile.layer_usage(tensor)
         for layer in range(profile.n_layers):
             boundary = geometry.semantic_boundary(layer, seen)
             row = {"tensor": tensor, "layer": layer, "theta": geometry.layers[layer].theta}
-            row.update({band: float(s) for band, s in zip(BANDS, shares[layer], strict=True)})
-            row["dominant_band"] = BANDS[int(np.argmax(shares[layer]))]
-            row["semantic_share"] = float(usage[layer, boundary:].sum() / usage[layer].sum())
+            if counted[layer] == 0:
+                row.update({band: float("nan") for band in BANDS}, dominant_band=NO_DATA, semantic_share=float("nan"))
+            else:
+                row.update({band: float(s) for band, s in zip(BANDS, shares[layer], strict=True)})
+                row["dominant_band"] = BANDS[int(np.argmax(shares[layer]))]
+                row["semantic_share"] = float(usage[layer, boundary:].sum() / usage[layer].sum())
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -67,9 +74,16 @@ def summary_text(profile: Profile) -> str:
     lines.append("")
     for tensor in ("q", "k"):
         part = frame[frame.tensor == tensor]
+        empty = part.layer[part.dominant_band == NO_DATA].tolist()
+        part = part[part.dominant_band != NO_DATA]
         slow = int((part.dominant_band == BANDS[-1]).sum())
         fast = int((part.dominant_band == BANDS[0]).sum())
         lines.append(
             f"{tensor}: the slowest quarter dominates in {slow} of {len(part)} layers, the fastest quarter in {fast}."
+            + (f" Layers {', '.join(map(str, empty))} had no finite tokens and are left out." if empty else "")
         )
+    lost = {t: n for t, n in (m.get("nonfinite_tokens") or {}).items() if any(n)}
+    if lost:
+        parts = [f"{t} {sum(n):,} (layers {', '.join(str(i) for i, c in enumerate(n) if c)})" for t, n in lost.items()]
+        lines.append("Tokens left out as non-finite (NaN/inf): " + "; ".join(parts) + ".")
     return "\n".join(lines) + "\n"

@@ -185,7 +185,7 @@ def test_scan_heads_table_and_bad_input():
     assert table["hf_score"].between(0, 1).all()
     agreement = report.agreement()
     assert -1 <= agreement["spearman"] <= 1
-    with pytest.raises(PromptError, match="no prompt"):
+    with pytest.raises(PromptError, match="prompt 0 is empty"):
         scan_heads(model, CharTokenizer(), ["", ""])
     with pytest.raises(UnsupportedModelError, match="Phi"):
         scan_heads(tiny_model("phi"), CharTokenizer(), TEXTS)

@@ -1,5 +1,6 @@
 """Capture leaves the model exactly as it was, checks its geometry, and refuses what it cannot do."""
 
+import numpy as np
 import pytest
 import torch
 import transformers
@@ -119,3 +120,55 @@ def test_float16_overflow_is_reported_not_averaged():
     assert lost[1] > 0 and lost[0] == 0
     assert skipped.stats["v"].count[1] == skipped.stats["v"].count[0] - lost[1]  # left out, not averaged
     assert torch.isfinite(skipped.stats["v"].mean[1]).all()
+
+
+def test_skipped_nonfinite_layer_draws_no_conclusion_in_the_summary():
+    from ropescope.profiling.summary import NO_DATA, summary_frame, summary_text
+
+    model = tiny_model("llama")
+    with torch.no_grad():
+        model.model.layers[1].self_attn.q_proj.weight.mul_(1e6)  # every query of layer 1 overflows
+        model.model.layers[1].self_attn.k_proj.weight.mul_(1e6)
+    model = model.to(torch.float16)
+    with pytest.warns(UserWarning, match="q layer 1"):
+        skipped = ropescope.profile(model, CharTokenizer(), TEXTS, on_nonfinite="skip")
+    assert skipped.stats["q"].count[1] == 0 and skipped.stats["q"].count[0] > 0
+    frame = summary_frame(skipped)
+    empty = frame[(frame.tensor == "q") & (frame.layer == 1)].iloc[0]
+    assert empty.dominant_band == NO_DATA and np.isnan(empty.semantic_share)
+    text = summary_text(skipped)
+    empty_layers = [i for i, n in enumerate(skipped.stats["q"].count.tolist()) if n == 0]
+    assert 1 in empty_layers and 0 not in empty_layers
+    headline = next(line for line in text.splitlines() if line.startswith("q: "))
+    assert f"of {3 - len(empty_layers)} layers" in headline  # conclusions only from layers with data
+    assert f"Layers {', '.join(map(str, empty_layers))} had no finite tokens and are left out" in headline
+    assert "Tokens left out as non-finite" in text
+
+
+def test_hook_sets_exited_out_of_order_leave_the_model_as_it_was():
+    """Two captures and an intervention entered A, B, C and exited A, C, B (not innermost first):
+    each still sees what it would see alone while installed, and the model is restored at the end."""
+    model = tiny_model("llama")
+    before = _snapshot(model)
+    alone = ropescope.capture(model)
+    with alone as reference:
+        with torch.no_grad():
+            model(input_ids=_ids())
+    first, second = ropescope.capture(model), ropescope.capture(model)
+    halve = ropescope.intervene(model, edit_q=lambda layer, q: q * 0.5)
+    a, b = first.__enter__(), second.__enter__()
+    halve.__enter__()
+    first.__exit__(None, None, None)  # the outermost context leaves first
+    with torch.no_grad():
+        model(input_ids=_ids())
+    halve.__exit__(None, None, None)
+    with torch.no_grad():
+        model(input_ids=_ids())
+    second.__exit__(None, None, None)
+    _assert_unchanged(model, before)
+    assert a.stats["q"].count.sum() == 0  # removed before any forward
+    # b saw layer 0's queries halved once (it was installed before the intervention, so it sees the
+    # edited call) and plain once; layer 0's keys were plain both times
+    torch.testing.assert_close(b.stats["k"].mean[0], reference.stats["k"].mean[0])
+    assert b.stats["q"].count[0] == 2 * reference.stats["q"].count[0]
+    torch.testing.assert_close(b.stats["q"].mean[0], 0.75 * reference.stats["q"].mean[0])
