@@ -6,7 +6,10 @@ half-written file or directory where a later run would trust it. Array files are
 written by the ``safetensors`` library; their header holds one metadata key, ``ropescope``, whose
 value is key-sorted JSON (``format``, ``format_version``, ``meta``, ``checksum``), so equal content
 gives byte-identical files. The checksum is sha256 over ``meta`` and every array's bytes in name
-order; reading verifies it and never executes code.
+order; reading verifies it and never executes code. Reading looks at the header first (format,
+version) and loads array data only for a file that claims to be of the expected kind, so a large
+file of another kind costs one header read. Writing refuses a header the reader would refuse
+(:data:`MAX_HEADER_BYTES`), so whatever is written can be read back.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from safetensors.numpy import load_file, save
 from ropescope.errors import ProfileFileError, RopescopeError
 
 HEADER_KEY = "ropescope"
+MAX_HEADER_BYTES = 64_000_000  # the safetensors reader refuses headers over 100 MB; stay well below
 
 
 @contextmanager
@@ -70,11 +74,12 @@ def atomic_directory(out: str | os.PathLike) -> Iterator[Path]:
 
 
 @contextmanager
-def output_lock(out: str | os.PathLike) -> Iterator[None]:
+def output_lock(out: str | os.PathLike, wait: bool = False) -> Iterator[None]:
     """Hold ``.{name}.lock`` beside ``out`` while a run writes it.
 
     A second ropescope run that would write the same output is refused at once, naming the first
-    (its process id); leftovers of runs that were killed outright (``.{name}.partial-*`` and
+    (its process id), or with ``wait`` waits for the first to finish (for shared caches, where the
+    second run then finds the output ready); leftovers of runs that were killed outright (``.{name}.partial-*`` and
     ``.{name}.old-*`` beside ``out``) are removed, since no live run can own them while the lock is
     held. The lock file is removed on exit; a lock left by a killed process is released by the
     operating system with the process.
@@ -87,7 +92,7 @@ def output_lock(out: str | os.PathLike) -> Iterator[None]:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
             raise RopescopeError(
@@ -132,12 +137,23 @@ def checksum(arrays: dict[str, np.ndarray], meta: str) -> str:
 def write_checked(
     path: str | os.PathLike, arrays: dict[str, np.ndarray], fmt: str, version: int | str, meta: str
 ) -> Path:
-    """Write float64 ``arrays`` and the JSON string ``meta`` as a checksummed safetensors file."""
-    arrays = {name: np.ascontiguousarray(value, dtype="<f8") for name, value in arrays.items()}
+    """Write ``arrays`` (unsigned integer arrays as uint64, all others as float64) and the JSON string
+    ``meta`` as a checksummed safetensors file. Refused with :class:`ProfileFileError` before
+    anything is written when the header would exceed :data:`MAX_HEADER_BYTES`."""
+    arrays = {
+        name: np.ascontiguousarray(value, dtype="<u8" if np.asarray(value).dtype.kind == "u" else "<f8")
+        for name, value in arrays.items()
+    }
     header = {"format": fmt, "format_version": str(version), "meta": meta, "checksum": checksum(arrays, meta)}
+    encoded = json.dumps(header, sort_keys=True)
+    if len(encoded) > MAX_HEADER_BYTES:
+        raise ProfileFileError(
+            f"cannot write {path}: its metadata would take {len(encoded) / 1e6:.0f} MB, more than the "
+            f"{MAX_HEADER_BYTES / 1e6:.0f} MB a safetensors header may hold"
+        )
     path = Path(path)
     with atomic_path(path) as tmp:
-        _write_safetensors(arrays, {HEADER_KEY: json.dumps(header, sort_keys=True)}, tmp)
+        _write_safetensors(arrays, {HEADER_KEY: encoded}, tmp)
     return path
 
 
@@ -161,8 +177,7 @@ def read_checked(path: str | os.PathLike, what: str, fmt: str, versions: tuple[s
     if not path.is_file():
         raise ProfileFileError(f"no saved {what} at {path}")
     try:
-        arrays = load_file(str(path))
-        with safe_open(str(path), framework="numpy") as handle:
+        with safe_open(str(path), framework="numpy") as handle:  # reads the header only
             metadata = handle.metadata() or {}
         header = json.loads(metadata[HEADER_KEY]) if HEADER_KEY in metadata else dict(metadata)
         if not isinstance(header, dict):
@@ -176,6 +191,10 @@ def read_checked(path: str | os.PathLike, what: str, fmt: str, versions: tuple[s
             f"{path} has {what} format version {header.get('format_version')}; "
             f"this ropescope reads version {', '.join(versions)}"
         )
+    try:
+        arrays = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ProfileFileError(f"{path} is not a readable ropescope {what} ({exc})") from None
     if header.get("checksum") != checksum(arrays, str(header.get("meta", ""))):
         raise ProfileFileError(f"{path} failed its checksum: the file was modified or is corrupt")
     return arrays, header

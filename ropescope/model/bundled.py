@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from ropescope.errors import ModelLoadError
-from ropescope.files import atomic_directory, atomic_path
+from ropescope.files import atomic_directory, atomic_path, output_lock
 
 
 @dataclass(frozen=True)
@@ -71,13 +71,29 @@ def cache_dir() -> Path:
 
 
 def converted(gguf: Path, label: str) -> Path:
-    """Convert a GGUF file once to a safetensors checkpoint in the cache; return its directory."""
-    """Convert a GGUF file once to a safetensors checkpoint in the cache; return its directory."""
-    stat = gguf.stat()
-    key = hashlib.sha256(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
-    target = cache_dir() / "converted" / f"{label}-{key}"
+    """Convert a GGUF file once to a safetensors checkpoint in the cache; return its directory.
+
+    The conversion holds the cache entry's lock (:func:`~ropescope.files.output_lock`): a second
+    process converting the same file waits and then finds it done, and the temporary directory of
+    a conversion killed outright (``.{name}.partial-*``) is removed by the next one."""
+    target = conversion_target(gguf, label)
     if (target / "config.json").is_file():
         return target
+    with output_lock(target, wait=True):
+        if not (target / "config.json").is_file():  # another process may have finished it meanwhile
+            _convert(gguf, gguf.stat().st_size, target)
+    return target
+
+
+def conversion_target(gguf: Path, label: str) -> Path:
+    """The cache directory a GGUF file converts to (keyed by its path, size and modification time,
+    so a changed file converts anew)."""
+    stat = gguf.stat()
+    key = hashlib.sha256(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    return cache_dir() / "converted" / f"{label}-{key}"
+
+
+def _convert(gguf: Path, size: int, target: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
@@ -88,7 +104,7 @@ def converted(gguf: Path, label: str) -> Path:
     except Exception as exc:  # the gguf reader raises many types on a corrupt file
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "buffer" in reason or "unpack" in reason or isinstance(exc, (EOFError, IndexError)):
-            reason = f"the file ends early ({stat.st_size} bytes): truncated or corrupt ({reason[:80]})"
+            reason = f"the file ends early ({size} bytes): truncated or corrupt ({reason[:80]})"
         raise ModelLoadError(f"cannot read GGUF file {gguf}: {reason}") from None
     # A GGUF-loaded model refuses save_pretrained while its quantization config is attached.
     model.hf_quantizer = None
@@ -97,7 +113,6 @@ def converted(gguf: Path, label: str) -> Path:
     with atomic_directory(target) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-    return target
 
 
 def model_status() -> list[dict]:

@@ -4,8 +4,10 @@ A profile holds, for each tensor kind (``q``: queries, ``k``: keys, ``v``: value
 head and chunk, the number of tokens seen and the mean, standard deviation and maximum of the chunk
 2-norm over those tokens; plus metadata (model, config, RoPE geometry, prompts, versions).
 
-Saved as one checksummed ``.safetensors`` file (:mod:`ropescope.files`): the arrays plus the
-metadata as JSON. Loading never executes code.
+Saved as one checksummed ``.safetensors`` file (:mod:`ropescope.files`): the arrays, the
+per-prompt hashes as one uint64 array (so millions of prompts keep the header small) and the rest
+of the metadata as JSON. Loading never executes code and refuses impossible content
+(:mod:`ropescope.profiling.content`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,10 +26,13 @@ from ropescope.errors import ProfileFileError
 from ropescope.files import read_checked, write_checked
 from ropescope.hooks.stats import ChunkNormStats
 from ropescope.model.geometry import RopeGeometry
+from ropescope.profiling.content import check_content
 
 FORMAT = "ropescope-profile"
-FORMAT_VERSION = 2  # 2: the header is one metadata key (written by the safetensors library)
-READABLE_VERSIONS = ("1", "2")  # 1: the same fields as four metadata keys
+FORMAT_VERSION = 3  # 3: prompt hashes as an array; 2: the header is one metadata key
+READABLE_VERSIONS = ("1", "2", "3")  # 1: the same fields as four metadata keys
+HASHES = "prompt_hashes"
+MAX_PROMPT_SET_NAME = 200  # characters; longer merged names are summarised
 TENSORS = ("q", "k", "v")
 TENSOR_NAMES = {"q": "query", "k": "key", "v": "value"}
 TENSOR_PLURALS = {"q": "queries", "k": "keys", "v": "values"}
@@ -139,7 +145,7 @@ class Profile:
             max_seq_len=max(self.meta["max_seq_len"], other.meta["max_seq_len"]),
             prompt_hashes=hashes,
             prompt_set_hash=prompt_set_hash(hashes),
-            prompt_set=f"{self.meta['prompt_set']}+{other.meta['prompt_set']}",
+            prompt_set=_merged_name(self.meta["prompt_set"], other.meta["prompt_set"]),
         )
         stats = {t: self.stats[t].merged(other.stats[t]) for t in TENSORS}
         return Profile(meta, stats)
@@ -151,14 +157,17 @@ class Profile:
         arrays: dict[str, np.ndarray] = {}
         for tensor in TENSORS:
             arrays.update(self.stats[tensor].to_arrays(tensor))
-        write_checked(path, arrays, FORMAT, FORMAT_VERSION, json.dumps(self.meta, sort_keys=True))
+        meta = {k: v for k, v in self.meta.items() if k != HASHES}
+        arrays[HASHES] = np.array([int(h, 16) for h in self.meta.get(HASHES, [])], dtype=np.uint64)
+        write_checked(path, arrays, FORMAT, FORMAT_VERSION, json.dumps(meta, sort_keys=True))
         return path
 
 
 def load_profile(path: str | os.PathLike) -> Profile:
     """Load a profile saved by :meth:`Profile.save`: a file, or a run directory holding one.
 
-    Raises :class:`ProfileFileError` for a missing, truncated, tampered or foreign file.
+    Raises :class:`ProfileFileError` for a missing, truncated, tampered or foreign file, and for one
+    whose checksum passes but whose content no profiling run could produce.
     """
     path = Path(path)
     if path.is_dir():
@@ -166,10 +175,33 @@ def load_profile(path: str | os.PathLike) -> Profile:
     arrays, header = read_checked(path, "profile", FORMAT, READABLE_VERSIONS)
     try:
         meta = json.loads(header["meta"])
+        if isinstance(meta, dict) and HASHES in arrays:
+            hashes = arrays[HASHES]
+            if hashes.dtype != np.uint64 or hashes.ndim != 1:
+                raise ValueError(f"array {HASHES} is {hashes.dtype} of shape {hashes.shape}")
+            meta[HASHES] = [f"{int(h):016x}" for h in hashes.tolist()]
         stats = {t: ChunkNormStats.from_arrays(arrays, t) for t in TENSORS}
-    except (KeyError, ValueError) as exc:
+    except (KeyError, ValueError, TypeError) as exc:
         raise ProfileFileError(f"{path} is an incomplete ropescope profile ({exc})") from None
+    try:
+        check_content(meta, stats)
+    except ValueError as exc:
+        raise ProfileFileError(f"{path} is not a possible ropescope profile: {exc}") from None
     return Profile(meta, stats)
+
+
+def _merged_name(first: str, second: str) -> str:
+    """``first+second``, summarised as ``"N merged prompt sets"`` once longer than
+    :data:`MAX_PROMPT_SET_NAME` characters (a profile merged thousands of times keeps a short name)."""
+    name = f"{first}+{second}"
+    if len(name) <= MAX_PROMPT_SET_NAME:
+        return name
+
+    def sets(piece: str) -> int:
+        summary = re.fullmatch(r"(\d+) merged prompt sets", piece)
+        return int(summary.group(1)) if summary else 1
+
+    return f"{sum(sets(piece) for piece in name.split('+'))} merged prompt sets"
 
 
 def prompt_hash(text: str) -> str:

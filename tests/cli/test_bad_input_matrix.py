@@ -38,6 +38,16 @@ CLI_ROWS = [
         "(unsupported architecture); supported families",
     ),
     ("profile", "checkpoint with its own code", ["profile", "{inputs}/remote_code"], "pass --trust-remote-code"),
+    (
+        "profile",
+        "rope_theta that is not a number",
+        ["profile", "{inputs}/theta_text"],
+        "rope_parameters.rope_theta must be a finite positive number, got 'abc'",
+    ),
+    ("profile", "rope_theta of zero", ["profile", "{inputs}/theta_zero"], "rope_theta must be a finite positive"),
+    ("profile", "unknown rope_type", ["profile", "{inputs}/rope_type"], "rope_type 'bogus' is unknown"),
+    ("profile", "corrupt weights file", ["profile", "{inputs}/bad_weights"], "model.safetensors is truncated"),
+    ("profile", "attention-free architecture (Mamba)", ["profile", "{inputs}/mamba"], "'mamba' has no rotary"),
     ("profile", "empty prompt file", ["profile", "--prompts", "{inputs}/empty.txt"], "holds no prompts"),
     ("profile", "binary prompt file", ["profile", "--prompts", "{inputs}/binary.txt"], "is binary, not text"),
     ("profile", "non-UTF-8 prompt file", ["profile", "--prompts", "{inputs}/latin1.txt"], "is not UTF-8 text"),
@@ -83,6 +93,13 @@ CLI_ROWS = [
     ("plot", "truncated saved profile", ["plot", "{inputs}/cut.safetensors"], "not a readable ropescope profile"),
     ("plot", "tampered saved profile", ["plot", "{inputs}/tampered.safetensors"], "checksum"),
     ("plot", "profile from another ropescope version", ["plot", "{inputs}/v0.safetensors"], "format version 0"),
+    (
+        "plot",
+        "checksum-valid profile with impossible content",
+        ["plot", "{inputs}/crafted.safetensors"],
+        "is not a possible ropescope profile: its q statistics hold NaN",
+    ),
+    ("plot", "large file that is not a profile", ["plot", "{inputs}/weights.safetensors"], "is not a ropescope"),
     ("plot", "layer out of range", ["plot", "{inputs}/gemma.safetensors", "--head-layer", "99"], "--head-layer 99"),
     (
         "merge",
@@ -157,6 +174,7 @@ def inputs(tmp_path_factory, gemma_dir):
     """Every bad input of the matrix, prepared once."""
     import numpy as np
     import transformers
+    from safetensors.numpy import save_file
     from saved_files import save_with_format_version
     from tiny import TEXTS, CharTokenizer, tiny_model
 
@@ -187,6 +205,11 @@ def inputs(tmp_path_factory, gemma_dir):
     transformers.GPTJForCausalLM(gptj).save_pretrained(root / "gptj")
     tokenizer.save_pretrained(root / "gptj")
 
+    _config_variants(root)
+    mamba = transformers.MambaConfig(vocab_size=96, hidden_size=16, state_size=4, num_hidden_layers=1)
+    transformers.MambaForCausalLM(mamba).save_pretrained(root / "mamba")
+    tokenizer.save_pretrained(root / "mamba")
+
     model, _ = ropescope.load_model("gemma-3-270m")
     path = ropescope.profile(model, tokenizer, ["To be, or not to be"]).save(root / "gemma.safetensors")
     ropescope.profile(tiny_model("llama"), CharTokenizer(), TEXTS).save(root / "llama.safetensors")
@@ -197,8 +220,33 @@ def inputs(tmp_path_factory, gemma_dir):
     (root / "tampered.safetensors").write_bytes(bytes(tampered))
     prof = ropescope.load_profile(path)
     save_with_format_version(prof, root / "v0.safetensors", "0")
+    crafted = ropescope.load_profile(path)
+    crafted.stats["q"].mean[0, 0, 0] = float("nan")
+    crafted.save(root / "crafted.safetensors")  # a valid checksum over impossible content
+    save_file({"w": np.zeros((1024, 1024), dtype=np.float32)}, str(root / "weights.safetensors"), {"format": "pt"})
     assert np.isfinite(prof.stats["q"].mean.numpy()).all()
     return root
+
+
+def _config_variants(root: Path) -> None:
+    """Tiny Llama checkpoints with one bad field in config.json, and one with a damaged weights file."""
+    import transformers
+    from tiny import tiny_model
+
+    model = tiny_model("llama")
+    for name, edit in {
+        "theta_text": {"rope_theta": "abc"},
+        "theta_zero": {"rope_theta": 0},
+        "rope_type": {"rope_type": "bogus"},
+        "bad_weights": {},
+    }.items():
+        model.save_pretrained(root / name)
+        config = json.loads((root / name / "config.json").read_text())
+        config["rope_parameters"].update(edit)
+        (root / name / "config.json").write_text(json.dumps(config))
+    weights = root / "bad_weights" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:5000])
+    assert transformers  # the variants are read by transformers' own config loader
 
 
 def listing(root: Path) -> dict[str, int]:
@@ -245,6 +293,10 @@ API_ROWS = [
     ("Profile.merge", "profile from another model", "different models"),
     ("scan_heads", "NaN threshold", "threshold must be in (0, 1]"),
     ("p_rope", "fraction out of range", "1.5"),
+    ("profile", "one string instead of a list", "pass [text] for a single prompt"),
+    ("profile", "a prompt that is not a string", "prompt 1 is a int, not a string"),
+    ("profile", "empty prompt", "prompt 0 is empty"),
+    ("load_profile", "checksum-valid profile with impossible content", "is not a possible ropescope profile"),
 ]
 
 
@@ -270,6 +322,12 @@ def test_api_bad_input(entry, klass, fragment, inputs):
         ).merge(ropescope.load_profile(inputs / "llama.safetensors")),
         ("scan_heads", "NaN threshold"): lambda: scan_heads(model, tok, TEXTS, threshold=math.nan),
         ("p_rope", "fraction out of range"): lambda: p_rope(model, 1.5).__enter__(),
+        ("profile", "one string instead of a list"): lambda: ropescope.profile(model, tok, "To be, or not to be"),
+        ("profile", "a prompt that is not a string"): lambda: ropescope.profile(model, tok, ["a", 3]),
+        ("profile", "empty prompt"): lambda: ropescope.profile(model, tok, [""], batch_size=1),
+        ("load_profile", "checksum-valid profile with impossible content"): lambda: ropescope.load_profile(
+            inputs / "crafted.safetensors"
+        ),
     }
     with pytest.raises(RopescopeError) as info:
         calls[(entry, klass)]()

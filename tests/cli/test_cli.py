@@ -76,3 +76,13 @@ def test_help_and_models():
     listing = run_cli("models")
     assert listing.returncode == 0
     assert "gemma-3-270m" in listing.stdout and "installed" in listing.stdout
+
+
+def test_no_arguments_prints_the_help_and_no_error(capsys):
+    from ropescope.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([])
+    captured = capsys.readouterr()
+    assert exit_info.value.code == 0
+    assert "Usage" in captured.out + captured.err and "error" not in captured.err

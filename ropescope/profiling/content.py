@@ -1,0 +1,114 @@
+"""What a loaded profile may contain: the checks that run after its checksum has passed.
+
+A checksum proves the file is what some writer wrote, not that the writer was ropescope: a file
+crafted or edited with a recomputed checksum could hold arrays of the wrong shape, NaN means, a
+negative token count or a geometry of zero layers, and would then be plotted as if it were real.
+:func:`check_content` refuses every such state with the first reason found, so a profile that
+loads is one :func:`~ropescope.profiling.run.profile` could have produced.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+
+from ropescope.hooks.stats import ChunkNormStats
+from ropescope.model.geometry import RopeGeometry
+
+_HASH = re.compile(r"^[0-9a-f]{16}$")
+_COUNTS = ("n_layers", "n_heads", "n_kv_heads", "n_chunks")
+_SIZES = ("n_tokens", "n_prompts", "max_seq_len")
+_TEXTS = ("model_id", "model_type", "model_fingerprint", "prompt_set")
+
+
+def check_content(meta, stats: dict[str, ChunkNormStats]) -> None:
+    """Raise ``ValueError`` (its message the reason) unless ``meta`` and ``stats`` are consistent.
+
+    Metadata: a JSON object with positive integer layer/head/chunk counts, non-negative token and
+    prompt counts, string names, a boolean ``include_bos``, one 16-hex-digit hash per prompt and a
+    RoPE geometry (finite, non-negative frequencies; ``n_layers`` layers of ``n_chunks`` chunks).
+    Statistics: q of shape ``[n_layers, n_heads, n_chunks]``, k and v ``[n_layers, n_kv_heads,
+    n_chunks]``; integral non-negative token counts, q's layer-0 count equal to ``n_tokens``; where
+    a layer counted tokens, finite non-negative means, non-negative squared deviations and a
+    maximum at least the mean; where it counted none, zero mean and deviation.
+    """
+    if not isinstance(meta, dict):
+        raise ValueError(f"its metadata is a JSON {type(meta).__name__}, not an object")
+    for key in _COUNTS + _SIZES:
+        value = meta.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < (1 if key in _COUNTS else 0):
+            bound = "a positive" if key in _COUNTS else "a non-negative"
+            raise ValueError(f"metadata field {key} must be {bound} integer, got {value!r}")
+    if meta["n_prompts"] < 1:
+        raise ValueError("metadata field n_prompts must be at least 1, got 0")
+    for key in _TEXTS:
+        if not isinstance(meta.get(key), str):
+            raise ValueError(f"metadata field {key} must be a string, got {meta.get(key)!r:.60}")
+    if not isinstance(meta.get("include_bos"), bool):
+        raise ValueError(f"metadata field include_bos must be true or false, got {meta.get('include_bos')!r:.60}")
+    hashes = meta.get("prompt_hashes")
+    if not isinstance(hashes, list) or len(hashes) != meta["n_prompts"]:
+        size = len(hashes) if isinstance(hashes, list) else type(hashes).__name__
+        raise ValueError(f"it lists {size} prompt hashes for {meta['n_prompts']} prompts")
+    if not all(isinstance(h, str) and _HASH.match(h) for h in hashes):
+        raise ValueError("a prompt hash is not 16 hexadecimal digits")
+    lost = meta.get("nonfinite_tokens", {})
+    if not isinstance(lost, dict) or not all(
+        tensor in ("q", "k", "v")
+        and isinstance(counts, list)
+        and len(counts) == meta["n_layers"]
+        and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts)
+        for tensor, counts in lost.items()
+    ):
+        raise ValueError("metadata field nonfinite_tokens must map q/k/v to one non-negative count per layer")
+    context = meta.get("context_length")
+    if context is not None and (isinstance(context, bool) or not isinstance(context, int) or context < 1):
+        raise ValueError(f"metadata field context_length must be a positive integer or null, got {context!r:.60}")
+    _check_geometry(meta)
+    _check_stats(meta, stats)
+
+
+def _check_geometry(meta: dict) -> None:
+    try:
+        geometry = RopeGeometry.from_dict(meta["geometry"])
+    except Exception as exc:  # noqa: BLE001 - any malformed geometry is the same refusal
+        raise ValueError(f"its RoPE geometry is malformed ({type(exc).__name__}: {exc!s:.80})") from None
+    if geometry.n_layers != meta["n_layers"]:
+        raise ValueError(f"its geometry has {geometry.n_layers} layers, its metadata {meta['n_layers']}")
+    if not 0 < geometry.rotary_dim <= geometry.head_dim or geometry.rotary_dim % 2:
+        raise ValueError(f"its geometry rotates {geometry.rotary_dim} of {geometry.head_dim} head dims")
+    for i, layer in enumerate(geometry.layers):
+        freqs = layer.inv_freq
+        if freqs.ndim != 1 or 2 * len(freqs) != geometry.rotary_dim:
+            raise ValueError(f"layer {i} of its geometry has {freqs.size} frequencies, not {geometry.rotary_dim // 2}")
+        if not (np.isfinite(freqs).all() and (freqs >= 0).all() and math.isfinite(layer.attention_scaling)):
+            raise ValueError(f"layer {i} of its geometry has non-finite or negative frequencies")
+    if geometry.n_chunks != meta["n_chunks"]:
+        raise ValueError(f"its geometry has {geometry.n_chunks} chunks, its metadata {meta['n_chunks']}")
+
+
+def _check_stats(meta: dict, stats: dict[str, ChunkNormStats]) -> None:
+    heads = {"q": meta["n_heads"], "k": meta["n_kv_heads"], "v": meta["n_kv_heads"]}
+    for tensor, n_heads in heads.items():
+        s = stats[tensor]
+        expected = (meta["n_layers"], n_heads, meta["n_chunks"])
+        if tuple(s.mean.shape) != expected:
+            raise ValueError(f"its {tensor} statistics have shape {tuple(s.mean.shape)}, expected {expected}")
+        count, nonfinite = s.count.numpy(), s.nonfinite.numpy()
+        for name, values in (("count", count), ("nonfinite", nonfinite)):
+            if not (np.isfinite(values).all() and (values >= 0).all() and (values == np.round(values)).all()):
+                raise ValueError(f"its {tensor} token {name}s are not non-negative integers")
+        mean, m2, peak = s.mean.numpy(), s.m2.numpy(), s.max.numpy()
+        seen = count > 0
+        if not (np.isfinite(mean[seen]).all() and np.isfinite(m2[seen]).all() and np.isfinite(peak[seen]).all()):
+            raise ValueError(f"its {tensor} statistics hold NaN or infinite values in layers with tokens")
+        if (mean[seen] < 0).any() or (m2[seen] < -1e-9 * (1 + np.abs(m2[seen]))).any():
+            raise ValueError(f"its {tensor} statistics hold a negative mean norm or variance")
+        if (peak[seen] < mean[seen] * (1 - 1e-9) - 1e-12).any():
+            raise ValueError(f"its {tensor} statistics hold a maximum norm below the mean")
+        if (mean[~seen] != 0).any() or (m2[~seen] != 0).any():
+            raise ValueError(f"its {tensor} statistics hold values in a layer that counted no tokens")
+    if int(stats["q"].count[0]) != meta["n_tokens"]:
+        raise ValueError(f"its layer-0 query count {int(stats['q'].count[0])} is not n_tokens {meta['n_tokens']}")
