@@ -35,11 +35,20 @@ def rope_parameter_sets(config) -> Iterator[tuple[str, dict]]:
         yield "", {"rope_theta": cfg.__dict__["rope_theta"]}
 
 
-def check_rope_config(config, source) -> None:
-    """Refuse RoPE fields no model can be built from, naming the field: a ``rope_theta`` (the base
-    of the frequencies ``theta^(-2i/d)``) that is not a finite positive number, a scaling
-    ``factor`` or ``partial_rotary_factor`` that is not a positive number (the latter at most 1)."""
+SHAPE_FIELDS = ("num_hidden_layers", "num_attention_heads", "num_key_value_heads", "hidden_size", "head_dim")
+
+
+def check_config(config, source) -> None:
+    """Refuse config fields no model can be built from, naming the field: a layer, head or width
+    count (:data:`SHAPE_FIELDS`) that is not a positive integer, a ``rope_theta`` (the base of the
+    frequencies ``theta^(-2i/d)``) that is not a finite positive number, a scaling ``factor`` or
+    ``partial_rotary_factor`` that is not a positive number (the latter at most 1)."""
     where_file = f"{source}/config.json" if Path(str(source)).is_dir() else f"config of {source}"
+    cfg = config.get_text_config() if hasattr(config, "get_text_config") else config
+    for key in SHAPE_FIELDS:
+        value = getattr(cfg, key, None)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ModelLoadError(f"{where_file}: {key} must be a positive integer, got {value!r}")
     for where, params in rope_parameter_sets(config):
         for key, upper in (("rope_theta", None), ("factor", None), ("partial_rotary_factor", 1.0)):
             if key not in params or params[key] is None:

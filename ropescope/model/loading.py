@@ -14,6 +14,7 @@ GGUF files are converted once into the cache of :mod:`ropescope.model.bundled`.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -24,7 +25,7 @@ import torch
 from ropescope.errors import ModelLoadError
 from ropescope.model.anatomy import ModelAnatomy, inspect_model
 from ropescope.model.bundled import BUNDLED, DEFAULT_MODEL, cache_dir, converted
-from ropescope.model.checkpoint_checks import check_rope_config, check_weight_files, unknown_rope_type
+from ropescope.model.checkpoint_checks import check_config, check_weight_files, unknown_rope_type
 from ropescope.model.hub import explain, looks_like_hub_id, offline_mode, probe
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -144,35 +145,54 @@ def _load_directory(
 
     hub = isinstance(source, str)
     kwargs = {"local_files_only": offline or not hub, "trust_remote_code": trust_remote_code}
-    config = None
+    config, phase = None, "its config.json"
     try:
         config = AutoConfig.from_pretrained(str(source), **kwargs)
-        check_rope_config(config, source)
+        check_config(config, source)
         check_weight_files(source)
+        phase = "its weights"
         model, info = AutoModelForCausalLM.from_pretrained(
             str(source), config=config, dtype=dtype, device_map=device_map, output_loading_info=True, **kwargs
         )
+        phase = "its tokenizer"
         tokenizer = AutoTokenizer.from_pretrained(str(source), **kwargs)
     except ModelLoadError:
         raise
-    except Exception as exc:  # noqa: BLE001 - hub failures become one line; others below
+    except Exception as exc:  # noqa: BLE001 - whatever a checkpoint's files hold becomes one line naming the part
         mapped = explain(source, exc, offline, ", ".join(BUNDLED)) if hub else exc
         if mapped is not exc:
             raise mapped from None
         rope_type = unknown_rope_type(config, exc) if config is not None else None
         if rope_type:
             raise ModelLoadError(f"cannot load model {source}: config {rope_type}") from None
-        if not isinstance(exc, (OSError, ValueError, KeyError, ImportError, SafetensorError, EOFError)):
-            raise
         where = " from the hub" if hub else ""
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = _reason(exc)
         if "custom code" in reason and not trust_remote_code:
             reason = "the checkpoint ships its own Python code, which ropescope does not run; pass --trust-remote-code "
             reason += "(Python: trust_remote_code=True) only if you trust it"
+        elif isinstance(exc, pickle.UnpicklingError):
+            reason = (
+                f"{phase}: a .bin weights file is corrupt or holds Python objects beyond tensors, which ropescope "
+                "never unpickles; use a safetensors copy of the checkpoint"
+            )
+        elif isinstance(exc, MemoryError):
+            reason = f"{phase}: not enough memory (try --dtype bfloat16, or --device-map auto on a GPU machine)"
+        elif not isinstance(exc, (OSError, ValueError, KeyError, ImportError, SafetensorError, EOFError)):
+            reason = f"{phase}: {type(exc).__name__}: {reason}"  # e.g. a field transformers rejects, a bad .bin file
         raise ModelLoadError(f"cannot load model {source}{where}: {reason}") from None
     if not allow_missing:
         _check_loading_info(source, info)
     return model, tokenizer
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of an exception's message (with the next when the first ends in a colon), at
+    most 300 characters; its type name when it has no message."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    text = " ".join(lines[:2]) if lines[0].endswith(":") and len(lines) > 1 else lines[0]
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def _check_loading_info(source, info: dict) -> None:

@@ -47,6 +47,19 @@ CLI_ROWS = [
     ("profile", "rope_theta of zero", ["profile", "{inputs}/theta_zero"], "rope_theta must be a finite positive"),
     ("profile", "unknown rope_type", ["profile", "{inputs}/rope_type"], "rope_type 'bogus' is unknown"),
     ("profile", "corrupt weights file", ["profile", "{inputs}/bad_weights"], "model.safetensors is truncated"),
+    ("profile", "config field of the wrong type", ["profile", "{inputs}/layers_text"], "its config.json: Strict"),
+    (
+        "profile",
+        "negative head count",
+        ["profile", "{inputs}/heads_negative"],
+        "num_attention_heads must be a positive",
+    ),
+    (
+        "profile",
+        ".bin weights that are not tensors",
+        ["profile", "{inputs}/pickled"],
+        "which ropescope never unpickles",
+    ),
     ("profile", "attention-free architecture (Mamba)", ["profile", "{inputs}/mamba"], "'mamba' has no rotary"),
     ("profile", "empty prompt file", ["profile", "--prompts", "{inputs}/empty.txt"], "holds no prompts"),
     ("profile", "binary prompt file", ["profile", "--prompts", "{inputs}/binary.txt"], "is binary, not text"),
@@ -234,6 +247,15 @@ def _config_variants(root: Path) -> None:
     from tiny import tiny_model
 
     model = tiny_model("llama")
+    for name, top in {
+        "layers_text": {"num_hidden_layers": "two"},
+        "heads_negative": {"num_attention_heads": -4},
+    }.items():
+        (root / name).mkdir()
+        (root / name / "config.json").write_text(json.dumps({**model.config.to_dict(), **top}))
+    (root / "pickled").mkdir()
+    (root / "pickled" / "config.json").write_text(model.config.to_json_string())
+    (root / "pickled" / "pytorch_model.bin").write_bytes(b"\x80\x04\x95" + b"cos\nsystem\n" * 40)
     for name, edit in {
         "theta_text": {"rope_theta": "abc"},
         "theta_zero": {"rope_theta": 0},
