@@ -17,7 +17,13 @@ from ropescope.prope.train import ENCODINGS, TrainConfig, batch_at, build_model,
 TEXT = " ".join(TEXTS) * 3
 
 
-def test_perplexity_equals_a_direct_computation():
+@pytest.mark.parametrize("logit_rows", [256, 7])  # 7: logits formed in many blocks across padded windows
+def test_perplexity_equals_a_direct_computation(logit_rows, monkeypatch):
+    import importlib
+
+    perplexity_module = importlib.import_module("ropescope.prope.perplexity")
+
+    monkeypatch.setattr(perplexity_module, "LOGIT_ROWS", logit_rows)
     model = tiny_model("gemma3")
     tok = CharTokenizer()
     result = perplexity(model, tok, TEXT, context=40, batch_size=3)

@@ -1,0 +1,72 @@
+"""Benchmark: a whole ``ropescope.profile(model, tokenizer, [prompt])`` call vs the base-model
+forward it needs, on the same tokens, in one process.
+
+Unlike ``profile_vs_forward.py`` (the capture's steady state), this times everything a user's call
+costs: option checks, tokenisation, the geometry self-check of the first batch, the hooks, the
+statistics, gathering them and building the :class:`~ropescope.profiling.result.Profile`. The two
+cases alternate (``--reps`` pairs after one warm-up pair) so drift hits both alike; the ratio is of
+medians. Real Gemma 3 270M, float32, one prompt of N tokens (Shakespeare passages repeated).
+
+Target (issue 16): <= 1.02x at 512, 2,048 and 8,192 tokens.
+Run: ``.venv/bin/python bench/whole_profile.py [--tokens 512 2048 8192] [--reps 5]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from targets import record
+
+import ropescope
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokens", type=int, nargs="+", default=[512, 2048, 8192])
+    parser.add_argument("--reps", type=int, default=5, help="timed pairs per length (8,192 tokens: at most 3)")
+    args = parser.parse_args()
+    lm = ropescope.load_model("gemma-3-270m")
+    tok, base = lm.tokenizer, lm.model.model
+    words = " ".join(ropescope.load_prompts("shakespeare")).split()
+    ratios = {}
+    print(f"{'tokens':>7} {'forward s':>10} {'profile() s':>12} {'ratio':>7}  (medians; spread of ratios)")
+    for n in args.tokens:
+        text, ids = _text_of(tok, words, n)
+        forward_times, profile_times = [], []
+
+        def forward(ids=ids):
+            with torch.inference_mode():
+                base(input_ids=ids, use_cache=False)
+
+        def whole(text=text):
+            ropescope.profile(lm, None, [text], max_tokens=n + 8)
+
+        forward(), whole()  # warm-up pair
+        for _ in range(min(args.reps, 3) if n >= 8192 else args.reps):
+            for fn, times in ((forward, forward_times), (whole, profile_times)):
+                start = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - start)
+        pairs = sorted(p / f for p, f in zip(profile_times, forward_times, strict=True))
+        f, p = statistics.median(forward_times), statistics.median(profile_times)
+        ratios[f"whole profile() / forward, {n:,} tokens"] = p / f
+        print(f"{n:>7} {f:>10.2f} {p:>12.2f} {p / f:>7.3f}  ({pairs[0]:.3f}-{pairs[-1]:.3f})", flush=True)
+    record("whole_profile", ratios)
+
+
+def _text_of(tok, words: list[str], n: int) -> tuple[str, torch.Tensor]:
+    """A text whose tokenisation (with BOS) is exactly ``n`` tokens, and those token ids."""
+    text = " ".join(words)
+    while len(tok(text)["input_ids"]) < n:
+        text = text + " " + text
+    ids = tok(text)["input_ids"][:n]
+    text = tok.decode(ids[1:])
+    ids = tok(text)["input_ids"]
+    return text, torch.tensor([ids])
+
+
+if __name__ == "__main__":
+    main()
