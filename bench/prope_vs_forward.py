@@ -27,6 +27,7 @@ import torch
 from targets import record
 
 import ropescope
+from ropescope.profiling.run import pad_batch
 from ropescope.prompts import load_text
 from ropescope.prope.frequencies import VARIANTS
 from ropescope.prope.perplexity import prope_table, token_windows
@@ -40,12 +41,7 @@ def bare_evaluation(model, windows: list[list[int]], batch_size: int) -> float:
     total, count = 0.0, 0
     with torch.inference_mode():
         for start in range(0, len(windows), batch_size):
-            rows = windows[start : start + batch_size]
-            width = max(len(r) for r in rows)
-            ids = torch.zeros(len(rows), width, dtype=torch.long)
-            mask = torch.zeros(len(rows), width, dtype=torch.long)
-            for j, row in enumerate(rows):
-                ids[j, : len(row)], mask[j, : len(row)] = torch.tensor(row), 1
+            ids, mask = pad_batch(windows[start : start + batch_size], 0)
             logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1]
             keep = mask[:, 1:].bool()
             nll = torch.nn.functional.cross_entropy(logits[keep], ids[:, 1:][keep], reduction="sum")
@@ -57,12 +53,8 @@ def base_forwards(model, windows: list[list[int]], batch_size: int) -> None:
     """The base model alone over the same batches: a floor no perplexity can beat (it skips the LM head)."""
     with torch.inference_mode():
         for start in range(0, len(windows), batch_size):
-            rows = windows[start : start + batch_size]
-            width = max(len(r) for r in rows)
-            ids = torch.zeros(len(rows), width, dtype=torch.long)
-            for j, row in enumerate(rows):
-                ids[j, : len(row)] = torch.tensor(row)
-            model.model(input_ids=ids, use_cache=False)
+            ids, mask = pad_batch(windows[start : start + batch_size], 0)
+            model.model(input_ids=ids, attention_mask=mask, use_cache=False)
 
 
 def prope_ratio(reps: int) -> float:

@@ -69,9 +69,8 @@ def table() -> str:
             goal, met = f"<= {limit:g}{unit}", "yes" if entry["value"] <= limit else "**no**"
         else:  # context for a target (a floor, a baseline): no target of its own
             goal, met, unit = "(context)", "", ""
-        lines.append(
-            f"| {name} | {goal} | {entry['value']:.3f}{unit} | {met} | `bench/{entry['bench']}.py` | {entry['machine']} |"
-        )
+        where = f"`bench/{entry['bench']}.py` | {entry['machine']}"
+        lines.append(f"| {name} | {goal} | {entry['value']:.3f}{unit} | {met} | {where} |")
     missing = [p for p in TARGETS if not any(n.startswith(p) for n in stored)]
     lines += [f"| {p} | <= {TARGETS[p][0]:g}{TARGETS[p][1]} | not measured yet | | | |" for p in missing]
     return "\n".join(lines)

@@ -41,8 +41,8 @@ def main() -> None:
             with torch.inference_mode():
                 base(input_ids=ids, use_cache=False)
 
-        def whole(text=text):
-            ropescope.profile(lm, None, [text], max_tokens=n + 8)
+        def whole(text=text, limit=n + 8):
+            ropescope.profile(lm, None, [text], max_tokens=limit)
 
         forward(), whole()  # warm-up pair
         for _ in range(min(args.reps, 3) if n >= 8192 else args.reps):

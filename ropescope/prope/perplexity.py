@@ -18,6 +18,7 @@ import torch
 
 from ropescope.errors import PromptError
 from ropescope.model.anatomy import inspect_model
+from ropescope.profiling.run import pad_batch
 from ropescope.prope.frequencies import VARIANTS, check_p
 from ropescope.prope.interventions import p_rope
 
@@ -59,11 +60,7 @@ def perplexity(
     with torch.inference_mode():
         for start in range(0, len(windows), batch_size):
             rows = windows[start : start + batch_size]
-            width = max(len(r) for r in rows)
-            ids = torch.zeros(len(rows), width, dtype=torch.long)
-            mask = torch.zeros(len(rows), width, dtype=torch.long)
-            for j, row in enumerate(rows):
-                ids[j, : len(row)], mask[j, : len(row)] = torch.tensor(row), 1
+            ids, mask = pad_batch(rows, 0)
             ids, mask = ids.to(device), mask.to(device)
             hidden = base(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
             nll, n = _window_nll(hidden, ids, mask, head, softcap)
