@@ -49,7 +49,7 @@ def figures_command(
     lock_output(out)
     quiet_libraries()
     context = FigureContext(model, out, prompts, load_options=options)
-    finished = []
+    finished, timings = [], {}
     try:
         with progress("figures", len(chosen), transient=False) as update:
 
@@ -60,7 +60,7 @@ def figures_command(
                 finished.append(figure.id)
                 update(advance=1)
 
-            skipped = run_figures(chosen, context, resume=resume, on_start=started, on_done=done)
+            skipped = run_figures(chosen, context, resume=resume, on_start=started, on_done=done, timings=timings)
     except KeyboardInterrupt:
         state = out / PROGRESS
         where = "no entry was complete yet"
@@ -73,4 +73,10 @@ def figures_command(
         say(f"note: {note}")
     if skipped:
         say(f"resumed: kept {len(skipped)} finished entries ({', '.join(skipped)})")
+    if timings:
+        slowest = sorted(timings.items(), key=lambda item: -item[1])
+        say(
+            f"time per entry ({sum(timings.values()):.0f} s in all): "
+            + ", ".join(f"{figure_id} {seconds:.1f} s" for figure_id, seconds in slowest)
+        )
     typer.echo(f"wrote {len(chosen)} figure entries for {model} into {out}/")

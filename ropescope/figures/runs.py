@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -56,8 +57,11 @@ def run_figures(
     resume: bool = False,
     on_start: Callable[[Figure], None] | None = None,
     on_done: Callable[[Figure], None] | None = None,
+    timings: dict[str, float] | None = None,
 ) -> list[str]:
     """Render ``figures`` into ``context.out`` entry by entry; return the ids skipped as done.
+    ``timings`` (if given) receives each rendered entry's wall time in seconds (model loading and
+    the profiles it shares with later entries are counted in the first entry that needs them).
 
     ``context.out`` is created only when the first entry is complete, so a run that fails before
     that leaves no directory.
@@ -75,7 +79,10 @@ def run_figures(
         else:
             if on_start:
                 on_start(figure)
+            started = time.perf_counter()
             done[figure.id] = _render_entry(figure, context)
+            if timings is not None:
+                timings[figure.id] = time.perf_counter() - started
             write_json(out / PROGRESS, {"key": key, "done": done})
         if on_done:
             on_done(figure)
