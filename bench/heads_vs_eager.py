@@ -21,6 +21,7 @@ import argparse
 import json
 
 from common import report, run_child
+from targets import record
 
 CHILD = r"""
 limit_gb = float(extra)
@@ -64,7 +65,14 @@ def main() -> None:
                 print(json.dumps(result), flush=True)
                 if "error" in result:
                     break
-    report(rows, "heads_vs_eager", ["forward", "ropescope", "eager"], "forward")
+    frame = report(rows, "heads_vs_eager", ["forward", "ropescope", "eager"], "forward")
+    ratios = {}
+    for tokens in args.tokens:
+        part = frame[frame.tokens == tokens]
+        base, heads = part[part.case == "forward"], part[part.case == "ropescope"]
+        ratios[f"heads time / forward, {tokens:,} tokens"] = heads.seconds.median() / base.seconds.median()
+        ratios[f"heads memory / forward, {tokens:,} tokens"] = heads.peak_rss_gb.median() / base.peak_rss_gb.median()
+    record("heads_vs_eager", ratios)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import argparse
 import json
 
 from common import report, run_child
+from targets import record
 
 CHILD = r"""
 pool = [p for s in ("shakespeare", "italian", "chinese", "python", "addition") for p in ropescope.load_prompts(s)]
@@ -47,6 +48,9 @@ def main() -> None:
     for case in cases:
         part = frame[frame.case == case]
         print(f"{case}: {int(part.counted_tokens.median())} counted tokens, peak {part.peak_rss_gb.median():.2f} GB")
+    low, high = min(args.prompts), max(args.prompts)
+    peak = {n: frame[frame.case == f"{n} prompts"].peak_rss_gb.median() for n in (low, high)}
+    record("memory_vs_prompts", {f"peak memory, {high // low}x prompts / 1x ({low} -> {high})": peak[high] / peak[low]})
 
 
 if __name__ == "__main__":
