@@ -137,43 +137,53 @@ class HeadScoreReducer:
         self._attribute(layer, q, k, rule, seq)
 
     def _attribute(self, layer, q, k, rule: LogitRule, seq: int) -> None:
+        """Per-chunk logit attribution of every target offset (and the first token), summed over rows.
+
+        Element-wise products run in float32 (the precision of q and k themselves); every sum over
+        rows, and the prefix sums over keys that give each row's visible-key total, are float64."""
         K, r = self.max_offset, self.geometry.rotary_dim
         layout = self.geometry.layout
         group = q.shape[0] // k.shape[0]
-        q64, k64 = q.double(), k.double().repeat_interleave(group, dim=0)  # [H, S, D]
-        qa, qb = split_pairs(q64[..., :r], layout)
-        ka, kb = split_pairs(k64[..., :r], layout)
-        q_pass, k_pass = q64[..., r:], k64[..., r:]
-        # prefix sums over keys give each row's sum over all its visible keys
-        zero = torch.zeros_like(k64[:, :1])
-        prefix = torch.cat([zero, torch.cumsum(k64, dim=1)], dim=1)  # [H, S+1, D]
+        q32, k32 = q.float(), k.float().repeat_interleave(group, dim=0)  # [H, S, D]
+        qa, qb = split_pairs(q32[..., :r], layout)
+        ka, kb = split_pairs(k32[..., :r], layout)
+        q_pass, k_pass = q32[..., r:], k32[..., r:]
+        # prefix sums over keys (float64: window sums subtract two of them) give each row's visible-key sum
+        zero = torch.zeros_like(k32[:, :1], dtype=torch.float64)
+        prefix = torch.cat([zero, torch.cumsum(k32, dim=1, dtype=torch.float64)], dim=1)  # [H, S+1, D]
         rows = torch.arange(seq, device=q.device)
         first = torch.zeros_like(rows) if rule.window is None else (rows - rule.window + 1).clamp(min=0)
-        key_sum = prefix[:, rows + 1] - prefix[:, first]  # [H, S, D]
+        key_sum = (prefix[:, rows + 1] - prefix[:, first]).float()  # [H, S, D]
         sa, sb = split_pairs(key_sum[..., :r], layout)
         all_chunk = rule.scaling * (qa * sa + qb * sb)  # [H, S, C]
         all_pass = rule.scaling * (q_pass * key_sum[..., r:]).sum(-1)  # [H, S]
-        n_visible = (rows - first + 1).double()
+        n_visible = (rows - first + 1).float()
         others = (n_visible - 1).clamp(min=1)[None, :]  # [1, S]: visible keys other than the target
-        targets = [rows - d for d in range(K + 1)] + [torch.zeros_like(rows)]
-        starts = [d + 1 for d in range(K + 1)] + [1]
         sums = {
             name: [] for name in ("target_chunk", "other_chunk", "target_pass", "other_pass", "target_logit", "rows")
         }
-        for key, start in zip(targets, starts, strict=True):
-            weight = ((rows >= start) & visible(rows, key, rule) & (n_visible >= 2)).double()  # [S]
-            j = key.clamp(min=0)
-            chunk = rule.scaling * (qa * ka[:, j] + qb * kb[:, j])  # [H, S, C]
-            passed = rule.scaling * (q_pass * k_pass[:, j]).sum(-1)  # [H, S]
-            logit = chunk.sum(-1) + passed
+        f64 = torch.float64
+        # target d: the key d tokens back (rows d+1 ..), then the first token (rows 1 ..); the keys of
+        # rows start .. S-1 are a contiguous slice (or the first key, broadcast), so no gathering
+        for d in [*range(K + 1), None]:
+            start = 1 if d is None else d + 1
+            keys = slice(0, 1) if d is None else slice(start - d, max(start, seq) - d)  # empty past the end
+            here = rows[start:]
+            key = torch.zeros_like(here) if d is None else here - d
+            weight = (visible(here, key, rule) & (n_visible[start:] >= 2)).float()  # [S - start]
+            chunk = rule.scaling * (qa[:, start:] * ka[:, keys] + qb[:, start:] * kb[:, keys])  # [H, S - start, C]
+            passed = rule.scaling * (q_pass[:, start:] * k_pass[:, keys]).sum(-1)  # [H, S - start]
+            logit = chunk.sum(-1, dtype=f64) + passed.double()
             if rule.softcap:
                 logit = torch.tanh(logit / rule.softcap) * rule.softcap
-            sums["target_chunk"].append((chunk * weight[None, :, None]).sum(1))
-            sums["other_chunk"].append((((all_chunk - chunk) / others[..., None]) * weight[None, :, None]).sum(1))
-            sums["target_pass"].append((passed * weight).sum(1))
-            sums["other_pass"].append((((all_pass - passed) / others) * weight).sum(1))
-            sums["target_logit"].append((logit * weight).sum(1))
-            sums["rows"].append(weight.sum())
+            spread = weight / others[0, start:]  # each other visible key's share of the row's weight
+            sums["target_chunk"].append((chunk * weight[None, :, None]).sum(1, dtype=f64))
+            other = (all_chunk[:, start:] - chunk) * spread[None, :, None]
+            sums["other_chunk"].append(other.sum(1, dtype=f64))
+            sums["target_pass"].append((passed * weight).sum(1, dtype=f64))
+            sums["other_pass"].append(((all_pass[:, start:] - passed) * spread).sum(1, dtype=f64))
+            sums["target_logit"].append((logit * weight.double()).sum(1))
+            sums["rows"].append(weight.sum(dtype=f64))
         a = self.arrays
         a.target_chunk_sum[layer] += torch.stack(sums["target_chunk"], dim=1).cpu().numpy()  # [H, K+2, C]
         a.other_chunk_sum[layer] += torch.stack(sums["other_chunk"], dim=1).cpu().numpy()
