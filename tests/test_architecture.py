@@ -22,6 +22,7 @@ STAGES = {
     "version": 0,
     "files": 1,
     "prompts": 1,
+    "progress": 1,
     "model": 2,
     "hooks": 3,
     "profiling": 4,

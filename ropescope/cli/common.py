@@ -17,6 +17,7 @@ from ropescope.cli.choices import DType
 from ropescope.errors import RopescopeError
 from ropescope.files import atomic_directory, output_lock
 from ropescope.model.loading import LoadedModel, load_model
+from ropescope.progress import LineProgress
 
 output_directory = atomic_directory  # the run directory appears only when complete
 HELD = contextlib.ExitStack()  # locks a command holds until it ends (released by cli.app.main)
@@ -140,9 +141,18 @@ def stderr_console():
 
 @contextmanager
 def progress(description: str, total: int, transient: bool = True) -> Iterator[Callable]:
-    """A progress bar on standard error; yields ``update(completed=None, advance=None, description=None)``."""
+    """Progress on standard error; yields ``update(completed=None, advance=None, description=None)``.
+
+    A terminal gets a live bar; anything else (a log file, CI, ``nohup``) gets plain lines at least
+    every ``ROPESCOPE_PROGRESS_EVERY`` seconds (default 10; :class:`~ropescope.progress.LineProgress`)."""
+    import sys
+
     from rich.progress import Progress
 
+    if not sys.stderr.isatty():
+        with LineProgress(description, total, write=say) as lines:
+            yield lines.update
+        return
     with Progress(transient=transient, console=stderr_console()) as bar:
         task = bar.add_task(description, total=total)
 

@@ -69,7 +69,7 @@ def scan_heads(
     hf_fraction: float = 0.125,
     model_id: str | None = None,
     prompt_set: str = "custom",
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], None] | bool | None = None,
 ) -> HeadReport:
     """Score, explain and classify every head of ``model`` over ``texts`` in one pass."""
     texts = check_texts(texts)

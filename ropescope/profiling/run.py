@@ -23,6 +23,7 @@ from ropescope.model.geometry import RopeGeometry
 from ropescope.model.loading import tokenizer_of
 from ropescope.profiling.distributed import gather_max, gather_merge, rank_and_world
 from ropescope.profiling.result import Profile, prompt_hash, prompt_set_hash
+from ropescope.progress import reporting
 from ropescope.prompts import check_texts
 from ropescope.version import __version__
 
@@ -72,7 +73,7 @@ def profile(
     geometry: RopeGeometry | None = None,
     model_id: str | None = None,
     prompt_set: str = "custom",
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], None] | bool | None = None,
     on_qk: Callable | None = None,
     tensors: tuple[str, ...] = ("q", "k", "v"),
     checkpoint: Callable | None = None,
@@ -87,7 +88,8 @@ def profile(
     must not exceed the model's context. BOS tokens are left out unless ``include_bos``: BOS is
     the same token at position 0 of every prompt, an attention sink with atypically large
     activations, and counting it would weight one outlier by the number of prompts.
-    ``progress(n)`` is called after each batch with the number of prompts done; ``on_qk`` is
+    ``progress(n)`` is called after each batch with the number of prompts done (``progress=True``
+    draws a bar: a notebook widget in Jupyter, :mod:`ropescope.progress` otherwise); ``on_qk`` is
     handed to :func:`~ropescope.hooks.capture` (extra reducers, e.g. head scores).
     ``checkpoint(batches_done, stats, max_seq_len)`` is called every ``checkpoint_every`` batches;
     ``resume`` (``{"batches_done", "stats", "max_seq_len"}``, see :mod:`ropescope.profiling.resume`) continues
@@ -132,6 +134,7 @@ def profile(
     batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
     first = 0
     with (
+        reporting(progress, f"profiling {len(order)} prompts", len(order)) as report,
         torch.inference_mode(),
         capture(anatomy, include_bos=include_bos, on_qk=on_qk, tensors=tensors) as cap,
     ):
@@ -142,8 +145,8 @@ def profile(
         for number in range(first, len(batches)):
             input_ids, mask = pad_batch([ids[i] for i in batches[number]], pad)
             run_forward(anatomy, input_ids.to(device), mask.to(device), chunk_tokens)
-            if progress:
-                progress(sum(len(b) for b in batches[: number + 1]))
+            if report:
+                report(sum(len(b) for b in batches[: number + 1]))
             if checkpoint is not None and (number + 1) % checkpoint_every == 0 and number + 1 < len(batches):
                 checkpoint(number + 1, cap.stats, cap.max_seq_len)
     stats = {name: gather_merge(s.to_cpu()) for name, s in cap.stats.items()}
