@@ -49,8 +49,7 @@ class LineProgress:
         self._thread = threading.Thread(target=self._tick, daemon=True)
 
     def __enter__(self) -> LineProgress:
-        self.write(f"{self.description}: started" + (f" ({self.total} to do)" if self.total else ""))
-        self._thread.start()
+        self._thread.start()  # no line yet: a run refused at once prints only its error
         return self
 
     def __exit__(self, kind, value, traceback) -> None:

@@ -1,5 +1,6 @@
 """Running the command line in a subprocess and checking its one-line errors (shared by the tests)."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,9 +18,13 @@ def run_cli(*args, cwd=None):
     )
 
 
+PROGRESS_LINE = re.compile(r"^[^:]+: (\d+ done|\d+/\d+ \(\d+%\)|done), ")  # ropescope.progress.LineProgress
+
+
 def assert_one_line_error(result, fragment):
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("loading ")]
+    lines = [line for line in lines if not PROGRESS_LINE.match(line)]  # progress is not an error
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: ") and fragment in lines[0], lines[0]
     assert "Traceback" not in result.stderr

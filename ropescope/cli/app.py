@@ -18,6 +18,7 @@ os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 import typer  # noqa: E402
 
 from ropescope.cli.common import HELD, say  # noqa: E402
+from ropescope.cli.examples import epilog  # noqa: E402
 from ropescope.cli.figures import figures_command  # noqa: E402
 from ropescope.cli.heads import head_command, heads_command  # noqa: E402
 from ropescope.cli.profile import (  # noqa: E402
@@ -31,27 +32,60 @@ from ropescope.cli.prope import prope_command, train_prope_command  # noqa: E402
 from ropescope.errors import Interrupted, RopescopeError  # noqa: E402
 
 app = typer.Typer(
-    add_completion=False,
+    add_completion=True,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    help="How a pretrained RoPE language model uses each rotary frequency.",
+    help="How a pretrained RoPE language model uses each rotary frequency. Start with `ropescope profile` "
+    "(the bundled Gemma 3 270M on Shakespeare prompts); every command's --help ends with examples.",
 )
+
+
+def _flags_show_no_type() -> None:
+    """typer's help lists a ``<bool>`` type beside on/off flags as if they took a value; show none."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+
+    def display_type_rich(self, ctx):
+        return None if getattr(self, "is_flag", False) or getattr(self, "is_bool_flag", False) else shown(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich
+
+
+_flags_show_no_type()
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from ropescope.version import __version__
+
+        typer.echo(f"ropescope {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False, "--version", callback=_show_version, is_eager=True, help="Print the installed version and exit."
+    ),
+) -> None:
+    """Options of ``ropescope`` itself (the app's help text is set above)."""
 
 
 def _warn_one_line(message, category, filename, lineno, file=None, line=None) -> None:
     say(f"warning: {message}")
 
 
-app.command("profile")(profile_command)
-app.command("plot")(plot_command)
-app.command("merge")(merge_command)
-app.command("models")(models_command)
-app.command("families")(families_command)
-app.command("heads")(heads_command)
-app.command("head")(head_command)
-app.command("prope")(prope_command)
-app.command("train-prope")(train_prope_command)
-app.command("figures")(figures_command)
+app.command("profile", epilog=epilog("profile"))(profile_command)
+app.command("plot", epilog=epilog("plot"))(plot_command)
+app.command("merge", epilog=epilog("merge"))(merge_command)
+app.command("models", epilog=epilog("models"))(models_command)
+app.command("families", epilog=epilog("families"))(families_command)
+app.command("heads", epilog=epilog("heads"))(heads_command)
+app.command("head", epilog=epilog("head"))(head_command)
+app.command("prope", epilog=epilog("prope"))(prope_command)
+app.command("train-prope", epilog=epilog("train-prope"))(train_prope_command)
+app.command("figures", epilog=epilog("figures"))(figures_command)
 
 
 _STOPPED_BY: dict[str, int] = {}

@@ -59,7 +59,7 @@ TABLE_COLUMNS = [
 def heads_command(
     model: str = typer.Argument(DEFAULT_MODEL, help=MODEL_HELP),
     prompts: str = typer.Option("shakespeare", help=PROMPTS_HELP),
-    max_tokens: int = typer.Option(None, min=1, help="Cut prompts to this many tokens [default: model context]."),
+    max_tokens: int = typer.Option(None, min=1, help="Cut prompts to this many tokens.", show_default="model context"),
     max_offset: int = typer.Option(8, min=1, help="Score offsets 0..K."),
     threshold: float = typer.Option(
         0.5, min=0, max=1, help="Mean attention that makes a head diagonal, previous-token, ..."
@@ -69,7 +69,7 @@ def heads_command(
     ),
     ablate: int = typer.Option(8, min=1, help="Chunks zeroed in the causal test."),
     draws: int = typer.Option(5, min=0, help="Random draws of chunks in the causal test."),
-    out: Path = typer.Option(None, help="Output directory [default: runs/MODEL-heads]."),
+    out: Path = typer.Option(None, help="Output directory.", show_default="runs/MODEL-heads"),
     overwrite: bool = typer.Option(False, help=OVERWRITE_HELP),
     model_options: dict | None = None,
 ) -> None:
@@ -142,7 +142,7 @@ def head_command(
     prompt: str = typer.Option(..., help="The prompt text."),
     max_tokens: int = typer.Option(40, help="Cut the prompt to this many tokens."),
     rows: str = typer.Option("0:7", help="Query tokens of the Cauchy-Schwarz table, FIRST:LAST."),
-    out: Path = typer.Option(None, help="Output directory [default: runs/MODEL-L{layer}H{head}]."),
+    out: Path = typer.Option(None, help="Output directory.", show_default="runs/MODEL-L{layer}H{head}"),
     overwrite: bool = typer.Option(False, help=OVERWRITE_HELP),
     model_options: dict | None = None,
 ) -> None:

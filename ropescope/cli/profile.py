@@ -39,8 +39,8 @@ from ropescope.prompts import load_prompts
 def profile_command(
     model: str = typer.Argument(DEFAULT_MODEL, help=MODEL_HELP),
     prompts: str = typer.Option("shakespeare", help=PROMPTS_HELP),
-    max_tokens: int = typer.Option(None, min=1, help="Cut prompts to this many tokens [default: model context]."),
-    out: Path = typer.Option(None, help="Output directory [default: runs/MODEL]."),
+    max_tokens: int = typer.Option(None, min=1, help="Cut prompts to this many tokens.", show_default="model context"),
+    out: Path = typer.Option(None, help="Output directory.", show_default="runs/MODEL"),
     batch_size: int = typer.Option(8, min=1, help="Prompts per forward pass (right-padded)."),
     head_layer: int = typer.Option(0, help="Layer (0-based) of the per-head figure (F4)."),
     include_bos: bool = typer.Option(False, help="Count BOS tokens in the statistics."),
@@ -138,7 +138,7 @@ def _init_distributed(device: str | None) -> None:
 
 def plot_command(
     run: Path = typer.Argument(..., help="Run directory (or profile.safetensors) written by 'ropescope profile'."),
-    out: Path = typer.Option(None, help="Directory for the figures [default: the run directory]."),
+    out: Path = typer.Option(None, help="Directory for the figures.", show_default="the run directory"),
     head_layer: int = typer.Option(0, help="Layer (0-based) of the per-head figure (F4)."),
 ) -> None:
     """Redraw the figures of a saved profile."""

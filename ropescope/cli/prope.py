@@ -70,7 +70,7 @@ def prope_command(
     text: str = typer.Option("heldout", help="Built-in text 'heldout' or a UTF-8 file."),
     context: int = typer.Option(512, min=2, help="Tokens per evaluation window."),
     batch_size: int = typer.Option(4, min=1, help="Windows per forward pass."),
-    out: Path = typer.Option(None, help="Output directory [default: runs/MODEL-prope]."),
+    out: Path = typer.Option(None, help="Output directory.", show_default="runs/MODEL-prope"),
     overwrite: bool = typer.Option(False, help=OVERWRITE_HELP),
     model_options: dict | None = None,
 ) -> None:

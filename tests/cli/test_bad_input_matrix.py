@@ -20,6 +20,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cli_helpers import PROGRESS_LINE  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[2]
 
 # (command, class of bad input, argv with {inputs} standing for the prepared inputs directory, message fragment)
@@ -299,6 +301,7 @@ def test_cli_bad_input(command, klass, argv, fragment, inputs, tmp_path, monkeyp
     assert "Traceback" not in err
     lines = [line for line in err.splitlines() if line.strip() and not line.startswith(("loading ", "warning: "))]
     lines = [line for line in lines if "-:--:--" not in line and "━" not in line]  # progress bars
+    lines = [line for line in lines if not PROGRESS_LINE.match(line)]  # progress lines off a terminal
     assert len(lines) == 1, err
     assert lines[0].startswith("error: ") and fragment in lines[0], lines[0]
     assert list(work.iterdir()) == [], "output left behind"

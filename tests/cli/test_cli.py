@@ -86,3 +86,41 @@ def test_no_arguments_prints_the_help_and_no_error(capsys):
     captured = capsys.readouterr()
     assert exit_info.value.code == 0
     assert "Usage" in captured.out + captured.err and "error" not in captured.err
+
+
+def test_help_teaches_with_examples_that_parse(capsys, monkeypatch):
+    """Every command's --help ends with its examples; each example's options parse against the
+    command (names and types checked by click without running it); flags show no value type; the
+    computed defaults are printed; --version works."""
+    import shlex
+
+    import typer
+
+    from ropescope.cli import main
+    from ropescope.cli.app import app
+    from ropescope.cli.examples import EXAMPLES
+
+    monkeypatch.setenv("COLUMNS", "250")  # one help line per option, as on a wide terminal
+    group = typer.main.get_command(app)
+    for name, examples in EXAMPLES.items():
+        command = group.get_command(None, name)
+        assert command is not None, name
+        for _, line in examples:
+            args = shlex.split(line)[2:]
+            command.make_context(name, args)  # raises on an unknown option or a bad value
+        assert _exit_code(main, [name, "--help"]) == 0
+        out = capsys.readouterr().out
+        assert "Examples:" in out and examples[0][1] in " ".join(out.split())
+        assert "<bool>" not in out
+    assert _exit_code(main, ["profile", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "[default: (runs/MODEL)]" in text and "[default: (model context)]" in text
+    assert _exit_code(main, ["--version"]) == 0 and capsys.readouterr().out.startswith("ropescope 0.")
+
+
+def _exit_code(main, args) -> int:
+    try:
+        main(args)
+    except SystemExit as exc:
+        return exc.code or 0
+    return 0

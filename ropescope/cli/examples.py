@@ -1,0 +1,85 @@
+"""Examples shown at the end of each command's ``--help`` (each runs as written on the bundled model)."""
+
+EXAMPLES = {
+    "profile": [
+        (
+            "profile the bundled Gemma 3 270M on the Shakespeare prompts",
+            "ropescope profile",
+        ),
+        (
+            "a hub model on a GPU, long prompts",
+            "ropescope profile google/gemma-7b --device cuda --dtype bfloat16 --max-tokens 8192",
+        ),
+        (
+            "your own prompts, output where you want it",
+            "ropescope profile smollm2-135m --prompts my_prompts.txt --out runs/mine",
+        ),
+    ],
+    "plot": [
+        (
+            "redraw a saved run's figures, per-head map of layer 5",
+            "ropescope plot runs/gemma-3-270m --head-layer 5",
+        )
+    ],
+    "merge": [
+        (
+            "merge shards profiled separately",
+            "ropescope merge runs/a runs/b --out all.safetensors",
+        )
+    ],
+    "models": [("which bundled models are installed", "ropescope models")],
+    "families": [
+        (
+            "which RoPE families of the installed transformers work, as Markdown",
+            "ropescope families --markdown",
+        )
+    ],
+    "heads": [
+        ("classify every head of the bundled model", "ropescope heads"),
+        (
+            "a stricter threshold; zero 2 chunks per head in the causal test",
+            "ropescope heads --threshold 0.6 --ablate 2",
+        ),
+    ],
+    "head": [
+        (
+            "one head on one prompt",
+            "ropescope head gemma-3-270m 2 3 --prompt 'To be, or not to be'",
+        )
+    ],
+    "prope": [
+        (
+            "the README's p-RoPE table",
+            "ropescope prope gemma-3-270m --p 0.25,0.5,0.75,1 --variants all --context 512",
+        ),
+        (
+            "only p-RoPE (drop the slowest), on your text",
+            "ropescope prope --variants p --text my_text.txt",
+        ),
+    ],
+    "train-prope": [
+        (
+            "the T2 experiment (resumable)",
+            "ropescope train-prope --seeds 3 --steps 300 --out runs/t2",
+        ),
+        (
+            "a quick look: one seed, two encodings",
+            "ropescope train-prope --seeds 1 --steps 50 --encodings 'NoPE,RoPE theta=10k'",
+        ),
+    ],
+    "figures": [
+        (
+            "every figure and table of the paper for the bundled model",
+            "ropescope figures --out figures/",
+        ),
+        ("a few entries (ids: see the list above)", "ropescope figures --only F3,F5,T3"),
+    ],
+}
+
+
+def epilog(command: str) -> str:
+    """The ``--help`` epilog of ``command``: its examples, one per paragraph."""
+    lines = ["Examples:"]
+    for what, line in EXAMPLES.get(command, []):
+        lines.append(f"  # {what}\n\n  {line}")
+    return "\n\n".join(lines)
