@@ -18,6 +18,7 @@ from ropescope.hooks.stats import ChunkNormStats
 from ropescope.model.geometry import RopeGeometry
 
 _HASH = re.compile(r"^[0-9a-f]{16}$")
+MAX_COUNT = 2**53  # token counts are float64 arrays: exact integers up to here
 _COUNTS = ("n_layers", "n_heads", "n_kv_heads", "n_chunks")
 _SIZES = ("n_tokens", "n_prompts", "max_seq_len")
 _TEXTS = ("model_id", "model_type", "model_fingerprint", "prompt_set")
@@ -98,8 +99,9 @@ def _check_stats(meta: dict, stats: dict[str, ChunkNormStats]) -> None:
             raise ValueError(f"its {tensor} statistics have shape {tuple(s.mean.shape)}, expected {expected}")
         count, nonfinite = s.count.numpy(), s.nonfinite.numpy()
         for name, values in (("count", count), ("nonfinite", nonfinite)):
-            if not (np.isfinite(values).all() and (values >= 0).all() and (values == np.round(values)).all()):
-                raise ValueError(f"its {tensor} token {name}s are not non-negative integers")
+            exact = np.isfinite(values).all() and (values >= 0).all() and (values <= MAX_COUNT).all()
+            if not (exact and (values == np.round(values)).all()):
+                raise ValueError(f"its {tensor} token {name}s are not integers in 0..2^53")
         mean, m2, peak = s.mean.numpy(), s.m2.numpy(), s.max.numpy()
         seen = count > 0
         if not (np.isfinite(mean[seen]).all() and np.isfinite(m2[seen]).all() and np.isfinite(peak[seen]).all()):

@@ -84,7 +84,8 @@ CRAFTED = {
     "negative mean": (set_array("k.mean", _put(-1.0, 3)), "negative mean norm"),
     "negative variance": (set_array("v.m2", _put(-5.0, 2)), "negative mean norm or variance"),
     "maximum below mean": (set_array("q.max", _put(0.0, 0)), "maximum norm below the mean"),
-    "fractional count": (set_array("q.count", _put(2.5, 1)), "not non-negative integers"),
+    "fractional count": (set_array("q.count", _put(2.5, 1)), "not integers in 0..2^53"),
+    "huge count": (set_array("v.count", _put(1e300, 1)), "not integers in 0..2^53"),
     "count disagrees with n_tokens": (set_array("q.count", lambda a: a + 1), "is not n_tokens"),
     "wrong shape": (set_array("k.mean", lambda a: a[:, :1]), "shape"),
     "hash array of floats": (set_array("prompt_hashes", lambda a: a.astype(np.float64)), "prompt_hashes"),
@@ -196,12 +197,12 @@ def test_fuzzed_checksum_valid_profiles_load_only_when_usable(prof, tmp_path_fac
     for kind, name, value in changes:
         if kind == "field":
             meta[name] = value
-        elif kind == "array":
+        elif kind == "array" and name in arrays:  # (an earlier change may have dropped it)
             index, number = value
             array = arrays[name].copy()
             array.flat[index % array.size] = number
             arrays[name] = array
-        else:
+        elif kind == "drop":
             arrays.pop(name, None)
     path = tmp_path_factory.mktemp("fuzz") / "p.safetensors"
     save_crafted(meta, arrays, path)
