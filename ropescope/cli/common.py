@@ -18,6 +18,7 @@ from ropescope.errors import RopescopeError
 from ropescope.files import atomic_directory, output_lock
 from ropescope.model.loading import LoadedModel, load_model
 from ropescope.progress import LineProgress
+from ropescope.prompts import builtin_sets
 
 output_directory = atomic_directory  # the run directory appears only when complete
 HELD = contextlib.ExitStack()  # locks a command holds until it ends (released by cli.app.main)
@@ -31,7 +32,10 @@ def lock_output(out: Path) -> None:
 MODEL_HELP = (
     "Bundled model name, Hugging Face hub id (downloaded once, then cached), checkpoint directory, or .gguf file."
 )
-PROMPTS_HELP = "Built-in prompt set name or a prompt file (.txt, .jsonl)."
+PROMPTS_HELP = (
+    f"Built-in prompt set ({', '.join(builtin_sets())}) or a prompt file (.txt: one prompt per line or "
+    "blank-line separated; .jsonl: a text field)."
+)
 OVERWRITE_HELP = "Replace an existing output directory."
 
 # Where the model runs: the same options on every command that loads one (see :func:`where_it_runs`).

@@ -8,6 +8,7 @@ import typer
 
 from ropescope.cli.common import (
     MODEL_HELP,
+    PROMPTS_HELP,
     check_writable_parent,
     lock_output,
     progress,
@@ -18,7 +19,7 @@ from ropescope.cli.common import (
 )
 from ropescope.errors import Interrupted, RopescopeError
 from ropescope.figures.context import FigureContext
-from ropescope.figures.registry import select
+from ropescope.figures.registry import known_ids, select
 from ropescope.figures.runs import PROGRESS, run_figures
 from ropescope.model.bundled import DEFAULT_MODEL
 from ropescope.prompts import load_prompts
@@ -27,8 +28,8 @@ from ropescope.prompts import load_prompts
 @where_it_runs
 def figures_command(
     model: str = typer.Argument(DEFAULT_MODEL, help=MODEL_HELP),
-    only: str = typer.Option(None, help="Comma list of figure ids, e.g. F3,F5 (default: all)."),
-    prompts: str = typer.Option("shakespeare", help="Prompt set for the model figures."),
+    only: str = typer.Option(None, help=f"Comma list of figure ids (default: all): {known_ids()}."),
+    prompts: str = typer.Option("shakespeare", help="Prompt set for the model figures. " + PROMPTS_HELP),
     out: Path = typer.Option(Path("figures"), help="Directory for the figures (files are replaced)."),
     resume: bool = typer.Option(False, help="Continue an interrupted run in OUT, skipping the entries it finished."),
     model_option: str = typer.Option(None, "--model", hidden=True, help="Old spelling of MODEL."),

@@ -61,16 +61,29 @@ FIGURES = {
 }
 
 
+# paper ids drawn by another entry: F11 with F10 (SmolLM2), F12 and F17 with F7 (trigger head),
+# F15 and F16 with F14 (positional heads), T4 and T5 with T3 (Cauchy-Schwarz tables)
+ALIASES = {"F11": "F10", "F12": "F7", "F15": "F14", "F16": "F14", "F17": "F7", "T4": "T3", "T5": "T3"}
+
+
+def known_ids() -> str:
+    """Every id ``--only`` accepts, for help texts and errors."""
+    aliases = ", ".join(f"{alias} (in {entry})" for alias, entry in ALIASES.items())
+    return f"{', '.join(FIGURES)}; also {aliases}"
+
+
 def select(only: str | None) -> list[Figure]:
-    """The figures named in ``only`` (comma list of ids, case-insensitive, each once), or all."""
+    """The figures named in ``only`` (comma list of ids, case-insensitive, each once; a paper id
+    drawn by another entry, see :data:`ALIASES`, selects that entry), or all."""
     if only is None or only == "":
         return list(FIGURES.values())
     chosen: list[Figure] = []
     for name in (x.strip().upper() for x in only.split(",") if x.strip()):
+        name = ALIASES.get(name, name)
         if name not in FIGURES:
-            raise RopescopeError(f"unknown figure id {name!r}; known: {', '.join(FIGURES)}")
+            raise RopescopeError(f"unknown figure id {name!r}; known: {known_ids()}")
         if FIGURES[name] not in chosen:
             chosen.append(FIGURES[name])
     if not chosen:
-        raise RopescopeError(f"--only {only!r} names no figure id; known: {', '.join(FIGURES)}")
+        raise RopescopeError(f"--only {only!r} names no figure id; known: {known_ids()}")
     return chosen

@@ -106,3 +106,13 @@ def test_sigkilled_figures_run_resumes(tmp_path):
     assert f"kept {len(done)} finished entries" in result.stderr
     assert sorted(json.loads((out / MANIFEST).read_text())["entries"]) == ["F2", "F8", "F9", "THEORY"]
     assert not list(out.glob(".partial-*"))
+
+
+def test_every_paper_id_the_readme_names_is_accepted():
+    """F11, F12, F15-F17, T4 and T5 are drawn by another entry: naming them selects that entry."""
+    from ropescope.figures.registry import ALIASES, FIGURES, known_ids, select
+
+    chosen = [f.id for f in select("F11,f12,F15,F16,F17,T4,t5,F3")]
+    assert chosen == ["F10", "F7", "F14", "T3", "F3"]
+    assert set(ALIASES.values()) <= set(FIGURES)
+    assert all(alias in known_ids() for alias in ALIASES)
