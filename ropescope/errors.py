@@ -39,3 +39,14 @@ class NumericsError(RopescopeError):
 
 class Interrupted(RopescopeError):
     """The run was stopped by Ctrl-C (SIGINT) or SIGTERM; the message says what was kept and how to resume."""
+
+
+def first_line(exc: BaseException) -> str:
+    """What an exception from a library says, for a one-line error: the first line of its message
+    (with the next when the first ends in a colon), at most 300 characters; its type name when it
+    has no message."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    text = " ".join(lines[:2]) if lines[0].endswith(":") and len(lines) > 1 else lines[0]
+    return text if len(text) <= 300 else text[:297] + "..."

@@ -44,21 +44,29 @@ class LineProgress:
         self.description, self.total = description, int(total or 0)
         self.write = write or (lambda line: print(line, file=sys.stderr, flush=True))
         self.every = every if every is not None else line_interval()
-        self.done, self.start = 0, time.monotonic()
+        self.done, self.began = 0, time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._tick, daemon=True)
 
-    def __enter__(self) -> LineProgress:
-        self._thread.start()  # no line yet: a run refused at once prints only its error
+    def start(self) -> LineProgress:
+        """Start the timer (no line yet: a run refused at once prints only its error)."""
+        self._thread.start()
         return self
 
-    def __exit__(self, kind, value, traceback) -> None:
+    def close(self, ok: bool = True) -> None:
+        """Stop the timer; the closing line only when the work finished (``ok``)."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
-        if kind is None:
+        if ok:
             self.done = max(self.done, self.total)  # finished normally: everything was done
-            self.write(f"{self.description}: done, {self._count()} in {_duration(time.monotonic() - self.start)}")
+            self.write(f"{self.description}: done, {self._count()} in {_duration(time.monotonic() - self.began)}")
+
+    def __enter__(self) -> LineProgress:
+        return self.start()
+
+    def __exit__(self, kind, value, traceback) -> None:
+        self.close(ok=kind is None)
 
     def update(self, completed=None, advance=None, description=None) -> None:
         if description is not None:
@@ -68,13 +76,9 @@ class LineProgress:
         if advance:
             self.done += int(advance)
 
-    def close(self, ok: bool = True) -> None:
-        """Stop the timer; the closing line only when the work finished (``ok``)."""
-        self.__exit__(None if ok else RuntimeError, None, None)
-
     def line(self) -> str:
         """The current line: items done of the total, rate and time left (once something is done)."""
-        elapsed = time.monotonic() - self.start
+        elapsed = time.monotonic() - self.began
         text = f"{self.description}: {self._count()}, {_duration(elapsed)} elapsed"
         if self.done and elapsed > 0:
             rate = self.done / elapsed
@@ -127,7 +131,7 @@ def auto_bar(description: str, total: int):
             return _TqdmBar(description, total)
         except ImportError:  # pragma: no cover - tqdm comes with transformers
             pass
-    return LineProgress(description, total).__enter__()
+    return LineProgress(description, total).start()
 
 
 def as_callback(progress, description: str, total: int):

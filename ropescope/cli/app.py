@@ -76,16 +76,20 @@ def _warn_one_line(message, category, filename, lineno, file=None, line=None) ->
     say(f"warning: {message}")
 
 
-app.command("profile", epilog=epilog("profile"))(profile_command)
-app.command("plot", epilog=epilog("plot"))(plot_command)
-app.command("merge", epilog=epilog("merge"))(merge_command)
-app.command("models", epilog=epilog("models"))(models_command)
-app.command("families", epilog=epilog("families"))(families_command)
-app.command("heads", epilog=epilog("heads"))(heads_command)
-app.command("head", epilog=epilog("head"))(head_command)
-app.command("prope", epilog=epilog("prope"))(prope_command)
-app.command("train-prope", epilog=epilog("train-prope"))(train_prope_command)
-app.command("figures", epilog=epilog("figures"))(figures_command)
+COMMANDS = {
+    "profile": profile_command,
+    "plot": plot_command,
+    "merge": merge_command,
+    "models": models_command,
+    "families": families_command,
+    "heads": heads_command,
+    "head": head_command,
+    "prope": prope_command,
+    "train-prope": train_prope_command,
+    "figures": figures_command,
+}
+for _name, _command in COMMANDS.items():
+    app.command(_name, epilog=epilog(_name))(_command)
 
 
 _STOPPED_BY: dict[str, int] = {}

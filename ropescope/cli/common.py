@@ -7,6 +7,7 @@ import contextlib
 import functools
 import inspect
 import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -149,8 +150,6 @@ def progress(description: str, total: int, transient: bool = True) -> Iterator[C
 
     A terminal gets a live bar; anything else (a log file, CI, ``nohup``) gets plain lines at least
     every ``ROPESCOPE_PROGRESS_EVERY`` seconds (default 10; :class:`~ropescope.progress.LineProgress`)."""
-    import sys
-
     from rich.progress import Progress
 
     if not sys.stderr.isatty():

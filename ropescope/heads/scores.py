@@ -158,7 +158,7 @@ class HeadScoreReducer:
         all_chunk = rule.scaling * (qa * sa + qb * sb)  # [H, S, C]
         all_pass = rule.scaling * (q_pass * key_sum[..., r:]).sum(-1)  # [H, S]
         n_visible = (rows - first + 1).float()
-        others = (n_visible - 1).clamp(min=1)[None, :]  # [1, S]: visible keys other than the target
+        others = (n_visible - 1).clamp(min=1)  # [S]: visible keys other than the target
         sums = {
             name: [] for name in ("target_chunk", "other_chunk", "target_pass", "other_pass", "target_logit", "rows")
         }
@@ -176,7 +176,7 @@ class HeadScoreReducer:
             logit = chunk.sum(-1, dtype=f64) + passed.double()
             if rule.softcap:
                 logit = torch.tanh(logit / rule.softcap) * rule.softcap
-            spread = weight / others[0, start:]  # each other visible key's share of the row's weight
+            spread = weight / others[start:]  # each other visible key's share of the row's weight
             sums["target_chunk"].append((chunk * weight[None, :, None]).sum(1, dtype=f64))
             other = (all_chunk[:, start:] - chunk) * spread[None, :, None]
             sums["other_chunk"].append(other.sum(1, dtype=f64))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from ropescope.errors import ModelLoadError
+from ropescope.errors import ModelLoadError, first_line
 from ropescope.files import atomic_directory, atomic_path, output_lock
 
 
@@ -102,7 +102,7 @@ def _convert(gguf: Path, size: int, target: Path) -> None:
         )
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name, local_files_only=True)
     except Exception as exc:  # the gguf reader raises many types on a corrupt file
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         if "buffer" in reason or "unpack" in reason or isinstance(exc, (EOFError, IndexError)):
             reason = f"the file ends early ({size} bytes): truncated or corrupt ({reason[:80]})"
         raise ModelLoadError(f"cannot read GGUF file {gguf}: {reason}") from None

@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterator
 from pathlib import Path
 
-from ropescope.errors import ModelLoadError
+from ropescope.errors import ModelLoadError, first_line
 
 
 def rope_parameter_sets(config) -> Iterator[tuple[str, dict]]:
@@ -91,7 +91,6 @@ def check_weight_files(directory) -> None:
             with safe_open(str(weights), framework="numpy") as handle:
                 handle.keys()
         except (SafetensorError, OSError, ValueError) as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelLoadError(
-                f"weights file {weights} is truncated or corrupt ({reason}); download or copy it again"
+                f"weights file {weights} is truncated or corrupt ({first_line(exc)}); download or copy it again"
             ) from None

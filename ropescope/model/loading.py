@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from ropescope.errors import ModelLoadError
+from ropescope.errors import ModelLoadError, first_line
 from ropescope.model.anatomy import ModelAnatomy, inspect_model
 from ropescope.model.bundled import BUNDLED, DEFAULT_MODEL, cache_dir, converted
 from ropescope.model.checkpoint_checks import check_config, check_weight_files, unknown_rope_type
@@ -166,7 +166,7 @@ def _load_directory(
         if rope_type:
             raise ModelLoadError(f"cannot load model {source}: config {rope_type}") from None
         where = " from the hub" if hub else ""
-        reason = _reason(exc)
+        reason = first_line(exc)
         if "custom code" in reason and not trust_remote_code:
             reason = "the checkpoint ships its own Python code, which ropescope does not run; pass --trust-remote-code "
             reason += "(Python: trust_remote_code=True) only if you trust it"
@@ -208,16 +208,6 @@ def _converted_tokenizer(source):
         name_or_path=str(path),
         **{k: v for k, v in settings.items() if k not in skip},
     )
-
-
-def _reason(exc: BaseException) -> str:
-    """The first line of an exception's message (with the next when the first ends in a colon), at
-    most 300 characters; its type name when it has no message."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    if not lines:
-        return type(exc).__name__
-    text = " ".join(lines[:2]) if lines[0].endswith(":") and len(lines) > 1 else lines[0]
-    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def _check_loading_info(source, info: dict) -> None:
