@@ -32,6 +32,7 @@ STAGES = {
     "families": 6,
     "plots": 7,
     "figures": 8,
+    "report": 8,
     "cli": 9,
     "__main__": 10,
     "__init__": 10,

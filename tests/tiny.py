@@ -74,3 +74,12 @@ TEXTS = [
     "the slings and arrows of outrageous fortune, or to take arms against a sea of troubles",
     "x",
 ]
+
+
+class DecodingCharTokenizer(CharTokenizer):
+    """CharTokenizer that decodes: lower-case letters, digits, space and punctuation back to themselves."""
+
+    _chars = {3 + (ord(c) % 93): c for c in "!\"#$%&'()*+,-./:;<=>?@[]^_` 0123456789abcdefghijklmnopqrstuvwxyz"}
+
+    def decode(self, ids):
+        return "".join("<bos>" if i == 1 else self._chars.get(i, "?") for i in ids)

@@ -139,7 +139,7 @@ def train_prope_command(
     try:
         runs, summary = run_t2(out, config, seeds, tuple(chosen), log=say)
         summary.to_csv(out / "summary.csv", index=False)
-        save_figure(t2_figure(summary, title), out / "t2_validation_perplexity")
+        save_figure(t2_figure(summary, title), out / "table02_t2_from_scratch")
     except BaseException as exc:
         if replaced is not None:
             shutil.rmtree(out, ignore_errors=True)
@@ -156,4 +156,4 @@ def train_prope_command(
     if replaced is not None:
         shutil.rmtree(replaced.parent, ignore_errors=True)
     typer.echo(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    typer.echo(f"wrote {out}/ (runs.csv, summary.csv, t2_validation_perplexity.png)")
+    typer.echo(f"wrote {out}/ (runs.csv, summary.csv, table02_t2_from_scratch.png)")

@@ -122,10 +122,13 @@ def fig_f6(ctx):
 
 def fig_t3(ctx):
     from ropescope.heads.views import cauchy_schwarz_table
+    from ropescope.plots.heads import cauchy_schwarz_figure
 
     for cls, (layer, head) in _positional_heads(ctx):
-        table = cauchy_schwarz_table(ctx.view(layer, head))
-        table.to_csv(f"{ctx.stem(f'table03_cauchy_schwarz_{cls}_L{layer}H{head}')}.csv", index=False)
+        view = ctx.view(layer, head)
+        table = cauchy_schwarz_table(view)
+        figure = cauchy_schwarz_figure(table, view, ctx.model_name, cls)
+        _save(figure, ctx, f"table03_cauchy_schwarz_{cls}_L{layer}H{head}", table)
 
 
 def fig_f7(ctx):
@@ -146,14 +149,15 @@ def fig_f7(ctx):
     start = text.rfind(" ", 0, start) + 1 if start else 0  # begin at a word
     view = ctx.view(best.layer, best.head, text[start:], max_tokens=24)
     what = f"L{best.layer}H{best.head}_token{best.token.strip() or 'space'}"
-    _save(attention_figure(view, ctx.model_name), ctx, f"fig07_trigger_head_attention_{what}")
+    trigger = best.token
+    _save(attention_figure(view, ctx.model_name, trigger=trigger), ctx, f"fig07_trigger_head_attention_{what}")
     _save(
-        logits_figure(view, ctx.model_name),
+        logits_figure(view, ctx.model_name, trigger=trigger),
         ctx,
         f"fig12_trigger_head_logits_{what}",
         pd.DataFrame(view.logits, columns=view.tokens),
     )
-    _save(chunk_norms_figure(view, ctx.model_name), ctx, f"fig17_trigger_head_chunk_norms_{what}")
+    _save(chunk_norms_figure(view, ctx.model_name, trigger=trigger), ctx, f"fig17_trigger_head_chunk_norms_{what}")
     ctx.notes.append(
         f"F7: trigger head L{best.layer}H{best.head} on {best.token!r}: "
         f"{best.trigger_attention:.2f} on the trigger vs {best.other_attention:.2f} otherwise, "
@@ -162,14 +166,28 @@ def fig_f7(ctx):
 
 
 def fig_f14(ctx):
-    """F14-F16: per-token query/key chunk norms and attention of every found positional head."""
-    from ropescope.plots.heads import attention_figure, chunk_norms_figure
+    """F14-F16: the paper's triptych (query chunk norms, key chunk norms, attention) for every
+    diagonal and previous-token head that passes the scan's threshold, strongest first."""
+    from ropescope.plots.heads import positional_head_figure
 
-    for cls, (layer, head) in _positional_heads(ctx):
+    report = ctx.heads()
+    table = report.table
+    positional = table[table["class"].astype(str).isin(["diagonal", "previous-token"])]
+    if not len(positional):
+        ctx.notes.append(f"F14-F16: no diagonal or previous-token head at threshold {report.threshold:g}")
+    for _, row in positional.iterrows():
+        cls, layer, head = str(row["class"]), int(row["layer"]), int(row["head"])
         view = ctx.view(layer, head)
-        table = pd.DataFrame({"token": view.tokens, "q_norm": view.q_norms, "k_norm": view.k_norms})
-        _save(chunk_norms_figure(view, ctx.model_name), ctx, f"fig14_16_chunk_norms_{cls}_L{layer}H{head}", table)
-        _save(attention_figure(view, ctx.model_name), ctx, f"fig14_16_attention_{cls}_L{layer}H{head}")
+        table_out = pd.concat(
+            [
+                pd.DataFrame({"token": view.tokens}),
+                pd.DataFrame(view.q_chunk_norms).add_prefix("q_chunk_"),
+                pd.DataFrame(view.k_chunk_norms).add_prefix("k_chunk_"),
+            ],
+            axis=1,
+        )
+        figure = positional_head_figure(view, ctx.model_name, cls, float(row["score"]), report.threshold)
+        _save(figure, ctx, f"fig14_16_{cls}_L{layer}H{head}", table_out)
 
 
 def fig_f18(ctx):
@@ -254,7 +272,8 @@ def fig_heads(ctx):
     table, agreement = report.table, report.agreement()
     table.to_csv(f"{ctx.stem('heads_table')}.csv", index=False)
     Path(f"{ctx.stem('heads_agreement')}.json").write_text(json.dumps(agreement, indent=2))
-    _save(heads_scatter_figure(table, ctx.model_name, report.hf_fraction, agreement), ctx, "heads_scatter")
+    scatter = heads_scatter_figure(table, ctx.model_name, report.hf_fraction, agreement, report.threshold)
+    _save(scatter, ctx, "heads_scatter")
     positional = table[table["class"].isin(POSITIONAL)]
     chosen = [(int(r.layer), int(r.head), int(r.target.split()[1])) for r in positional.itertuples()]
     if chosen:

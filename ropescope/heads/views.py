@@ -108,3 +108,34 @@ def cauchy_schwarz_table(view: HeadView, first: int = 0, last: int = 7) -> pd.Da
             row[f"fraction_{name}"] = logit / bound if j >= 0 and bound > 0 else np.nan
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def prompt_attention(model, tokenizer, text: str, max_tokens: int = 32) -> dict:
+    """Attention probabilities of every head on one prompt (cut to ``max_tokens``), from one forward.
+
+    Returns ``{"tokens": [...], "heads": {"L,H": [[p(query i -> key j)]]}}`` (0-based layer and query
+    head; rows are queries; masked entries 0), the model's own logit rule (scaling, soft-capping,
+    sliding window) applied to its post-RoPE q and k, as in :func:`head_view`.
+    """
+    anatomy = inspect_model(model)
+    tokenizer = tokenizer_of(model, tokenizer)
+    if not text.strip():
+        raise PromptError("the prompt is empty")
+    if not 0 < max_tokens <= MAX_VIEW_TOKENS:
+        raise PromptError(f"max_tokens must be in 1..{MAX_VIEW_TOKENS} for a per-prompt view, got {max_tokens}")
+    ids = tokenizer(text, add_special_tokens=True)["input_ids"][:max_tokens]
+    kept = {}
+
+    def on_qk(lay, q_rot, k_rot, mask):
+        kept[lay] = (q_rot[0].float().cpu(), k_rot[0].float().cpu())
+
+    with torch.inference_mode(), capture(anatomy, on_qk=on_qk, tensors=(), include_bos=True):
+        anatomy.base(input_ids=torch.tensor([ids], device=anatomy.device), use_cache=False)
+    heads = {}
+    for layer in sorted(kept):
+        q, k = kept[layer]
+        (block,) = attention_blocks(q, k, anatomy.logit_rules[layer], block=len(ids))
+        probs = np.nan_to_num(block.probs.numpy())
+        for head in range(probs.shape[0]):
+            heads[f"{layer},{head}"] = np.round(probs[head], 4).tolist()
+    return {"tokens": [tokenizer.decode([t]) for t in ids], "heads": heads}

@@ -40,7 +40,7 @@ def random_rope_figure(curves_by_length: dict[int, dict]):
         ax.set_xlabel("token index i (distance p_i - p_0)")
         ax.set_ylabel("score / d (dimensionless)")
         ax.set_title(label, fontsize=10)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, frameon=False)
     fig.tight_layout()
     return fig
 
@@ -97,21 +97,25 @@ def theory_figure():
     axes[1, 0].legend(fontsize=7)
 
     for g, colour in ((0.1, "#d62828"), (0.01, "#f77f00"), (0.001, "#1d3557")):
-        curves = syn.semantic_match_scores(g, 0.9, 3000)
+        period = int(np.ceil(2 * np.pi / g))  # one full turn: the curve repeats after it
+        curves = syn.semantic_match_scores(g, 0.9, min(period, 3000))
+        breaks = syn.semantic_break_distance(g, 0.9)
         axes[1, 1].plot(
-            curves["distance"],
-            curves["match"],
+            curves["distance"][1:],
+            curves["match"][1:],
             color=colour,
-            linewidth=0.8,
-            label=f"g = {g} rad/token: breaks at r = {syn.semantic_break_distance(g, 0.9)}",
+            linewidth=1.0,
+            label=f"g = {g} rad/token: loses at r = {breaks:,}",
         )
+        axes[1, 1].plot([breaks], [np.cos(breaks * g)], "o", color=colour, markersize=5)
     axes[1, 1].axhline(0.9, color="grey", linestyle="--", label="best distractor (alignment 0.9)")
+    axes[1, 1].set_xscale("log")
     axes[1, 1].set(
-        xlabel="distance of the matching key r (tokens)",
+        xlabel="distance of the matching key r (tokens, log scale; one turn shown)",
         ylabel="score / |q|^2",
         title="T6.1: one frequency cannot hold a semantic match",
     )
-    axes[1, 1].legend(fontsize=7)
+    axes[1, 1].legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
     fig.suptitle("The paper's propositions, computed")
     fig.tight_layout()
     return fig

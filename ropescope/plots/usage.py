@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import matplotlib.ticker
 import numpy as np
 
-from ropescope.plots.style import BOUNDARY_STYLE, TRAINED_STYLE, draw_map, save_figure
+from ropescope.plots.style import BOUNDARY_STYLE, TRAINED_STYLE, axes_for, draw_map, save_figure
 from ropescope.profiling.result import TENSOR_PLURALS, Profile
 
 
@@ -31,7 +30,7 @@ def _boundary_steps(ax, boundaries: list[int], style: dict, label: str) -> None:
     ax.step(xs, ys, where="post", label=label, **style)
 
 
-def _mark_boundaries(ax, profile: Profile, layers: list[int], columns: int) -> None:
+def _mark_boundaries(ax, profile: Profile, layers: list[int], columns: int, legend: bool = True) -> None:
     geometry = profile.geometry
     seen = int(profile.meta["max_seq_len"])
     windowed = ", or the window" if any(geometry.layers[i].window for i in layers) else ""
@@ -43,43 +42,69 @@ def _mark_boundaries(ax, profile: Profile, layers: list[int], columns: int) -> N
         per_column = [geometry.semantic_boundary(i, span) for i in layers]
         _boundary_steps(ax, per_column * columns if len(layers) == 1 else per_column, style, label)
     ax.set_ylim(geometry.n_chunks - 0.5, -0.5)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), fontsize=7, frameon=False)
+    if legend:
+        ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.13), fontsize=7, frameon=False)
 
 
-def layer_usage_figure(profile: Profile, tensors: tuple[str, ...] = ("q", "k")):
-    """F3 (q, k) or F13 (v): mean chunk norm per layer, averaged over tokens and heads."""
-    fig, axes = plt.subplots(1, len(tensors), figsize=(5.2 * len(tensors), 5.6), squeeze=False)
+def layer_usage_figure(
+    profile: Profile, tensors: tuple[str, ...] = ("q", "k"), *, ax=None, cmap=None, norm=None, scale: str = "p99"
+):
+    """F3 (q, k) or F13 (v): mean chunk norm per layer, averaged over tokens and heads.
+
+    ``ax``: one axes per tensor to draw into (default: a new figure); ``cmap``/``norm``: matplotlib's;
+    ``scale``: ``p99`` (default, robust), ``linear`` or ``log`` (see :mod:`ropescope.plots.style`).
+    """
+    fig, axes = axes_for(ax, len(tensors), (5.2 * len(tensors), 5.6))
     layers = list(range(profile.n_layers))
-    for ax, tensor in zip(axes[0], tensors, strict=True):
+    for axis, tensor in zip(axes, tensors, strict=True):
         data = profile.layer_usage(tensor).T
-        draw_map(fig, ax, data, "layer (0-based)", f"{TENSOR_PLURALS[tensor]}, mean over tokens and heads")
-        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        title = f"{TENSOR_PLURALS[tensor]}, mean over tokens and heads"
+        draw_map(fig, axis, data, "layer (0-based)", title, cmap=cmap, norm=norm, scale=scale)
+        axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         if tensor != "v":
-            _mark_boundaries(ax, profile, layers, len(layers))
-    what = " and ".join(TENSOR_PLURALS[t] for t in tensors)
-    note = "values are not rotated: a control for the q/k maps; " if tensors == ("v",) else ""
-    fig.suptitle(f"{profile.meta['model_id']}: RoPE frequency usage of {what} per layer\n{note}{_describe(profile)}")
-    fig.tight_layout()
+            _mark_boundaries(axis, profile, layers, len(layers))
+    if ax is None:
+        what = " and ".join(TENSOR_PLURALS[t] for t in tensors)
+        note = "values are not rotated: a control for the q/k maps; " if tensors == ("v",) else ""
+        fig.suptitle(
+            f"{profile.meta['model_id']}: RoPE frequency usage of {what} per layer\n{note}{_describe(profile)}"
+        )
+        fig.tight_layout()
     return fig
 
 
-def head_usage_figure(profile: Profile, layer: int, tensors: tuple[str, ...] = ("q", "k")):
-    """F4: mean chunk norm of every head of one layer (query heads for q, KV heads for k, v)."""
-    fig, axes = plt.subplots(1, len(tensors), figsize=(4.6 * len(tensors), 5.6), squeeze=False)
-    for ax, tensor in zip(axes[0], tensors, strict=True):
+def head_usage_figure(
+    profile: Profile,
+    layer: int,
+    tensors: tuple[str, ...] = ("q", "k"),
+    *,
+    ax=None,
+    cmap=None,
+    norm=None,
+    scale: str = "p99",
+):
+    """F4: mean chunk norm of every head of one layer (query heads for q, KV heads for k, v).
+
+    Panels are as wide as their head count (a model with one KV head gets a narrow key panel).
+    """
+    widths = [max(profile.head_usage(layer, t).shape[0], 1.5) for t in tensors]
+    fig, axes = axes_for(ax, len(tensors), (2.4 + 1.1 * sum(widths) + 1.6 * len(tensors), 5.6), widths)
+    for axis, tensor in zip(axes, tensors, strict=True):
         data = profile.head_usage(layer, tensor).T
         kind = "query heads" if tensor == "q" else "KV heads"
-        draw_map(fig, ax, data, f"{kind[:-1]} (0-based)", f"{TENSOR_PLURALS[tensor]}, {kind}")
-        ax.set_xticks(range(data.shape[1]))
+        title = f"{TENSOR_PLURALS[tensor]}, {data.shape[1]} {kind if data.shape[1] > 1 else kind[:-1]}"
+        draw_map(fig, axis, data, f"{kind[:-1]} (0-based)", title, cmap=cmap, norm=norm, scale=scale)
+        axis.set_xticks(range(data.shape[1]))
         if tensor != "v":
-            _mark_boundaries(ax, profile, [layer], data.shape[1])
-    theta = profile.geometry.layers[layer].theta
-    theta_text = f", theta {theta:,.0f}" if theta else ""
-    fig.suptitle(
-        f"{profile.meta['model_id']}: RoPE frequency usage per head, layer {layer} (0-based){theta_text}\n"
-        f"{_describe(profile)}"
-    )
-    fig.tight_layout()
+            _mark_boundaries(axis, profile, [layer], data.shape[1], legend=axis is axes[0])
+    if ax is None:
+        theta = profile.geometry.layers[layer].theta
+        theta_text = f", theta {theta:,.0f}" if theta else ""
+        fig.suptitle(
+            f"{profile.meta['model_id']}: RoPE frequency usage per head, layer {layer} (0-based){theta_text}\n"
+            f"{_describe(profile)}"
+        )
+        fig.tight_layout()
     return fig
 
 

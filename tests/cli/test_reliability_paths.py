@@ -39,5 +39,5 @@ def test_train_overwrite_keeps_the_old_directory_until_success_and_one_seed_work
     good = [*bad, "--layers", "1", "--hidden", "16", "--seq-len", "16", "--batch", "2"]
     code, err = run_main(good, capsys)
     assert code == 0, err
-    assert not (out / "precious.txt").exists() and (out / "t2_validation_perplexity.png").is_file()
+    assert not (out / "precious.txt").exists() and (out / "table02_t2_from_scratch.png").is_file()
     assert not [p for p in tmp_path.iterdir() if ".old-" in p.name]

@@ -8,18 +8,13 @@ import numpy as np
 import pytest
 import torch
 from cli_helpers import assert_no_output, assert_one_line_error, run_cli
-from tiny import TEXTS, CharTokenizer, tiny_model
+from tiny import TEXTS, CharTokenizer, DecodingCharTokenizer, tiny_model
 
 from ropescope.errors import PromptError, RopescopeError
 from ropescope.heads.scan import scan_heads
 from ropescope.heads.views import cauchy_schwarz_table, head_view
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-class DecodingCharTokenizer(CharTokenizer):
-    def decode(self, ids):
-        return "".join("<bos>" if i == 1 else chr(i) for i in ids)
 
 
 @pytest.mark.parametrize("family", ["gemma2", "gemma3", "llama"])

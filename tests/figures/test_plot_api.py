@@ -1,0 +1,124 @@
+"""Plot functions as a notebook user calls them: robust colour scale, ``ax=``/``cmap=``/``norm=``,
+masked attention in grey, the trigger token marked, the positional-head triptych's title."""
+
+import hashlib
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.colors  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from tiny import DecodingCharTokenizer, tiny_model  # noqa: E402
+
+from ropescope import profile  # noqa: E402
+from ropescope.heads.views import head_view  # noqa: E402
+from ropescope.plots.heads import (  # noqa: E402
+    attention_figure,
+    chunk_norms_figure,
+    logits_figure,
+    positional_head_figure,
+    trigger_positions,
+)
+from ropescope.plots.style import colour_scale, token_labels  # noqa: E402
+from ropescope.plots.usage import head_usage_figure, layer_usage_figure  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+TEXTS = ["the cat sat on the mat in the sun", "a dog ran in the park and in the rain"]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    model = tiny_model("gemma3")
+    return model, DecodingCharTokenizer()
+
+
+@pytest.fixture(scope="module")
+def tiny_profile(tiny):
+    return profile(*tiny, TEXTS)
+
+
+def test_robust_scale_clips_at_the_99th_percentile():
+    data = np.concatenate([np.linspace(0, 1, 999), [75.0]])
+    norm, said, extend = colour_scale(data)
+    assert norm.vmin == 0 and norm.vmax == pytest.approx(np.percentile(data, 99))
+    assert extend == "max" and "99th" in said and "75" in said
+    norm, _, extend = colour_scale(data, "linear")
+    assert norm.vmax == 75.0 and extend == "neither"
+    norm, said, _ = colour_scale(data, "log")
+    assert isinstance(norm, matplotlib.colors.LogNorm) and norm.vmin == pytest.approx(data[data > 0].min())
+    with pytest.raises(ValueError, match="scale must be one of"):
+        colour_scale(data, "cubic")
+
+
+def test_usage_figures_draw_into_the_callers_axes(tiny_profile):
+    fig, axes = plt.subplots(1, 2)
+    norm = matplotlib.colors.Normalize(0, 3)
+    assert layer_usage_figure(tiny_profile, ax=axes, cmap="viridis", norm=norm) is fig
+    image = axes[0].images[0]
+    assert image.get_cmap().name == "viridis" and image.norm is norm
+    expected = tiny_profile.layer_usage("q").T
+    np.testing.assert_allclose(image.get_array(), expected)
+    with pytest.raises(ValueError, match="pass 2 axes"):
+        layer_usage_figure(tiny_profile, ax=axes[0])
+    plt.close("all")
+
+
+def test_usage_colour_bar_names_the_scale(tiny_profile):
+    fig = layer_usage_figure(tiny_profile)
+    labels = [ax.get_ylabel() for ax in fig.axes]
+    assert any("99th pct" in label for label in labels)
+    fig = head_usage_figure(tiny_profile, 1, scale="log")
+    assert any("log scale" in ax.get_ylabel() for ax in fig.axes)
+    widths = [ax.get_position().width for ax in fig.axes[:3:2]]  # q panel (4 heads) wider than k (2 KV heads)
+    assert widths[0] > widths[1]
+    plt.close("all")
+
+
+def test_attention_masks_future_keys_in_grey_and_marks_the_trigger(tiny):
+    view = head_view(*tiny, 1, 2, "in the in the cat", max_tokens=12)
+    fig = attention_figure(view, "tiny", trigger="i")
+    image = fig.axes[0].images[0]
+    mask = np.ma.getmaskarray(image.get_array())
+    np.testing.assert_array_equal(mask, np.isnan(view.logits))
+    assert mask[0, 1] and not mask[1, 0]  # the future is masked, the past is not
+    assert image.get_cmap().get_bad()[:3] == pytest.approx(matplotlib.colors.to_rgb("#d9d9d9"))
+    marked = trigger_positions(view, "i")
+    assert marked == {i for i, t in enumerate(view.tokens) if t == "i"}
+    boxes = [p for p in fig.axes[0].patches if isinstance(p, matplotlib.patches.Rectangle)]
+    assert len(boxes) == len([j for j in marked if j + 1 < len(view.tokens)])
+    assert "trigger token 'i'" in fig.axes[0].get_title()
+    bold = [t.get_text() for t in fig.axes[0].get_xticklabels() if t.get_fontweight() == "bold"]
+    assert bold and all(t == "i" for t in bold)
+    logits = logits_figure(view, "tiny", trigger="i").axes[0].images[0]
+    np.testing.assert_array_equal(np.ma.getmaskarray(logits.get_array()), np.isnan(view.logits))
+    fig = chunk_norms_figure(view, "tiny")
+    np.testing.assert_allclose(fig.axes[0].images[0].get_array(), view.q_chunk_norms.T)
+    plt.close("all")
+
+
+def test_positional_head_triptych_says_class_and_threshold(tiny):
+    view = head_view(*tiny, 0, 1, "the cat sat", max_tokens=8)
+    fig = positional_head_figure(view, "tiny", "previous-token", 0.61, 0.5)
+    assert "previous-token head" in fig._suptitle.get_text() and ">= threshold 0.5" in fig._suptitle.get_text()
+    assert [a.get_title() for a in fig.axes if a.get_title()][:3] == [
+        "queries: chunk norms",
+        "keys: chunk norms",
+        "attention (grey: masked)",
+    ]
+    plt.close("all")
+
+
+def test_token_labels_are_escaped_and_cut_with_an_ellipsis():
+    assert token_labels(["\n", " outrageously long token"]) == ["\\n", " outrageously\u2026"]
+
+
+def test_no_two_committed_figures_are_identical():
+    digests = {}
+    for path in sorted((REPO / "figures").glob("*.png")):
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        assert digest not in digests, f"{path.name} is a copy of {digests.get(digest)}"
+        digests[digest] = path.name
+    assert len(digests) >= 15
