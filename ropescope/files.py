@@ -35,16 +35,31 @@ HEADER_KEY = "ropescope"
 MAX_HEADER_BYTES = 64_000_000  # the safetensors reader refuses headers over 100 MB; stay well below
 
 
+def user_umask() -> int:
+    """The process's umask (read by setting it and putting it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def share_as_umask_says(path: str | os.PathLike, directory: bool = False) -> None:
+    """Give ``path`` the permissions a plain ``open``/``mkdir`` would: 0666 or 0777 less the umask
+    (temporary files and directories are created 0600/0700, unreadable to colleagues)."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~user_umask())
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` to write to; it is renamed to ``path`` when the block
-    finishes and deleted when the block raises, so ``path`` is never seen half-written."""
+    finishes and deleted when the block raises, so ``path`` is never seen half-written. The file
+    gets the permissions the user's umask gives any new file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
+        share_as_umask_says(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -54,13 +69,15 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 @contextmanager
 def atomic_directory(out: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary directory beside ``out`` that replaces ``out`` only if the block finishes
-    (an existing ``out`` is swapped out and deleted after the new one is in place)."""
+    (an existing ``out`` is swapped out and deleted after the new one is in place). The directory
+    gets the permissions the user's umask gives any new directory."""
     out = Path(out).expanduser()
     parent = out.resolve().parent
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=parent))
     try:
         yield tmp
+        share_as_umask_says(tmp, directory=True)
         if out.exists():
             trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=parent))
             os.replace(out, trash / out.name)
@@ -112,6 +129,25 @@ def output_lock(out: str | os.PathLike, wait: bool = False) -> Iterator[None]:
         for directory in reversed(created):  # directories made only to hold the lock
             with contextlib.suppress(OSError):
                 directory.rmdir()
+
+
+TABLE_FORMATS = ("csv", "parquet", "json")
+
+
+def write_table(frame, stem: str | os.PathLike, fmt: str = "csv") -> Path:
+    """Write a pandas table as ``stem.csv``, ``stem.parquet`` or ``stem.json`` (records, one object
+    per row), atomically; returns the path."""
+    if fmt not in TABLE_FORMATS:
+        raise RopescopeError(f"table format must be one of {', '.join(TABLE_FORMATS)}, got {fmt!r}")
+    path = Path(f"{stem}.{fmt}")
+    with atomic_path(path) as tmp:
+        if fmt == "csv":
+            frame.to_csv(tmp, index=False)
+        elif fmt == "parquet":
+            frame.to_parquet(tmp, index=False)
+        else:
+            frame.to_json(tmp, orient="records", indent=1)
+    return path
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -57,3 +57,21 @@ def open_page(path: Path, width: int = 1400, height: int = 1000):
             yield page, log
         finally:
             browser.close()
+
+
+def screenshot(html: Path, png: Path, width: int = 1280, height: int = 900) -> None:
+    """Screenshots of the report for docs/: the top of the page with the tooltip over the usage map
+    (``png``), and the head table with the first head opened (``png`` with ``_heads`` added)."""
+    with open_page(html, width, height) as (page, log):
+        page.hover("#usage-map", position={"x": 260, "y": 200})
+        page.screenshot(path=str(png))
+        page.mouse.move(0, 0)
+        page.locator("#heads").screenshot(path=str(png.with_name(png.stem + "_heads" + png.suffix)))
+        assert not log.console_errors and not log.page_errors, (log.console_errors, log.page_errors)
+
+
+if __name__ == "__main__":  # python tests/browser.py runs/x/report.html docs/report.png
+    import sys
+
+    screenshot(Path(sys.argv[1]), Path(sys.argv[2]))
+    print(f"wrote {sys.argv[2]}")

@@ -29,6 +29,7 @@ from ropescope.cli.profile import (  # noqa: E402
     profile_command,
 )
 from ropescope.cli.prope import prope_command, train_prope_command  # noqa: E402
+from ropescope.cli.report import report_command  # noqa: E402
 from ropescope.errors import Interrupted, RopescopeError  # noqa: E402
 
 app = typer.Typer(
@@ -87,6 +88,7 @@ COMMANDS = {
     "prope": prope_command,
     "train-prope": train_prope_command,
     "figures": figures_command,
+    "report": report_command,
 }
 for _name, _command in COMMANDS.items():
     app.command(_name, epilog=epilog(_name))(_command)

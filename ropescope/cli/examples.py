@@ -40,6 +40,7 @@ EXAMPLES = {
             "a stricter threshold; zero 2 chunks per head in the causal test",
             "ropescope heads --threshold 0.6 --ablate 2",
         ),
+        ("with the interactive page and tidy parquet tables", "ropescope heads --report --format parquet"),
     ],
     "head": [
         (
@@ -73,6 +74,11 @@ EXAMPLES = {
             "ropescope figures --out figures/",
         ),
         ("a few entries (ids: see the list above)", "ropescope figures --only F3,F5,T3"),
+        ("figures plus an interactive page of the profile and heads", "ropescope figures --only F3 --report"),
+    ],
+    "report": [
+        ("the page of a head scan (run 'ropescope heads' first)", "ropescope report runs/gemma-3-270m-heads"),
+        ("a profile run's page, written elsewhere", "ropescope report runs/gemma-3-270m --out usage.html"),
     ],
 }
 

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import typer
 
+from ropescope.cli.choices import TableFormat
 from ropescope.cli.common import (
+    FORMAT_HELP,
     MODEL_HELP,
     OVERWRITE_HELP,
     PROMPTS_HELP,
@@ -24,10 +26,12 @@ from ropescope.cli.common import (
     user_path,
     where_it_runs,
 )
+from ropescope.cli.report import REPORT_HELP, write_run_report
 from ropescope.errors import RopescopeError
+from ropescope.files import write_table
 from ropescope.heads.causal import causal_test
-from ropescope.heads.scan import POSITIONAL, check_scan_options, scan_heads
-from ropescope.heads.views import cauchy_schwarz_table, head_view
+from ropescope.heads.scan import POSITIONAL, check_scan_options, long_head_table, scan_heads
+from ropescope.heads.views import cauchy_schwarz_table, head_view, prompt_attention
 from ropescope.model.bundled import DEFAULT_MODEL
 from ropescope.plots.heads import (
     attention_figure,
@@ -39,6 +43,8 @@ from ropescope.plots.heads import (
 from ropescope.plots.style import save_figure
 from ropescope.profiling.run import check_profile_options
 from ropescope.prompts import load_prompts
+
+ATTENTION_TOKENS = 24  # tokens of the first prompt whose attention the report shows for every head
 
 TABLE_COLUMNS = [
     "layer",
@@ -71,11 +77,14 @@ def heads_command(
     draws: int = typer.Option(5, min=0, help="Random draws of chunks in the causal test."),
     out: Path = typer.Option(None, help="Output directory.", show_default="runs/MODEL-heads"),
     overwrite: bool = typer.Option(False, help=OVERWRITE_HELP),
+    report_page: bool = typer.Option(False, "--report", help=REPORT_HELP),
+    table_format: TableFormat = typer.Option("csv", "--format", help=FORMAT_HELP),
     model_options: dict | None = None,
 ) -> None:
     """Classify every head (diagonal, previous-token, BOS sink, ...), explain it by frequency, test it causally."""
     check_profile_options(max_tokens=max_tokens)
     check_scan_options(max_offset=max_offset, threshold=threshold, hf_fraction=hf_fraction)
+    table_format = TableFormat(table_format).value
     out = user_path(out or default_out(model, "-heads"))
     check_out(out, overwrite)
     texts = load_prompts(prompts)
@@ -93,6 +102,7 @@ def heads_command(
             threshold=threshold,
             hf_fraction=hf_fraction,
             model_id=model,
+            prompt_set=Path(prompts).name if os.sep in prompts else prompts,
             progress=lambda n: update(completed=n),
         )
     table, agreement = report.table, report.agreement()
@@ -103,14 +113,23 @@ def heads_command(
         say(f"causal test on {len(chosen)} positional heads ...")
         causal = causal_test(loaded, tokenizer, texts, chosen, n_chunks=ablate, draws=draws, max_tokens=max_tokens)
     name = model_stem(model)
+    attention = prompt_attention(loaded, tokenizer, texts[0], max_tokens=ATTENTION_TOKENS)
     with output_directory(out) as tmp:
-        table.to_csv(tmp / "heads.csv", index=False)
+        table.to_csv(tmp / "heads.csv", index=False)  # the report reads this one
+        if table_format != "csv":
+            write_table(table, tmp / "heads", table_format)
+        write_table(long_head_table(table), tmp / "heads_long", table_format)
         (tmp / "heads.md").write_text(markdown_table(table[TABLE_COLUMNS]), encoding="utf-8")
-        (tmp / "agreement.json").write_text(json.dumps(agreement, indent=2), encoding="utf-8")
+        saved = {**agreement, "threshold": threshold, "max_offset": max_offset, "hf_fraction": hf_fraction}
+        (tmp / "agreement.json").write_text(json.dumps(saved, indent=2), encoding="utf-8")
+        (tmp / "attention.json").write_text(json.dumps(attention), encoding="utf-8")
         report.profile.save(tmp / "profile.safetensors")
-        save_figure(heads_scatter_figure(table, model, hf_fraction, agreement), tmp / f"heads_scatter_{name}")
+        scatter = heads_scatter_figure(table, model, hf_fraction, agreement, threshold)
+        save_figure(scatter, tmp / f"heads_scatter_{name}")
         if causal is not None:
             causal.to_csv(tmp / "causal.csv", index=False)
+            if table_format != "csv":
+                write_table(causal, tmp / "causal", table_format)
             (tmp / "causal.md").write_text(markdown_table(causal), encoding="utf-8")
             save_figure(causal_figure(causal, model), tmp / f"causal_test_{name}")
         for cls in table["class"].cat.categories:
@@ -121,6 +140,8 @@ def heads_command(
                 stem = f"{cls.replace('/', '-')}_L{layer}H{head}_{name}"
                 save_figure(attention_figure(view, model), tmp / f"attention_{stem}")
                 save_figure(chunk_norms_figure(view, model), tmp / f"chunk_norms_{stem}")
+        if report_page:
+            write_run_report(tmp)
     counts = table["class"].value_counts().reindex(table["class"].cat.categories).fillna(0).astype(int)
     typer.echo("heads per class: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     typer.echo(

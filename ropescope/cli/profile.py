@@ -10,8 +10,9 @@ from pathlib import Path
 
 import typer
 
-from ropescope.cli.choices import OnNonfinite
+from ropescope.cli.choices import OnNonfinite, TableFormat
 from ropescope.cli.common import (
+    FORMAT_HELP,
     MODEL_HELP,
     OVERWRITE_HELP,
     PROMPTS_HELP,
@@ -25,7 +26,9 @@ from ropescope.cli.common import (
     user_path,
     where_it_runs,
 )
+from ropescope.cli.report import REPORT_HELP, write_run_report
 from ropescope.errors import Interrupted, RopescopeError
+from ropescope.files import write_table
 from ropescope.model.bundled import DEFAULT_MODEL, model_status
 from ropescope.plots.usage import write_profile_figures
 from ropescope.profiling.result import load_profile, prompt_hash
@@ -53,11 +56,14 @@ def profile_command(
     chunk_tokens: int = typer.Option(
         None, min=1, help="Run long prompts in pieces of this many tokens through the KV cache (bounded memory)."
     ),
+    report_page: bool = typer.Option(False, "--report", help=REPORT_HELP),
+    table_format: TableFormat = typer.Option("csv", "--format", help=FORMAT_HELP),
     model_options: dict | None = None,
 ) -> None:
     """Profile q/k/v chunk norms of MODEL on a prompt set; write profile, figures and a summary."""
     options = model_options
     dtype, on_nonfinite = options["dtype"], OnNonfinite(on_nonfinite).value
+    table_format = TableFormat(table_format).value
     check_profile_options(
         max_tokens=max_tokens, batch_size=batch_size, on_nonfinite=on_nonfinite, chunk_tokens=chunk_tokens
     )
@@ -119,12 +125,15 @@ def profile_command(
     text = summary_text(result)
     with output_directory(out) as tmp:
         result.save(tmp / "profile.safetensors")
-        result.frame().to_csv(tmp / "chunk_norms.csv", index=False)
+        write_table(result.frame(), tmp / "chunk_norms", table_format)
         (tmp / "summary.txt").write_text(text, encoding="utf-8")
         write_profile_figures(result, tmp, head_layer=head_layer)
+        if report_page:
+            write_run_report(tmp)
     shutil.rmtree(state_path.parent, ignore_errors=True)
     typer.echo(text)
-    typer.echo(f"wrote {out}/ (profile.safetensors, chunk_norms.csv, summary.txt, figures)")
+    extra = ", report.html" if report_page else ""
+    typer.echo(f"wrote {out}/ (profile.safetensors, chunk_norms.{table_format}, summary.txt, figures{extra})")
 
 
 def _init_distributed(device: str | None) -> None:

@@ -49,11 +49,11 @@ FIGURES = {
         Figure("F9", "one fixed Gaussian pair", fig_f9),
         Figure("F10", "second family (SmolLM2-135M): F3 and F4", fig_f10),
         Figure("F13", "value usage per layer", fig_f13),
-        Figure("F14", "F14-F16: per-token norms and attention of positional heads", fig_f14),
+        Figure("F14", "per positional head: query and key chunk norms and attention (F15, F16)", fig_f14),
         Figure("F18", "a semantic head's chunk norms", fig_f18),
         Figure("F19", "usage across domains and their similarity", fig_f19),
         Figure("T2", "p-RoPE trained from scratch", fig_t2),
-        Figure("T3", "Cauchy-Schwarz tables (T3-T5)", fig_t3),
+        Figure("T3", "Cauchy-Schwarz tables and their figure (T4, T5)", fig_t3),
         Figure("THEORY", "P3.1, P5.2, T5.3, T6.1", fig_theory),
         Figure("HEADS", "head classes, positional vs high-frequency, causal test", fig_heads),
         Figure("PROPE", "p-RoPE at inference (perplexity)", fig_prope),
@@ -70,6 +70,17 @@ def known_ids() -> str:
     """Every id ``--only`` accepts, for help texts and errors."""
     aliases = ", ".join(f"{alias} (in {entry})" for alias, entry in ALIASES.items())
     return f"{', '.join(FIGURES)}; also {aliases}"
+
+
+def markdown_table() -> str:
+    """The README's table of figure ids (the same list ``figures --help`` prints)."""
+    drawn_by: dict[str, list[str]] = {}
+    for alias, entry in ALIASES.items():
+        drawn_by.setdefault(entry, []).append(alias)
+    lines = ["| id | also selected by | what it draws |", "|---|---|---|"]
+    for figure in FIGURES.values():
+        lines.append(f"| {figure.id} | {', '.join(drawn_by.get(figure.id, [])) or '-'} | {figure.title} |")
+    return "\n".join(lines) + "\n"
 
 
 def select(only: str | None) -> list[Figure]:

@@ -216,3 +216,27 @@ def agreement(table: pd.DataFrame) -> dict:
     top = set(table.nlargest(n, "hf_score").index)
     hits = sum(1 for i in table.index[positional] if i in top)
     return {"spearman": spearman, "n_positional": n, "precision_at_n": hits / n}
+
+
+def long_head_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The head table in long (tidy) form: one row per (layer, head, measure), no lists in strings.
+
+    Columns: ``layer``, ``head``, ``kv_head`` (0-based), ``class``, ``target`` (``offset d`` or
+    ``sink``), ``measure`` and ``value`` (a float). Measures: every numeric column of
+    :func:`head_table` (``offset_0`` .., ``sink``, ``score``, ``positional_score``, ``hf_score``,
+    ``attr_hf_share``, ``target_logit``, ``other_logit``), ``target_offset`` (d, NaN for the sink)
+    and ``attr_top_chunk_1`` .. ``_3`` (the chunks with the largest logit advantage, best first).
+    """
+    ids = ["layer", "head", "kv_head", "class", "target"]
+    wide = table.copy()
+    wide["class"] = wide["class"].astype(str)
+    wide["target_offset"] = [float(t.split()[1]) if t.startswith("offset") else np.nan for t in wide["target"]]
+    top = wide.pop("attr_top_chunks").astype(str).str.split()
+    for i in range(3):
+        wide[f"attr_top_chunk_{i + 1}"] = [float(c[i]) if len(c) > i else np.nan for c in top]
+    measures = [c for c in wide.columns if c not in ids]
+    long = wide.melt(id_vars=ids, value_vars=measures, var_name="measure", value_name="value")
+    long["value"] = long["value"].astype(float)
+    order = {m: i for i, m in enumerate(measures)}
+    long = long.sort_values(["layer", "head", "measure"], key=lambda s: s.map(order) if s.name == "measure" else s)
+    return long.reset_index(drop=True)

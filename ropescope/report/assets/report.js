@@ -430,6 +430,10 @@
 
   // ---- page ----------------------------------------------------------------------------------
   function init() {
+    if (!finite(DATA.usage.v).some((v) => v > 0)) {
+      // a head scan profiles queries and keys only
+      document.querySelector("#usage-tensor option[value=v]").remove();
+    }
     const layerSelect = document.getElementById("head-layer");
     DATA.usage.q.forEach((_, i) => layerSelect.appendChild(el("option", { value: i, text: "layer " + i })));
     for (const id of ["usage-tensor", "usage-scale", "head-layer"]) document.getElementById(id).addEventListener("change", drawUsage);

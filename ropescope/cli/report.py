@@ -1,0 +1,63 @@
+"""``ropescope report``: one self-contained HTML page of a run directory (also written by the
+``--report`` flag of ``profile``, ``heads`` and ``figures``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ropescope.cli.common import check_writable_parent, user_path
+from ropescope.errors import RopescopeError
+from ropescope.report import read_run, write_report
+
+REPORT_HELP = "Also write report.html: an interactive page of the run that works offline (see 'ropescope report')."
+
+
+def report_command(
+    run: Path = typer.Argument(..., help="Run directory written by 'ropescope profile' or 'ropescope heads'."),
+    out: Path = typer.Option(None, help="The HTML file to write.", show_default="RUN/report.html"),
+) -> None:
+    """Write an interactive HTML report of a run: usage maps with hover, the sortable head table,
+    a per-head view (offset scores, chunk norms, causal test, attention on a prompt), the summary and
+    the comparison with the paper. One file, no network needed to open it."""
+    run = user_path(run)
+    data = read_run(run)
+    target = user_path(out) if out is not None else (run if run.is_dir() else run.parent) / "report.html"
+    if target.is_dir():
+        raise RopescopeError(f"--out {target} is a directory; name an .html file")
+    check_writable_parent(target)
+    write_report(data, target)
+    typer.echo(f"wrote {target} ({target.stat().st_size / 1e6:.1f} MB); open it in any browser, offline")
+
+
+def write_run_report(folder: Path) -> Path:
+    """``folder/report.html`` from the run files already in ``folder``."""
+    return write_report(read_run(folder), Path(folder) / "report.html")
+
+
+def write_figures_report(context) -> Path:
+    """``report.html`` in a ``figures`` output directory, from the run's own profile and head scan
+    (computed now if no entry needed them) and its causal test CSV when the HEADS entry wrote one."""
+    import pandas as pd
+
+    from ropescope.heads.views import prompt_attention
+    from ropescope.prompts import load_prompts
+    from ropescope.report import report_data
+
+    model = context.model()
+    scan = context.heads()
+    causal_path = context.out / f"causal_test_{context.name}.csv"
+    causal = pd.read_csv(causal_path) if causal_path.is_file() else None
+    if causal is not None:
+        causal["chunks"] = causal["chunks"].fillna("").astype(str)
+    text = load_prompts(context.prompts)[0]
+    data = report_data(
+        context.profile(),
+        heads=scan.table,
+        agreement=scan.agreement(),
+        causal=causal,
+        attention=prompt_attention(model, model.tokenizer, text, max_tokens=24),
+        threshold=scan.threshold,
+    )
+    return write_report(data, context.out / "report.html")
