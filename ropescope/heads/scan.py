@@ -20,6 +20,7 @@ At most one class can pass a threshold above 0.5 since a row's attention sums to
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -51,6 +52,30 @@ class HeadReport:
 
     def agreement(self) -> dict:
         return agreement(self.table)
+
+    def class_counts(self) -> dict[str, int]:
+        """Heads per class, in :data:`CLASS_ORDER`."""
+        counts = self.table["class"].astype(str).value_counts()
+        return {cls: int(counts.get(cls, 0)) for cls in CLASS_ORDER}
+
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{n} {cls}" for cls, n in self.class_counts().items() if n)
+        return (
+            f"HeadReport({self.profile.meta.get('model_id')!r}, {len(self.table)} heads: {counts}; "
+            f"threshold {self.threshold:g}, offsets 0..{self.max_offset})"
+        )
+
+    def _repr_html_(self) -> str:
+        """The one line, then the positional heads and the ten strongest others as a table."""
+        columns = ["layer", "head", "class", "score", "target", "offset_0", "offset_1", "sink", "hf_score"]
+        table = self.table
+        shown = pd.concat([table[table["class"].isin(POSITIONAL)], table[~table["class"].isin(POSITIONAL)].head(10)])
+        return (
+            f"<p><b>{html.escape(repr(self))}</b></p>"
+            f"<p>Positional heads and the first ten others (layers and heads 0-based; "
+            f"<code>.table</code> has every head and column, <code>ropescope report</code> draws them).</p>"
+            + shown[columns].to_html(index=False, float_format=lambda v: f"{v:.3f}")
+        )
 
 
 def n_fast_chunks(n_chunks: int, hf_fraction: float) -> int:

@@ -59,6 +59,16 @@ class RopeGeometry:
     def n_chunks(self) -> int:
         return self.rotary_dim // 2
 
+    def __repr__(self) -> str:
+        thetas = sorted({layer.theta for layer in self.layers if layer.theta}, key=float)
+        windows = sorted({layer.window for layer in self.layers if layer.window})
+        theta = " / ".join(f"{t:,.0f}" for t in thetas) or "not stated"
+        window = f", sliding window {' / '.join(map(str, windows))} on some layers" if windows else ""
+        return (
+            f"RopeGeometry({self.n_layers} layers, head_dim {self.head_dim}, rotary_dim {self.rotary_dim} "
+            f"({self.n_chunks} chunks, {self.layout}), theta {theta}{window})"
+        )
+
     @property
     def n_layers(self) -> int:
         return len(self.layers)

@@ -27,6 +27,7 @@ from ropescope.files import read_checked, write_checked
 from ropescope.hooks.stats import ChunkNormStats
 from ropescope.model.geometry import RopeGeometry
 from ropescope.profiling.content import check_content
+from ropescope.profiling.notebook import profile_html, profile_line
 
 FORMAT = "ropescope-profile"
 FORMAT_VERSION = 3  # 3: prompt hashes as an array; 2: the header is one metadata key
@@ -48,6 +49,12 @@ class Profile:
 
     meta: dict
     stats: dict[str, ChunkNormStats]
+
+    def __repr__(self) -> str:
+        return profile_line(self)
+
+    def _repr_html_(self) -> str:
+        return profile_html(self)
 
     # -- derived views ------------------------------------------------------------------------
     @property

@@ -10,18 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ropescope.profiling.bands import BANDS, band_shares
 from ropescope.profiling.result import Profile
 
-BANDS = ("fastest 25%", "25-50%", "50-75%", "slowest 25%")
 NO_DATA = "no data"
-
-
-def band_shares(profile: Profile, tensor: str) -> np.ndarray:
-    """``[layers, 4]``: share of the layer's total mean chunk norm in each frequency quarter."""
-    usage = profile.layer_usage(tensor)
-    bands = np.array_split(np.arange(usage.shape[1]), len(BANDS))
-    sums = np.stack([usage[:, idx].sum(axis=1) for idx in bands], axis=1)
-    return sums / sums.sum(axis=1, keepdims=True)
 
 
 def summary_frame(profile: Profile) -> pd.DataFrame:

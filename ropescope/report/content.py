@@ -14,8 +14,9 @@ import math
 import numpy as np
 import pandas as pd
 
+from ropescope.profiling.bands import BANDS, band_shares
 from ropescope.profiling.result import Profile
-from ropescope.profiling.summary import BANDS, band_shares, summary_text
+from ropescope.profiling.summary import summary_text
 
 TENSORS = ("q", "k", "v")
 META_SHOWN = (

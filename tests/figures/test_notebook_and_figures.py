@@ -8,22 +8,60 @@ from cli_helpers import assert_one_line_error, run_cli
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_notebook_executes_top_to_bottom():
+TUTORIAL = REPO / "notebooks" / "tutorial.ipynb"
+# what the tutorial must teach (issue 13, point 6): the call that shows each step
+COVERS = {
+    "load": "ropescope.load_model(",
+    "profile": "ropescope.profile(",
+    "the tidy frame and its columns": "prof.frame()",
+    "usage maps": "layer_usage_figure(prof",
+    "heads": "ropescope.scan_heads(",
+    "the causal test": "ropescope.causal_test(",
+    "capture with a custom reducer": "ropescope.capture(lm, on_qk=",
+    "chunk ablation": "ropescope.ablate_chunks(",
+    "p-RoPE": "ropescope.p_rope(",
+    "save": ".save(",
+    "load": "ropescope.load_profile(",
+    "merge": ".merge(",
+    "the TransformerLens bridge": "TransformerBridge.boot_transformers(",
+    "the report": "write_report(",
+}
+
+
+def _code(notebook) -> str:
+    return "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "code")
+
+
+def test_tutorial_is_committed_with_small_outputs_and_covers_every_step():
+    nbformat = pytest.importorskip("nbformat")
+    notebook = nbformat.read(TUTORIAL, as_version=4)
+    source = _code(notebook)
+    missing = [what for what, call in COVERS.items() if call not in source]
+    assert not missing, missing
+    assert "| `mean_norm`, `std_norm`, `max_norm` |" in "\n".join(c.source for c in notebook.cells)  # columns
+    code_cells = [c for c in notebook.cells if c.cell_type == "code"]
+    assert all(c.outputs for c in code_cells[1:]), "commit the tutorial executed (its outputs are the lesson)"
+    assert not any(o.output_type == "error" for c in code_cells for o in c.outputs)
+    assert TUTORIAL.stat().st_size < 600_000
+
+
+def test_tutorial_executes_top_to_bottom():
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
-    notebook = nbformat.read(REPO / "notebooks" / "explore.ipynb", as_version=4)
-    assert all(not cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code")  # committed clean
+    notebook = nbformat.read(TUTORIAL, as_version=4)
     nbclient.NotebookClient(
         notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}
     ).execute()
-    errors = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
-    assert not errors
-    assert any(
-        o.output_type == "display_data" and "image/png" in o.data
-        for c in notebook.cells
-        if c.cell_type == "code"
-        for o in c.outputs
-    )
+    outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert any(o.output_type == "display_data" and "image/png" in o.data for o in outputs)
+    text = "\n".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert "merged equals the whole set: True" in text
+    difference = float(text.split("bridge vs Hugging Face: ")[1].split()[0])
+    assert difference < 1e-3
+    line = next(x for x in text.splitlines() if "fastest 8 zeroed" in x)
+    fast, slow = (float(x) for x in line.split("fastest 8 zeroed ")[1].replace("slowest 8 zeroed ", "").split("; "))
+    assert fast < slow  # zeroing the fastest chunks breaks the previous-token head, the slowest do not
 
 
 def test_theory_figures_without_a_model(tmp_path):

@@ -181,3 +181,22 @@ def test_heads_report_on_real_gemma_in_a_browser(tmp_path):
         assert page.locator("#head-table tbody tr").count() == 72
         assert page.inner_text("header h1") == "ropescope report: gemma-3-270m"
         assert not log.console_errors and not log.page_errors and len(log.requests) == 1
+
+
+def test_short_reprs_and_notebook_html(tiny_run):
+    report = tiny_run[2]
+    prof = report.profile
+    for obj in (report, prof, prof.geometry):
+        assert len(repr(obj)) < 300, repr(obj)
+    assert repr(prof).startswith("Profile(") and f"{prof.n_layers} layers" in repr(prof)
+    assert "rotary_dim 16 (8 chunks, halves)" in repr(prof.geometry)
+    counts = report.class_counts()
+    assert sum(counts.values()) == len(report.table)
+    assert all(f"{n} {cls}" in repr(report) for cls, n in counts.items() if n)
+    page = prof._repr_html_()
+    from ropescope.profiling.bands import band_shares
+
+    shares = band_shares(prof, "k")
+    for layer in range(prof.n_layers):  # every shaded cell shows the band share of the slow recomputation
+        assert f">{shares[layer, 3]:.2f}</td>" in page
+    assert report._repr_html_().count("<tr>") >= min(10, len(report.table))
