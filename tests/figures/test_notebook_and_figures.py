@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[2]
 TUTORIAL = REPO / "notebooks" / "tutorial.ipynb"
 # what the tutorial must teach (issue 13, point 6): the call that shows each step
 COVERS = {
-    "load": "ropescope.load_model(",
+    "load a model": "ropescope.load_model(",
     "profile": "ropescope.profile(",
     "the tidy frame and its columns": "prof.frame()",
     "usage maps": "layer_usage_figure(prof",
@@ -21,7 +21,7 @@ COVERS = {
     "chunk ablation": "ropescope.ablate_chunks(",
     "p-RoPE": "ropescope.p_rope(",
     "save": ".save(",
-    "load": "ropescope.load_profile(",
+    "load a saved profile": "ropescope.load_profile(",
     "merge": ".merge(",
     "the TransformerLens bridge": "TransformerBridge.boot_transformers(",
     "the report": "write_report(",
