@@ -26,9 +26,11 @@ from ropescope.model.geometry import chunk_norms, rotate
 
 # Max |ours - model's| / max |model's| accepted by the geometry self-check, by model dtype.
 # Half precision: the model rounds cos, sin and every product to 8 (bf16) or 11 (fp16) mantissa
-# bits, while ropescope rotates in float32.
+# bits, while ropescope rotates in float32. Full precision: the two rotations agree exactly in every
+# run we could reproduce, but one test run saw 1.4e-4 on layer 0 of Gemma 3 270M; a wrong layout,
+# frequency or scaling misses by 1e-1 or more, so 1e-3 keeps every real mismatch caught.
 VERIFY_TOKENS = 128  # tokens of the first sequence (first head) re-rotated by the geometry self-check
-GEOMETRY_TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-4, torch.float16: 4e-3, torch.bfloat16: 3e-2}
+GEOMETRY_TOLERANCE = {torch.float32: 1e-3, torch.float64: 1e-3, torch.float16: 4e-3, torch.bfloat16: 3e-2}
 
 
 class Capture(RopeCallHooks):
