@@ -18,6 +18,7 @@ os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 import typer  # noqa: E402
 
 from ropescope.cli.common import HELD, say  # noqa: E402
+from ropescope.cli.compare import compare_command  # noqa: E402
 from ropescope.cli.examples import epilog  # noqa: E402
 from ropescope.cli.figures import figures_command  # noqa: E402
 from ropescope.cli.heads import head_command, heads_command  # noqa: E402
@@ -89,6 +90,7 @@ COMMANDS = {
     "train-prope": train_prope_command,
     "figures": figures_command,
     "report": report_command,
+    "compare": compare_command,
 }
 for _name, _command in COMMANDS.items():
     app.command(_name, epilog=epilog(_name))(_command)

@@ -5,8 +5,10 @@ from enum import Enum
 
 from ropescope.files import TABLE_FORMATS
 from ropescope.model.loading import DTYPES
+from ropescope.profiling.compare import ALIGNMENTS
 from ropescope.profiling.run import ON_NONFINITE
 
 DType = Enum("DType", {name: name for name in DTYPES}, type=str)
 OnNonfinite = Enum("OnNonfinite", {name: name for name in ON_NONFINITE}, type=str)
 TableFormat = Enum("TableFormat", {name: name for name in TABLE_FORMATS}, type=str)
+Alignment = Enum("Alignment", {name: name for name in ALIGNMENTS}, type=str)

@@ -76,6 +76,16 @@ EXAMPLES = {
         ("a few entries (ids: see the list above)", "ropescope figures --only F3,F5,T3"),
         ("figures plus an interactive page of the profile and heads", "ropescope figures --only F3 --report"),
     ],
+    "compare": [
+        (
+            "two prompt domains on one model",
+            "ropescope compare runs/gemma-shakespeare runs/gemma-python --out runs/domains",
+        ),
+        (
+            "two different models, by relative depth and chunk position",
+            "ropescope compare runs/gemma-3-270m runs/smollm2-135m --by relative",
+        ),
+    ],
     "report": [
         ("the page of a head scan (run 'ropescope heads' first)", "ropescope report runs/gemma-3-270m-heads"),
         ("a profile run's page, written elsewhere", "ropescope report runs/gemma-3-270m --out usage.html"),

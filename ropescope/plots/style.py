@@ -15,6 +15,7 @@ from pathlib import Path
 
 import matplotlib.colors
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import numpy as np
 from mpl_toolkits.axes_grid1 import make_axes_locatable
 
@@ -71,14 +72,15 @@ def draw_map(
     if norm is None:
         norm, said, extend = colour_scale(data, scale)
     else:
-        said, extend = type(norm).__name__, "neither"
+        said, extend = ("log scale" if isinstance(norm, matplotlib.colors.LogNorm) else ""), "neither"
     image = ax.imshow(data, aspect="auto", cmap=cmap or CMAP, norm=norm, interpolation="nearest", origin="upper")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("chunk (0 = highest frequency)")
     ax.set_title(title, fontsize=10)
     cax = make_axes_locatable(ax).append_axes("right", size=0.16, pad=0.08)  # inches: same bar on any panel width
     bar = fig.colorbar(image, cax=cax, extend=extend)
-    bar.set_label(f"{label}\n{said}", fontsize=8)
+    bar.set_label(f"{label}\n{said}" if said else label, fontsize=8)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     return image
 
 

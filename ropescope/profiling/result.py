@@ -26,6 +26,7 @@ from ropescope.errors import ProfileFileError
 from ropescope.files import read_checked, write_checked
 from ropescope.hooks.stats import ChunkNormStats
 from ropescope.model.geometry import RopeGeometry
+from ropescope.profiling.compare import compare_profiles
 from ropescope.profiling.content import check_content
 from ropescope.profiling.notebook import profile_html, profile_line
 
@@ -121,6 +122,11 @@ class Profile:
                 )
             )
         return pd.concat(parts, ignore_index=True)
+
+    def compare(self, other: Profile, by: str = "geometry"):
+        """Difference/ratio maps and rank correlations against ``other``
+        (:func:`ropescope.profiling.compare.compare_profiles`)."""
+        return compare_profiles(self, other, by=by)
 
     # -- merge --------------------------------------------------------------------------------
     def merge(self, other: Profile) -> Profile:
