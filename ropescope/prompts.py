@@ -6,7 +6,9 @@ line is present) or JSON Lines with a ``text`` field (``.jsonl``).
 
 from __future__ import annotations
 
+import ast
 import json
+import sysconfig
 from importlib.resources import files
 from pathlib import Path
 
@@ -45,12 +47,52 @@ def check_texts(texts) -> list[str]:
     return texts
 
 
+LONG_SET = "stdlib-long"  # long documents for position studies, built from this machine's Python
+LONG_DOCUMENTS, LONG_CHARACTERS = 4, 48_000  # about 10,000 Gemma 3 tokens each
+
+
 def builtin_sets() -> list[str]:
-    return sorted(BUILTIN_SETS)
+    return sorted([*BUILTIN_SETS, LONG_SET])
+
+
+def stdlib_docstrings() -> str:
+    """The docstrings (over 40 characters) of the running Python's standard library, in file
+    order, separated by blank lines: about 1.6 MB of English technical prose under the PSF license,
+    present on every machine that runs ropescope (test suites, IDLE and lib2to3 left out)."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    parts = []
+    for path in sorted(root.rglob("*.py")):
+        if any(p in {"test", "tests", "idlelib", "site-packages", "lib2to3"} for p in path.relative_to(root).parts):
+            continue
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError, ValueError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                doc = ast.get_docstring(node)
+                if doc and len(doc) > 40:
+                    parts.append(doc.strip())
+    return "\n\n".join(parts)
+
+
+def long_documents(count: int = LONG_DOCUMENTS, characters: int = LONG_CHARACTERS) -> list[str]:
+    """``count`` documents of about ``characters`` characters each, cut from
+    :func:`stdlib_docstrings` at docstring boundaries (the built-in set ``stdlib-long``)."""
+    corpus = stdlib_docstrings()
+    documents, start = [], 0
+    while len(documents) < count and start < len(corpus):
+        end = corpus.find("\n\n", start + characters)
+        end = len(corpus) if end < 0 else end
+        documents.append(corpus[start:end])
+        start = end + 2
+    return documents
 
 
 def load_prompts(source: str) -> list[str]:
     """The prompts of a built-in set name or of a file path; raises :class:`PromptError`."""
+    if source == LONG_SET:
+        return long_documents()
     if source in BUILTIN_SETS:
         text = files("ropescope.data").joinpath(BUILTIN_SETS[source]).read_text(encoding="utf-8")
         return split_prompts(text)

@@ -20,6 +20,7 @@ from ropescope.cli.common import (
     check_writable_parent,
     default_out,
     load,
+    model_stem,
     output_directory,
     progress,
     say,
@@ -30,6 +31,8 @@ from ropescope.cli.report import REPORT_HELP, write_run_report
 from ropescope.errors import Interrupted, RopescopeError
 from ropescope.files import write_table
 from ropescope.model.bundled import DEFAULT_MODEL, model_status
+from ropescope.plots.position import position_usage_figure
+from ropescope.plots.style import save_figure
 from ropescope.plots.usage import write_profile_figures
 from ropescope.profiling.result import load_profile, prompt_hash
 from ropescope.profiling.resume import load_state, run_key, save_state
@@ -56,6 +59,11 @@ def profile_command(
     chunk_tokens: int = typer.Option(
         None, min=1, help="Run long prompts in pieces of this many tokens through the KV cache (bounded memory)."
     ),
+    by_position: bool = typer.Option(
+        False,
+        "--by-position",
+        help="Also keep the statistics per token-position bucket (0-15, 16-63, 64-255, ...), in the same pass.",
+    ),
     report_page: bool = typer.Option(False, "--report", help=REPORT_HELP),
     table_format: TableFormat = typer.Option("csv", "--format", help=FORMAT_HELP),
     model_options: dict | None = None,
@@ -67,6 +75,8 @@ def profile_command(
     check_profile_options(
         max_tokens=max_tokens, batch_size=batch_size, on_nonfinite=on_nonfinite, chunk_tokens=chunk_tokens
     )
+    if by_position and (resume or int(os.environ.get("WORLD_SIZE", "1")) > 1):
+        raise RopescopeError("--by-position runs in one process and cannot resume; drop --resume or --by-position")
     out = user_path(out or default_out(model))
     check_out(out, overwrite)
     texts = load_prompts(prompts)
@@ -94,7 +104,7 @@ def profile_command(
         say(f"resuming after {state['batches_done']} batches from {state_path}")
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     saver = None
-    if checkpoint_every and not distributed:
+    if checkpoint_every and not distributed and not by_position:
 
         def saver(done, stats, longest):
             save_state(state_path, key, done, stats, longest)
@@ -116,6 +126,7 @@ def profile_command(
                 resume=state,
                 on_nonfinite=on_nonfinite,
                 chunk_tokens=chunk_tokens,
+                by_position=by_position,
             )
     except KeyboardInterrupt:
         where = f"partial state is in {state_path.parent}/; resume with the same command plus --resume"
@@ -128,6 +139,9 @@ def profile_command(
         write_table(result.frame(), tmp / "chunk_norms", table_format)
         (tmp / "summary.txt").write_text(text, encoding="utf-8")
         write_profile_figures(result, tmp, head_layer=head_layer)
+        if by_position:
+            write_table(result.frame_by_position(), tmp / "chunk_norms_by_position", table_format)
+            save_figure(position_usage_figure(result), tmp / f"position_usage_{model_stem(model)}")
         if report_page:
             write_run_report(tmp)
     shutil.rmtree(state_path.parent, ignore_errors=True)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 import torch
 
 from ropescope.errors import GeometryMismatchError, UnsupportedModelError
+from ropescope.hooks.position import PositionStats
 from ropescope.hooks.rope_call import RopeCallHooks
 from ropescope.hooks.stats import ChunkNormStats
 from ropescope.model.anatomy import ModelAnatomy
@@ -54,6 +55,7 @@ class Capture(RopeCallHooks):
         verify_geometry: bool = True,
         tensors: tuple[str, ...] = ("q", "k", "v"),
         on_qk: Callable | None = None,
+        by_position: tuple[int, ...] | None = None,
     ):
         super().__init__(anatomy, include_bos=include_bos)
         self.on_qk = on_qk
@@ -67,6 +69,11 @@ class Capture(RopeCallHooks):
             "v": ChunkNormStats(n_layers, self.n_kv_heads, chunks),
         }
         self.verified_layers: set[int] = set()
+        # with ``by_position`` (bucket edges, see hooks.position): the same statistics per position bucket
+        self.by_position = None
+        if by_position is not None:
+            heads = {"q": self.n_heads, "k": self.n_kv_heads, "v": self.n_kv_heads}
+            self.by_position = {t: PositionStats(by_position, n_layers, heads[t], chunks) for t in heads}
 
     def install(self) -> None:
         super().install()
@@ -106,10 +113,14 @@ class Capture(RopeCallHooks):
             self._verify(layer, pre, post, "query and key")
             self.verified_layers.add(layer)
         layout = self.geometry.layout
-        if "q" in self.tensors:
-            self.stats["q"].update(layer, chunk_norms(q[..., :r], layout), mask)
-        if "k" in self.tensors:
-            self.stats["k"].update(layer, chunk_norms(k[..., :r], layout), mask)
+        for name, tensor in (("q", q), ("k", k)):
+            if name in self.tensors:
+                self._add(name, layer, chunk_norms(tensor[..., :r], layout), mask)
+
+    def _add(self, name: str, layer: int, norms: torch.Tensor, mask: torch.Tensor) -> None:
+        self.stats[name].update(layer, norms, mask)
+        if self.by_position is not None:
+            self.by_position[name].update(layer, norms, mask, self._positions)
 
     def _on_value(self, layer: int):
         packing = family_adapter(self.anatomy.model_type).value_packing
@@ -119,7 +130,7 @@ class Capture(RopeCallHooks):
             output = output.detach()
             v = values_of(output, packing, self.n_heads, self.n_kv_heads)
             norms = chunk_norms(v[..., : self.geometry.rotary_dim], self.geometry.layout)
-            self.stats["v"].update(layer, norms, self._token_mask(output.shape[1]))
+            self._add("v", layer, norms, self._token_mask(output.shape[1]))
 
         return hook
 

@@ -90,7 +90,31 @@ def _check_geometry(meta: dict) -> None:
         raise ValueError(f"its geometry has {geometry.n_chunks} chunks, its metadata {meta['n_chunks']}")
 
 
-def _check_stats(meta: dict, stats: dict[str, ChunkNormStats]) -> None:
+def check_position_edges(edges) -> tuple[int, ...]:
+    """The bucket edges of a by-position profile: integers rising from 0, at most 32 buckets."""
+    if (
+        not isinstance(edges, list)
+        or not 2 <= len(edges) <= 33
+        or not all(isinstance(e, int) and not isinstance(e, bool) for e in edges)
+        or edges[0] != 0
+        or any(b <= a for a, b in zip(edges, edges[1:], strict=False))
+    ):
+        raise ValueError(f"metadata field position_edges must rise from 0 in integers, got {edges!r:.80}")
+    return tuple(edges)
+
+
+def check_position_content(meta: dict, stats: dict[str, ChunkNormStats], by_position: dict) -> None:
+    """Every position bucket is itself possible statistics, and the buckets' token counts add up to
+    the whole profile's in every layer."""
+    for b in range(len(meta["position_edges"]) - 1):
+        _check_stats(meta, {t: by_position[t].buckets[b] for t in by_position}, whole=False)
+    for tensor, positions in by_position.items():
+        total = sum(bucket.count.numpy() for bucket in positions.buckets)
+        if not np.array_equal(total, stats[tensor].count.numpy()):
+            raise ValueError(f"its {tensor} position buckets count other tokens than the whole profile")
+
+
+def _check_stats(meta: dict, stats: dict[str, ChunkNormStats], whole: bool = True) -> None:
     heads = {"q": meta["n_heads"], "k": meta["n_kv_heads"], "v": meta["n_kv_heads"]}
     for tensor, n_heads in heads.items():
         s = stats[tensor]
@@ -112,5 +136,5 @@ def _check_stats(meta: dict, stats: dict[str, ChunkNormStats]) -> None:
             raise ValueError(f"its {tensor} statistics hold a maximum norm below the mean")
         if (mean[~seen] != 0).any() or (m2[~seen] != 0).any():
             raise ValueError(f"its {tensor} statistics hold values in a layer that counted no tokens")
-    if int(stats["q"].count[0]) != meta["n_tokens"]:
+    if whole and int(stats["q"].count[0]) != meta["n_tokens"]:
         raise ValueError(f"its layer-0 query count {int(stats['q'].count[0])} is not n_tokens {meta['n_tokens']}")

@@ -24,10 +24,11 @@ import pandas as pd
 
 from ropescope.errors import ProfileFileError
 from ropescope.files import read_checked, write_checked
+from ropescope.hooks.position import PositionStats
 from ropescope.hooks.stats import ChunkNormStats
 from ropescope.model.geometry import RopeGeometry
 from ropescope.profiling.compare import compare_profiles
-from ropescope.profiling.content import check_content
+from ropescope.profiling.content import check_content, check_position_content, check_position_edges
 from ropescope.profiling.notebook import profile_html, profile_line
 
 FORMAT = "ropescope-profile"
@@ -50,6 +51,7 @@ class Profile:
 
     meta: dict
     stats: dict[str, ChunkNormStats]
+    by_position: dict[str, PositionStats] | None = None  # profile(by_position=True): per position bucket
 
     def __repr__(self) -> str:
         return profile_line(self)
@@ -123,6 +125,69 @@ class Profile:
             )
         return pd.concat(parts, ignore_index=True)
 
+    # -- by position (profile(..., by_position=True)) ------------------------------------------
+    @property
+    def position_edges(self) -> tuple[int, ...] | None:
+        """Bucket edges (token positions, 0-based) of :attr:`by_position`, or None."""
+        edges = self.meta.get("position_edges")
+        return tuple(edges) if edges else None
+
+    def _require_positions(self) -> dict[str, PositionStats]:
+        if self.by_position is None:
+            raise ValueError("this profile has no statistics by position: profile with by_position=True")
+        return self.by_position
+
+    def position_usage(self, tensor: str = "q", layer: int | None = None) -> np.ndarray:
+        """``[buckets, chunks]``: mean chunk norm in each position bucket, over the heads of ``layer``
+        (all layers when None, each layer weighted alike); NaN for a bucket that counted no token."""
+        buckets = self._require_positions()[tensor].buckets
+        rows = []
+        for bucket in buckets:
+            mean = bucket.mean.numpy()
+            counted = bucket.count.numpy() > 0
+            if layer is not None:
+                rows.append(mean[layer].mean(axis=0) if counted[layer] else np.full(mean.shape[-1], np.nan))
+            else:
+                rows.append(mean[counted].mean(axis=(0, 1)) if counted.any() else np.full(mean.shape[-1], np.nan))
+        return np.array(rows)
+
+    def position_counts(self) -> np.ndarray:
+        """Query tokens counted in each position bucket (layer 0)."""
+        return np.array([float(b.count[0]) for b in self._require_positions()["q"].buckets])
+
+    def frame_by_position(self) -> pd.DataFrame:
+        """Tidy table of :attr:`by_position`: one row per (tensor, bucket, layer, head, chunk).
+
+        Columns: ``tensor``, ``bucket`` (0-based), ``position_from`` and ``position_to`` (token
+        positions, inclusive), ``layer``, ``head``, ``chunk``, ``mean_norm``, ``std_norm``,
+        ``max_norm`` (chunk 2-norm over the bucket's counted tokens), ``n_tokens``.
+        """
+        edges, parts = self.position_edges, []
+        for tensor, stats in self._require_positions().items():
+            for b, bucket in enumerate(stats.buckets):
+                n_layers, n_heads, n_chunks = bucket.mean.shape
+                layer, head, chunk = np.meshgrid(
+                    np.arange(n_layers), np.arange(n_heads), np.arange(n_chunks), indexing="ij"
+                )
+                parts.append(
+                    pd.DataFrame(
+                        {
+                            "tensor": tensor,
+                            "bucket": b,
+                            "position_from": edges[b],
+                            "position_to": edges[b + 1] - 1,
+                            "layer": layer.ravel(),
+                            "head": head.ravel(),
+                            "chunk": chunk.ravel(),
+                            "mean_norm": bucket.mean.numpy().ravel(),
+                            "std_norm": bucket.std.numpy().ravel(),
+                            "max_norm": bucket.max.numpy().ravel(),
+                            "n_tokens": bucket.count.numpy()[layer].ravel().astype(np.int64),
+                        }
+                    )
+                )
+        return pd.concat(parts, ignore_index=True)
+
     def compare(self, other: Profile, by: str = "geometry"):
         """Difference/ratio maps and rank correlations against ``other``
         (:func:`ropescope.profiling.compare.compare_profiles`)."""
@@ -161,7 +226,19 @@ class Profile:
             prompt_set=_merged_name(self.meta["prompt_set"], other.meta["prompt_set"]),
         )
         stats = {t: self.stats[t].merged(other.stats[t]) for t in TENSORS}
-        return Profile(meta, stats)
+        if (self.by_position is None) != (other.by_position is None):
+            raise ProfileFileError(
+                "cannot merge: one profile has statistics by position and the other not; "
+                "profile both with --by-position or neither"
+            )
+        if self.by_position is None:
+            return Profile(meta, stats)
+        if self.position_edges != other.position_edges:
+            raise ProfileFileError(
+                f"cannot merge: position buckets differ ({self.position_edges} vs {other.position_edges})"
+            )
+        by_position = {t: self.by_position[t].merged(other.by_position[t]) for t in TENSORS}
+        return Profile(meta, stats, by_position)
 
     # -- files --------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
@@ -170,6 +247,8 @@ class Profile:
         arrays: dict[str, np.ndarray] = {}
         for tensor in TENSORS:
             arrays.update(self.stats[tensor].to_arrays(tensor))
+            if self.by_position is not None:
+                arrays.update(self.by_position[tensor].to_arrays(f"position.{tensor}"))
         meta = {k: v for k, v in self.meta.items() if k != HASHES}
         arrays[HASHES] = np.array([int(h, 16) for h in self.meta.get(HASHES, [])], dtype=np.uint64)
         write_checked(path, arrays, FORMAT, FORMAT_VERSION, json.dumps(meta, sort_keys=True))
@@ -194,13 +273,19 @@ def load_profile(path: str | os.PathLike) -> Profile:
                 raise ValueError(f"array {HASHES} is {hashes.dtype} of shape {hashes.shape}")
             meta[HASHES] = [f"{int(h):016x}" for h in hashes.tolist()]
         stats = {t: ChunkNormStats.from_arrays(arrays, t) for t in TENSORS}
+        by_position = None
+        if isinstance(meta, dict) and meta.get("position_edges") is not None:
+            edges = check_position_edges(meta["position_edges"])
+            by_position = {t: PositionStats.from_arrays(arrays, f"position.{t}", edges) for t in TENSORS}
     except (KeyError, ValueError, TypeError) as exc:
         raise ProfileFileError(f"{path} is an incomplete ropescope profile ({exc})") from None
     try:
         check_content(meta, stats)
+        if by_position is not None:
+            check_position_content(meta, stats, by_position)
     except ValueError as exc:
         raise ProfileFileError(f"{path} is not a possible ropescope profile: {exc}") from None
-    return Profile(meta, stats)
+    return Profile(meta, stats, by_position)
 
 
 def _merged_name(first: str, second: str) -> str:

@@ -18,6 +18,7 @@ import torch
 
 from ropescope.errors import NumericsError, PromptError, RopescopeError, UnsupportedModelError
 from ropescope.hooks import capture
+from ropescope.hooks.position import position_edges
 from ropescope.model.anatomy import ModelAnatomy, inspect_model
 from ropescope.model.geometry import RopeGeometry
 from ropescope.model.loading import tokenizer_of
@@ -81,6 +82,7 @@ def profile(
     resume: dict | None = None,
     on_nonfinite: str = "stop",
     chunk_tokens: int | None = None,
+    by_position: bool = False,
 ) -> Profile:
     """Profile the chunk norms of q, k and v of every layer, head and chunk over ``texts``.
 
@@ -102,7 +104,9 @@ def profile(
     TransformerLens ``TransformerBridge`` (:mod:`ropescope.hooks.bridge`); with a loaded model,
     ``tokenizer=None`` means its own. ``chunk_tokens`` bounds activation memory on long prompts by running
     them in pieces through the model's KV cache (:func:`run_forward`); the profile equals the
-    one-pass profile up to float summation order.
+    one-pass profile up to float summation order. ``by_position`` also keeps the statistics per
+    log-spaced token-position bucket (:mod:`ropescope.hooks.position`; ``Profile.by_position``),
+    in the same pass.
     """
     texts = check_texts(texts)
     check_profile_options(
@@ -112,8 +116,13 @@ def profile(
     tokenizer = tokenizer_of(model, tokenizer)
     if chunk_tokens is not None and (on_qk is not None or anatomy.bridge):
         raise RopescopeError("chunk_tokens works with chunk-norm profiling of a Hugging Face model only")
+    if by_position and (anatomy.bridge or resume is not None or checkpoint is not None or rank_and_world()[1] > 1):
+        raise RopescopeError(
+            "by_position works on one process with a Hugging Face model, without checkpoints or resuming"
+        )
     geometry = anatomy.geometry
     context = anatomy.context_length
+    edges = position_edges(context) if by_position else None
     if max_tokens is None:
         max_tokens = context or 8192
     if context and max_tokens > context:
@@ -136,7 +145,7 @@ def profile(
     with (
         reporting(progress, f"profiling {len(order)} prompts", len(order)) as report,
         torch.inference_mode(),
-        capture(anatomy, include_bos=include_bos, on_qk=on_qk, tensors=tensors) as cap,
+        capture(anatomy, include_bos=include_bos, on_qk=on_qk, tensors=tensors, by_position=edges) as cap,
     ):
         if resume is not None:
             first = int(resume["batches_done"])
@@ -193,7 +202,10 @@ def profile(
         "prompt_set_hash": prompt_set_hash(hashes),
         "versions": _versions(),
     }
-    return Profile(meta, stats)
+    if edges is None:
+        return Profile(meta, stats)
+    meta["position_edges"] = list(edges)
+    return Profile(meta, stats, {name: s.to_cpu() for name, s in cap.by_position.items()})
 
 
 def pad_batch(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:

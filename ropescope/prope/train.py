@@ -17,11 +17,9 @@ Checkpoints (safetensors for weights and optimizer state, JSON for the step) go 
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
 import math
-import sysconfig
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,6 +32,7 @@ from safetensors.torch import load_file, save_file
 
 from ropescope.errors import RopescopeError
 from ropescope.files import atomic_path, write_json
+from ropescope.prompts import stdlib_docstrings
 from ropescope.prope.frequencies import p_rope_frequencies
 
 # name -> (theta, p, variant); the rows of the paper's Table 2
@@ -105,22 +104,9 @@ def check_train_options(config: TrainConfig, encodings) -> None:
 
 
 def load_corpus(limit_bytes: int | None = None) -> tuple[bytes, str]:
-    """The standard-library docstring corpus and its sha256 (first 16 hex digits)."""
-    root = Path(sysconfig.get_paths()["stdlib"])
-    parts = []
-    for path in sorted(root.rglob("*.py")):
-        if any(p in {"test", "tests", "idlelib", "site-packages", "lib2to3"} for p in path.relative_to(root).parts):
-            continue
-        try:
-            tree = ast.parse(path.read_text(encoding="utf-8"))
-        except (SyntaxError, UnicodeDecodeError, ValueError):
-            continue
-        for node in ast.walk(tree):
-            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-                doc = ast.get_docstring(node)
-                if doc and len(doc) > 40:
-                    parts.append(doc.strip())
-    data = "\n\n".join(parts).encode("utf-8")[:limit_bytes]
+    """The standard-library docstring corpus (:func:`ropescope.prompts.stdlib_docstrings`) as bytes,
+    and its sha256 (first 16 hex digits)."""
+    data = stdlib_docstrings().encode("utf-8")[:limit_bytes]
     return data, hashlib.sha256(data).hexdigest()[:16]
 
 

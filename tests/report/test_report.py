@@ -128,9 +128,7 @@ def _page(tiny_run, tmp_path) -> Path:
 
 def _column(page, key: str) -> list[float]:
     index = page.eval_on_selector_all("#head-table th", "ths => ths.map(t => t.dataset.key)").index(key)
-    cells = page.eval_on_selector_all(
-        "#head-table tbody tr", f"rows => rows.map(r => r.children[{index}].textContent)"
-    )
+    cells = page.eval_on_selector_all("#head-table tbody tr", f"rows => rows.map(r => r.children[{index}].textContent)")
     return [float(c.replace("\u2013", "nan")) for c in cells]
 
 
