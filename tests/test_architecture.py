@@ -29,6 +29,7 @@ STAGES = {
     "heads": 5,
     "prope": 5,
     "theory": 6,
+    "dynamics": 6,
     "families": 6,
     "plots": 7,
     "figures": 8,

@@ -26,8 +26,10 @@ from ropescope.cli.common import (
     user_path,
     where_it_runs,
 )
+from ropescope.dynamics import TrainingRecorder
 from ropescope.errors import Interrupted, RopescopeError
 from ropescope.model.bundled import DEFAULT_MODEL
+from ropescope.plots.dynamics import training_figure
 from ropescope.plots.prope import prope_figure, t2_figure
 from ropescope.plots.style import save_figure
 from ropescope.prompts import load_text
@@ -116,6 +118,12 @@ def train_prope_command(
     batch: int = typer.Option(16, min=1, help="Sequences per step."),
     resume: bool = typer.Option(False, help="Continue an interrupted run in OUT (finished models are kept)."),
     overwrite: bool = typer.Option(False, help="Start over; the old OUT is replaced only when the new run finishes."),
+    profile_every: int = typer.Option(
+        0,
+        min=0,
+        help="Every N steps (and at step 0), profile and scan the model on held-out bytes: "
+        "training_profiles.csv, profiles/, training_dynamics.png (0: never).",
+    ),
 ) -> None:
     """Train small Gemma-style models from scratch with every T2 encoding and compare validation perplexity."""
     chosen = list(ENCODINGS) if encodings == "all" else [e.strip() for e in encodings.split(",") if e.strip()]
@@ -137,9 +145,17 @@ def train_prope_command(
         f"{seeds} seeds (mean, sd)"
     )
     try:
-        runs, summary = run_t2(out, config, seeds, tuple(chosen), log=say)
+        recorder = TrainingRecorder(out, config.seq_len) if profile_every else None
+        runs, summary = run_t2(
+            out, config, seeds, tuple(chosen), log=say, snapshots=recorder, snapshot_every=profile_every
+        )
         summary.to_csv(out / "summary.csv", index=False)
         save_figure(t2_figure(summary, title), out / "table02_t2_from_scratch")
+        if recorder is not None:
+            dynamics_title = (
+                f"{title.split(':')[0]} dynamics: {layers}-layer Gemma-style, snapshot every {profile_every} steps"
+            )
+            save_figure(training_figure(recorder.table(), dynamics_title), out / "training_dynamics")
     except BaseException as exc:
         if replaced is not None:
             shutil.rmtree(out, ignore_errors=True)
@@ -156,4 +172,5 @@ def train_prope_command(
     if replaced is not None:
         shutil.rmtree(replaced.parent, ignore_errors=True)
     typer.echo(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    typer.echo(f"wrote {out}/ (runs.csv, summary.csv, table02_t2_from_scratch.png)")
+    extra = ", training_profiles.csv, profiles/, training_dynamics.png" if profile_every else ""
+    typer.echo(f"wrote {out}/ (runs.csv, summary.csv, table02_t2_from_scratch.png{extra})")

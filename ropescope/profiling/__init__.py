@@ -7,9 +7,10 @@
 - :mod:`~ropescope.profiling.summary`: which frequency band holds most of q and k, per layer.
 """
 
+from ropescope.profiling.bands import band_shares
 from ropescope.profiling.result import Profile, load_profile
 from ropescope.profiling.run import check_profile_options, profile
-from ropescope.profiling.summary import band_shares, summary_frame, summary_text
+from ropescope.profiling.summary import summary_frame, summary_text
 
 __all__ = [
     "Profile",

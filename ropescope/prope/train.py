@@ -180,15 +180,25 @@ def train_one(
     config: TrainConfig,
     ckpt_dir: Path,
     log: Callable[[str], None] | None = None,
+    snapshot: Callable[[torch.nn.Module, int], None] | None = None,
+    snapshot_every: int = 0,
 ) -> dict:
-    """Train (or resume) one model; return its row: encoding, seed, steps, final loss, val perplexity."""
+    """Train (or resume) one model; return its row: encoding, seed, steps, final loss, val perplexity.
+
+    ``snapshot(model, step)`` (with ``snapshot_every`` > 0) is called on the untrained model (step
+    0), after every ``snapshot_every``-th step and after the last one; a resumed run calls it only
+    for the steps it trains itself, so the snapshots of the steps before the checkpoint stay those
+    recorded when they happened (training is deterministic, so they are the same either way).
+    """
     model = build_model(encoding, config, seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.01, betas=(0.9, 0.95))
-    stem = ckpt_dir / f"{encoding.replace(' ', '_').replace('=', '').replace('.', 'p')}-seed{seed}"
+    stem = checkpoint_stem(ckpt_dir, encoding, seed)
     start = _load_checkpoint(model, optimizer, stem)
     set_encoding(model, encoding)
     model.train()
     loss = float("nan")
+    if snapshot is not None and snapshot_every and start == 0:
+        snapshot(model, 0)
     for step in range(start, config.steps):
         for group in optimizer.param_groups:
             group["lr"] = _lr(step, config)
@@ -199,6 +209,8 @@ def train_one(
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         loss = float(loss_t.detach())
+        if snapshot is not None and snapshot_every and ((step + 1) % snapshot_every == 0 or step + 1 == config.steps):
+            snapshot(model, step + 1)
         if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
             _save_checkpoint(model, optimizer, stem, step + 1)
             if log:
@@ -210,6 +222,11 @@ def train_one(
         "train_loss": loss,
         "val_perplexity": evaluate(model, valid, config),
     }
+
+
+def checkpoint_stem(ckpt_dir: Path, encoding: str, seed: int) -> Path:
+    """Where the checkpoint of (encoding, seed) lives (without the .safetensors suffix)."""
+    return ckpt_dir / f"{encoding.replace(' ', '_').replace('=', '').replace('.', 'p')}-seed{seed}"
 
 
 def _save_checkpoint(model, optimizer, stem: Path, step: int) -> None:
@@ -227,6 +244,11 @@ def _save_checkpoint(model, optimizer, stem: Path, step: int) -> None:
         save_file(tensors, str(tmp), metadata={"step": str(step)})
 
 
+def load_checkpoint_weights(model, stem: Path) -> int:
+    """Load only the model weights of a checkpoint into ``model``; return its step."""
+    return _load_checkpoint(model, None, stem)
+
+
 def _load_checkpoint(model, optimizer, stem: Path) -> int:
     weights = Path(f"{stem}.safetensors")
     if not weights.is_file():
@@ -240,6 +262,8 @@ def _load_checkpoint(model, optimizer, stem: Path) -> int:
             return 0
         step = json.loads(legacy.read_text())["step"]
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=False)
+    if optimizer is None:
+        return int(step)
     state = optimizer.state_dict()
     for key, value in tensors.items():
         if key.startswith("opt."):
@@ -256,8 +280,13 @@ def run_t2(
     encodings=tuple(ENCODINGS),
     limit_bytes: int | None = None,
     log: Callable[[str], None] | None = None,
+    snapshots: Callable | None = None,
+    snapshot_every: int = 0,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Train every (encoding, seed) not yet in ``out/runs.csv``; return per-run rows and the summary."""
+    """Train every (encoding, seed) not yet in ``out/runs.csv``; return per-run rows and the summary.
+
+    ``snapshots(encoding, seed, valid)`` returns the ``snapshot(model, step)`` callback of one run
+    (see :func:`train_one`); ``valid`` is the held-out byte array."""
     corpus, digest = load_corpus(limit_bytes)
     data = np.frombuffer(corpus, dtype=np.uint8)
     split = int(len(data) * 0.9)
@@ -273,7 +302,8 @@ def run_t2(
         for encoding in encodings:
             if len(runs) and ((runs.encoding == encoding) & (runs.seed == seed)).any():
                 continue
-            row = train_one(encoding, seed, train, valid, config, out / "checkpoints", log)
+            snapshot = snapshots(encoding, seed, valid) if snapshots is not None else None
+            row = train_one(encoding, seed, train, valid, config, out / "checkpoints", log, snapshot, snapshot_every)
             runs = pd.concat([runs, pd.DataFrame([row])], ignore_index=True)
             with atomic_path(runs_path) as tmp:
                 runs.to_csv(tmp, index=False)
