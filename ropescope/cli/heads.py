@@ -30,7 +30,14 @@ from ropescope.cli.report import REPORT_HELP, write_run_report
 from ropescope.errors import RopescopeError
 from ropescope.files import write_table
 from ropescope.heads.causal import causal_test
-from ropescope.heads.scan import POSITIONAL, check_scan_options, long_head_table, scan_heads
+from ropescope.heads.scan import (
+    POSITIONAL,
+    check_scan_options,
+    distance_term_table,
+    long_head_table,
+    position_score_table,
+    scan_heads,
+)
 from ropescope.heads.views import cauchy_schwarz_table, head_view, prompt_attention
 from ropescope.model.bundled import DEFAULT_MODEL
 from ropescope.plots.heads import (
@@ -40,6 +47,7 @@ from ropescope.plots.heads import (
     heads_scatter_figure,
     logits_figure,
 )
+from ropescope.plots.heads_position import heads_by_position_figure
 from ropescope.plots.style import save_figure
 from ropescope.profiling.run import check_profile_options
 from ropescope.prompts import load_prompts
@@ -77,6 +85,11 @@ def heads_command(
     draws: int = typer.Option(5, min=0, help="Random draws of chunks in the causal test."),
     out: Path = typer.Option(None, help="Output directory.", show_default="runs/MODEL-heads"),
     overwrite: bool = typer.Option(False, help=OVERWRITE_HELP),
+    by_position: bool = typer.Option(
+        False,
+        "--by-position",
+        help="Also split offset scores by query position and measure each chunk's logit term against distance.",
+    ),
     report_page: bool = typer.Option(False, "--report", help=REPORT_HELP),
     table_format: TableFormat = typer.Option("csv", "--format", help=FORMAT_HELP),
     model_options: dict | None = None,
@@ -104,6 +117,7 @@ def heads_command(
             model_id=model,
             prompt_set=Path(prompts).name if os.sep in prompts else prompts,
             progress=lambda n: update(completed=n),
+            by_position=by_position,
         )
     table, agreement = report.table, report.agreement()
     positional = table[table["class"].isin(POSITIONAL)]
@@ -140,6 +154,10 @@ def heads_command(
                 stem = f"{cls.replace('/', '-')}_L{layer}H{head}_{name}"
                 save_figure(attention_figure(view, model), tmp / f"attention_{stem}")
                 save_figure(chunk_norms_figure(view, model), tmp / f"chunk_norms_{stem}")
+        if by_position:
+            write_table(position_score_table(report), tmp / "heads_by_position", table_format)
+            write_table(distance_term_table(report), tmp / "heads_distance_terms", table_format)
+            save_figure(heads_by_position_figure(report, model), tmp / f"heads_by_position_{name}")
         if report_page:
             write_run_report(tmp)
     counts = table["class"].value_counts().reindex(table["class"].cat.categories).fillna(0).astype(int)

@@ -28,7 +28,9 @@ import numpy as np
 import pandas as pd
 
 from ropescope.errors import PromptError, UnsupportedModelError
+from ropescope.heads.by_position import PositionHeadArrays, PositionHeadReducer, log_distances
 from ropescope.heads.scores import HeadArrays, HeadScoreReducer
+from ropescope.hooks.position import position_edges
 from ropescope.model.anatomy import ModelAnatomy, inspect_model
 from ropescope.model.loading import tokenizer_of
 from ropescope.profiling.result import Profile
@@ -49,6 +51,7 @@ class HeadReport:
     max_offset: int
     threshold: float
     hf_fraction: float
+    by_position: PositionHeadArrays | None = None  # scan_heads(by_position=True)
 
     def agreement(self) -> dict:
         return agreement(self.table)
@@ -95,18 +98,40 @@ def scan_heads(
     model_id: str | None = None,
     prompt_set: str = "custom",
     progress: Callable[[int], None] | bool | None = None,
+    by_position: bool = False,
 ) -> HeadReport:
-    """Score, explain and classify every head of ``model`` over ``texts`` in one pass."""
+    """Score, explain and classify every head of ``model`` over ``texts`` in one pass.
+
+    ``by_position`` also splits the offset scores by query position and measures every chunk's
+    logit term against relative distance (:mod:`ropescope.heads.by_position`), in the same pass.
+    """
     texts = check_texts(texts)
     check_scan_options(max_offset=max_offset, threshold=threshold, hf_fraction=hf_fraction)
     anatomy = inspect_model(model)
     require_full_heads(anatomy)
     reducer = HeadScoreReducer(anatomy.geometry, anatomy.logit_rules, anatomy.n_heads, max_offset)
+    on_qk, positional = reducer, None
+    if by_position:
+        context = anatomy.context_length or 8192
+        longest = min(max_tokens or context, context)
+        positional = PositionHeadReducer(
+            anatomy.geometry,
+            anatomy.logit_rules,
+            anatomy.n_heads,
+            max_offset,
+            position_edges(anatomy.context_length),
+            log_distances(longest),
+        )
+
+        def on_qk(layer, q_rot, k_rot, mask):
+            reducer(layer, q_rot, k_rot, mask)
+            positional(layer, q_rot, k_rot, mask)
+
     prof = prompt_by_prompt(
         model,
         tokenizer,
         texts,
-        reducer,
+        on_qk,
         ("q", "k"),
         max_tokens=max_tokens,
         model_id=model_id,
@@ -116,7 +141,8 @@ def scan_heads(
     if reducer.arrays.offset_rows.sum() == 0:
         raise PromptError("no prompt is longer than one token, so no attention offset exists")
     table = head_table(reducer.arrays, prof, threshold, hf_fraction)
-    return HeadReport(table, reducer.arrays, prof, max_offset, threshold, hf_fraction)
+    arrays = positional.arrays if positional is not None else None
+    return HeadReport(table, reducer.arrays, prof, max_offset, threshold, hf_fraction, arrays)
 
 
 def prompt_by_prompt(model, tokenizer, texts, on_qk, tensors: tuple[str, ...], **options) -> Profile:
@@ -265,3 +291,69 @@ def long_head_table(table: pd.DataFrame) -> pd.DataFrame:
     order = {m: i for i, m in enumerate(measures)}
     long = long.sort_values(["layer", "head", "measure"], key=lambda s: s.map(order) if s.name == "measure" else s)
     return long.reset_index(drop=True)
+
+
+def position_score_table(report: HeadReport) -> pd.DataFrame:
+    """Offset scores by query position, long form: ``layer``, ``head``, ``class``, ``offset``,
+    ``position_from``, ``position_to`` (query positions, inclusive), ``score`` (mean attention on
+    the key ``offset`` back), ``rows`` (query rows counted)."""
+    arrays = _require_by_position(report)
+    scores, rows = arrays.offset_scores(), arrays.offset_rows
+    classes = _classes(report.table)
+    out = []
+    for (layer, head), cls in sorted(classes.items()):
+        for d in range(scores.shape[2]):
+            for b in range(scores.shape[3]):
+                if rows[layer, d, b] > 0:
+                    out.append(
+                        {
+                            "layer": layer,
+                            "head": head,
+                            "class": cls,
+                            "offset": d,
+                            "position_from": arrays.edges[b],
+                            "position_to": arrays.edges[b + 1] - 1,
+                            "score": float(scores[layer, head, d, b]),
+                            "rows": int(rows[layer, d, b]),
+                        }
+                    )
+    return pd.DataFrame(out)
+
+
+def distance_term_table(report: HeadReport) -> pd.DataFrame:
+    """Chunk terms against relative distance, summed per frequency quarter, long form: ``layer``,
+    ``head``, ``class``, ``distance`` (tokens), ``quarter`` (1 = fastest chunks .. 4 = slowest),
+    ``term`` (mean over query rows of the quarter's summed chunk terms of the logit on the key that
+    far back; logit units), ``rows``."""
+    arrays = _require_by_position(report)
+    terms = arrays.distance_terms()
+    quarters = np.array_split(np.arange(terms.shape[-1]), 4)
+    classes = _classes(report.table)
+    out = []
+    for (layer, head), cls in sorted(classes.items()):
+        for i, distance in enumerate(arrays.distances):
+            if arrays.term_rows[layer, i] == 0:
+                continue
+            for q, chunks in enumerate(quarters):
+                out.append(
+                    {
+                        "layer": layer,
+                        "head": head,
+                        "class": cls,
+                        "distance": distance,
+                        "quarter": q + 1,
+                        "term": float(terms[layer, head, i, chunks].sum()),
+                        "rows": int(arrays.term_rows[layer, i]),
+                    }
+                )
+    return pd.DataFrame(out)
+
+
+def _classes(table: pd.DataFrame) -> dict[tuple[int, int], str]:
+    return {(int(la), int(he)): str(c) for la, he, c in zip(table["layer"], table["head"], table["class"], strict=True)}
+
+
+def _require_by_position(report: HeadReport) -> PositionHeadArrays:
+    if report.by_position is None:
+        raise ValueError("this head scan has no position statistics: scan with by_position=True")
+    return report.by_position

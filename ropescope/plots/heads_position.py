@@ -1,0 +1,72 @@
+"""Heads against position and distance (``ropescope heads --by-position``): do positional heads
+keep their offset at every position, and where does each frequency quarter stop contributing to
+the semantic heads' logits?"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from ropescope.heads.scan import POSITIONAL, distance_term_table, position_score_table
+from ropescope.hooks.position import bucket_labels
+
+QUARTER_COLOURS = ("#d62828", "#f77f00", "#2a9d8f", "#1d3557")
+QUARTER_NAMES = ("fastest 25%", "25-50%", "50-75%", "slowest 25%")
+
+
+def _x(distance: float) -> float:
+    """Axis position of a distance on the 0, 1, 2, 4, ... scale (log2 + 1, 0 at 0)."""
+    return 0.0 if distance <= 0 else float(np.log2(distance) + 1)
+
+
+def heads_by_position_figure(report, model_id: str):
+    """Left: positional heads' score on their offset per query-position bucket. Right (one panel per
+    RoPE base among the semantic heads' layers): the semantic/mixed heads' mean chunk terms per
+    frequency quarter against distance, with each quarter's 1-radian distance 1/g (median g) marked."""
+    table, arrays, geometry = report.table, report.by_position, report.profile.geometry
+    semantic = table[table["class"].astype(str) == "semantic/mixed"]
+    thetas = sorted({geometry.layers[int(layer)].theta for layer in semantic.layer}, key=lambda t: t or 0)[:2]
+    fig, axes = plt.subplots(1, 1 + max(1, len(thetas)), figsize=(6.2 * (1 + max(1, len(thetas))), 4.8), squeeze=False)
+    axes = axes[0]
+    scores = position_score_table(report)
+    positional = table[table["class"].isin(POSITIONAL)]
+    labels = bucket_labels(arrays.edges)
+    for _, row in positional.iterrows():
+        layer, head, offset = int(row["layer"]), int(row["head"]), int(row["target"].split()[1])
+        part = scores[(scores.layer == layer) & (scores["head"] == head) & (scores.offset == offset)]
+        xs = [arrays.edges.index(p) for p in part.position_from]
+        label = f"L{layer}H{head} ({row['class']}, offset {offset})"
+        axes[0].plot(xs, part.score, marker="o", label=label)
+    axes[0].axhline(report.threshold, color="grey", linestyle=":", label=f"threshold {report.threshold:g}")
+    used = sorted({arrays.edges.index(p) for p in scores.position_from})
+    axes[0].set_xticks(used, [labels[i] for i in used], rotation=45, ha="right", fontsize=8)
+    axes[0].set(xlabel="query position (bucket)", ylabel="mean attention on the head's offset (0-1)", ylim=(0, 1.02))
+    axes[0].set_title("positional heads by position" if len(positional) else "no positional head found", fontsize=10)
+    axes[0].legend(fontsize=7)
+    terms = distance_term_table(report)
+    for ax, theta in zip(axes[1:], thetas or [None], strict=False):
+        layers = [i for i in range(geometry.n_layers) if geometry.layers[i].theta == theta]
+        heads = semantic[semantic.layer.isin(layers)]
+        keys = set(zip(heads["layer"], heads["head"], strict=True))
+        part = terms[[k in keys for k in zip(terms["layer"], terms["head"], strict=True)]]
+        mean = part.groupby(["quarter", "distance"]).term.mean().reset_index()
+        freqs = geometry.frequencies(layers[0]) if layers else np.ones(1)
+        quarters = np.array_split(np.arange(len(freqs)), 4)
+        for q, (colour, name) in enumerate(zip(QUARTER_COLOURS, QUARTER_NAMES, strict=True)):
+            line = mean[mean.quarter == q + 1]
+            ax.plot([_x(d) for d in line.distance], line.term, marker="o", markersize=3, color=colour, label=name)
+            g = float(np.median(freqs[quarters[q]]))
+            if g > 0 and 1 / g <= line.distance.max():
+                ax.axvline(_x(1 / g), color=colour, linestyle=":", linewidth=1)
+        ticks = sorted(set(mean.distance))
+        ax.set_xticks([_x(d) for d in ticks], [f"{d:,}" for d in ticks], rotation=45, ha="right", fontsize=8)
+        ax.axhline(0, color="black", linewidth=0.6)
+        ax.set(
+            xlabel="relative distance r (tokens, log scale)", ylabel="mean chunk terms of the logit (sum per quarter)"
+        )
+        where = f"theta {theta:,.0f}" if theta else "all layers"
+        ax.set_title(f"{len(heads)} semantic/mixed heads, {where}: dotted = 1 rad at 1/g", fontsize=10)
+        ax.legend(fontsize=7, title="chunks", title_fontsize=7)
+    fig.suptitle(f"{model_id}: heads by query position and by distance ({report.profile.meta['prompt_set']})")
+    fig.tight_layout()
+    return fig
