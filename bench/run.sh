@@ -12,6 +12,7 @@ cd "$(dirname "$0")"
 ../.venv/bin/python tl_vs_ropescope.py
 ../.venv/bin/python memory_vs_prompts.py
 ../.venv/bin/python long_context.py
+../.venv/bin/python by_position.py
 ../.venv/bin/python figures_time.py
 if ../.venv/bin/python -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then
   ../.venv/bin/python gpu_gemma7b.py   # Gemma-7B architecture, bf16, 8k tokens

@@ -29,6 +29,8 @@ TARGETS = {
     "prope / bare forwards with LM head": (1.5, "x"),
     "train-prope / bare training steps": (1.5, "x"),
     "figures, all entries / previous release": (0.5, "x"),
+    "by-position profile / plain profile": (1.05, "x"),
+    "by-position peak memory / plain": (1.02, "x"),
 }
 
 
