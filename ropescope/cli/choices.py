@@ -3,6 +3,8 @@ anything else before any work; each is built from the library's own list."""
 
 from enum import Enum
 
+import typer
+
 from ropescope.files import TABLE_FORMATS
 from ropescope.model.loading import DTYPES
 from ropescope.profiling.compare import ALIGNMENTS
@@ -11,4 +13,7 @@ from ropescope.profiling.run import ON_NONFINITE
 DType = Enum("DType", {name: name for name in DTYPES}, type=str)
 OnNonfinite = Enum("OnNonfinite", {name: name for name in ON_NONFINITE}, type=str)
 TableFormat = Enum("TableFormat", {name: name for name in TABLE_FORMATS}, type=str)
+FORMAT_OPTION = typer.Option(
+    "csv", "--format", help="Format of the tables written (the CSVs the report reads are always written too)."
+)
 Alignment = Enum("Alignment", {name: name for name in ALIGNMENTS}, type=str)

@@ -38,7 +38,6 @@ PROMPTS_HELP = (
     "blank-line separated; .jsonl: a text field)."
 )
 OVERWRITE_HELP = "Replace an existing output directory."
-FORMAT_HELP = "Format of the tables written (the CSVs the report reads are always written too)."
 
 # Where the model runs: the same options on every command that loads one (see :func:`where_it_runs`).
 LOAD_PARAMETERS = {

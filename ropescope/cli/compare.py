@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import typer
 
-from ropescope.cli.choices import Alignment, TableFormat
-from ropescope.cli.common import FORMAT_HELP, OVERWRITE_HELP, check_out, output_directory, user_path
+from ropescope.cli.choices import FORMAT_OPTION, Alignment, TableFormat
+from ropescope.cli.common import OVERWRITE_HELP, check_out, output_directory, user_path
 from ropescope.files import write_table
 from ropescope.plots.compare import comparison_figure
 from ropescope.plots.style import save_figure
@@ -27,7 +27,7 @@ def compare_command(
     by: Alignment = typer.Option("geometry", help=BY_HELP),
     out: Path = typer.Option(Path("runs/compare"), help="Output directory."),
     overwrite: bool = typer.Option(False, help=OVERWRITE_HELP),
-    table_format: TableFormat = typer.Option("csv", "--format", help=FORMAT_HELP),
+    table_format: TableFormat = FORMAT_OPTION,
 ) -> None:
     """Compare two profiles: per-(layer, chunk) difference and ratio maps of q/k/v usage and the
     Spearman rank correlation of chunk usage per layer and overall."""

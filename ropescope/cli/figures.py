@@ -17,7 +17,7 @@ from ropescope.cli.common import (
     user_path,
     where_it_runs,
 )
-from ropescope.cli.report import REPORT_HELP, write_figures_report
+from ropescope.cli.report import REPORT_OPTION, write_figures_report
 from ropescope.errors import Interrupted, RopescopeError
 from ropescope.figures.context import FigureContext
 from ropescope.figures.registry import known_ids, select
@@ -33,7 +33,7 @@ def figures_command(
     prompts: str = typer.Option("shakespeare", help="Prompt set for the model figures. " + PROMPTS_HELP),
     out: Path = typer.Option(Path("figures"), help="Directory for the figures (files are replaced)."),
     resume: bool = typer.Option(False, help="Continue an interrupted run in OUT, skipping the entries it finished."),
-    report_page: bool = typer.Option(False, "--report", help=REPORT_HELP),
+    report_page: bool = REPORT_OPTION,
     model_option: str = typer.Option(None, "--model", hidden=True, help="Old spelling of MODEL."),
     model_options: dict | None = None,
 ) -> None:

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import typer
 
-from ropescope.cli.choices import TableFormat
+from ropescope.cli.choices import FORMAT_OPTION, TableFormat
 from ropescope.cli.common import (
-    FORMAT_HELP,
     MODEL_HELP,
     OVERWRITE_HELP,
     PROMPTS_HELP,
@@ -26,7 +25,7 @@ from ropescope.cli.common import (
     user_path,
     where_it_runs,
 )
-from ropescope.cli.report import REPORT_HELP, write_run_report
+from ropescope.cli.report import REPORT_OPTION, write_run_report
 from ropescope.errors import RopescopeError
 from ropescope.files import write_table
 from ropescope.heads.causal import causal_test
@@ -51,8 +50,6 @@ from ropescope.plots.heads_position import heads_by_position_figure
 from ropescope.plots.style import save_figure
 from ropescope.profiling.run import check_profile_options
 from ropescope.prompts import load_prompts
-
-ATTENTION_TOKENS = 24  # tokens of the first prompt whose attention the report shows for every head
 
 TABLE_COLUMNS = [
     "layer",
@@ -90,8 +87,8 @@ def heads_command(
         "--by-position",
         help="Also split offset scores by query position and measure each chunk's logit term against distance.",
     ),
-    report_page: bool = typer.Option(False, "--report", help=REPORT_HELP),
-    table_format: TableFormat = typer.Option("csv", "--format", help=FORMAT_HELP),
+    report_page: bool = REPORT_OPTION,
+    table_format: TableFormat = FORMAT_OPTION,
     model_options: dict | None = None,
 ) -> None:
     """Classify every head (diagonal, previous-token, BOS sink, ...), explain it by frequency, test it causally."""
@@ -127,7 +124,7 @@ def heads_command(
         say(f"causal test on {len(chosen)} positional heads ...")
         causal = causal_test(loaded, tokenizer, texts, chosen, n_chunks=ablate, draws=draws, max_tokens=max_tokens)
     name = model_stem(model)
-    attention = prompt_attention(loaded, tokenizer, texts[0], max_tokens=ATTENTION_TOKENS)
+    attention = prompt_attention(loaded, tokenizer, texts[0])  # every head on the first prompt, for the report
     with output_directory(out) as tmp:
         table.to_csv(tmp / "heads.csv", index=False)  # the report reads this one
         if table_format != "csv":

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import typer
 
-from ropescope.cli.choices import OnNonfinite, TableFormat
+from ropescope.cli.choices import FORMAT_OPTION, OnNonfinite, TableFormat
 from ropescope.cli.common import (
-    FORMAT_HELP,
     MODEL_HELP,
     OVERWRITE_HELP,
     PROMPTS_HELP,
@@ -27,7 +26,7 @@ from ropescope.cli.common import (
     user_path,
     where_it_runs,
 )
-from ropescope.cli.report import REPORT_HELP, write_run_report
+from ropescope.cli.report import REPORT_OPTION, write_run_report
 from ropescope.errors import Interrupted, RopescopeError
 from ropescope.files import write_table
 from ropescope.model.bundled import DEFAULT_MODEL, model_status
@@ -64,8 +63,8 @@ def profile_command(
         "--by-position",
         help="Also keep the statistics per token-position bucket (0-15, 16-63, 64-255, ...), in the same pass.",
     ),
-    report_page: bool = typer.Option(False, "--report", help=REPORT_HELP),
-    table_format: TableFormat = typer.Option("csv", "--format", help=FORMAT_HELP),
+    report_page: bool = REPORT_OPTION,
+    table_format: TableFormat = FORMAT_OPTION,
     model_options: dict | None = None,
 ) -> None:
     """Profile q/k/v chunk norms of MODEL on a prompt set; write profile, figures and a summary."""

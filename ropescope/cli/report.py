@@ -9,9 +9,13 @@ import typer
 
 from ropescope.cli.common import check_writable_parent, user_path
 from ropescope.errors import RopescopeError
-from ropescope.report import read_run, write_report
+from ropescope.heads.views import prompt_attention
+from ropescope.prompts import load_prompts
+from ropescope.report import read_run, report_data, write_report
+from ropescope.report.run_dir import read_causal
 
 REPORT_HELP = "Also write report.html: an interactive page of the run that works offline (see 'ropescope report')."
+REPORT_OPTION = typer.Option(False, "--report", help=REPORT_HELP)  # the same --report on profile, heads, figures
 
 
 def report_command(
@@ -39,25 +43,15 @@ def write_run_report(folder: Path) -> Path:
 def write_figures_report(context) -> Path:
     """``report.html`` in a ``figures`` output directory, from the run's own profile and head scan
     (computed now if no entry needed them) and its causal test CSV when the HEADS entry wrote one."""
-    import pandas as pd
-
-    from ropescope.heads.views import prompt_attention
-    from ropescope.prompts import load_prompts
-    from ropescope.report import report_data
-
     model = context.model()
     scan = context.heads()
     causal_path = context.out / f"causal_test_{context.name}.csv"
-    causal = pd.read_csv(causal_path) if causal_path.is_file() else None
-    if causal is not None:
-        causal["chunks"] = causal["chunks"].fillna("").astype(str)
-    text = load_prompts(context.prompts)[0]
     data = report_data(
         context.profile(),
         heads=scan.table,
         agreement=scan.agreement(),
-        causal=causal,
-        attention=prompt_attention(model, model.tokenizer, text, max_tokens=24),
+        causal=read_causal(causal_path) if causal_path.is_file() else None,
+        attention=prompt_attention(model, model.tokenizer, load_prompts(context.prompts)[0]),
         threshold=scan.threshold,
     )
     return write_report(data, context.out / "report.html")

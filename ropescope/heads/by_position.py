@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ropescope.heads.attention import attention_blocks, visible
+from ropescope.heads.scores import offset_values
 from ropescope.model.anatomy import LogitRule
 from ropescope.model.geometry import RopeGeometry, split_pairs
 
@@ -99,14 +100,11 @@ class PositionHeadReducer:
         sums, rows = torch.zeros(heads, K + 1, n_buckets, **f64), torch.zeros(K + 1, n_buckets, **f64)
         edges = self._edges.to(q.device)
         for blk in attention_blocks(q, k, rule, self.block):
-            span = blk.probs.shape[-1]
             bucket = torch.bucketize(blk.rows, edges, right=True)  # [R]: the query's position bucket
             for d in range(K + 1):
-                ok = ((blk.rows >= d + 1) & visible(blk.rows, blk.rows - d, rule)).double()
-                column = (blk.rows - d - blk.j0).clamp(0, span - 1)
-                vals = blk.probs.gather(2, column[None, :, None].expand(heads, -1, 1))[..., 0].double()
-                sums[:, d].index_add_(1, bucket, vals * ok)
-                rows[d].index_add_(0, bucket, ok)
+                vals, ok = offset_values(blk, d, rule)  # the rows and values of the whole-scan offset_d
+                sums[:, d].index_add_(1, bucket, vals.double() * ok)
+                rows[d].index_add_(0, bucket, ok.double())
         self.arrays.offset_sum[layer] += sums.cpu().numpy()
         self.arrays.offset_rows[layer] += rows.cpu().numpy()
 

@@ -83,6 +83,15 @@ class HeadArrays:
         return self._mean(self.target_logit_sum, self.target_rows[:, None, :])
 
 
+def offset_values(blk, d: int, rule: LogitRule) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(probs [H, R], counted [R])`` of one attention block: each row's attention on the key ``d``
+    tokens back, and whether the row counts for ``offset_d`` (``i >= d + 1`` and the key visible)."""
+    ok = (blk.rows >= d + 1) & visible(blk.rows, blk.rows - d, rule)
+    column = (blk.rows - d - blk.j0).clamp(0, blk.probs.shape[-1] - 1)
+    heads = blk.probs.shape[0]
+    return blk.probs.gather(2, column[None, :, None].expand(heads, -1, 1))[..., 0], ok
+
+
 class HeadScoreReducer:
     """``on_qk`` consumer for :func:`ropescope.hooks.capture` filling :class:`HeadArrays`
     (``layers``: only these layers; :meth:`add` scores a query the caller altered, as the causal test does)."""
@@ -118,11 +127,8 @@ class HeadScoreReducer:
         offset_sum, offset_rows = torch.zeros(heads, K + 1, **f64), torch.zeros(K + 1, **f64)
         sink_sum, sink_rows = torch.zeros(heads, **f64), torch.zeros((), **f64)
         for blk in attention_blocks(q, k, rule, self.block):
-            span = blk.probs.shape[-1]
             for d in range(K + 1):
-                ok = (blk.rows >= d + 1) & visible(blk.rows, blk.rows - d, rule)
-                column = (blk.rows - d - blk.j0).clamp(0, span - 1)
-                vals = blk.probs.gather(2, column[None, :, None].expand(heads, -1, 1))[..., 0]  # [H, R]
+                vals, ok = offset_values(blk, d, rule)
                 offset_sum[:, d] += (vals * ok).sum(dim=1).double()
                 offset_rows[d] += ok.sum()
             ok = (blk.rows >= 1) & visible(blk.rows, torch.zeros_like(blk.rows), rule)

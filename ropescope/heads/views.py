@@ -50,11 +50,7 @@ def head_view(model, tokenizer, layer: int, head: int, text: str, max_tokens: in
     anatomy = inspect_model(model)
     anatomy.check_head(layer, head)
     tokenizer = tokenizer_of(model, tokenizer)
-    if not text.strip():
-        raise PromptError("the prompt is empty")
-    if not 0 < max_tokens <= MAX_VIEW_TOKENS:
-        raise PromptError(f"max_tokens must be in 1..{MAX_VIEW_TOKENS} for a per-prompt view, got {max_tokens}")
-    ids = tokenizer(text, add_special_tokens=True)["input_ids"][:max_tokens]
+    ids = _prompt_ids(tokenizer, text, max_tokens)
     if len(ids) < 2:
         raise PromptError("the prompt has one token, so no attention offset exists")
     geometry = anatomy.geometry
@@ -110,7 +106,19 @@ def cauchy_schwarz_table(view: HeadView, first: int = 0, last: int = 7) -> pd.Da
     return pd.DataFrame(rows)
 
 
-def prompt_attention(model, tokenizer, text: str, max_tokens: int = 32) -> dict:
+def _prompt_ids(tokenizer, text: str, max_tokens: int) -> list[int]:
+    """The token ids of one prompt for a per-prompt view, cut to ``max_tokens`` (checked)."""
+    if not text.strip():
+        raise PromptError("the prompt is empty")
+    if not 0 < max_tokens <= MAX_VIEW_TOKENS:
+        raise PromptError(f"max_tokens must be in 1..{MAX_VIEW_TOKENS} for a per-prompt view, got {max_tokens}")
+    return tokenizer(text, add_special_tokens=True)["input_ids"][:max_tokens]
+
+
+REPORT_TOKENS = 24  # tokens of a prompt whose attention the HTML report shows for every head
+
+
+def prompt_attention(model, tokenizer, text: str, max_tokens: int = REPORT_TOKENS) -> dict:
     """Attention probabilities of every head on one prompt (cut to ``max_tokens``), from one forward.
 
     Returns ``{"tokens": [...], "heads": {"L,H": [[p(query i -> key j)]]}}`` (0-based layer and query
@@ -119,11 +127,7 @@ def prompt_attention(model, tokenizer, text: str, max_tokens: int = 32) -> dict:
     """
     anatomy = inspect_model(model)
     tokenizer = tokenizer_of(model, tokenizer)
-    if not text.strip():
-        raise PromptError("the prompt is empty")
-    if not 0 < max_tokens <= MAX_VIEW_TOKENS:
-        raise PromptError(f"max_tokens must be in 1..{MAX_VIEW_TOKENS} for a per-prompt view, got {max_tokens}")
-    ids = tokenizer(text, add_special_tokens=True)["input_ids"][:max_tokens]
+    ids = _prompt_ids(tokenizer, text, max_tokens)
     kept = {}
 
     def on_qk(lay, q_rot, k_rot, mask):

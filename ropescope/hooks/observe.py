@@ -18,7 +18,7 @@ from collections.abc import Callable
 import torch
 
 from ropescope.errors import GeometryMismatchError, UnsupportedModelError
-from ropescope.hooks.position import PositionStats
+from ropescope.hooks.position import PositionStats, bucket_slices
 from ropescope.hooks.rope_call import RopeCallHooks
 from ropescope.hooks.stats import ChunkNormStats
 from ropescope.model.anatomy import ModelAnatomy
@@ -71,6 +71,7 @@ class Capture(RopeCallHooks):
         self.verified_layers: set[int] = set()
         # with ``by_position`` (bucket edges, see hooks.position): the same statistics per position bucket
         self.by_position = None
+        self._sliced_positions, self._slices = None, None  # bucket column ranges of the current batch
         if by_position is not None:
             heads = {"q": self.n_heads, "k": self.n_kv_heads, "v": self.n_kv_heads}
             self.by_position = {t: PositionStats(by_position, n_layers, heads[t], chunks) for t in heads}
@@ -120,7 +121,10 @@ class Capture(RopeCallHooks):
     def _add(self, name: str, layer: int, norms: torch.Tensor, mask: torch.Tensor) -> None:
         self.stats[name].update(layer, norms, mask)
         if self.by_position is not None:
-            self.by_position[name].update(layer, norms, mask, self._positions)
+            if self._sliced_positions is not self._positions:  # a new forward pass: its buckets, once
+                self._sliced_positions = self._positions
+                self._slices = bucket_slices(self.by_position[name].edges, self._positions)
+            self.by_position[name].update(layer, norms, mask, self._positions, self._slices)
 
     def _on_value(self, layer: int):
         packing = family_adapter(self.anatomy.model_type).value_packing

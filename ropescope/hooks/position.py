@@ -33,6 +33,20 @@ def bucket_labels(edges) -> list[str]:
     return [f"{lo}-{hi - 1}" for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
 
 
+def bucket_slices(edges, positions: torch.Tensor) -> list[slice | None] | None:
+    """Each bucket's column range of a batch whose rows share one position row (``None`` for an
+    empty bucket), or ``None`` when rows differ. Positions rise along a row, so a bucket's tokens
+    are contiguous."""
+    if not bool((positions == positions[:1]).all()):
+        return None
+    row = positions[0].cpu()
+    out = []
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        start, end = int(torch.searchsorted(row, lo)), int(torch.searchsorted(row, hi))
+        out.append(slice(start, end) if end > start else None)
+    return out
+
+
 class PositionStats:
     """One :class:`ChunkNormStats` per position bucket, for one tensor kind (q, k or v)."""
 
@@ -40,22 +54,24 @@ class PositionStats:
         self.edges = tuple(int(e) for e in edges)
         self.buckets = [ChunkNormStats(n_layers, n_heads, n_chunks) for _ in range(len(self.edges) - 1)]
 
-    def update(self, layer: int, norms: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> None:
-        """Add ``norms[B, H, S, C]`` of counted tokens ``mask[B, S]`` at ``positions[B, S]``."""
-        positions = positions.to(norms.device)
+    def update(self, layer: int, norms: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, slices=None) -> None:
+        """Add ``norms[B, H, S, C]`` of counted tokens ``mask[B, S]`` at ``positions[B, S]``.
+
+        ``slices`` (from :func:`bucket_slices` of the same positions, computed once per forward
+        pass by the caller) are the buckets' column ranges; without them, or where rows differ in
+        positions, each bucket takes a token mask instead."""
         mask = mask.to(norms.device)
-        shared = bool((positions == positions[:1]).all())  # one position row: buckets are column ranges
+        slices = bucket_slices(self.edges, positions) if slices is None else slices
+        if slices is not None:
+            for bucket, columns in zip(self.buckets, slices, strict=True):
+                if columns is not None:
+                    bucket.update(layer, norms[:, :, columns], mask[:, columns])
+            return
+        positions = positions.to(norms.device)
         for bucket, lo, hi in zip(self.buckets, self.edges[:-1], self.edges[1:], strict=True):
-            if shared:
-                columns = ((positions[0] >= lo) & (positions[0] < hi)).nonzero()
-                if not len(columns):
-                    continue
-                start, end = int(columns[0]), int(columns[-1]) + 1
-                bucket.update(layer, norms[:, :, start:end], mask[:, start:end])
-            else:
-                inside = mask & (positions >= lo) & (positions < hi)
-                if bool(inside.any()):
-                    bucket.update(layer, norms, inside)
+            inside = mask & (positions >= lo) & (positions < hi)
+            if bool(inside.any()):
+                bucket.update(layer, norms, inside)
 
     def merged(self, other: PositionStats) -> PositionStats:
         if self.edges != other.edges:

@@ -15,10 +15,9 @@ import numpy as np
 import pandas as pd
 
 from ropescope.profiling.bands import BANDS, band_shares
-from ropescope.profiling.result import Profile
+from ropescope.profiling.result import TENSORS, Profile
 from ropescope.profiling.summary import summary_text
 
-TENSORS = ("q", "k", "v")
 META_SHOWN = (
     "model_id",
     "model_type",

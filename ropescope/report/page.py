@@ -21,8 +21,8 @@ import matplotlib
 import matplotlib.colors
 
 from ropescope.files import atomic_path
+from ropescope.plots.style import CMAP
 
-COLOUR_MAP = "magma_r"  # the figures' map (ropescope.plots.style.CMAP)
 NO_HEADS = (
     "This run has no head scan. Run <code>ropescope heads MODEL --report</code> for the head table, "
     "the per-head view and the causal test."
@@ -34,7 +34,7 @@ def _asset(name: str) -> str:
 
 
 def _colour_table() -> list[str]:
-    cmap = matplotlib.colormaps[COLOUR_MAP]
+    cmap = matplotlib.colormaps[CMAP]  # the figures' colour map
     return [matplotlib.colors.to_hex(cmap(i / 255)) for i in range(256)]
 
 

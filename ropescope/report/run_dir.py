@@ -32,6 +32,14 @@ def _csv(path: Path) -> pd.DataFrame:
         raise RopescopeError(f"{path} is not a readable CSV table ({type(exc).__name__})") from None
 
 
+def read_causal(path: Path) -> pd.DataFrame:
+    """A causal-test table (``causal.csv``) with its ``chunks`` column as text ("" for none zeroed)."""
+    causal = _csv(path)
+    if "chunks" in causal:
+        causal["chunks"] = causal["chunks"].fillna("").astype(str)
+    return causal
+
+
 def read_run(run: str | os.PathLike) -> dict:
     """Report data of a run directory (or of a ``profile.safetensors`` file on its own)."""
     run = Path(run)
@@ -46,12 +54,10 @@ def read_run(run: str | os.PathLike) -> dict:
     profile = load_profile(profile_path)
     heads = _csv(folder / "heads.csv") if (folder / "heads.csv").is_file() else None
     agreement = _json(folder / "agreement.json") if (folder / "agreement.json").is_file() else None
-    causal = _csv(folder / "causal.csv") if (folder / "causal.csv").is_file() else None
+    causal = read_causal(folder / "causal.csv") if (folder / "causal.csv").is_file() else None
     attention = _json(folder / "attention.json") if (folder / "attention.json").is_file() else None
     if heads is not None and agreement is None:
         raise RopescopeError(f"{folder} has heads.csv but no agreement.json: the head scan is incomplete")
-    if causal is not None and "chunks" in causal:
-        causal["chunks"] = causal["chunks"].fillna("").astype(str)
     return report_data(
         profile,
         heads=heads,

@@ -76,6 +76,18 @@
     return LUT[i];
   }
 
+  // A W x H plot area with margins M, sharp on high-density screens; returns the cleared context.
+  function sizeCanvas(canvas, W, H, M) {
+    canvas.width = (W + M.l + M.r) * DPR;
+    canvas.height = (H + M.t + M.b) * DPR;
+    canvas.style.width = W + M.l + M.r + "px";
+    canvas.style.height = H + M.t + M.b + "px";
+    const ctx = canvas.getContext("2d");
+    ctx.setTransform(DPR, 0, 0, DPR, 0, 0);
+    ctx.clearRect(0, 0, W + M.l + M.r, H + M.t + M.b);
+    return ctx;
+  }
+
   // ---- heat map ------------------------------------------------------------------------------
   // opts: width, height, scale, fixed [lo, hi], xLabel, yLabel, xTicks [[i, label]], yTicks, hover(r, c, v),
   // masked(r, c), barLabel, margin {l, b}
@@ -85,13 +97,7 @@
     const M = { l: (opts.margin && opts.margin.l) || 58, r: 96, t: 8, b: (opts.margin && opts.margin.b) || 42 };
     const W = opts.width;
     const H = opts.height;
-    canvas.width = (W + M.l + M.r) * DPR;
-    canvas.height = (H + M.t + M.b) * DPR;
-    canvas.style.width = W + M.l + M.r + "px";
-    canvas.style.height = H + M.t + M.b + "px";
-    const ctx = canvas.getContext("2d");
-    ctx.setTransform(DPR, 0, 0, DPR, 0, 0);
-    ctx.clearRect(0, 0, W + M.l + M.r, H + M.t + M.b);
+    const ctx = sizeCanvas(canvas, W, H, M);
     const scale = makeScale(matrix, opts.scale, opts.fixed);
     const cw = W / cols;
     const ch = H / rows;
@@ -333,12 +339,7 @@
     const W = 460;
     const H = 180;
     const M = { l: 44, r: 10, t: 10, b: 34 };
-    canvas.width = (W + M.l + M.r) * DPR;
-    canvas.height = (H + M.t + M.b) * DPR;
-    canvas.style.width = W + M.l + M.r + "px";
-    canvas.style.height = H + M.t + M.b + "px";
-    const ctx = canvas.getContext("2d");
-    ctx.setTransform(DPR, 0, 0, DPR, 0, 0);
+    const ctx = sizeCanvas(canvas, W, H, M);
     const top = Math.max(...q.concat(k).filter((v) => v !== null)) || 1;
     const X = (c) => M.l + (c / Math.max(1, n - 1)) * W;
     const Y = (v) => M.t + H * (1 - v / top);
