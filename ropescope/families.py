@@ -240,44 +240,24 @@ def _profile(anatomy) -> None:
 
 
 def _heads(anatomy) -> None:
-    from ropescope.heads.attention import attention_blocks
+    from ropescope.heads.gate import check_attention_rule
     from ropescope.heads.scan import require_full_heads
-    from ropescope.hooks import capture
 
     require_full_heads(anatomy)
-    ids = torch.tensor([CharTokenizer()(TEXTS[1])["input_ids"]])
-    kept = {}
-
-    def on_qk(layer, q, k, mask):
-        kept[layer] = (q[0].float().clone(), k[0].float().clone())
-
-    with torch.no_grad(), capture(anatomy, on_qk=on_qk, tensors=(), include_bos=True):
-        out = anatomy.hf(input_ids=ids, output_attentions=True, use_cache=False)
-    if sorted(kept) != list(range(anatomy.n_layers)):
-        raise ValueError(f"RoPE reached the attention of layers {sorted(kept)} only, of {anatomy.n_layers}")
-    theirs = getattr(out, "attentions", None)
-    if not theirs or any(a is None for a in theirs):
-        raise ValueError("the model returns no attention weights to compare with")
-    for layer, (q, k) in sorted(kept.items()):
-        (block,) = attention_blocks(q, k, anatomy.logit_rules[layer], block=q.shape[1])
-        difference = float((block.probs - theirs[layer][0].float()).abs().max())
-        if not difference <= 1e-5:
-            raise ValueError(
-                f"layer {layer}: attention from the RoPE'd q, k and the logit rule misses the model's own "
-                "(its attention has terms beyond softmax(scaling * q.k), e.g. sinks or a second map)"
-            )
+    check_attention_rule(anatomy, torch.tensor([CharTokenizer()(TEXTS[1])["input_ids"]]), tolerance=1e-5)
 
 
 def _prope(anatomy) -> None:
-    from ropescope.prope.interventions import p_rope
+    from ropescope.prope.interventions import check_reached, p_rope
 
     ids = torch.tensor([CharTokenizer()(TEXTS[1])["input_ids"]])
     with torch.no_grad():
         base = anatomy.hf(input_ids=ids, use_cache=False).logits
         with p_rope(anatomy, 1.0):
             same = anatomy.hf(input_ids=ids, use_cache=False).logits
-        with p_rope(anatomy, 0.5):
+        with p_rope(anatomy, 0.5) as reached:
             changed = anatomy.hf(input_ids=ids, use_cache=False).logits
+    check_reached(reached, range(anatomy.n_layers), anatomy.model_type)
     if not torch.equal(base, same):
         raise ValueError("p = 1 does not leave the logits bit-identical")
     if torch.equal(base, changed):

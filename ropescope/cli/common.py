@@ -49,6 +49,10 @@ LOAD_PARAMETERS = {
         typer.Option(False, help="Use the local Hugging Face cache only, never download (or HF_HUB_OFFLINE=1)."),
     ),
     "trust_remote_code": (bool, typer.Option(False, help="Allow a checkpoint's own Python code to run.")),
+    "tokenizer": (
+        str,
+        typer.Option(None, help="Tokenizer to use instead of the checkpoint's own (model name, directory or hub id)."),
+    ),
     "allow_missing_weights": (
         bool,
         typer.Option(False, help="Load a checkpoint whose tensors do not cover the model (the rest stays random)."),

@@ -43,21 +43,41 @@ def attention_blocks(q: torch.Tensor, k: torch.Tensor, rule: LogitRule, block: i
     for i0 in range(0, seq, block):
         i1 = min(seq, i0 + block)
         j0 = 0 if rule.window is None else max(0, i0 - rule.window + 1)
-        logits = grouped_scores(q[:, i0:i1], k[:, j0:i1]) * rule.scaling
+        j1 = i1 if rule.causal else (seq if rule.window is None else min(seq, i1 - 1 + rule.window))
+        logits = grouped_scores(q[:, i0:i1], k[:, j0:j1]) * rule.scaling
         if rule.softcap:
             logits = torch.tanh(logits / rule.softcap) * rule.softcap
         rows = torch.arange(i0, i1, device=q.device)
-        cols = torch.arange(j0, i1, device=q.device)
-        allowed = cols[None, :] <= rows[:, None]
-        if rule.window is not None:
-            allowed &= cols[None, :] > rows[:, None] - rule.window
+        cols = torch.arange(j0, j1, device=q.device)
+        allowed = visible(rows[:, None], cols[None, :], rule)
         logits = logits.masked_fill(~allowed, float("-inf"))
-        yield Block(rows, j0, logits, torch.softmax(logits, dim=-1))
+        yield Block(rows, j0, logits, softmax_with_sinks(logits, rule))
+
+
+def softmax_with_sinks(logits: torch.Tensor, rule: LogitRule) -> torch.Tensor:
+    """Each row's softmax over its keys ``logits[H, R, J]``, with the head's sink logit as one more
+    column (dropped after the softmax) where the layer has sinks."""
+    if rule.sinks is None:
+        return torch.softmax(logits, dim=-1)
+    sinks = torch.tensor(rule.sinks, dtype=logits.dtype, device=logits.device)
+    column = sinks[:, None, None].expand(logits.shape[0], logits.shape[1], 1)
+    return torch.softmax(torch.cat([logits, column], dim=-1), dim=-1)[..., :-1]
+
+
+def last_visible(rows: torch.Tensor, seq: int, rule: LogitRule) -> torch.Tensor:
+    """Position of the last key each row can see (itself, causally)."""
+    if rule.causal:
+        return rows
+    if rule.window is None:
+        return torch.full_like(rows, seq - 1)
+    return (rows + rule.window - 1).clamp(max=seq - 1)
 
 
 def visible(rows: torch.Tensor, key: torch.Tensor, rule: LogitRule) -> torch.Tensor:
-    """Whether each row can see the key at position ``key[row]`` (causal and window)."""
-    ok = (key >= 0) & (key <= rows)
+    """Whether each row can see the key at position ``key[row]`` (causal or not, and window)."""
+    ok = (key >= 0) & (key <= rows) if rule.causal else (key >= 0) & (rows >= 0)
     if rule.window is not None:
-        ok &= key > rows - rule.window
+        ok = ok & (key > rows - rule.window)
+        if not rule.causal:
+            ok = ok & (key < rows + rule.window)
     return ok

@@ -26,9 +26,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import torch
 
 from ropescope.errors import PromptError, UnsupportedModelError
 from ropescope.heads.by_position import PositionHeadArrays, PositionHeadReducer, log_distances
+from ropescope.heads.gate import check_attention_rule
 from ropescope.heads.scores import HeadArrays, HeadScoreReducer
 from ropescope.hooks.position import position_edges
 from ropescope.model.anatomy import ModelAnatomy, inspect_model
@@ -109,6 +111,9 @@ def scan_heads(
     check_scan_options(max_offset=max_offset, threshold=threshold, hf_fraction=hf_fraction)
     anatomy = inspect_model(model)
     require_full_heads(anatomy)
+    first = tokenizer_of(model, tokenizer)(texts[0], add_special_tokens=True)["input_ids"]
+    if len(first):
+        check_attention_rule(anatomy, torch.tensor([list(first)]))  # no head score is silently wrong
     reducer = HeadScoreReducer(anatomy.geometry, anatomy.logit_rules, anatomy.n_heads, max_offset)
     on_qk, positional = reducer, None
     if by_position:

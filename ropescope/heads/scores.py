@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ropescope.heads.attention import attention_blocks, visible
+from ropescope.heads.attention import attention_blocks, last_visible, visible
 from ropescope.model.anatomy import LogitRule
 from ropescope.model.geometry import RopeGeometry, split_pairs
 
@@ -159,11 +159,12 @@ class HeadScoreReducer:
         prefix = torch.cat([zero, torch.cumsum(k32, dim=1, dtype=torch.float64)], dim=1)  # [H, S+1, D]
         rows = torch.arange(seq, device=q.device)
         first = torch.zeros_like(rows) if rule.window is None else (rows - rule.window + 1).clamp(min=0)
-        key_sum = (prefix[:, rows + 1] - prefix[:, first]).float()  # [H, S, D]
+        last = last_visible(rows, seq, rule)
+        key_sum = (prefix[:, last + 1] - prefix[:, first]).float()  # [H, S, D]
         sa, sb = split_pairs(key_sum[..., :r], layout)
         all_chunk = rule.scaling * (qa * sa + qb * sb)  # [H, S, C]
         all_pass = rule.scaling * (q_pass * key_sum[..., r:]).sum(-1)  # [H, S]
-        n_visible = (rows - first + 1).float()
+        n_visible = (last - first + 1).float()
         others = (n_visible - 1).clamp(min=1)  # [S]: visible keys other than the target
         sums = {
             name: [] for name in ("target_chunk", "other_chunk", "target_pass", "other_pass", "target_logit", "rows")

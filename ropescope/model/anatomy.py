@@ -28,13 +28,18 @@ def is_bridge(model) -> bool:
 
 @dataclass(frozen=True)
 class LogitRule:
-    """How one layer turns post-RoPE q.k into attention logits: ``scaling * q.k``, soft-capped as
-    ``softcap * tanh(logit / softcap)`` where the model does (Gemma 2), and masked to keys at most
-    ``window - 1`` tokens back on sliding layers (``None``: causal only)."""
+    """How one layer turns post-RoPE q.k into attention: logits ``scaling * q.k``, soft-capped as
+    ``softcap * tanh(logit / softcap)`` where the model does (Gemma 2), masked to keys at most
+    ``window - 1`` tokens away on sliding layers (``None``: no window), causally unless ``causal``
+    is False (bidirectional encoders such as EmbeddingGemma: every key, or ``|i - j| < window``);
+    ``sinks`` (GPT-OSS: one learned logit per query head) join each row's softmax as an extra
+    column that receives attention but is no key."""
 
     scaling: float
     softcap: float | None
     window: int | None
+    causal: bool = True
+    sinks: tuple[float, ...] | None = None
 
 
 @dataclass(eq=False)
@@ -106,7 +111,13 @@ class ModelAnatomy:
             if softcap is None:
                 softcap = getattr(self.config, "attn_logit_softcapping", None)
             window = self.geometry.layers[site.layer].window
-            rules.append(LogitRule(scaling, float(softcap) if softcap else None, window))
+            causal = not bool(getattr(self.config, "use_bidirectional_attention", False))
+            sinks = getattr(site.module, "sinks", None)
+            if isinstance(sinks, torch.Tensor):
+                sinks = tuple(float(s) for s in sinks.detach().float().cpu().reshape(-1))
+            else:
+                sinks = None
+            rules.append(LogitRule(scaling, float(softcap) if softcap else None, window, causal, sinks))
         return tuple(rules)
 
     @cached_property

@@ -76,6 +76,7 @@ def load_model(
     trust_remote_code: bool = False,
     offline: bool = False,
     allow_missing_weights: bool = False,
+    tokenizer: str | None = None,
 ) -> LoadedModel:
     """Load ``name`` (see module docstring) as a :class:`LoadedModel` in eval mode.
 
@@ -84,7 +85,9 @@ def load_model(
     A hub id is downloaded unless ``offline`` (or ``HF_HUB_OFFLINE=1``). Remote code runs only
     with ``trust_remote_code=True``. A checkpoint whose tensors do not cover the model (missing,
     unexpected or mis-shaped weights, which transformers would fill with random values) is refused
-    unless ``allow_missing_weights``. Raises :class:`ModelLoadError`.
+    unless ``allow_missing_weights``. ``tokenizer`` names where the tokenizer comes from when the
+    checkpoint has none of its own (a bundled model, a directory or a hub id); a checkpoint whose
+    tokenizer cannot encode text is refused. Raises :class:`ModelLoadError`.
     """
     if dtype not in DTYPES:
         raise ModelLoadError(f"unknown dtype {dtype!r}; expected one of {', '.join(DTYPES)}")
@@ -92,9 +95,18 @@ def load_model(
         raise ModelLoadError("give either a device or a device map, not both")
     offline = offline_mode(offline)
     directory = _resolve(name, offline)
+    tokenizer_source = _resolve(tokenizer, offline) if tokenizer else None
     model, tokenizer = _load_directory(
-        directory, DTYPES[dtype], device_map, trust_remote_code, offline, allow_missing_weights
+        directory, DTYPES[dtype], device_map, trust_remote_code, offline, allow_missing_weights, tokenizer_source
     )
+    check_tokenizer(tokenizer, tokenizer_source or directory)
+    embeddings = model.get_input_embeddings()
+    rows = getattr(embeddings, "num_embeddings", None)
+    if tokenizer_source is not None and isinstance(rows, int) and len(tokenizer) > rows:
+        raise ModelLoadError(
+            f"the tokenizer of {tokenizer_source} has {len(tokenizer):,} tokens but model {name} embeds only "
+            f"{rows:,}: they do not belong together"
+        )
     if device is not None:
         try:
             model = model.to(device)
@@ -138,7 +150,13 @@ def _resolve(name: str, offline: bool = False) -> Path | str:
 
 
 def _load_directory(
-    source: Path | str, dtype: torch.dtype, device_map, trust_remote_code: bool, offline: bool, allow_missing: bool
+    source: Path | str,
+    dtype: torch.dtype,
+    device_map,
+    trust_remote_code: bool,
+    offline: bool,
+    allow_missing: bool,
+    tokenizer_source: Path | str | None = None,
 ):
     from safetensors import SafetensorError
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
@@ -155,7 +173,13 @@ def _load_directory(
             str(source), config=config, dtype=dtype, device_map=device_map, output_loading_info=True, **kwargs
         )
         phase = "its tokenizer"
-        tokenizer = _converted_tokenizer(source) or AutoTokenizer.from_pretrained(str(source), **kwargs)
+        if tokenizer_source is not None:
+            local = offline or not isinstance(tokenizer_source, str)
+            tokenizer = _converted_tokenizer(tokenizer_source) or AutoTokenizer.from_pretrained(
+                str(tokenizer_source), **{**kwargs, "local_files_only": local}
+            )
+        else:
+            tokenizer = _converted_tokenizer(source) or AutoTokenizer.from_pretrained(str(source), **kwargs)
     except ModelLoadError:
         raise
     except Exception as exc:  # noqa: BLE001 - whatever a checkpoint's files hold becomes one line naming the part
@@ -167,6 +191,8 @@ def _load_directory(
             raise ModelLoadError(f"cannot load model {source}: config {rope_type}") from None
         where = " from the hub" if hub else ""
         reason = first_line(exc)
+        if phase == "its tokenizer" and tokenizer_source is None:
+            reason = f"its tokenizer: {reason} (a checkpoint without tokenizer files? pass --tokenizer NAME_OR_DIR)"
         if "custom code" in reason and not trust_remote_code:
             reason = "the checkpoint ships its own Python code, which ropescope does not run; pass --trust-remote-code "
             reason += "(Python: trust_remote_code=True) only if you trust it"
@@ -183,6 +209,26 @@ def _load_directory(
     if not allow_missing:
         _check_loading_info(source, info)
     return model, tokenizer
+
+
+PROBE_TEXT = "The quick brown fox jumps over the lazy dog."
+
+
+def check_tokenizer(tokenizer, source) -> None:
+    """Refuse a tokenizer that cannot encode text: one built from a checkpoint without tokenizer
+    files (transformers then makes an empty vocabulary, and every prompt would become one unknown
+    token, or none)."""
+    try:
+        ids = list(tokenizer(PROBE_TEXT, add_special_tokens=False)["input_ids"])
+    except Exception as exc:  # noqa: BLE001 - any failure to encode is the reason
+        raise ModelLoadError(f"the tokenizer of {source} cannot encode text: {first_line(exc)}") from None
+    unknown = getattr(tokenizer, "unk_token_id", None)
+    if not ids or all(i == unknown for i in ids):
+        raise ModelLoadError(
+            f"the tokenizer of {source} encodes {PROBE_TEXT!r} as {len(ids)} token(s), "
+            f"{'all unknown' if ids else 'none'}: the checkpoint has no usable tokenizer files; "
+            "pass --tokenizer NAME_OR_DIR (Python: tokenizer=...)"
+        )
 
 
 def _converted_tokenizer(source):

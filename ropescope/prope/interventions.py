@@ -16,6 +16,11 @@ from ropescope.model.anatomy import inspect_model
 from ropescope.model.geometry import RopeGeometry, chunk_dims
 from ropescope.prope.frequencies import check_p, p_rope_frequencies
 
+# Largest |cos ours - cos model's| accepted when matching the layout of the model's cos, by its dtype:
+# the model computes angles in float32 and rounds cos to bfloat16 (half an ulp below 1: 2^-9) or
+# float16 (2^-12); the candidate layouts differ by far more wherever two chunks' frequencies differ.
+COS_TOLERANCE = {torch.bfloat16: 8e-3, torch.float16: 1e-3}
+
 
 def _angles_editor(geometry: RopeGeometry, frequencies: dict[int, np.ndarray]):
     """``edit_angles`` for :func:`~ropescope.hooks.intervene`: cos/sin of ``frequencies[layer]``
@@ -31,7 +36,7 @@ def _angles_editor(geometry: RopeGeometry, frequencies: dict[int, np.ndarray]):
         "repeat": np.repeat(np.arange(chunks), 2),
         "half": np.arange(chunks),
     }
-    found: dict[int, np.ndarray] = {}
+    found: dict[int, np.ndarray] = {}  # layer -> chunk of every cos/sin column; its keys: the layers reached
 
     def angles_of(freq, dim_chunk, positions, like):
         g = torch.as_tensor(freq, dtype=torch.float32, device=like.device)[
@@ -52,7 +57,8 @@ def _angles_editor(geometry: RopeGeometry, frequencies: dict[int, np.ndarray]):
                 if len(dim_chunk) != cos.shape[-1]:
                     continue
                 mine = angles_of(own, dim_chunk, positions, cos).cos() * scaling
-                if mine.shape == cos.shape and torch.allclose(mine, cos.float(), atol=1e-3 * max(scaling, 1e-6)):
+                tolerance = COS_TOLERANCE.get(cos.dtype, 1e-3) * max(scaling, 1e-6)
+                if mine.shape == cos.shape and torch.allclose(mine, cos.float(), atol=tolerance):
                     found[layer] = dim_chunk
                     break
             else:
@@ -63,6 +69,7 @@ def _angles_editor(geometry: RopeGeometry, frequencies: dict[int, np.ndarray]):
         angles = angles_of(frequencies[layer], found[layer], positions, cos)
         return (angles.cos() * scaling).to(cos.dtype), (angles.sin() * scaling).to(sin.dtype)
 
+    edit.reached = found.keys()  # a live view: the layers whose cos/sin were replaced so far
     return edit
 
 
@@ -70,7 +77,10 @@ def _angles_editor(geometry: RopeGeometry, frequencies: dict[int, np.ndarray]):
 def p_rope(model, p: float, variant: str = "p", layers: Iterable[int] | None = None):
     """Inside the block, ``layers`` (default: all) of ``model`` use p-RoPE ``variant`` at ``p``.
 
-    The model's own buffers are untouched; on exit it computes exactly what it did before.
+    The model's own buffers are untouched; on exit it computes exactly what it did before. The
+    block receives a live view of the layers whose rotation was replaced so far: after a forward
+    pass it must hold every chosen layer, else the model applies RoPE through a path the
+    intervention does not reach (:func:`check_reached`).
     """
     check_p(p, variant)
     geometry = inspect_model(model).geometry
@@ -79,8 +89,20 @@ def p_rope(model, p: float, variant: str = "p", layers: Iterable[int] | None = N
         if not 0 <= layer < geometry.n_layers:
             raise RopescopeError(f"layer {layer} is out of range: the model has layers 0..{geometry.n_layers - 1}")
     frequencies = {i: p_rope_frequencies(geometry.frequencies(i), p, variant) for i in chosen}
-    with intervene(model, edit_angles=_angles_editor(geometry, frequencies)):
-        yield
+    editor = _angles_editor(geometry, frequencies)
+    with intervene(model, edit_angles=editor):
+        yield editor.reached
+
+
+def check_reached(reached, layers: Iterable[int], model_type: str) -> None:
+    """Raise unless a p-RoPE block's forward passes replaced the rotation of every one of ``layers``."""
+    missing = sorted(set(layers) - set(reached))
+    if missing:
+        shown = ", ".join(map(str, missing[:8])) + (" ..." if len(missing) > 8 else "")
+        raise UnsupportedModelError(
+            f"p-RoPE did not reach layer(s) {shown} of model type {model_type!r}: the model rotates q and k "
+            "without the function ropescope replaces, so its numbers would be plain RoPE's"
+        )
 
 
 @contextlib.contextmanager

@@ -6,6 +6,13 @@ it), and every other token of the window is predicted from the ones before it. P
 ``exp(mean negative log-likelihood)`` over all predicted tokens (natural log). Logits are formed
 for 256 predicting positions at a time, so a 262k-word vocabulary never needs a full ``S x vocab``
 matrix.
+
+The logits are the LM head's output times the model's own output multiplier (Granite divides by
+``logits_scaling``, Cohere multiplies by ``logit_scale``, Falcon-H1 by ``lm_head_multiplier``, ...),
+then soft-capped where the model does (Gemma 2/3 ``final_logit_softcapping``). The multiplier is
+not guessed from config names: :func:`output_scale` measures it against the model's own logits on
+the first window and checks that it reproduces them to 1e-4 of their largest magnitude; a model
+whose logits are anything else is refused.
 """
 
 from __future__ import annotations
@@ -16,11 +23,11 @@ from collections.abc import Callable, Sequence
 import pandas as pd
 import torch
 
-from ropescope.errors import PromptError
+from ropescope.errors import PromptError, UnsupportedModelError
 from ropescope.model.anatomy import inspect_model
 from ropescope.profiling.run import pad_batch
 from ropescope.prope.frequencies import VARIANTS, check_p
-from ropescope.prope.interventions import p_rope
+from ropescope.prope.interventions import check_reached, p_rope
 
 
 def token_windows(tokenizer, text: str, context: int, model=None) -> list[list[int]]:
@@ -56,14 +63,15 @@ def perplexity(
     base, device = anatomy.base, anatomy.device
     head = anatomy.hf.get_output_embeddings()
     softcap = getattr(anatomy.config, "final_logit_softcapping", None)
+    scale = output_scale(anatomy, windows[0])
     total, count = 0.0, 0
     with torch.inference_mode():
         for start in range(0, len(windows), batch_size):
             rows = windows[start : start + batch_size]
             ids, mask = pad_batch(rows, 0)
             ids, mask = ids.to(device), mask.to(device)
-            hidden = base(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
-            nll, n = _window_nll(hidden, ids, mask, head, softcap)
+            hidden = _last_hidden(base, anatomy, input_ids=ids, attention_mask=mask, use_cache=False)
+            nll, n = _window_nll(hidden, ids, mask, head, softcap, scale)
             total, count = total + nll, count + n
             if progress:
                 progress(start + len(rows))
@@ -71,10 +79,53 @@ def perplexity(
     return {"perplexity": math.exp(mean), "nll": mean, "tokens": count, "windows": len(windows)}
 
 
+SCALE_TOKENS = 32  # positions of the first window whose logits measure the output multiplier
+
+
+def _last_hidden(base, anatomy, **inputs) -> torch.Tensor:
+    out = base(**inputs)
+    hidden = getattr(out, "last_hidden_state", None)
+    if base is anatomy.hf or hidden is None:
+        raise UnsupportedModelError(
+            f"perplexity needs the decoder's last hidden state, which model type {anatomy.model_type!r} "
+            "does not return apart from its logits"
+        )
+    return hidden
+
+
+@torch.inference_mode()
+def output_scale(anatomy, window: list[int]) -> float:
+    """The model's multiplier between its LM head's output and its logits (before any final
+    soft-cap), measured by least squares on the first :data:`SCALE_TOKENS` positions of ``window``
+    against the model's own forward, and required to reproduce those logits (after the soft-cap) to
+    1e-4 of their largest magnitude (2e-2 in half precision)."""
+    ids = torch.tensor([window[:SCALE_TOKENS]], device=anatomy.device)
+    head = anatomy.hf.get_output_embeddings()
+    softcap = getattr(anatomy.config, "final_logit_softcapping", None)
+    own = anatomy.hf(input_ids=ids, use_cache=False).logits[0].double()
+    raw = head(_last_hidden(anatomy.base, anatomy, input_ids=ids, use_cache=False)[0]).double()
+    target = own
+    if softcap:
+        target = torch.atanh((own / softcap).clamp(-1 + 1e-12, 1 - 1e-12)) * softcap
+    scale = float((raw * target).sum() / (raw * raw).sum().clamp(min=1e-300))
+    ours = raw * scale
+    if softcap:
+        ours = torch.tanh(ours / softcap) * softcap
+    tolerance = 1e-4 if anatomy.dtype in (torch.float32, torch.float64) else 2e-2
+    error = float((ours - own).abs().max() / own.abs().max().clamp(min=1e-30))
+    if not (error <= tolerance and math.isfinite(scale)):
+        raise UnsupportedModelError(
+            f"model type {anatomy.model_type!r}: its logits are not a constant multiple of its LM head's output "
+            f"(best multiple {scale:.4g} misses by {error:.1e} of their largest magnitude), so ropescope cannot "
+            "compute its perplexity window by window"
+        )
+    return 1.0 if abs(scale - 1.0) < 1e-6 else scale
+
+
 LOGIT_ROWS = 256  # positions whose logits are formed at once: 256 x 262,144 float32 = 268 MB for Gemma
 
 
-def _window_nll(hidden, ids, mask, head, softcap) -> tuple[float, int]:
+def _window_nll(hidden, ids, mask, head, softcap, scale: float = 1.0) -> tuple[float, int]:
     """Summed negative log-likelihood (nats) of every predicted token of a padded batch, and their
     number. Only real (unpadded) positions get logits, :data:`LOGIT_ROWS` at a time, each block a
     contiguous ``[rows, vocab]`` matrix (cross-entropy over a transposed ``[batch, vocab, seq]``
@@ -85,6 +136,8 @@ def _window_nll(hidden, ids, mask, head, softcap) -> tuple[float, int]:
     total = torch.zeros((), dtype=torch.float64, device=hidden.device)
     for i in range(0, len(targets), LOGIT_ROWS):
         logits = head(states[i : i + LOGIT_ROWS]).float()
+        if scale != 1.0:
+            logits = logits * scale
         if softcap:
             logits = torch.tanh(logits / softcap) * softcap
         nll = torch.nn.functional.cross_entropy(logits, targets[i : i + LOGIT_ROWS], reduction="none")
@@ -124,8 +177,10 @@ def prope_table(
                 continue
             if progress:
                 progress(f"{variant} p={p:g}")
-            with p_rope(model, p, variant, layers):
+            with p_rope(model, p, variant, layers) as reached:
                 result = perplexity(model, tokenizer, text, context=context, batch_size=batch_size)
+            anatomy = inspect_model(model)
+            check_reached(reached, range(anatomy.n_layers) if layers is None else layers, anatomy.model_type)
             rows.append({"variant": variant, "p": float(p), **result})
     table = pd.DataFrame(rows)
     table["change"] = table["perplexity"] - reference["perplexity"]

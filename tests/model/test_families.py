@@ -152,10 +152,7 @@ def test_every_supported_family_scores_heads_like_its_own_attention(rows):
         sums, counts = {}, {}
         for text in TEXTS:
             ids = torch.tensor([CharTokenizer()(text)["input_ids"]])
-            with torch.no_grad():
-                attentions = model(input_ids=ids, output_attentions=True, use_cache=False).attentions
-            for layer, a in enumerate(attentions):
-                a = a[0].double().numpy()  # [H, S, S]
+            for layer, a in enumerate(_effective_attention(model, ids)):
                 prev = np.array([a[:, i, i - 1] for i in range(2, a.shape[1])])  # rows i >= 2
                 if len(prev):
                     sums[layer] = sums.get(layer, 0) + prev.sum(0)
@@ -167,6 +164,45 @@ def test_every_supported_family_scores_heads_like_its_own_attention(rows):
             if not np.allclose(ours, theirs, atol=1e-5):
                 wrong.append(row.family)
     assert not wrong, wrong
+
+
+def _effective_attention(model, ids):
+    """Each layer's attention on every key as its value receives it, ``[H, S, S]`` float64: the model's
+    own ``output_attentions``, which include learned sinks in their softmax (GPT-OSS) or, where the
+    model reports them before the sink (rows summing to 1, Granite-SWA scales its attention output
+    by ``sigmoid(LSE - sink)``), times that factor, with each row's log-normaliser recovered from the
+    diagonal: ``LSE_i = scaling * q_i.k_i - log A_ii`` from this file's own record of post-RoPE q, k."""
+    attention_modules = [m for _, m in model.named_modules() if "Attention" in type(m).__name__ and hasattr(m, "sinks")]
+    code = sys.modules[type(attention_modules[0]).__module__] if attention_modules else None
+    rotated = []
+    if code is not None:
+        original = code.apply_rotary_pos_emb
+
+        def wrapped(q, k, cos, sin, *args, **kwargs):
+            out = original(q, k, cos, sin, *args, **kwargs)
+            rotated.append((out[0].detach().double(), out[1].detach().double()))
+            return out
+
+        code.apply_rotary_pos_emb = wrapped
+    try:
+        with torch.no_grad():
+            attentions = model(input_ids=ids, output_attentions=True, use_cache=False).attentions
+    finally:
+        if code is not None:
+            code.apply_rotary_pos_emb = original
+    result = []
+    for layer, a in enumerate(attentions):
+        a = a[0].double().numpy()
+        if attention_modules and np.allclose(a.sum(-1), 1.0, atol=1e-6):
+            module = attention_modules[layer]
+            q, k = rotated[layer][0][0].numpy(), rotated[layer][1][0].numpy()  # [H, S, D], [Hkv, S, D]
+            k = np.repeat(k, q.shape[0] // k.shape[0], axis=0)
+            diagonal = module.scaling * np.einsum("hsd,hsd->hs", q, k)
+            lse = diagonal - np.log(np.einsum("hss->hs", a))
+            sinks = module.sinks.detach().double().numpy()[:, None]
+            a = a * (1.0 / (1.0 + np.exp(-(lse - sinks))))[..., None]
+        result.append(a)
+    return result
 
 
 def test_every_supported_family_keeps_its_logits_at_p_1(rows):

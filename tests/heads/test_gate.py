@@ -1,0 +1,96 @@
+"""Head scores are exact or refused: sinks and bidirectional masks are part of the logit rule, and
+the gate compares the recomputed attention with the model's own eager attention on every scan."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from cli_helpers import assert_no_output, assert_one_line_error, run_cli
+from hub_stand_in import char_tokenizer
+
+import ropescope
+from ropescope.families import TEXTS, CharTokenizer, tiny_model
+from ropescope.heads.gate import AttentionRuleError, check_attention_rule, eager_attention
+from ropescope.model.anatomy import inspect_model
+
+
+def _mean_offset(model, d: int, rows_from: int) -> np.ndarray:
+    """[L, H] mean of the model's own eager attention on key i - d over rows i >= rows_from, all TEXTS."""
+    sums, count = 0, 0
+    for text in TEXTS:
+        ids = torch.tensor([CharTokenizer()(text)["input_ids"]])
+        with torch.no_grad():
+            attentions = model(input_ids=ids, output_attentions=True, use_cache=False).attentions
+        a = torch.stack([x[0] for x in attentions]).double().numpy()  # [L, H, S, S]
+        rows = range(rows_from, a.shape[2])
+        sums = sums + sum(a[:, :, i, i - d] for i in rows)
+        count += len(rows)
+    return sums / count
+
+
+def _scores(model, column: str) -> np.ndarray:
+    table = ropescope.scan_heads(model, CharTokenizer(), list(TEXTS), max_offset=2).table
+    return table.sort_values(["layer", "head"])[column].to_numpy().reshape(inspect_model(model).n_layers, -1)
+
+
+def test_learned_sinks_are_in_the_scores():
+    model = tiny_model("gpt_oss")
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("sinks"):
+                param.fill_(3.0)  # the issue's case: sink logits of 3 take most of the attention
+    ours, theirs = _scores(model, "offset_1"), _mean_offset(model, 1, 2)
+    assert np.allclose(ours, theirs, atol=1e-6)
+    assert theirs.max() < 0.2  # the sink really takes mass: without it the rows would be ~3x larger
+
+
+def test_bidirectional_attention_sees_later_keys():
+    model = tiny_model("gemma3_text", dict(use_bidirectional_attention=True))
+    assert not inspect_model(model).logit_rules[0].causal
+    ours, theirs = _scores(model, "offset_0"), _mean_offset(model, 0, 1)
+    assert np.allclose(ours, theirs, atol=1e-6)
+    causal = _mean_offset(tiny_model("gemma3_text"), 0, 1)
+    assert not np.allclose(theirs, causal, atol=1e-3)  # the mask matters on these weights
+
+
+def test_a_wrong_logit_rule_is_refused_naming_the_layer():
+    anatomy = inspect_model(tiny_model("llama"))
+    ids = torch.tensor([CharTokenizer()(TEXTS[1])["input_ids"]])
+    assert check_attention_rule(anatomy, ids) < 1e-5
+    rules = list(anatomy.logit_rules)
+    rules[1] = type(rules[1])(rules[1].scaling * 1.5, rules[1].softcap, rules[1].window)
+    anatomy.__dict__["logit_rules"] = tuple(rules)
+    with pytest.raises(AttentionRuleError, match=r"^layer 1: attention recomputed .* misses the model's own"):
+        check_attention_rule(anatomy, ids)
+    with pytest.raises(AttentionRuleError, match="layer 1"):
+        ropescope.scan_heads(anatomy, CharTokenizer(), list(TEXTS))
+
+
+def test_eager_attention_is_restored_exactly():
+    model = tiny_model("gemma3_text")
+    model.config._attn_implementation = "sdpa"
+    before = {
+        id(m.config): m.config.__dict__.get("_attn_implementation_internal")
+        for m in model.modules()
+        if hasattr(m, "config")
+    }
+    with eager_attention(model):
+        assert model.config._attn_implementation == "eager"
+    after = {
+        id(m.config): m.config.__dict__.get("_attn_implementation_internal")
+        for m in model.modules()
+        if hasattr(m, "config")
+    }
+    assert after == before and model.config._attn_implementation == "sdpa"
+
+
+def test_heads_cli_refuses_a_model_whose_attention_it_cannot_recompute(tmp_path):
+    # Hunyuan normalises q and k after RoPE: the logit rule cannot reproduce its attention
+    directory = tmp_path / "hunyuan"
+    tiny_model("hunyuan_v1_dense").save_pretrained(directory)
+    char_tokenizer(directory)
+    out = tmp_path / "heads"
+    result = run_cli("heads", str(directory), "--prompts", "shakespeare", "--max-tokens", "32", "--out", str(out))
+    assert_one_line_error(result, "layer 0: attention recomputed from the RoPE'd q, k and the logit rule misses")
+    assert_no_output(out)
