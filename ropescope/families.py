@@ -102,6 +102,12 @@ VARIANTS = {
         ),
     ),
 }
+# NoPE layers: SmolLM3 skips RoPE on every fourth layer, Cohere 2 (Command R7B) on its global layers
+VARIANTS["smollm3 (NoPE layer 3)"] = ("smollm3", dict(num_hidden_layers=4))
+VARIANTS["cohere2 (NoPE global layer)"] = (
+    "cohere2",
+    dict(num_hidden_layers=4, layer_types=["sliding_attention"] * 3 + ["full_attention"]),
+)
 TEXTS = ("To be, or not to be", "that is the question: whether 'tis nobler in the mind to suffer")
 
 
@@ -114,6 +120,7 @@ class FamilyRow:
     rotary_fraction: str
     scaling: str
     sliding_window: str
+    nope_layers: str
     profile: str
     heads: str
     prope: str
@@ -135,36 +142,114 @@ class CharTokenizer:
 
 
 def causal_lm_families() -> list[str]:
-    """Every model type the installed ``transformers`` can build a causal LM for."""
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    """Every model type the installed ``transformers`` can build a causal LM or an
+    image-text-to-text model (a language tower behind a vision encoder) for."""
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES,
+    )
 
-    return sorted(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
+    return sorted(set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES) | set(MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES))
+
+
+# sizes for the other towers of a multimodal wrapper (vision, audio): as small as their classes allow
+SMALL_TOWER = dict(
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=1,
+    depth=1,
+    num_layers=1,
+    num_attention_heads=2,
+    num_heads=2,
+    num_key_value_heads=2,
+    embed_dim=32,
+    head_dim=16,
+    image_size=32,
+    patch_size=8,
+    projection_dim=32,
+    out_hidden_size=64,
+    vocab_size=128,
+)
 
 
 def tiny_config(model_type: str, overrides: dict | None = None):
-    """The family's own config class with the :data:`SMALL` sizes it knows, plus ``overrides``."""
+    """The family's own config class with the :data:`SMALL` sizes it knows, plus ``overrides``.
+    A multimodal wrapper's text config gets :data:`SMALL` too, its other towers :data:`SMALL_TOWER`;
+    multimodal RoPE sections (``mrope_section``) are scaled to the smaller head."""
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
     cls = CONFIG_MAPPING[model_type]
-    known = set(cls().to_dict())
-    config = cls(**{**{k: v for k, v in SMALL.items() if k in known}, **(overrides or {})})
+    default = cls()
+    known = set(default.to_dict())
+    kwargs = {k: v for k, v in SMALL.items() if k in known}
+    for name in getattr(default, "sub_configs", {}) or {}:
+        sub = getattr(default, name, None)
+        if sub is None or not hasattr(sub, "to_dict"):
+            continue
+        small = SMALL if name == "text_config" else SMALL_TOWER
+        settings = sub.to_dict()
+        shrunk = {**settings, **{k: v for k, v in small.items() if k in settings}}
+        kwargs[name] = _per_layer_cut(settings, shrunk)
+        if name == "text_config":
+            kwargs[name] = _scaled_sections(kwargs[name], "mrope_section" in _rope_keys(type(sub)))
+    kwargs = {**kwargs, **(overrides or {})}
+    kwargs = _scaled_sections(_per_layer_cut(default.to_dict(), kwargs, keep=set(kwargs), given=set(overrides or ())))
+    config = cls(**kwargs)
     config._attn_implementation = "eager"
     return config
 
 
+def _per_layer_cut(full: dict, shrunk: dict, keep: set | None = None, given: set = frozenset()) -> dict:
+    """Per-layer settings of a config cut to its smaller layer count: lists as long as the original
+    ``num_hidden_layers`` (``layer_types``, ``no_rope_layers``, ...) keep their last entries, dicts
+    keyed by layer index keep the layers that remain. ``keep`` limits the result to those keys plus
+    the cut ones (a top-level config passes only what it overrides); ``given`` keys stay as given."""
+    before, after = full.get("num_hidden_layers"), shrunk.get("num_hidden_layers")
+    if not isinstance(before, int) or not isinstance(after, int) or after >= before:
+        return shrunk
+    result = dict(shrunk)
+    for key, value in full.items():
+        if key in given or (keep is not None and key not in keep and not isinstance(value, (list, dict))):
+            continue
+        if isinstance(value, list) and len(value) == before:
+            result[key] = value[-after:]  # the last layers: a periodic pattern's special layer comes last
+        elif isinstance(value, dict) and value and all(str(k).isdigit() for k in value):
+            result[key] = {k: v for k, v in value.items() if int(k) < after}
+    return result
+
+
+def _rope_keys(config_class) -> set:
+    return set(getattr(config_class, "ignore_keys_at_rope_validation", None) or ())
+
+
+def _scaled_sections(settings: dict, sectioned: bool = False) -> dict:
+    """Multimodal RoPE sections (t/h/w chunk counts) rescaled to sum to the tiny head's chunks
+    (``sectioned``: the family reads ``mrope_section``, with a default of its own for a full-size
+    head where the config holds none: Qwen2-VL's [16, 24, 24])."""
+    params = settings.get("rope_parameters") or settings.get("rope_scaling")
+    if sectioned and isinstance(params, dict) and "mrope_section" not in params:
+        params = {**params, "mrope_section": [16, 24, 24]}
+    if not isinstance(params, dict) or not isinstance(params.get("mrope_section"), list):
+        return settings
+    sections, chunks = params["mrope_section"], int(settings.get("head_dim") or SMALL["head_dim"]) // 2
+    scaled = [max(1, round(s * chunks / sum(sections))) for s in sections]
+    scaled[0] += chunks - sum(scaled)
+    key = "rope_parameters" if settings.get("rope_parameters") else "rope_scaling"
+    return {**settings, key: {**params, "mrope_section": scaled}}
+
+
 def tiny_model(model_type: str, overrides: dict | None = None, seed: int = 0) -> torch.nn.Module:
     """A tiny random model of ``model_type`` (eager attention, norm weights perturbed off 0/1)."""
-    from transformers import AutoModelForCausalLM
+    from ropescope.model.loading import model_class
 
     config = tiny_config(model_type, overrides)
+    auto = model_class(config)
     with torch.device("meta"):
-        size = sum(p.numel() for p in AutoModelForCausalLM.from_config(config).parameters())
+        size = sum(p.numel() for p in auto.from_config(config).parameters())
     if size > MAX_PARAMETERS:
-        raise ValueError(
-            f"its tiny config keeps {size / 1e6:.0f}M parameters (a multimodal wrapper: use its text model)"
-        )
+        raise ValueError(f"its tiny config keeps {size / 1e6:.0f}M parameters (a tower the survey cannot shrink)")
     torch.manual_seed(seed)
-    return perturb_norms(AutoModelForCausalLM.from_config(config)).eval()
+    return perturb_norms(auto.from_config(config)).eval()
 
 
 def perturb_norms(model: torch.nn.Module) -> torch.nn.Module:
@@ -203,7 +288,7 @@ def survey_family(name: str, model_type: str, overrides: dict | None = None) -> 
         except Exception as exc:  # noqa: BLE001 - any failure to build is the row's reason
             if not _mentions_rope(_default_config(model_type)):
                 return None
-            return FamilyRow(name, "-", "-", "-", "-", *(["tiny model not buildable: " + _reason(exc)] * 3))
+            return FamilyRow(name, "-", "-", "-", "-", "-", *(["tiny model not buildable: " + _reason(exc)] * 3))
         if not _mentions_rope(model.config):
             return None
         try:
@@ -211,7 +296,7 @@ def survey_family(name: str, model_type: str, overrides: dict | None = None) -> 
         except NoRopeError:
             return None
         except Exception as exc:  # noqa: BLE001
-            return FamilyRow(name, "-", "-", _scaling(model), "-", *([_reason(exc)] * 3))
+            return FamilyRow(name, "-", "-", _scaling(model), "-", "-", *([_reason(exc)] * 3))
         g = anatomy.geometry
         windows = sorted({lr.window for lr in g.layers if lr.window})
         described = (
@@ -219,6 +304,7 @@ def survey_family(name: str, model_type: str, overrides: dict | None = None) -> 
             f"{g.rotary_dim}/{g.head_dim}",
             _scaling(model),
             ", ".join(map(str, windows)) if windows else "-",
+            ", ".join(map(str, g.nope_layers)) or "-",
         )
         return FamilyRow(name, *described, _check(_profile, anatomy), _check(_heads, anatomy), _check(_prope, anatomy))
 
@@ -257,7 +343,7 @@ def _prope(anatomy) -> None:
             same = anatomy.hf(input_ids=ids, use_cache=False).logits
         with p_rope(anatomy, 0.5) as reached:
             changed = anatomy.hf(input_ids=ids, use_cache=False).logits
-    check_reached(reached, range(anatomy.n_layers), anatomy.model_type)
+    check_reached(reached, [i for i in range(anatomy.n_layers) if anatomy.geometry.layers[i].rope], anatomy.model_type)
     if not torch.equal(base, same):
         raise ValueError("p = 1 does not leave the logits bit-identical")
     if torch.equal(base, changed):
@@ -305,7 +391,8 @@ def _reason(exc: BaseException) -> str:
 
 def markdown(rows: list[FamilyRow]) -> str:
     """The table as Markdown (what the README shows)."""
-    header = ["family", "layout", "rotary dims", "RoPE scaling", "sliding window", "profile", "heads", "p-RoPE"]
+    header = ["family", "layout", "rotary dims", "RoPE scaling", "sliding window", "NoPE layers"]
+    header += ["profile", "heads", "p-RoPE"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         lines.append("| " + " | ".join(str(v).replace("|", "/") for v in asdict(row).values()) + " |")

@@ -10,8 +10,8 @@ from the q and k captured at RoPE in the same pass, and raises :class:`Attention
 the first layer whose attention probabilities differ by more than :data:`GATE_TOLERANCE` (absolute,
 per entry). Head scores with learned sinks are the attention each key's value receives (the
 sink takes the rest of the row); where a model reports its attention before the sink (rows
-summing to 1), the recomputed rows are renormalised for the comparison. ``scan_heads`` runs it on the first prompt of every scan; ``ropescope families``
-runs it for every family.
+summing to 1), the recomputed rows are renormalised for the comparison. ``scan_heads`` runs it
+on the first prompt of every scan; ``ropescope families`` runs it for every family.
 """
 
 from __future__ import annotations
@@ -88,21 +88,24 @@ def check_attention_rule(anatomy: ModelAnatomy, input_ids: torch.Tensor, toleran
     def on_qk(layer, q, k, mask):
         kept[layer] = (q[0].float().clone(), k[0].float().clone())
 
-    with capture(anatomy, on_qk=on_qk, tensors=(), include_bos=True, verify_geometry=False):
+    with capture(anatomy, on_qk=on_qk, tensors=(), include_bos=True):
         with eager_attention(anatomy.hf):
             out = anatomy.hf(input_ids=ids, output_attentions=True, use_cache=False)
-    if sorted(kept) != list(range(anatomy.n_layers)):
-        missing = sorted(set(range(anatomy.n_layers)) - set(kept))
+    layers = list(anatomy.geometry.attention_layers)
+    if sorted(kept) != layers:
+        missing = sorted(set(layers) - set(kept))
         raise AttentionRuleError(f"RoPE never reached the attention of layer(s) {', '.join(map(str, missing))}")
-    theirs = getattr(out, "attentions", None)
-    if not theirs or len(theirs) != anatomy.n_layers or any(a is None for a in theirs):
+    theirs = list(getattr(out, "attentions", None) or [])
+    if len(theirs) == anatomy.n_layers:  # a hybrid model may hold None for its other layers
+        theirs = [theirs[layer] for layer in layers]
+    if len(theirs) != len(layers) or any(a is None for a in theirs):
         raise AttentionRuleError(
             f"model type {anatomy.model_type!r} returns no attention weights to check head scores against"
         )
     worst = 0.0
-    for layer, (q, k) in sorted(kept.items()):
+    for position, (layer, (q, k)) in enumerate(sorted(kept.items())):
         (block,) = attention_blocks(q, k, anatomy.logit_rules[layer], block=q.shape[1])
-        own = theirs[layer][0].float().to(block.probs.device)
+        own = theirs[position][0].float().to(block.probs.device)
         if own.shape != block.probs.shape:
             raise AttentionRuleError(
                 f"layer {layer}: the model's attention has shape {tuple(own.shape)}, the recomputed "

@@ -214,6 +214,8 @@ def head_table(arrays: HeadArrays, prof: Profile, threshold: float, hf_fraction:
     group = n_heads // prof.stats["k"].mean.shape[1]
     rows = []
     for layer in range(n_layers):
+        if not prof.geometry.layers[layer].attention:
+            continue  # a hybrid model's linear-attention / Mamba layer has no attention to score
         for head in range(n_heads):
             off = np.nan_to_num(offsets[layer, head], nan=0.0)
             s = float(np.nan_to_num(sink[layer, head]))

@@ -33,6 +33,11 @@ class Intervention(RopeCallHooks):
         super().__init__(anatomy)
         self.edit_q, self.edit_k, self.edit_angles = edit_q, edit_k, edit_angles
 
+    def at_nope(self, layer, kind, x):
+        """A NoPE layer: its q and k are edited as they are made; there are no angles to edit."""
+        edit = self.edit_q if kind == "q" else self.edit_k
+        return edit(layer, x) if edit is not None else x
+
     def at_rope(self, layer, q, k, cos, sin, rotate):
         if self.edit_q is not None:
             q = self.edit_q(layer, q)

@@ -69,6 +69,7 @@ class Capture(RopeCallHooks):
             "v": ChunkNormStats(n_layers, self.n_kv_heads, chunks),
         }
         self.verified_layers: set[int] = set()
+        self._nope_q = None  # a NoPE layer's q, until its k is made
         # with ``by_position`` (bucket edges, see hooks.position): the same statistics per position bucket
         self.by_position = None
         self._sliced_positions, self._slices = None, None  # bucket column ranges of the current batch
@@ -96,6 +97,18 @@ class Capture(RopeCallHooks):
             with torch.no_grad():
                 self.on_qk(layer, q_rot.detach(), k_rot.detach(), self._token_mask(q.shape[2]))
         return q_rot, k_rot
+
+    def at_nope(self, layer, kind, x):
+        """A NoPE layer: q arrives first and waits for k; pre- and post-RoPE are the same tensors."""
+        if kind == "q":
+            self._nope_q = x
+            return x
+        q, self._nope_q = self._nope_q, None
+        self._record_qk(layer, q, x, q, x)
+        if self.on_qk is not None:
+            with torch.no_grad():
+                self.on_qk(layer, q.detach(), x.detach(), self._token_mask(q.shape[2]))
+        return x
 
     @torch.no_grad()
     def _record_qk(self, layer, q, k, q_rot, k_rot) -> None:

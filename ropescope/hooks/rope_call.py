@@ -22,6 +22,7 @@ import torch
 
 from ropescope.errors import UnsupportedModelError
 from ropescope.model.anatomy import ModelAnatomy
+from ropescope.model.nope import nope_projections
 
 
 class _Dispatch:
@@ -66,6 +67,11 @@ class RopeCallHooks:
         model's own rotation. Returns what the model gets: ``(q_rot, k_rot)``."""
         raise NotImplementedError
 
+    def at_nope(self, layer: int, kind: str, x):
+        """Called with the ``kind`` ("q" or "k") of a NoPE layer as its projection makes it
+        (``[batch, heads, tokens, dims]``, what the attention uses); returns what the model gets."""
+        return x
+
     # -- installation -------------------------------------------------------------------------
     def install(self) -> None:
         base = getattr(self.model, self.model.base_model_prefix, self.model)
@@ -81,6 +87,21 @@ class RopeCallHooks:
                 code.apply_rotary_pos_emb = dispatch.function
             dispatch.hooks.append(self)
             self._patched.append(dispatch)
+        for site in sites:
+            if not self.geometry.layers[site.layer].rope:
+                q_proj, k_proj = nope_projections(site)
+                self._handles.append(q_proj.register_forward_hook(self._nope_hook(site.layer, "q")))
+                self._handles.append(k_proj.register_forward_hook(self._nope_hook(site.layer, "k")))
+
+    def _nope_hook(self, layer: int, kind: str):
+        heads = self.anatomy.n_heads if kind == "q" else self.anatomy.n_kv_heads
+
+        def hook(module, args, output):
+            x = output.view(*output.shape[:-1], heads, -1).transpose(1, 2)  # [B, H, S, D]
+            edited = self.at_nope(layer, kind, x)
+            return None if edited is x else edited.transpose(1, 2).reshape(output.shape)
+
+        return hook
 
     def remove(self) -> None:
         """Remove this hook set (in any order relative to others); idempotent."""

@@ -80,8 +80,13 @@ class ModelAnatomy:
 
     @property
     def bos_token_id(self) -> int | None:
-        bos = getattr(self.config, "bos_token_id", None)
-        return bos if isinstance(bos, int) else None
+        """The BOS id of the text config, else of a multimodal wrapper's own config (Qwen3-VL keeps
+        it there only)."""
+        for config in (self.config, getattr(self.hf, "config", None)):
+            bos = getattr(config, "bos_token_id", None)
+            if isinstance(bos, int):
+                return bos
+        return None
 
     @property
     def device(self) -> torch.device:
@@ -102,9 +107,10 @@ class ModelAnatomy:
         return tuple(attention_sites(self.hf))
 
     @cached_property
-    def logit_rules(self) -> tuple[LogitRule, ...]:
-        """The logit rule of every layer, read from its attention module and the RoPE geometry."""
-        rules = []
+    def logit_rules(self) -> tuple[LogitRule | None, ...]:
+        """The logit rule of every layer, read from its attention module and the RoPE geometry
+        (``None`` on a hybrid model's layers without softmax attention)."""
+        rules: list[LogitRule | None] = [None] * self.n_layers
         for site in self.sites:
             scaling = float(getattr(site.module, "scaling", None) or self.geometry.head_dim**-0.5)
             softcap = getattr(site.module, "attn_logit_softcapping", None)
@@ -117,7 +123,7 @@ class ModelAnatomy:
                 sinks = tuple(float(s) for s in sinks.detach().float().cpu().reshape(-1))
             else:
                 sinks = None
-            rules.append(LogitRule(scaling, float(softcap) if softcap else None, window, causal, sinks))
+            rules[site.layer] = LogitRule(scaling, float(softcap) if softcap else None, window, causal, sinks)
         return tuple(rules)
 
     @cached_property
@@ -138,6 +144,9 @@ class ModelAnatomy:
         """Raise :class:`RopescopeError` unless ``(layer, head)`` exists (0-based)."""
         if not 0 <= layer < self.n_layers:
             raise RopescopeError(f"layer {layer} is out of range: the model has layers 0..{self.n_layers - 1}")
+        if not self.geometry.layers[layer].attention:
+            kind = self.geometry.layers[layer].layer_type
+            raise RopescopeError(f"layer {layer} is a {kind} layer, not softmax attention: it has no heads to look at")
         if not 0 <= head < self.n_heads:
             raise RopescopeError(f"head {head} is out of range: the model has heads 0..{self.n_heads - 1}")
 

@@ -90,12 +90,30 @@ def attention_sites(model: torch.nn.Module) -> list[AttentionSite]:
                 f"supported families: {', '.join(sorted(FAMILIES))}"
             )
         sites.append(AttentionSite(int(module.layer_idx), module, code))
-    if len(sites) != int(cfg.num_hidden_layers):
+    found = {site.layer for site in sites}
+    missing = [i for i in range(int(cfg.num_hidden_layers)) if i not in found]
+    types = list(getattr(cfg, "layer_types", None) or [])
+    softmax = [i for i in missing if i >= len(types) or types[i] in SOFTMAX_LAYER_TYPES]
+    if not sites or softmax or len(found) != len(sites):
         raise UnsupportedModelError(
             f"found {len(sites)} attention layers in model type {cfg.model_type!r}, expected "
             f"{cfg.num_hidden_layers}; supported families: {', '.join(sorted(FAMILIES))}"
         )
     return sorted(sites, key=lambda s: s.layer)
+
+
+# layer types of softmax attention: a hybrid model's other layers (linear attention, Mamba,
+# convolution) are no attention sites, and a missing layer of one of these types is an error
+SOFTMAX_LAYER_TYPES = {"full_attention", "sliding_attention", "chunked_attention", "attention", "global", "local"}
+
+
+def other_layers(model: torch.nn.Module, sites: list[AttentionSite]) -> dict[int, str]:
+    """The layers of a hybrid model that are no softmax attention, with their type from the config
+    (Qwen3-Next "linear_attention", Bamba "mamba", LFM "conv")."""
+    cfg = text_config(model)
+    found = {site.layer for site in sites}
+    types = list(getattr(cfg, "layer_types", None) or [])
+    return {i: str(types[i]) for i in range(int(cfg.num_hidden_layers)) if i not in found and i < len(types)}
 
 
 def detect_layout(model: torch.nn.Module) -> str | None:

@@ -20,7 +20,15 @@ import numpy as np
 import torch
 
 from ropescope.errors import NoRopeError, UnsupportedModelError
-from ropescope.model.families import FAMILIES, detect_layout, family_adapter, text_config
+from ropescope.model.families import (
+    FAMILIES,
+    attention_sites,
+    detect_layout,
+    family_adapter,
+    other_layers,
+    text_config,
+)
+from ropescope.model.nope import layers_without_rope
 
 LAYOUTS = ("halves", "interleaved")
 
@@ -33,6 +41,11 @@ class LayerRope:
     ``attention_scaling`` multiplies cos and sin (1.0 except for YaRN-like schemes); ``theta`` is
     the configured base, for labels only (``None`` where the config does not state one);
     ``window`` is the sliding-attention window in tokens (``None`` for global attention).
+    ``rope`` is False on a NoPE layer (the model applies no rotation there: SmolLM3's every fourth
+    layer, Cohere 2's global layers); its ``inv_freq`` is all zeros, so no chunk rotates.
+    ``attention`` is False on a hybrid model's layers that are no softmax attention (Qwen3-Next's
+    linear attention, Bamba's Mamba layers): nothing is measured there, they keep the model's
+    numbering, and ``layer_type`` says what they are.
     """
 
     inv_freq: np.ndarray
@@ -40,6 +53,8 @@ class LayerRope:
     layer_type: str | None
     theta: float | None
     window: int | None = None
+    rope: bool = True
+    attention: bool = True
 
     def span(self, context: int) -> int:
         """Longest distance a query of this layer can look back over ``context`` tokens."""
@@ -64,10 +79,29 @@ class RopeGeometry:
         windows = sorted({layer.window for layer in self.layers if layer.window})
         theta = " / ".join(f"{t:,.0f}" for t in thetas) or "not stated"
         window = f", sliding window {' / '.join(map(str, windows))} on some layers" if windows else ""
+        nope = self.nope_layers
+        nope_text = f", NoPE layers {', '.join(map(str, nope))}" if nope else ""
+        others = len(self.layers) - len(self.attention_layers)
+        nope_text += f", {others} layers without softmax attention" if others else ""
         return (
             f"RopeGeometry({self.n_layers} layers, head_dim {self.head_dim}, rotary_dim {self.rotary_dim} "
-            f"({self.n_chunks} chunks, {self.layout}), theta {theta}{window})"
+            f"({self.n_chunks} chunks, {self.layout}), theta {theta}{window}{nope_text})"
         )
+
+    @property
+    def nope_layers(self) -> tuple[int, ...]:
+        """The attention layers that apply no RoPE (no chunk rotates there)."""
+        return tuple(i for i, layer in enumerate(self.layers) if layer.attention and not layer.rope)
+
+    @property
+    def attention_layers(self) -> tuple[int, ...]:
+        """The layers with softmax attention (all but a hybrid model's linear / Mamba / conv layers)."""
+        return tuple(i for i, layer in enumerate(self.layers) if layer.attention)
+
+    @property
+    def rotating_layers(self) -> tuple[int, ...]:
+        """The attention layers that apply RoPE."""
+        return tuple(i for i, layer in enumerate(self.layers) if layer.attention and layer.rope)
 
     @property
     def n_layers(self) -> int:
@@ -109,6 +143,8 @@ class RopeGeometry:
                     "layer_type": lr.layer_type,
                     "theta": lr.theta,
                     "window": lr.window,
+                    "rope": lr.rope,
+                    "attention": lr.attention,
                 }
                 for lr in self.layers
             ],
@@ -123,6 +159,8 @@ class RopeGeometry:
                 lr["layer_type"],
                 lr["theta"],
                 lr.get("window"),
+                bool(lr.get("rope", True)),  # profiles saved before NoPE layers were known: every layer rotates
+                bool(lr.get("attention", True)),
             )
             for lr in d["layers"]
         )
@@ -232,6 +270,7 @@ def read_geometry(model: torch.nn.Module, layout: str | None = None) -> RopeGeom
     layer_types = list(getattr(cfg, "layer_types", None) or [None] * n_layers)
 
     windows = _sliding_windows(model, n_layers)
+    nope, others = _nope_and_other_layers(model)
     layers = []
     for i in range(n_layers):
         ltype = layer_types[i]
@@ -250,13 +289,29 @@ def read_geometry(model: torch.nn.Module, layout: str | None = None) -> RopeGeom
                 f"{inv_freq[~np.isfinite(inv_freq) | (inv_freq < 0)][:1].tolist() or [scaling]}: check rope_theta "
                 f"({_theta(cfg, ltype)!r}) and the rope scaling fields of the config"
             )
-        layers.append(LayerRope(inv_freq, scaling, ltype, _theta(cfg, ltype), windows[i]))
+        if i in others:
+            layers.append(LayerRope(np.zeros_like(inv_freq), 1.0, others[i], None, None, rope=False, attention=False))
+        elif i in nope:
+            layers.append(LayerRope(np.zeros_like(inv_freq), 1.0, ltype, None, windows[i], rope=False))
+        else:
+            layers.append(LayerRope(inv_freq, scaling, ltype, _theta(cfg, ltype), windows[i]))
     rotary_dims = {2 * len(lr.inv_freq) for lr in layers}
     if len(rotary_dims) != 1:
         raise UnsupportedModelError(f"layers rotate different numbers of dims: {sorted(rotary_dims)}")
     rotary_dim = rotary_dims.pop()
     chosen = check_layout(layout) if layout else (detect_layout(model) or family_adapter(cfg.model_type).layout)
     return RopeGeometry(head_dim, rotary_dim, chosen, tuple(layers))
+
+
+def _nope_and_other_layers(model: torch.nn.Module) -> tuple[set[int], dict[int, str]]:
+    """Attention layers that never call RoPE (:mod:`ropescope.model.nope`), and a hybrid model's
+    layers without softmax attention with their type; none where the attention layers cannot be
+    hooked at all (that is refused later, where the hooks are installed)."""
+    try:
+        sites = attention_sites(model)
+    except UnsupportedModelError:
+        return set(), {}
+    return layers_without_rope(model, sites), other_layers(model, sites)
 
 
 def _theta(cfg, layer_type: str | None) -> float | None:

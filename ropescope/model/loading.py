@@ -159,7 +159,7 @@ def _load_directory(
     tokenizer_source: Path | str | None = None,
 ):
     from safetensors import SafetensorError
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
 
     hub = isinstance(source, str)
     kwargs = {"local_files_only": offline or not hub, "trust_remote_code": trust_remote_code}
@@ -169,7 +169,7 @@ def _load_directory(
         check_config(config, source)
         check_weight_files(source)
         phase = "its weights"
-        model, info = AutoModelForCausalLM.from_pretrained(
+        model, info = model_class(config).from_pretrained(
             str(source), config=config, dtype=dtype, device_map=device_map, output_loading_info=True, **kwargs
         )
         phase = "its tokenizer"
@@ -229,6 +229,22 @@ def check_tokenizer(tokenizer, source) -> None:
             f"{'all unknown' if ids else 'none'}: the checkpoint has no usable tokenizer files; "
             "pass --tokenizer NAME_OR_DIR (Python: tokenizer=...)"
         )
+
+
+def model_class(config):
+    """The auto class that builds ``config``'s model with its language-model head: a causal LM, or
+    an image-text-to-text wrapper (PaliGemma, Qwen2/2.5/3-VL, Gemma 3 4B-27B, ...) whose language
+    tower ropescope profiles on text prompts."""
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES,
+    )
+
+    model_type = getattr(config, "model_type", None)
+    if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES:
+        return AutoModelForImageTextToText
+    return AutoModelForCausalLM
 
 
 def _converted_tokenizer(source):

@@ -46,6 +46,24 @@ def _mark_boundaries(ax, profile: Profile, layers: list[int], columns: int, lege
         ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.13), fontsize=7, frameon=False)
 
 
+def _mark_nope(ax, profile: Profile, layers: list[int]) -> None:
+    """Write "NoPE" down the column of every layer that applies no RoPE (no chunk rotates there)."""
+    for column, layer in enumerate(layers):
+        if not profile.geometry.layers[layer].rope:
+            ax.text(
+                column,
+                0.02 * profile.geometry.n_chunks,
+                "NoPE layer",
+                rotation=90,
+                ha="center",
+                va="top",
+                fontsize=7,
+                color="#c0392b",
+                fontweight="bold",
+                bbox=dict(facecolor="white", alpha=0.9, edgecolor="none", pad=1.5),
+            )
+
+
 def layer_usage_figure(
     profile: Profile, tensors: tuple[str, ...] = ("q", "k"), *, ax=None, cmap=None, norm=None, scale: str = "p99"
 ):
@@ -63,6 +81,7 @@ def layer_usage_figure(
         axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         if tensor != "v":
             _mark_boundaries(axis, profile, layers, len(layers))
+        _mark_nope(axis, profile, layers)
     if ax is None:
         what = " and ".join(TENSOR_PLURALS[t] for t in tensors)
         note = "values are not rotated: a control for the q/k maps; " if tensors == ("v",) else ""
@@ -100,6 +119,8 @@ def head_usage_figure(
     if ax is None:
         theta = profile.geometry.layers[layer].theta
         theta_text = f", theta {theta:,.0f}" if theta else ""
+        if not profile.geometry.layers[layer].rope:
+            theta_text = ", a NoPE layer (no chunk rotates)"
         fig.suptitle(
             f"{profile.meta['model_id']}: RoPE frequency usage per head, layer {layer} (0-based){theta_text}\n"
             f"{_describe(profile)}"

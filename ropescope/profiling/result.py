@@ -32,8 +32,10 @@ from ropescope.profiling.content import check_content, check_position_content, c
 from ropescope.profiling.notebook import profile_html, profile_line
 
 FORMAT = "ropescope-profile"
-FORMAT_VERSION = 3  # 3: prompt hashes as an array; 2: the header is one metadata key
-READABLE_VERSIONS = ("1", "2", "3")  # 1: the same fields as four metadata keys
+# 4: per-layer "rope" and "attention" flags in the geometry (NoPE layers, hybrid models' other layers;
+# older files load with every layer rotating); 3: prompt hashes as an array; 2: the header is one metadata key
+FORMAT_VERSION = 4
+READABLE_VERSIONS = ("1", "2", "3", "4")  # 1: the same fields as four metadata keys
 HASHES = "prompt_hashes"
 MAX_PROMPT_SET_NAME = 200  # characters; longer merged names are summarised
 TENSORS = ("q", "k", "v")

@@ -160,7 +160,8 @@ def profile(
                 checkpoint(number + 1, cap.stats, cap.max_seq_len)
     stats = {name: gather_merge(s.to_cpu()) for name, s in cap.stats.items()}
     for name in [t for t in ("q", "k") if t in tensors]:
-        unseen = [layer for layer, n in enumerate(stats[name].count.tolist()) if n == 0]
+        counts = stats[name].count.tolist()
+        unseen = [layer for layer in anatomy.geometry.attention_layers if counts[layer] == 0]
         if unseen and not stats[name].nonfinite[unseen].any():
             raise UnsupportedModelError(
                 f"model type {anatomy.model_type!r} did not call apply_rotary_pos_emb in layer(s) "

@@ -180,7 +180,10 @@ def prope_table(
             with p_rope(model, p, variant, layers) as reached:
                 result = perplexity(model, tokenizer, text, context=context, batch_size=batch_size)
             anatomy = inspect_model(model)
-            check_reached(reached, range(anatomy.n_layers) if layers is None else layers, anatomy.model_type)
+            rotating = [
+                i for i in (range(anatomy.n_layers) if layers is None else layers) if anatomy.geometry.layers[i].rope
+            ]
+            check_reached(reached, rotating, anatomy.model_type)
             rows.append({"variant": variant, "p": float(p), **result})
     table = pd.DataFrame(rows)
     table["change"] = table["perplexity"] - reference["perplexity"]

@@ -24,6 +24,10 @@ REPO = Path(__file__).resolve().parents[2]
 # The families the hub-and-families issue named; each must be fully supported.
 NAMED = [
     "gemma (Gemma 7B heads)",
+    "smollm3 (NoPE layer 3)",
+    "cohere2 (NoPE global layer)",
+    "gpt_oss",
+    "granite_swa",
     "gemma2",
     "gemma3_text",
     "llama (llama3 scaling)",
@@ -40,6 +44,14 @@ NAMED = [
     "glm",
     "olmo2",
     "granite",
+    "gemma3",
+    "vaultgemma",
+    "qwen2_vl",
+    "qwen2_5_vl",
+    "qwen3_vl",
+    "qwen3_next",
+    "qwen3_5",
+    "falcon_h1",
 ]
 
 
@@ -65,35 +77,52 @@ def test_readme_shows_the_table(rows):
     assert markdown(rows) in readme, "regenerate it: ropescope families --markdown"
 
 
+def _nope_by_config(module) -> bool:
+    """This file's own reading of which layers skip RoPE: SmolLM3's ``use_rope`` flag (from the
+    config's ``no_rope_layers``) and Cohere 2's global (window-less) layers."""
+    if type(module).__name__.startswith("SmolLM3"):
+        return not module.use_rope
+    if type(module).__name__.startswith("Cohere2"):
+        return module.sliding_window is None
+    return False
+
+
 def _recorded_qkv(model, ids):
-    """q and k as the model hands them to apply_rotary_pos_emb, v from the value projection, per layer."""
-    code = sys.modules[
-        type(
-            next(m for _, m in model.named_modules() if "Attention" in type(m).__name__ and hasattr(m, "layer_idx"))
-        ).__module__
-    ]
+    """Per layer number, q and k as the model hands them to apply_rotary_pos_emb (on a NoPE layer: as
+    its q_proj and k_proj make them), v from the value projection; a hybrid model's layers without
+    attention modules are absent."""
+    attention = [m for _, m in model.named_modules() if "Attention" in type(m).__name__ and hasattr(m, "layer_idx")]
+    code = sys.modules[type(attention[0]).__module__]
     original = code.apply_rotary_pos_emb
-    calls, values = [], {}
+    calls, projected, values, running = {}, {}, {}, [None]
 
     def wrapped(q, k, cos, sin, *args, **kwargs):
-        calls.append((q.detach().double().clone(), k.detach().double().clone()))
+        calls[running[0]] = (q.detach().double().clone(), k.detach().double().clone())
         return original(q, k, cos, sin, *args, **kwargs)
 
     handles = []
-    for _, module in model.named_modules():
-        if "Attention" in type(module).__name__ and hasattr(module, "layer_idx"):
-            layer = module.layer_idx
-            if hasattr(module, "v_proj"):
-                target, cut = module.v_proj, None
-            elif hasattr(module, "qkv_proj"):  # Phi-3: [q | k | v]
-                target, cut = module.qkv_proj, "tail"
-            else:  # GPT-NeoX: per head [q, k, v]
-                target, cut = module.query_key_value, "per_head"
+    for module in attention:
+        layer = module.layer_idx
+        handles.append(module.register_forward_pre_hook(lambda m, a, layer=layer: running.__setitem__(0, layer)))
+        if hasattr(module, "v_proj"):
+            target, cut = module.v_proj, None
+        elif hasattr(module, "qkv_proj"):  # Phi-3: [q | k | v]
+            target, cut = module.qkv_proj, "tail"
+        else:  # GPT-NeoX: per head [q, k, v]
+            target, cut = module.query_key_value, "per_head"
 
-            def hook(mod, args, out, layer=layer, cut=cut):
-                values[layer] = (out.detach().double().clone(), cut)
+        def hook(mod, args, out, layer=layer, cut=cut):
+            values[layer] = (out.detach().double().clone(), cut)
 
-            handles.append(target.register_forward_hook(hook))
+        handles.append(target.register_forward_hook(hook))
+        if _nope_by_config(module):
+            for name in ("q", "k"):
+
+                def keep(mod, args, out, layer=layer, name=name, d=module.head_dim):  # [B, S, H*D] -> [B, H, S, D]
+                    x = out.detach().double().clone()
+                    projected.setdefault(layer, {})[name] = x.view(*x.shape[:-1], -1, d).transpose(1, 2)
+
+                handles.append(getattr(module, f"{name}_proj").register_forward_hook(keep))
     code.apply_rotary_pos_emb = wrapped
     try:
         with torch.no_grad():
@@ -102,7 +131,18 @@ def _recorded_qkv(model, ids):
         code.apply_rotary_pos_emb = original
         for h in handles:
             h.remove()
+    for layer, qk in projected.items():
+        assert layer not in calls, f"layer {layer} rotates although its config says it does not"
+        calls[layer] = (qk["q"], qk["k"])
     return calls, values
+
+
+def _bos(model):
+    """The BOS id the model's configs name (text config first), or None."""
+    for config in (model.config.get_text_config(), model.config):
+        if isinstance(getattr(config, "bos_token_id", None), int):
+            return config.bos_token_id
+    return None
 
 
 def _slow_profile(model, geometry, n_heads, n_kv):
@@ -110,9 +150,9 @@ def _slow_profile(model, geometry, n_heads, n_kv):
     collected = {t: {} for t in "qkv"}
     for text in TEXTS:
         row = CharTokenizer()(text)["input_ids"]
-        keep = np.array([t != 1 for t in row])  # BOS left out, as ropescope does by default
+        keep = np.array([t != _bos(model) for t in row])  # BOS left out, as ropescope does by default
         calls, values = _recorded_qkv(model, torch.tensor([row]))
-        for layer, (q, k) in enumerate(calls):
+        for layer, (q, k) in calls.items():
             for name, x in (("q", q), ("k", k)):
                 x = x[0].permute(1, 0, 2).numpy()  # [S, H, D]
                 collected[name].setdefault(layer, []).append(slow_chunk_norms(x[..., :r], r, layout)[keep])
@@ -127,7 +167,12 @@ def _slow_profile(model, geometry, n_heads, n_kv):
             else:
                 v = out.reshape(out.shape[0], n_kv, -1)
             collected["v"].setdefault(layer, []).append(slow_chunk_norms(v[..., :r], r, layout)[keep])
-    return {t: np.stack([np.concatenate(per[i]).mean(0) for i in sorted(per)]) for t, per in collected.items()}
+    result = {}
+    for t, per in collected.items():  # layers without attention (hybrids): NaN, as nothing was counted
+        width = next(iter(per.values()))[0].shape[1:]
+        nan = np.full(width, np.nan)
+        result[t] = np.stack([np.concatenate(per[i]).mean(0) if i in per else nan for i in range(geometry.n_layers)])
+    return result
 
 
 def test_every_supported_family_profiles_exactly(rows):
@@ -137,9 +182,16 @@ def test_every_supported_family_profiles_exactly(rows):
         anatomy = ropescope.inspect_model(model)
         prof = ropescope.profile(model, CharTokenizer(), list(TEXTS), batch_size=2)
         slow = _slow_profile(model, anatomy.geometry, anatomy.n_heads, anatomy.n_kv_heads)
+        attention = list(anatomy.geometry.attention_layers)  # a hybrid's other layers count nothing
         for tensor in "qkv":
             ours = prof.stats[tensor].mean.numpy()
-            if ours.shape != slow[tensor].shape or not np.allclose(ours, slow[tensor], rtol=1e-5, atol=1e-6):
+            others = [i for i in range(len(ours)) if i not in attention]
+            if (
+                ours.shape != slow[tensor].shape
+                or not np.allclose(ours[attention], slow[tensor][attention], rtol=1e-5, atol=1e-6)
+                or not np.isnan(slow[tensor][others]).all()
+                or prof.stats[tensor].count.numpy()[others].any()
+            ):
                 wrong.append((row.family, tensor))
     assert not wrong, wrong
 
@@ -152,7 +204,7 @@ def test_every_supported_family_scores_heads_like_its_own_attention(rows):
         sums, counts = {}, {}
         for text in TEXTS:
             ids = torch.tensor([CharTokenizer()(text)["input_ids"]])
-            for layer, a in enumerate(_effective_attention(model, ids)):
+            for layer, a in _effective_attention(model, ids).items():
                 prev = np.array([a[:, i, i - 1] for i in range(2, a.shape[1])])  # rows i >= 2
                 if len(prev):
                     sums[layer] = sums.get(layer, 0) + prev.sum(0)
@@ -190,18 +242,24 @@ def _effective_attention(model, ids):
     finally:
         if code is not None:
             code.apply_rotary_pos_emb = original
-    result = []
-    for layer, a in enumerate(attentions):
+    # by layer number: a hybrid model returns maps for its attention layers only (or None elsewhere)
+    numbers = sorted(
+        m.layer_idx for _, m in model.named_modules() if "Attention" in type(m).__name__ and hasattr(m, "layer_idx")
+    )
+    if len(attentions) != len(numbers):
+        attentions = [attentions[i] for i in numbers]
+    result = {}
+    for position, (layer, a) in enumerate(zip(numbers, attentions, strict=True)):
         a = a[0].double().numpy()
         if attention_modules and np.allclose(a.sum(-1), 1.0, atol=1e-6):
-            module = attention_modules[layer]
-            q, k = rotated[layer][0][0].numpy(), rotated[layer][1][0].numpy()  # [H, S, D], [Hkv, S, D]
+            module = attention_modules[position]
+            q, k = rotated[position][0][0].numpy(), rotated[position][1][0].numpy()  # [H, S, D], [Hkv, S, D]
             k = np.repeat(k, q.shape[0] // k.shape[0], axis=0)
             diagonal = module.scaling * np.einsum("hsd,hsd->hs", q, k)
             lse = diagonal - np.log(np.einsum("hss->hs", a))
             sinks = module.sinks.detach().double().numpy()[:, None]
             a = a * (1.0 / (1.0 + np.exp(-(lse - sinks))))[..., None]
-        result.append(a)
+        result[layer] = a
     return result
 
 
