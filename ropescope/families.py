@@ -55,6 +55,8 @@ SMALL = dict(
     pad_token_id=0,
     bos_token_id=1,
     eos_token_id=2,
+    vocab_size_per_layer_input=128,  # Gemma 3n / 4 per-layer input embeddings
+    hidden_size_per_layer_input=8,
 )
 MAX_PARAMETERS = 20_000_000  # a "tiny" config that stays larger did not shrink (a multimodal wrapper)
 
@@ -108,6 +110,10 @@ VARIANTS["cohere2 (NoPE global layer)"] = (
     "cohere2",
     dict(num_hidden_layers=4, layer_types=["sliding_attention"] * 3 + ["full_attention"]),
 )
+# Gemma 4's RoPE (q and k rotated in separate calls; proportional RoPE on global layers: a quarter of
+# the pairs rotate at theta^(-2i/head_dim)) with one head size for every layer (real Gemma 4 global
+# heads are twice as large, which the default row refuses)
+VARIANTS["gemma4_text (one head size)"] = ("gemma4_text", dict(per_layer_config={}))
 TEXTS = ("To be, or not to be", "that is the question: whether 'tis nobler in the mind to suffer")
 
 
@@ -214,12 +220,26 @@ def _per_layer_cut(full: dict, shrunk: dict, keep: set | None = None, given: set
         if isinstance(value, list) and len(value) == before:
             result[key] = value[-after:]  # the last layers: a periodic pattern's special layer comes last
         elif isinstance(value, dict) and value and all(str(k).isdigit() for k in value):
-            result[key] = {k: v for k, v in value.items() if int(k) < after}
+            # the layers kept are the last ones: renumber, and scale per-layer head sizes like the rest
+            scale = shrunk.get("head_dim", 0) / full["head_dim"] if full.get("head_dim") else 1.0
+            result[key] = {
+                str(int(k) - (before - after)): _scaled_layer(v, scale)
+                for k, v in value.items()
+                if int(k) >= before - after
+            }
     return result
 
 
 def _rope_keys(config_class) -> set:
     return set(getattr(config_class, "ignore_keys_at_rope_validation", None) or ())
+
+
+def _scaled_layer(settings, scale: float):
+    """One layer's own settings with its head size scaled like the config's (Gemma 4's 512-dim
+    global heads beside 256-dim sliding ones stay twice as large)."""
+    if isinstance(settings, dict) and isinstance(settings.get("head_dim"), int) and scale:
+        return {**settings, "head_dim": max(2, int(round(settings["head_dim"] * scale)))}
+    return settings
 
 
 def _scaled_sections(settings: dict, sectioned: bool = False) -> dict:
@@ -335,6 +355,7 @@ def _heads(anatomy) -> None:
 
 def _prope(anatomy) -> None:
     from ropescope.prope.interventions import check_reached, p_rope
+    from ropescope.prope.perplexity import perplexity
 
     ids = torch.tensor([CharTokenizer()(TEXTS[1])["input_ids"]])
     with torch.no_grad():
@@ -343,7 +364,8 @@ def _prope(anatomy) -> None:
             same = anatomy.hf(input_ids=ids, use_cache=False).logits
         with p_rope(anatomy, 0.5) as reached:
             changed = anatomy.hf(input_ids=ids, use_cache=False).logits
-    check_reached(reached, [i for i in range(anatomy.n_layers) if anatomy.geometry.layers[i].rope], anatomy.model_type)
+    check_reached(reached, anatomy.geometry.rotating_layers, anatomy.model_type)
+    perplexity(anatomy, CharTokenizer(), " ".join(TEXTS), context=32)  # its logits must be reproducible
     if not torch.equal(base, same):
         raise ValueError("p = 1 does not leave the logits bit-identical")
     if torch.equal(base, changed):

@@ -24,6 +24,7 @@ import torch
 
 from ropescope.heads.attention import attention_blocks, visible
 from ropescope.heads.scores import offset_values
+from ropescope.hooks.precision import in_full_float32
 from ropescope.model.anatomy import LogitRule
 from ropescope.model.geometry import RopeGeometry, split_pairs
 
@@ -86,6 +87,7 @@ class PositionHeadReducer:
         )
         self._edges = torch.tensor(self.arrays.edges[1:-1])
 
+    @in_full_float32
     def __call__(self, layer: int, q_rot: torch.Tensor, k_rot: torch.Tensor, mask=None) -> None:
         if q_rot.shape[0] != 1:
             raise ValueError("head scores take one prompt per forward pass")

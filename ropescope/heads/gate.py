@@ -23,6 +23,7 @@ import torch
 
 from ropescope.errors import UnsupportedModelError
 from ropescope.heads.attention import attention_blocks
+from ropescope.hooks.precision import full_float32
 from ropescope.model.anatomy import ModelAnatomy
 
 GATE_TOKENS = 256  # tokens of the first prompt checked (attention there is a 256 x 256 map per head)
@@ -102,6 +103,13 @@ def check_attention_rule(anatomy: ModelAnatomy, input_ids: torch.Tensor, toleran
         raise AttentionRuleError(
             f"model type {anatomy.model_type!r} returns no attention weights to check head scores against"
         )
+    with full_float32():
+        return _compare(anatomy, kept, theirs, tolerance)
+
+
+def _compare(anatomy: ModelAnatomy, kept: dict, theirs: list, tolerance: float) -> float:
+    """The largest difference over layers of recomputed and own attention; raises on the first layer
+    over ``tolerance``."""
     worst = 0.0
     for position, (layer, (q, k)) in enumerate(sorted(kept.items())):
         (block,) = attention_blocks(q, k, anatomy.logit_rules[layer], block=q.shape[1])

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ropescope.heads.attention import attention_blocks, last_visible, visible
+from ropescope.hooks.precision import in_full_float32
 from ropescope.model.anatomy import LogitRule
 from ropescope.model.geometry import RopeGeometry, split_pairs
 
@@ -116,6 +117,7 @@ class HeadScoreReducer:
             raise ValueError("head scores take one prompt per forward pass")
         self.add(layer, q_rot[0].float(), k_rot[0].float())
 
+    @in_full_float32
     def add(self, layer: int, q: torch.Tensor, k: torch.Tensor) -> None:
         """Accumulate one prompt's ``q[H, S, D]``, ``k[Hkv, S, D]`` (post-RoPE) of ``layer``.
 

@@ -13,6 +13,8 @@ wraps the call the capture already wraps, so the capture sees the edited q, k an
 from __future__ import annotations
 
 import contextlib
+import json
+import weakref
 from collections.abc import Callable, Iterator
 
 from ropescope.errors import UnsupportedModelError
@@ -40,6 +42,34 @@ def capture(model, geometry: RopeGeometry | None = None, **options) -> Iterator[
         yield cap
     finally:
         cap.remove()
+
+
+_VERIFIED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> the geometry it was verified with
+
+
+def verify_geometry(model) -> None:
+    """Check once per model anatomy that its read RoPE geometry is the rotation the model performs
+    (the self-check of :class:`Capture` on a 16-token probe), before anything is named by chunk:
+    p-RoPE and chunk ablation act on chunks, and a family whose pairs or frequencies differ from the
+    read geometry would have other chunks changed than the ones named. Raises
+    :class:`~ropescope.errors.GeometryMismatchError`."""
+    import torch
+
+    anatomy = inspect_model(model)
+    key = json.dumps(anatomy.geometry.to_dict(), sort_keys=True)
+    if anatomy.bridge or _VERIFIED.get(anatomy.hf) == key:
+        return
+    if any(getattr(site.code_module.apply_rotary_pos_emb, "ropescope_hooks", False) for site in anatomy.sites):
+        raise UnsupportedModelError(
+            "p-RoPE and chunk ablation check the model's RoPE geometry once before they start; enter them "
+            "before any capture or intervention (or call ropescope.hooks.verify_geometry(model) first)"
+        )
+    embeddings = anatomy.hf.get_input_embeddings()
+    vocab = int(getattr(embeddings, "num_embeddings", 16) or 16)
+    ids = (torch.arange(3, 19, device=embeddings.weight.device) % vocab)[None]
+    with torch.no_grad(), capture(anatomy, tensors=("q", "k"), include_bos=True):
+        anatomy.hf(input_ids=ids, use_cache=False)
+    _VERIFIED[anatomy.hf] = key
 
 
 @contextlib.contextmanager

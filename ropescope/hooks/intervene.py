@@ -38,6 +38,15 @@ class Intervention(RopeCallHooks):
         edit = self.edit_q if kind == "q" else self.edit_k
         return edit(layer, x) if edit is not None else x
 
+    def at_rope_one(self, layer, kind, x, cos, sin, rotate_one):
+        """Families that rotate q and k in separate calls: each is edited in its own call."""
+        edit = self.edit_q if kind == "q" else self.edit_k
+        if edit is not None:
+            x = edit(layer, x)
+        if self.edit_angles is not None:
+            cos, sin = self.edit_angles(layer, cos, sin, self._positions)
+        return rotate_one(x, cos, sin)
+
     def at_rope(self, layer, q, k, cos, sin, rotate):
         if self.edit_q is not None:
             q = self.edit_q(layer, q)

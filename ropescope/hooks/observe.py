@@ -124,8 +124,8 @@ class Capture(RopeCallHooks):
             first = (slice(0, 1), slice(0, 1), slice(0, VERIFY_TOKENS), slice(0, r))  # sequence 0, head 0
             pre = torch.cat([q[first], k[first].to(q.dtype)], dim=1)
             post = torch.cat([q_rot[first], k_rot[first].to(q_rot.dtype)], dim=1)
-            self._verify(layer, pre, post, "query and key")
-            self.verified_layers.add(layer)
+            if self._verify(layer, pre, post, "query and key"):
+                self.verified_layers.add(layer)  # a batch with nothing finite to compare checks nothing
         layout = self.geometry.layout
         for name, tensor in (("q", q), ("k", k)):
             if name in self.tensors:
@@ -151,11 +151,12 @@ class Capture(RopeCallHooks):
 
         return hook
 
-    def _verify(self, layer: int, pre: torch.Tensor, post: torch.Tensor, what: str) -> None:
+    def _verify(self, layer: int, pre: torch.Tensor, post: torch.Tensor, what: str) -> bool:
         """Re-rotate ``pre`` (``[1, heads, tokens, r]``: the first query head and first key head of
         the first sequence over its first ``VERIFY_TOKENS`` tokens) and compare with the model's
         ``post`` (every head is rotated by the same code and angles; a wrong layout, frequency or
-        scaling shows up within those positions). About 1 ms a layer, once per capture."""
+        scaling shows up within those positions). About 1 ms a layer, once per capture. Returns
+        whether anything was compared (False when every value was non-finite: checked again later)."""
         lr = self.geometry.layers[layer]
         inv_freq = torch.as_tensor(lr.inv_freq, dtype=torch.float32, device=pre.device)
         positions = self._positions[:1, None, :VERIFY_TOKENS]  # [1, 1, S] against [1, H, S, r]
@@ -163,7 +164,7 @@ class Capture(RopeCallHooks):
         theirs = post.float()
         finite = torch.isfinite(theirs) & torch.isfinite(ours)  # overflow is reported by the stats
         if not bool(finite.any()):
-            return
+            return False
         zero = torch.zeros((), device=theirs.device)
         scale = torch.where(finite, theirs, zero).abs().amax(dim=(0, 2, 3)).clamp(min=1e-30)  # per head
         error = float((torch.where(finite, ours - theirs, zero).abs().amax(dim=(0, 2, 3)) / scale).max())
@@ -174,3 +175,4 @@ class Capture(RopeCallHooks):
                 f"({self.geometry.layout} layout) misses the model's own by {error:.2e} of its "
                 f"head's largest magnitude (tolerance {tolerance:.0e})"
             )
+        return True

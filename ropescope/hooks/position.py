@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ropescope.hooks.precision import in_full_float32
 from ropescope.hooks.stats import ChunkNormStats
 
 BASE_EDGES = (0, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576)
@@ -54,6 +55,7 @@ class PositionStats:
         self.edges = tuple(int(e) for e in edges)
         self.buckets = [ChunkNormStats(n_layers, n_heads, n_chunks) for _ in range(len(self.edges) - 1)]
 
+    @in_full_float32
     def update(self, layer: int, norms: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, slices=None) -> None:
         """Add ``norms[B, H, S, C]`` of counted tokens ``mask[B, S]`` at ``positions[B, S]``.
 

@@ -28,7 +28,7 @@ from ropescope.model.nope import nope_projections
 class _Dispatch:
     """The installed ``apply_rotary_pos_emb`` of one modeling module and the hook sets it runs."""
 
-    def __init__(self, code, original):
+    def __init__(self, code, original, kind: str = "pair"):
         self.code, self.original, self.hooks = code, original, []
 
         def apply_rotary_pos_emb(q, k, cos, sin, *args, **kwargs):
@@ -39,7 +39,18 @@ class _Dispatch:
                 call = hooks._wrap(call)
             return call(q, k, cos, sin)
 
-        self.function = apply_rotary_pos_emb
+        def apply_rotary_pos_emb_single(x, cos, sin, *args, **kwargs):
+            head_axis = kwargs.get("unsqueeze_dim", args[0] if args else 1)  # 2: x is [B, S, H, D]
+
+            def call(x, cos, sin):
+                return original(x, cos, sin, *args, **kwargs)
+
+            for hooks in list(self.hooks):
+                call = hooks._wrap_single(call, head_axis)
+            return call(x, cos, sin)
+
+        self.function = apply_rotary_pos_emb if kind == "pair" else apply_rotary_pos_emb_single
+        self.function.ropescope_hooks = True  # tells model.nope's probe not to run under installed hooks
 
 
 _DISPATCH: dict[int, _Dispatch] = {}  # id(modeling module) -> its dispatcher while any hook set is installed
@@ -58,6 +69,7 @@ class RopeCallHooks:
         self._mask: torch.Tensor | None = None
         self._positions: torch.Tensor | None = None
         self._layer: int | None = None
+        self._single_calls, self._pending_q = 0, None  # families that rotate q and k in separate calls
         self._handles: list = []
         self._patched: list[_Dispatch] = []
 
@@ -83,7 +95,8 @@ class RopeCallHooks:
         for code in {id(s.code_module): s.code_module for s in sites}.values():
             dispatch = _DISPATCH.get(id(code))
             if dispatch is None or code.apply_rotary_pos_emb is not dispatch.function:
-                dispatch = _DISPATCH[id(code)] = _Dispatch(code, code.apply_rotary_pos_emb)
+                kind = next(site.rope_call for site in sites if site.code_module is code)
+                dispatch = _DISPATCH[id(code)] = _Dispatch(code, code.apply_rotary_pos_emb, kind)
                 code.apply_rotary_pos_emb = dispatch.function
             dispatch.hooks.append(self)
             self._patched.append(dispatch)
@@ -145,11 +158,56 @@ class RopeCallHooks:
     def _enter_layer(self, layer: int):
         def hook(module, args):
             self._layer = layer
+            self._single_calls, self._pending_q = 0, None
 
         return hook
 
     def _leave_layer(self, module, args, output):
-        self._layer = None
+        layer, self._layer = self._layer, None
+        if self._pending_q is not None:
+            self._pending_q = None
+            raise UnsupportedModelError(
+                f"layer {layer} rotates its queries but reuses another layer's keys (KV sharing, as in Gemma 3n "
+                "and Gemma 4's last layers), which ropescope does not measure yet"
+            )
+
+    def at_rope_one(self, layer: int, kind: str, x, cos, sin, rotate_one):
+        """One tensor of a family that rotates q and k in separate calls (q first): ``x`` is
+        ``[batch, heads, tokens, dims]``, ``rotate_one(x, cos, sin)`` the model's own rotation. By
+        default q is rotated and kept until k arrives, then both go to :meth:`at_rope` (whose
+        rotation of q returns the rotation already handed to the model)."""
+        if kind == "q":
+            q_rot = rotate_one(x, cos, sin)
+            self._pending_q = (x, q_rot)
+            return q_rot
+        if self._pending_q is None:
+            raise UnsupportedModelError(f"layer {layer} rotated a key before any query")
+        (q, q_rot), self._pending_q = self._pending_q, None
+
+        def rotate(q_, k_, cos_, sin_):
+            return q_rot, rotate_one(k_, cos_, sin_)
+
+        return self.at_rope(layer, q, x, cos, sin, rotate)[1]
+
+    def _wrap_single(self, inner, head_axis: int):
+        """``inner`` (one tensor's rotation) passed through :meth:`at_rope_one` while one of this
+        set's layers runs; the first call of a layer is its query, the second its key."""
+
+        def heads_first(t):
+            return t.transpose(1, 2) if head_axis == 2 else t
+
+        def rotate_one(t, cos, sin):
+            return heads_first(inner(heads_first(t), cos, sin))
+
+        def call(x, cos, sin):
+            layer = self._layer
+            if layer is None:
+                return inner(x, cos, sin)
+            kind = "q" if self._single_calls == 0 else "k"
+            self._single_calls += 1
+            return heads_first(self.at_rope_one(layer, kind, heads_first(x), cos, sin, rotate_one))
+
+        return call
 
     def _wrap(self, inner):
         """``inner`` (the rotation as seen by this set: the model's own, or the next set's) passed

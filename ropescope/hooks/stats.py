@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ropescope.hooks.precision import in_full_float32
+
 
 class ChunkNormStats:
     """Per-(layer, head, chunk) count, mean, m2 and max of chunk norms, accumulated in float64.
@@ -27,6 +29,7 @@ class ChunkNormStats:
         self.max = torch.full(shape, -torch.inf, dtype=torch.float64, device=device)
         self.nonfinite = torch.zeros(n_layers, dtype=torch.float64, device=device)
 
+    @in_full_float32
     def update(self, layer: int, norms: torch.Tensor, mask: torch.Tensor) -> None:
         """Add one batch: ``norms[B, H, S, C]`` (float32) of which tokens ``mask[B, S]`` count.
 
@@ -52,9 +55,16 @@ class ChunkNormStats:
         n = float(mask.sum())
         if n == 0:
             return
+        if norms.dtype != torch.float64 and not bool(torch.isfinite(total).all()):
+            # every counted norm is finite but their float32 sum overflows: sum in float64 instead
+            norms, weights = norms.double(), weights.double()
+            total = (weights @ norms).sum(0)[:, 0]
         batch_mean = total.double() / n
         deviation = norms - batch_mean.to(norms.dtype)[None, :, None, :]
         batch_m2 = (weights @ (deviation * deviation)).sum(0)[:, 0].double()
+        if norms.dtype != torch.float64 and not bool(torch.isfinite(batch_m2).all()):
+            deviation = norms.double() - batch_mean[None, :, None, :]  # squared deviations overflow float32
+            batch_m2 = (weights.double() @ (deviation * deviation)).sum(0)[:, 0]
         hidden = torch.full((), -torch.inf, dtype=norms.dtype, device=norms.device)
         batch_max = torch.where(mask[:, None, :, None], norms, hidden).amax(dim=2).amax(dim=0).double()
         self._merge_layer(layer, n, batch_mean, batch_m2, batch_max)

@@ -13,7 +13,8 @@ import math
 from collections.abc import Iterator
 from pathlib import Path
 
-from ropescope.errors import ModelLoadError, first_line
+from ropescope.errors import ModelLoadError, UnsupportedModelError, first_line
+from ropescope.model.geometry import refuse_per_layer_heads
 
 
 def rope_parameter_sets(config) -> Iterator[tuple[str, dict]]:
@@ -45,6 +46,10 @@ def check_config(config, source) -> None:
     ``partial_rotary_factor`` that is not a positive number (the latter at most 1)."""
     where_file = f"{source}/config.json" if Path(str(source)).is_dir() else f"config of {source}"
     cfg = config.get_text_config() if hasattr(config, "get_text_config") else config
+    try:
+        refuse_per_layer_heads(cfg)
+    except UnsupportedModelError as exc:
+        raise ModelLoadError(f"cannot load model {source}: {exc}") from None
     for key in SHAPE_FIELDS:
         value = getattr(cfg, key, None)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):

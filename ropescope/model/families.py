@@ -65,11 +65,26 @@ def text_config(model: torch.nn.Module):
 
 @dataclass(frozen=True)
 class AttentionSite:
-    """One attention layer: its module, 0-based index, and the modeling module it calls RoPE from."""
+    """One attention layer: its module, 0-based index, the modeling module it calls RoPE from, and
+    how it calls it."""
 
     layer: int
     module: torch.nn.Module
     code_module: object
+    rope_call: str = "pair"  # "pair": apply_rotary_pos_emb(q, k, cos, sin); "single": (x, cos, sin) per tensor
+
+
+def rope_call_kind(fn) -> str | None:
+    """How a modeling module's ``apply_rotary_pos_emb`` is called: ``"pair"`` (q and k at once, most
+    families), ``"single"`` (one tensor per call, q then k: Gemma 3n and Gemma 4), ``None`` (neither)."""
+    if fn is None:
+        return None
+    names = list(inspect.signature(fn).parameters)
+    if names[:4] == ["q", "k", "cos", "sin"]:
+        return "pair"
+    if names[:3] == ["x", "cos", "sin"]:
+        return "single"
+    return None
 
 
 def attention_sites(model: torch.nn.Module) -> list[AttentionSite]:
@@ -83,13 +98,13 @@ def attention_sites(model: torch.nn.Module) -> list[AttentionSite]:
         if "Attention" not in type(module).__name__ or not hasattr(module, "layer_idx"):
             continue
         code = sys.modules.get(type(module).__module__)
-        fn = getattr(code, "apply_rotary_pos_emb", None)
-        if fn is None or list(inspect.signature(fn).parameters)[:4] != ["q", "k", "cos", "sin"]:
+        kind = rope_call_kind(getattr(code, "apply_rotary_pos_emb", None))
+        if kind is None:
             raise UnsupportedModelError(
                 f"model type {cfg.model_type!r} applies RoPE in a way ropescope cannot hook; "
                 f"supported families: {', '.join(sorted(FAMILIES))}"
             )
-        sites.append(AttentionSite(int(module.layer_idx), module, code))
+        sites.append(AttentionSite(int(module.layer_idx), module, code, kind))
     found = {site.layer for site in sites}
     missing = [i for i in range(int(cfg.num_hidden_layers)) if i not in found]
     types = list(getattr(cfg, "layer_types", None) or [])
@@ -155,6 +170,16 @@ def value_module(site: AttentionSite, model_type: str) -> torch.nn.Module:
     """The module of one attention layer whose output holds the values (see :func:`values_of`)."""
     name = family_adapter(model_type).value_module
     module = getattr(site.module, name, None)
+    if getattr(site.module, "is_kv_shared_layer", False):
+        raise UnsupportedModelError(
+            f"layer {site.layer} of model type {model_type!r} reuses another layer's keys and values (KV sharing, "
+            "as in Gemma 3n and Gemma 4), which ropescope does not measure yet"
+        )
+    if module is None and getattr(site.module, "use_alternative_attention", False):
+        raise UnsupportedModelError(
+            f"layer {site.layer} of model type {model_type!r} uses its keys as values (K = V, as Gemma 4's global "
+            "layers do), which ropescope does not measure yet"
+        )
     if module is None:
         raise UnsupportedModelError(f"layer {site.layer} of model type {model_type!r} has no value projection {name!r}")
     return module

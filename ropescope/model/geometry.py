@@ -265,6 +265,7 @@ def read_geometry(model: torch.nn.Module, layout: str | None = None) -> RopeGeom
             "(no inv_freq buffer); ropescope analyses RoPE models only"
         )
     n_layers = int(cfg.num_hidden_layers)
+    refuse_per_layer_heads(cfg)
     n_heads = int(cfg.num_attention_heads)
     head_dim = int(getattr(cfg, "head_dim", None) or cfg.hidden_size // n_heads)
     layer_types = list(getattr(cfg, "layer_types", None) or [None] * n_layers)
@@ -297,10 +298,38 @@ def read_geometry(model: torch.nn.Module, layout: str | None = None) -> RopeGeom
             layers.append(LayerRope(inv_freq, scaling, ltype, _theta(cfg, ltype), windows[i]))
     rotary_dims = {2 * len(lr.inv_freq) for lr in layers}
     if len(rotary_dims) != 1:
-        raise UnsupportedModelError(f"layers rotate different numbers of dims: {sorted(rotary_dims)}")
+        sizes = sorted({(lr.layer_type, 2 * len(lr.inv_freq)) for lr in layers}, key=str)
+        raise UnsupportedModelError(
+            "its layers have heads of different sizes ("
+            + ", ".join(f"{kind or 'some'} layers: {dims} dims" for kind, dims in sizes)
+            + "), as Gemma 4's global layers do; ropescope does not profile per-layer head sizes yet"
+        )
     rotary_dim = rotary_dims.pop()
     chosen = check_layout(layout) if layout else (detect_layout(model) or family_adapter(cfg.model_type).layout)
     return RopeGeometry(head_dim, rotary_dim, chosen, tuple(layers))
+
+
+PER_LAYER_HEAD_FIELDS = ("head_dim", "num_key_value_heads", "num_attention_heads")
+
+
+def refuse_per_layer_heads(cfg) -> None:
+    """Refuse, in one line, a config whose layers have heads of different sizes or counts (Gemma 4's
+    512-dim global heads with their own KV-head count beside 256-dim sliding ones: transformers then
+    refuses to give one model-wide value), which ropescope's per-(layer, head, chunk) arrays cannot
+    hold yet."""
+    varying = []
+    for field in PER_LAYER_HEAD_FIELDS:
+        try:
+            getattr(cfg, field, None)
+        except Exception as exc:  # noqa: BLE001 - transformers' AmbiguousGlobalPerLayerAttributeError
+            if "per-layer" not in str(exc):
+                raise
+            varying.append(field)
+    if varying:
+        raise UnsupportedModelError(
+            f"model type {getattr(cfg, 'model_type', '?')!r} sets {', '.join(varying)} per layer (as Gemma 4's "
+            "global layers do); ropescope does not profile heads of different sizes yet"
+        )
 
 
 def _nope_and_other_layers(model: torch.nn.Module) -> tuple[set[int], dict[int, str]]:

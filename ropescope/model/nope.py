@@ -14,6 +14,8 @@ or transforms them in between is refused by :func:`nope_projections`).
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 
 from ropescope.errors import UnsupportedModelError
@@ -21,12 +23,32 @@ from ropescope.errors import UnsupportedModelError
 PROBE_TOKENS = 4
 
 
-@torch.no_grad()
+_FOUND: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its NoPE layers, found once
+
+
 def layers_without_rope(model: torch.nn.Module, sites) -> set[int]:
     """The layers of ``sites`` (:class:`~ropescope.model.families.AttentionSite`) whose forward pass
-    never calls ``apply_rotary_pos_emb`` on a :data:`PROBE_TOKENS`-token input."""
+    never calls ``apply_rotary_pos_emb`` on a :data:`PROBE_TOKENS`-token input. Found once per
+    model object (which layers rotate is a matter of code and config, not of weights), so a model
+    inspected again while ropescope's hooks are on it is not run again under them."""
+    key = frozenset(site.layer for site in sites)
+    known = _FOUND.get(model)
+    if known is not None and known[0] == key:
+        return set(known[1])
+    found = _probe(model, sites)
+    _FOUND[model] = (key, frozenset(found))
+    return found
+
+
+@torch.no_grad()
+def _probe(model: torch.nn.Module, sites) -> set[int]:
     if not sites:
         return set()
+    if any(getattr(site.code_module.apply_rotary_pos_emb, "ropescope_hooks", False) for site in sites):
+        raise UnsupportedModelError(
+            "this model was first inspected while ropescope's hooks were installed on it; call "
+            "ropescope.inspect_model(model) once before capturing or intervening"
+        )
     called: set[int] = set()
     current: list[int | None] = [None]
     handles, patched = [], {}

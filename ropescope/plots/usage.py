@@ -30,6 +30,13 @@ def _boundary_steps(ax, boundaries: list[int], style: dict, label: str) -> None:
     ax.step(xs, ys, where="post", label=label, **style)
 
 
+def _first_unrotated(geometry, layer: int) -> int:
+    """First chunk of ``layer`` from which on no chunk rotates (proportional / partial RoPE); the
+    chunk count where every chunk rotates."""
+    rotating = np.nonzero(geometry.frequencies(layer) > 0)[0]
+    return int(rotating[-1]) + 1 if len(rotating) else 0
+
+
 def _mark_boundaries(ax, profile: Profile, layers: list[int], columns: int, legend: bool = True) -> None:
     geometry = profile.geometry
     seen = int(profile.meta["max_seq_len"])
@@ -41,6 +48,15 @@ def _mark_boundaries(ax, profile: Profile, layers: list[int], columns: int, lege
     for span, style, label in lines:
         per_column = [geometry.semantic_boundary(i, span) for i in layers]
         _boundary_steps(ax, per_column * columns if len(layers) == 1 else per_column, style, label)
+    unrotated = [_first_unrotated(geometry, i) for i in layers]
+    if any(u < geometry.n_chunks for u, i in zip(unrotated, layers, strict=True) if geometry.layers[i].rope):
+        per_column = [
+            u if geometry.layers[i].rope else geometry.n_chunks for u, i in zip(unrotated, layers, strict=True)
+        ]
+        style = dict(color="#2ecc71", linewidth=1.6, linestyle=":")
+        _boundary_steps(
+            ax, per_column * columns if len(layers) == 1 else per_column, style, "below: not rotated (frequency 0)"
+        )
     ax.set_ylim(geometry.n_chunks - 0.5, -0.5)
     if legend:
         ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.13), fontsize=7, frameon=False)

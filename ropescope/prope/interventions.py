@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ropescope.errors import RopescopeError, UnsupportedModelError
-from ropescope.hooks import intervene, zero_chunks
+from ropescope.hooks import intervene, verify_geometry, zero_chunks
 from ropescope.model.anatomy import inspect_model
 from ropescope.model.geometry import RopeGeometry, chunk_dims
 from ropescope.prope.frequencies import check_p, p_rope_frequencies
@@ -83,6 +83,7 @@ def p_rope(model, p: float, variant: str = "p", layers: Iterable[int] | None = N
     intervention does not reach (:func:`check_reached`).
     """
     check_p(p, variant)
+    verify_geometry(model)
     geometry = inspect_model(model).geometry
     chosen = range(geometry.n_layers) if layers is None else list(layers)
     for layer in chosen:
@@ -115,6 +116,7 @@ def ablate_chunks(model, targets: dict[tuple[int, int], Sequence[int]], tensors:
     query head that shares the KV head (GQA). Use ``tensors=("q",)`` to touch one head only.
     """
     anatomy = inspect_model(model)
+    verify_geometry(anatomy)
     geometry, n_heads = anatomy.geometry, anatomy.n_heads
     for (layer, head), chunks in targets.items():
         if not 0 <= layer < geometry.n_layers or not 0 <= head < n_heads:

@@ -9,6 +9,7 @@ bit for bit. The README's family table is the survey's output."""
 
 from __future__ import annotations
 
+import inspect
 import sys
 from pathlib import Path
 
@@ -52,6 +53,7 @@ NAMED = [
     "qwen3_next",
     "qwen3_5",
     "falcon_h1",
+    "gemma4_text (one head size)",
 ]
 
 
@@ -96,9 +98,21 @@ def _recorded_qkv(model, ids):
     original = code.apply_rotary_pos_emb
     calls, projected, values, running = {}, {}, {}, [None]
 
-    def wrapped(q, k, cos, sin, *args, **kwargs):
-        calls[running[0]] = (q.detach().double().clone(), k.detach().double().clone())
-        return original(q, k, cos, sin, *args, **kwargs)
+    single = list(inspect.signature(original).parameters)[0] == "x"  # Gemma 4: q, then k, one call each
+    seen = {}
+
+    def wrapped(*args, **kwargs):
+        if not single:
+            q, k = args[0], args[1]
+            calls[running[0]] = (q.detach().double().clone(), k.detach().double().clone())
+        else:
+            x = args[0].detach().double().clone()
+            if kwargs.get("unsqueeze_dim", args[3] if len(args) > 3 else 1) == 2:
+                x = x.transpose(1, 2)  # [B, S, H, D] -> [B, H, S, D]
+            seen.setdefault(running[0], []).append(x)
+            if len(seen[running[0]]) == 2:
+                calls[running[0]] = tuple(seen[running[0]])
+        return original(*args, **kwargs)
 
     handles = []
     for module in attention:
@@ -215,6 +229,83 @@ def test_every_supported_family_scores_heads_like_its_own_attention(rows):
             ours = np.array([table.loc[(layer, h), "offset_1"] for h in range(len(theirs))])
             if not np.allclose(ours, theirs, atol=1e-5):
                 wrong.append(row.family)
+    assert not wrong, wrong
+
+
+def _slow_rotate(x, angles, layout, scaling):
+    """x [H, S, r] turned chunk by chunk by angles [S, r/2] (radians) in NumPy, times scaling."""
+    out = x.copy()
+    half = x.shape[-1] // 2
+    first = np.arange(half) if layout == "halves" else np.arange(0, 2 * half, 2)
+    second = first + half if layout == "halves" else first + 1
+    a, b = x[..., first], x[..., second]
+    cos, sin = np.cos(angles) * scaling, np.sin(angles) * scaling
+    out[..., first], out[..., second] = a * cos - b * sin, b * cos + a * sin
+    return out
+
+
+def test_every_supported_family_p_rope_turns_exactly_the_chunks_it_names(rows):
+    """Under p-RoPE at p = 0.5 the q each rotating layer hands its attention is the q it computed,
+    turned by m * g_k for the faster half of the chunks and not at all for the slower half: recorded
+    by this file's own wrapper (installed under ropescope's) and re-rotated in NumPy."""
+    wrong = []
+    for row in (r for r in rows if r.prope == "yes"):
+        model = _model(row.family)
+        geometry = ropescope.inspect_model(model).geometry
+        code = sys.modules[
+            type(
+                next(m for _, m in model.named_modules() if "Attention" in type(m).__name__ and hasattr(m, "layer_idx"))
+            ).__module__
+        ]
+        if list(inspect.signature(code.apply_rotary_pos_emb).parameters)[0] != "q":
+            continue  # one tensor per call (Gemma 4): covered by tests/model/test_gemma4_rope.py
+        original, seen = code.apply_rotary_pos_emb, []
+
+        def wrapped(q, k, cos, sin, *args, _original=original, _seen=seen, **kwargs):
+            q_rot, k_rot = _original(q, k, cos, sin, *args, **kwargs)
+            _seen.append((q.detach().double().numpy().copy(), q_rot.detach().double().numpy().copy()))
+            return q_rot, k_rot
+
+        ids = torch.tensor([CharTokenizer()(TEXTS[1])["input_ids"]])
+        ropescope.hooks.verify_geometry(model)  # its probe runs before this file's wrapper records
+        code.apply_rotary_pos_emb = wrapped
+        try:
+            with torch.no_grad(), ropescope.p_rope(model, 0.5):
+                model(input_ids=ids, use_cache=False)
+        finally:
+            code.apply_rotary_pos_emb = original
+        r = geometry.rotary_dim
+        for layer, (pre, post) in zip(geometry.rotating_layers, seen, strict=False):
+            g = np.array(geometry.frequencies(layer))
+            g[int(0.5 * len(g)) :] = 0.0
+            angles = np.arange(ids.shape[1])[:, None] * g[None, :]
+            expected = _slow_rotate(pre[0][..., :r], angles, geometry.layout, geometry.layers[layer].attention_scaling)
+            if not np.allclose(post[0][..., :r], expected, rtol=1e-4, atol=1e-5):
+                wrong.append((row.family, layer))
+                break
+    assert not wrong, wrong
+
+
+def test_every_supported_family_perplexity_is_its_own_loss(rows):
+    """At p = 1 (the unmodified model) perplexity equals the model's own mean next-token loss."""
+    from ropescope.prope.perplexity import perplexity, token_windows
+
+    text = " ".join(TEXTS) * 2
+    wrong = []
+    for row in (r for r in rows if r.prope == "yes"):
+        model = _model(row.family)
+        with torch.no_grad():
+            model.get_output_embeddings().weight.mul_(20.0)  # a sharp head: the output multiplier matters
+        ours = perplexity(model, CharTokenizer(), text, context=48, batch_size=2)["nll"]
+        total, count = 0.0, 0
+        with torch.no_grad():
+            for window in token_windows(CharTokenizer(), text, 48):
+                ids = torch.tensor([window])
+                logits = model(input_ids=ids, use_cache=False).logits[0, :-1].double()
+                total += float(torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="sum"))
+                count += len(window) - 1
+        if not abs(ours - total / count) <= 1e-5 * max(1.0, total / count):
+            wrong.append((row.family, ours, total / count))
     assert not wrong, wrong
 
 

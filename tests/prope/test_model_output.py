@@ -72,3 +72,20 @@ def test_a_rotation_p_rope_does_not_reach_is_refused(monkeypatch):
     anatomy.__dict__["sites"] = anatomy.sites[:1]  # as if layer 1 rotated q and k some other way
     with pytest.raises(UnsupportedModelError, match=r"p-RoPE did not reach layer\(s\) 1 of model type 'llama'"):
         prope_table(anatomy, CharTokenizer(), TEXT, [0.5], ["p"], context=64)
+
+
+def test_p_rope_and_ablation_refuse_a_geometry_the_model_does_not_rotate_by():
+    from ropescope.errors import GeometryMismatchError
+
+    model = tiny_model("llama")
+    wrong = inspect_model(model, inspect_model(model).geometry.with_layout("interleaved"))
+    with pytest.raises(GeometryMismatchError, match="layer 0: rotating the captured query and key"):
+        with ropescope.p_rope(wrong, 0.5):
+            pass
+    with pytest.raises(GeometryMismatchError):
+        with ropescope.ablate_chunks(wrong, {(0, 0): [0]}):
+            pass
+    with ropescope.p_rope(model, 0.5):  # the model's own geometry passes, and is checked once:
+        pass
+    with ropescope.capture(model), ropescope.p_rope(model, 0.5):  # no second probe under the capture
+        pass

@@ -1,0 +1,64 @@
+"""Holes on the statistics' hot path: a self-check that compared nothing is not a pass, a float32
+sum that overflows while every norm is finite is summed in float64, and TF32 never reaches
+ropescope's own matrix products."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import ropescope
+from ropescope.errors import GeometryMismatchError
+from ropescope.families import TEXTS, CharTokenizer, tiny_model
+from ropescope.hooks.precision import full_float32
+from ropescope.hooks.stats import ChunkNormStats
+from ropescope.model.anatomy import inspect_model
+
+
+def test_a_self_check_with_nothing_finite_is_not_a_pass():
+    model = tiny_model("llama")
+    anatomy = inspect_model(model)
+    wrong = inspect_model(model, anatomy.geometry.with_layout("interleaved"))
+    ids = torch.tensor([CharTokenizer()(TEXTS[1])["input_ids"]])
+    with ropescope.capture(wrong, verify_geometry=True) as cap:
+        q, k = torch.full((1, 4, 5, 16), float("nan")), torch.full((1, 2, 5, 16), float("nan"))
+        cap._positions, cap._mask = torch.arange(5)[None], torch.ones(1, 5, dtype=torch.bool)
+        cap._record_qk(0, q, k, q, k)  # a first batch that overflowed everywhere: nothing to compare
+        assert 0 not in cap.verified_layers
+        with pytest.raises(GeometryMismatchError, match="layer 0"):
+            with torch.no_grad():
+                model(input_ids=ids)
+
+
+def test_overflowing_float32_sums_of_finite_norms_are_exact():
+    values = np.array([3e38, 2.5e38, 3.2e38, 1e38], dtype=np.float32)  # each finite, the sum is not
+    norms = torch.from_numpy(values)[None, None, :, None].expand(1, 1, 4, 2).contiguous()  # [B, H, S, C]
+    stats = ChunkNormStats(1, 1, 2)
+    stats.update(0, norms, torch.ones(1, 4, dtype=torch.bool))
+    expected = values.astype(np.float64)
+    assert stats.nonfinite[0] == 0 and stats.count[0] == 4
+    assert np.allclose(stats.mean[0, 0].numpy(), expected.mean(), rtol=1e-7)
+    assert np.allclose(stats.m2[0, 0].numpy(), ((expected - expected.mean()) ** 2).sum(), rtol=1e-6)
+    assert np.isfinite(stats.m2.numpy()).all()
+
+
+def test_full_float32_pins_and_restores_the_matmul_precision():
+    matmul = torch.backends.cuda.matmul
+    seen = []
+
+    class Spy(ChunkNormStats):
+        def _merge_layer(self, *args):  # runs inside update, after its matrix products
+            seen.append(matmul.fp32_precision)
+            super()._merge_layer(*args)
+
+    before = matmul.fp32_precision
+    try:
+        matmul.fp32_precision = "tf32"  # as a user on an Ampere GPU might set it
+        with full_float32():
+            assert matmul.fp32_precision == "ieee"
+        assert matmul.fp32_precision == "tf32"
+        Spy(1, 1, 2).update(0, torch.ones(1, 1, 3, 2), torch.ones(1, 3, dtype=torch.bool))
+        assert seen == ["ieee"] and matmul.fp32_precision == "tf32"
+    finally:
+        matmul.fp32_precision = before
