@@ -22,7 +22,7 @@ import torch
 
 from ropescope.errors import UnsupportedModelError
 from ropescope.model.anatomy import ModelAnatomy
-from ropescope.model.nope import nope_projections
+from ropescope.model.nope import nope_layout, nope_projections
 
 
 class _Dispatch:
@@ -70,6 +70,7 @@ class RopeCallHooks:
         self._positions: torch.Tensor | None = None
         self._layer: int | None = None
         self._single_calls, self._pending_q = 0, None  # families that rotate q and k in separate calls
+        self._entered: set[int] = set()
         self._handles: list = []
         self._patched: list[_Dispatch] = []
 
@@ -108,11 +109,23 @@ class RopeCallHooks:
 
     def _nope_hook(self, layer: int, kind: str):
         heads = self.anatomy.n_heads if kind == "q" else self.anatomy.n_kv_heads
+        layout = nope_layout(self.model, layer).get(kind)
+        if layout is None:
+            raise UnsupportedModelError(
+                f"layer {layer} applies no RoPE, and its {kind} comes in a shape ropescope cannot read"
+            )
 
         def hook(module, args, output):
-            x = output.view(*output.shape[:-1], heads, -1).transpose(1, 2)  # [B, H, S, D]
+            if layout == "bhsd":
+                x = output
+            elif layout == "bshd":
+                x = output.transpose(1, 2)
+            else:
+                x = output.view(*output.shape[:-1], heads, -1).transpose(1, 2)  # [B, H, S, D]
             edited = self.at_nope(layer, kind, x)
-            return None if edited is x else edited.transpose(1, 2).reshape(output.shape)
+            if edited is x:
+                return None
+            return edited if layout == "bhsd" else edited.transpose(1, 2).reshape(output.shape)
 
         return hook
 
@@ -153,10 +166,18 @@ class RopeCallHooks:
         if positions is None:
             positions = torch.arange(seq, device=reference.device)[None, :].expand(batch, seq)
         self._mask, self._positions = mask, positions
+        self._entered.clear()  # the layers this forward pass has run
         self.max_seq_len = max(self.max_seq_len, int(positions.max()) + 1 if positions.numel() else 0)
 
     def _enter_layer(self, layer: int):
         def hook(module, args):
+            if layer in self._entered:
+                self._entered.clear()
+                raise UnsupportedModelError(
+                    f"layer {layer} ran twice in one forward pass (a looped or weight-shared model, such as Dory's "
+                    "recurrent loops); ropescope counts every layer once per token and cannot measure it"
+                )
+            self._entered.add(layer)
             self._layer = layer
             self._single_calls, self._pending_q = 0, None
 

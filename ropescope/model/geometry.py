@@ -373,5 +373,7 @@ def _sliding_windows(model: torch.nn.Module, n_layers: int) -> list[int | None]:
         if "Attention" in type(module).__name__ and isinstance(getattr(module, "layer_idx", None), int):
             if hasattr(module, "sliding_window") and module.layer_idx < n_layers:
                 own = module.sliding_window
+                if getattr(module, "is_sliding", True) is False:
+                    own = None  # EXAONE 4: every layer holds the window, only sliding layers use it
                 windows[module.layer_idx] = own if isinstance(own, int) and own > 0 else None
     return windows

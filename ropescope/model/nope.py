@@ -7,9 +7,11 @@ once, with the modeling module's ``apply_rotary_pos_emb`` wrapped to note which 
 called it, and returns the layers that never did. Nothing of the model changes: the wrapper and
 hooks are removed before it returns, also after an error.
 
-A NoPE layer is a built-in control, not an error: its q and k are read where they are made (the
-output of ``q_proj`` and ``k_proj``, which the attention uses as they are; a layer that normalises
-or transforms them in between is refused by :func:`nope_projections`).
+A NoPE layer is a built-in control, not an error: its q and k are read where they are made, as
+the attention uses them: the output of its QK-norm (``q_norm``/``k_norm``: EXAONE 4, AFMoE) where
+it has one, else of ``q_proj`` and ``k_proj``. Those outputs come as ``[batch, tokens, heads *
+dims]``, ``[batch, tokens, heads, dims]`` or ``[batch, heads, tokens, dims]``; which one is read off
+the probe, whose length differs from every head count (:func:`nope_layout`).
 """
 
 from __future__ import annotations
@@ -33,17 +35,45 @@ def layers_without_rope(model: torch.nn.Module, sites) -> set[int]:
     inspected again while ropescope's hooks are on it is not run again under them."""
     key = frozenset(site.layer for site in sites)
     known = _FOUND.get(model)
-    if known is not None and known[0] == key:
-        return set(known[1])
-    found = _probe(model, sites)
-    _FOUND[model] = (key, frozenset(found))
-    return found
+    if known is None or known[0] != key:
+        found, layouts = _probe(model, sites)
+        known = _FOUND[model] = (key, frozenset(found), layouts)
+    return set(known[1])
+
+
+def nope_layout(model: torch.nn.Module, layer: int) -> dict[str, str]:
+    """How the q and k read on NoPE ``layer`` are laid out: ``{"q": ..., "k": ...}`` with
+    ``"flat"`` (``[B, S, H*D]``), ``"bshd"`` or ``"bhsd"``."""
+    known = _FOUND.get(model)
+    if known is None or layer not in known[2]:
+        raise UnsupportedModelError(f"layer {layer}: the layout of its q and k was not read (inspect the model first)")
+    return known[2][layer]
+
+
+def _probe_length(model: torch.nn.Module) -> int:
+    """A probe length equal to no head count, so the token axis of a [B, ?, ?, D] tensor is unambiguous."""
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    heads = {getattr(config, key, None) for key in ("num_attention_heads", "num_key_value_heads")}
+    length = PROBE_TOKENS
+    while length in heads:
+        length += 1
+    return length
+
+
+def _layout(shape: tuple, seq: int) -> str | None:
+    if len(shape) == 3 and shape[1] == seq:
+        return "flat"
+    if len(shape) == 4 and shape[1] == seq:
+        return "bshd"
+    if len(shape) == 4 and shape[2] == seq:
+        return "bhsd"
+    return None
 
 
 @torch.no_grad()
-def _probe(model: torch.nn.Module, sites) -> set[int]:
+def _probe(model: torch.nn.Module, sites) -> tuple[set[int], dict[int, dict[str, str]]]:
     if not sites:
-        return set()
+        return set(), {}
     if any(getattr(site.code_module.apply_rotary_pos_emb, "ropescope_hooks", False) for site in sites):
         raise UnsupportedModelError(
             "this model was first inspected while ropescope's hooks were installed on it; call "
@@ -70,31 +100,61 @@ def _probe(model: torch.nn.Module, sites) -> set[int]:
             return _original(*args, **kwargs)
 
         code.apply_rotary_pos_emb = noting
+    shapes: dict[int, dict[str, tuple]] = {}
+    for site in sites:
+        for kind, module in zip("qk", _qk_modules(site), strict=True):
+            if module is not None:
+                handles.append(
+                    module.register_forward_hook(
+                        lambda m, a, o, layer=site.layer, kind=kind: shapes.setdefault(layer, {}).__setitem__(
+                            kind, tuple(o.shape)
+                        )
+                    )
+                )
+    length = _probe_length(model)
     try:
         embeddings = model.get_input_embeddings()
         vocab = int(getattr(embeddings, "num_embeddings", 8) or 8)
         device = embeddings.weight.device
-        ids = (torch.arange(1, PROBE_TOKENS + 1, device=device) % vocab)[None]
+        ids = (torch.arange(1, length + 1, device=device) % vocab)[None]
         model(input_ids=ids, use_cache=False)
     finally:
         for code, original in patched.values():
             code.apply_rotary_pos_emb = original
         for handle in handles:
             handle.remove()
-    return {site.layer for site in sites} - called
+    nope = {site.layer for site in sites} - called
+    layouts = {}
+    for layer in nope:
+        seen = shapes.get(layer, {})
+        layouts[layer] = {kind: _layout(seen[kind], length) for kind in seen}
+    return nope, layouts
+
+
+def _qk_modules(site) -> tuple:
+    """The modules whose outputs are a layer's q and k as its attention uses them when it applies
+    no RoPE: its QK-norm where it has one (both of them), else its projections (``None`` if absent)."""
+    module = site.module
+    norms = [getattr(module, name, None) for name in ("q_norm", "k_norm")]
+    if all(isinstance(n, torch.nn.Module) for n in norms):
+        return tuple(norms)
+    projections = [getattr(module, name, None) for name in ("q_proj", "k_proj")]
+    return tuple(p if isinstance(p, torch.nn.Module) else None for p in projections)
 
 
 def nope_projections(site) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """The query and key projections of a NoPE layer, whose outputs are the q and k its attention
-    uses. Raises :class:`UnsupportedModelError` where the layer changes them in between (QK-norm)."""
+    """The modules whose outputs are the q and k a NoPE layer's attention uses (its QK-norm, else its
+    projections). Raises :class:`UnsupportedModelError` where there are none to read, or where
+    the layer normalises only one of them or names its norms otherwise."""
     module = site.module
-    q_proj, k_proj = getattr(module, "q_proj", None), getattr(module, "k_proj", None)
-    if not isinstance(q_proj, torch.nn.Module) or not isinstance(k_proj, torch.nn.Module):
+    q_module, k_module = _qk_modules(site)
+    if q_module is None or k_module is None:
         raise UnsupportedModelError(f"layer {site.layer} applies no RoPE and has no q_proj/k_proj to read q and k from")
-    for name in ("q_norm", "k_norm", "q_layernorm", "k_layernorm"):
+    for name in ("q_layernorm", "k_layernorm"):
         if getattr(module, name, None) is not None:
             raise UnsupportedModelError(
-                f"layer {site.layer} applies no RoPE and normalises q and k ({name}) after projecting them, "
-                "where ropescope cannot read them"
+                f"layer {site.layer} applies no RoPE and normalises q and k ({name}) where ropescope cannot read them"
             )
-    return q_proj, k_proj
+    if (getattr(module, "q_norm", None) is None) != (getattr(module, "k_norm", None) is None):
+        raise UnsupportedModelError(f"layer {site.layer} applies no RoPE and normalises only one of q and k")
+    return q_module, k_module

@@ -62,3 +62,25 @@ def test_full_float32_pins_and_restores_the_matmul_precision():
         assert seen == ["ieee"] and matmul.fp32_precision == "tf32"
     finally:
         matmul.fp32_precision = before
+
+
+def test_a_layer_that_runs_twice_in_one_pass_is_refused():
+    model = tiny_model("llama")
+    layer = model.model.layers[0]
+    once = layer.forward
+
+    def twice(*args, **kwargs):  # a looped model (Dory) runs its layers several times per token
+        out = once(*args, **kwargs)
+        return once(out if isinstance(out, torch.Tensor) else out[0], *args[1:], **kwargs)
+
+    ids = torch.tensor([CharTokenizer()(TEXTS[1])["input_ids"]])
+    layer.forward = twice
+    try:
+        with pytest.raises(ropescope.errors.UnsupportedModelError, match="layer 0 ran twice in one forward pass"):
+            ropescope.profile(model, CharTokenizer(), [TEXTS[1]])
+    finally:
+        del layer.forward
+    prof = ropescope.profile(model, CharTokenizer(), [TEXTS[1], TEXTS[0]], batch_size=1)  # passes: no false alarm
+    assert (prof.stats["q"].count > 0).all()
+    with torch.no_grad():
+        model(input_ids=ids)

@@ -54,6 +54,8 @@ NAMED = [
     "qwen3_5",
     "falcon_h1",
     "gemma4_text (one head size)",
+    "exaone4",
+    "afmoe",
 ]
 
 
@@ -79,20 +81,18 @@ def test_readme_shows_the_table(rows):
     assert markdown(rows) in readme, "regenerate it: ropescope families --markdown"
 
 
-def _nope_by_config(module) -> bool:
-    """This file's own reading of which layers skip RoPE: SmolLM3's ``use_rope`` flag (from the
-    config's ``no_rope_layers``) and Cohere 2's global (window-less) layers."""
-    if type(module).__name__.startswith("SmolLM3"):
-        return not module.use_rope
-    if type(module).__name__.startswith("Cohere2"):
-        return module.sliding_window is None
-    return False
+def _as_heads_first(x, seq: int, head_dim: int):
+    """A q or k as a NoPE layer's norm or projection made it, as [B, H, S, D] (this file's own
+    reading: the token axis is the one as long as the prompt)."""
+    if x.dim() == 3:
+        return x.view(*x.shape[:-1], -1, head_dim).transpose(1, 2)
+    return x.transpose(1, 2) if x.shape[1] == seq else x
 
 
 def _recorded_qkv(model, ids):
-    """Per layer number, q and k as the model hands them to apply_rotary_pos_emb (on a NoPE layer: as
-    its q_proj and k_proj make them), v from the value projection; a hybrid model's layers without
-    attention modules are absent."""
+    """Per layer number, q and k as the model hands them to apply_rotary_pos_emb (on a layer that
+    makes no such call, a NoPE layer: as its QK-norm or else its projections make them), v from the
+    value projection; a hybrid model's layers without attention modules are absent."""
     attention = [m for _, m in model.named_modules() if "Attention" in type(m).__name__ and hasattr(m, "layer_idx")]
     code = sys.modules[type(attention[0]).__module__]
     original = code.apply_rotary_pos_emb
@@ -129,14 +129,21 @@ def _recorded_qkv(model, ids):
             values[layer] = (out.detach().double().clone(), cut)
 
         handles.append(target.register_forward_hook(hook))
-        if _nope_by_config(module):
-            for name in ("q", "k"):
+        # q and k as a layer without RoPE hands them to its attention: after its QK-norm, if any
+        normed = all(getattr(module, f"{n}_norm", None) is not None for n in "qk")
+        for name in ("q", "k"):
+            source = getattr(module, f"{name}_norm" if normed else f"{name}_proj", None)
+            if source is None:
+                continue
 
-                def keep(mod, args, out, layer=layer, name=name, d=module.head_dim):  # [B, S, H*D] -> [B, H, S, D]
-                    x = out.detach().double().clone()
-                    projected.setdefault(layer, {})[name] = x.view(*x.shape[:-1], -1, d).transpose(1, 2)
+            def keep(mod, args, out, layer=layer, name=name, d=getattr(module, "head_dim", None)):
+                try:
+                    x = _as_heads_first(out.detach().double().clone(), ids.shape[1], d)
+                except (RuntimeError, TypeError):  # not a per-head layout (fused or low-rank projections)
+                    return
+                projected.setdefault(layer, {})[name] = x
 
-                handles.append(getattr(module, f"{name}_proj").register_forward_hook(keep))
+            handles.append(source.register_forward_hook(keep))
     code.apply_rotary_pos_emb = wrapped
     try:
         with torch.no_grad():
@@ -146,8 +153,8 @@ def _recorded_qkv(model, ids):
         for h in handles:
             h.remove()
     for layer, qk in projected.items():
-        assert layer not in calls, f"layer {layer} rotates although its config says it does not"
-        calls[layer] = (qk["q"], qk["k"])
+        if layer not in calls and len(qk) == 2:  # a layer that made no RoPE call: NoPE
+            calls[layer] = (qk["q"], qk["k"])
     return calls, values
 
 

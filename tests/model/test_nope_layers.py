@@ -121,3 +121,26 @@ def test_hybrid_models_profile_attention_layers_in_the_models_numbering():
     assert prof.stats["q"].count[0] == 0 and prof.stats["q"].count[1] > 0
     table = ropescope.scan_heads(model, CharTokenizer(), list(TEXTS), max_offset=2).table
     assert set(table["layer"]) == {1}
+
+
+def test_nope_layers_with_qk_norm_are_read_after_the_norm_in_either_layout():
+    from ropescope.model.nope import nope_layout
+
+    for family, layout in (("exaone4", "bhsd"), ("afmoe", "bshd")):  # norm after / before the head transpose
+        model = tiny_model(family)  # layer 0 sliding with RoPE, layer 1 global without
+        geometry = ropescope.inspect_model(model).geometry
+        assert geometry.nope_layers == (1,) and geometry.layers[1].window is None
+        assert nope_layout(model, 1) == {"q": layout, "k": layout}
+        attention = model.model.layers[1].self_attn
+        kept = {}
+        handle = attention.q_norm.register_forward_hook(lambda m, a, o, kept=kept: kept.__setitem__("q", o.double()))
+        ids = torch.tensor([CharTokenizer()(TEXTS[1])["input_ids"]])
+        prof = ropescope.profile(model, CharTokenizer(), [TEXTS[1]], include_bos=True)
+        with torch.no_grad():
+            model(input_ids=ids, use_cache=False)
+        handle.remove()
+        q = kept["q"][0]
+        q = q.transpose(0, 1) if layout == "bhsd" else q  # -> [S, H, D]
+        d = q.shape[-1] // 2
+        slow = torch.hypot(q[..., :d], q[..., d:]).mean(0).numpy()
+        assert np.allclose(prof.stats["q"].mean.numpy()[1], slow, rtol=1e-5, atol=1e-6), family
