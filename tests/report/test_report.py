@@ -146,6 +146,13 @@ def test_report_in_a_real_browser(tiny_run, tmp_path):
         assert page.locator("#head-table tbody tr").count() == 1
         page.click("#head-table tbody tr")
         assert page.locator("#head-view h3").first.inner_text().startswith("Layer 1 head 2 (0-based)")
+        # the dashed line sits at the scan's threshold (0.3 here), not at a fixed 0.5
+        line = page.locator("#head-view line.threshold-line")
+        assert line.count() == 1
+        y = float(line.get_attribute("y1"))
+        grid = page.eval_on_selector_all("#head-view line", "ls => ls.map(l => parseFloat(l.getAttribute('y1')))")
+        top, bottom = min(grid), max(grid)  # the lines at 1 and at 0
+        assert abs((bottom - y) / (bottom - top) - tiny_run[2].threshold) < 1e-6
         page.hover("#attention-map", position={"x": 120, "y": 40})
         assert "attention" in page.inner_text("#tooltip") or "masked" in page.inner_text("#tooltip")
         page.fill("#head-filter", "")

@@ -310,9 +310,14 @@
     const M = { l: 40, b: 34, t: 8 };
     const root = svg("svg", { width: W + M.l + 10, height: H + M.t + M.b, role: "img" });
     const bw = W / keys.length;
-    for (const t of [0, 0.5, 1]) {
+    // the scan's own threshold (DATA.threshold, from the run's options), dashed; 0 and 1 as grid lines
+    const levels = [0, 1].concat(DATA.threshold == null ? [] : [DATA.threshold]);
+    for (const t of levels) {
+      const threshold = DATA.threshold != null && t === DATA.threshold;
       const y = M.t + H * (1 - t);
-      root.appendChild(svg("line", { x1: M.l, x2: M.l + W, y1: y, y2: y, stroke: t === 0.5 ? "#444" : "#ddd", "stroke-dasharray": t === 0.5 ? "3,3" : "" }));
+      const line = svg("line", { x1: M.l, x2: M.l + W, y1: y, y2: y, stroke: threshold ? "#444" : "#ddd", "stroke-dasharray": threshold ? "3,3" : "" });
+      if (threshold) line.setAttribute("class", "threshold-line");
+      root.appendChild(line);
       const label = svg("text", { x: M.l - 4, y: y + 4, "text-anchor": "end", "font-size": 10 });
       label.textContent = t;
       root.appendChild(label);
