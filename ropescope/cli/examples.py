@@ -14,6 +14,10 @@ EXAMPLES = {
             "your own prompts, output where you want it",
             "ropescope profile smollm2-135m --prompts my_prompts.txt --out runs/mine",
         ),
+        (
+            "a training checkpoint saved without tokenizer files: borrow its tokenizer",
+            "ropescope profile ./checkpoints/step-1000 --tokenizer google/gemma-3-270m",
+        ),
     ],
     "plot": [
         (
