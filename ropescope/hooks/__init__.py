@@ -24,6 +24,7 @@ from ropescope.hooks.observe import Capture
 from ropescope.hooks.stats import ChunkNormStats
 from ropescope.model.anatomy import inspect_model
 from ropescope.model.geometry import RopeGeometry
+from ropescope.model.nope import hooks_installed
 
 
 @contextlib.contextmanager
@@ -59,7 +60,7 @@ def verify_geometry(model) -> None:
     key = json.dumps(anatomy.geometry.to_dict(), sort_keys=True)
     if anatomy.bridge or _VERIFIED.get(anatomy.hf) == key:
         return
-    if any(getattr(site.code_module.apply_rotary_pos_emb, "ropescope_hooks", False) for site in anatomy.sites):
+    if hooks_installed(anatomy.sites):
         raise UnsupportedModelError(
             "p-RoPE and chunk ablation check the model's RoPE geometry once before they start; enter them "
             "before any capture or intervention (or call ropescope.hooks.verify_geometry(model) first)"

@@ -70,11 +70,17 @@ def _layout(shape: tuple, seq: int) -> str | None:
     return None
 
 
+def hooks_installed(sites) -> bool:
+    """Whether ropescope's RoPE hooks are installed on the modeling code of ``sites`` (a forward pass
+    now would feed them)."""
+    return any(getattr(site.code_module.apply_rotary_pos_emb, "ropescope_hooks", False) for site in sites)
+
+
 @torch.no_grad()
 def _probe(model: torch.nn.Module, sites) -> tuple[set[int], dict[int, dict[str, str]]]:
     if not sites:
         return set(), {}
-    if any(getattr(site.code_module.apply_rotary_pos_emb, "ropescope_hooks", False) for site in sites):
+    if hooks_installed(sites):
         raise UnsupportedModelError(
             "this model was first inspected while ropescope's hooks were installed on it; call "
             "ropescope.inspect_model(model) once before capturing or intervening"

@@ -89,7 +89,7 @@ def p_rope(model, p: float, variant: str = "p", layers: Iterable[int] | None = N
     for layer in chosen:
         if not 0 <= layer < geometry.n_layers:
             raise RopescopeError(f"layer {layer} is out of range: the model has layers 0..{geometry.n_layers - 1}")
-    chosen = [i for i in chosen if geometry.layers[i].rope]  # a NoPE layer has no rotation to change
+    chosen = [i for i in chosen if i in geometry.rotating_layers]  # NoPE and non-attention layers: nothing to change
     frequencies = {i: p_rope_frequencies(geometry.frequencies(i), p, variant) for i in chosen}
     editor = _angles_editor(geometry, frequencies)
     with intervene(model, edit_angles=editor):

@@ -167,6 +167,9 @@ def prope_table(
         for p in ps:
             check_p(p, variant)
     token_windows(tokenizer, text, context, model)  # fail early on bad input
+    anatomy = inspect_model(model)
+    chosen = range(anatomy.n_layers) if layers is None else layers
+    rotating = [i for i in chosen if i in anatomy.geometry.rotating_layers]  # what p-RoPE must reach
     if progress:
         progress("rope")
     reference = perplexity(model, tokenizer, text, context=context, batch_size=batch_size)
@@ -179,10 +182,6 @@ def prope_table(
                 progress(f"{variant} p={p:g}")
             with p_rope(model, p, variant, layers) as reached:
                 result = perplexity(model, tokenizer, text, context=context, batch_size=batch_size)
-            anatomy = inspect_model(model)
-            rotating = [
-                i for i in (range(anatomy.n_layers) if layers is None else layers) if anatomy.geometry.layers[i].rope
-            ]
             check_reached(reached, rotating, anatomy.model_type)
             rows.append({"variant": variant, "p": float(p), **result})
     table = pd.DataFrame(rows)
