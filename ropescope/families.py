@@ -31,6 +31,7 @@ import torch
 from ropescope.errors import NoRopeError
 
 SMALL = dict(
+    num_kv_shared_layers=0,  # two layers cannot share keys and values; the "KV sharing" variants do
     vocab_size=128,
     hidden_size=64,
     intermediate_size=96,
@@ -111,9 +112,29 @@ VARIANTS["cohere2 (NoPE global layer)"] = (
     dict(num_hidden_layers=4, layer_types=["sliding_attention"] * 3 + ["full_attention"]),
 )
 # Gemma 4's RoPE (q and k rotated in separate calls; proportional RoPE on global layers: a quarter of
-# the pairs rotate at theta^(-2i/head_dim)) with one head size for every layer (real Gemma 4 global
-# heads are twice as large, which the default row refuses)
+# the pairs rotate at theta^(-2i/head_dim)) with one head size for every layer (the default row has
+# global heads twice as large, as the real Gemma 4)
 VARIANTS["gemma4_text (one head size)"] = ("gemma4_text", dict(per_layer_config={}))
+# Gemma 4 26B/31B-like: 32-dim global heads (twice the sliding ones) with one KV head, their keys used
+# as values (K = V), and the last two layers reusing earlier layers' keys and values (KV sharing)
+VARIANTS["gemma4_text (K = V, KV sharing)"] = (
+    "gemma4_text",
+    dict(
+        num_hidden_layers=6,
+        layer_types=["sliding_attention", "full_attention"] * 3,
+        attention_k_eq_v=True,
+        num_kv_shared_layers=2,
+        per_layer_config={str(i): {"head_dim": 32, "num_key_value_heads": 1} for i in (1, 3, 5)},
+    ),
+)
+VARIANTS["gemma3n_text (KV sharing)"] = (
+    "gemma3n_text",
+    dict(
+        num_hidden_layers=6,
+        layer_types=["sliding_attention", "sliding_attention", "full_attention"] * 2,
+        num_kv_shared_layers=3,
+    ),
+)
 TEXTS = ("To be, or not to be", "that is the question: whether 'tis nobler in the mind to suffer")
 
 

@@ -85,6 +85,8 @@ class PositionHeadReducer:
             np.zeros((L, n_heads, R, C)),
             np.zeros((L, R)),
         )
+        for layer in range(L):  # chunks a layer does not have (Gemma 4's smaller heads)
+            self.arrays.term_sum[layer, ..., geometry.layer_chunks(layer) :] = np.nan
         self._edges = torch.tensor(self.arrays.edges[1:-1])
 
     @in_full_float32
@@ -111,7 +113,7 @@ class PositionHeadReducer:
         self.arrays.offset_rows[layer] += rows.cpu().numpy()
 
     def _terms(self, layer: int, q: torch.Tensor, k: torch.Tensor) -> None:
-        rule, r = self.rules[layer], self.geometry.rotary_dim
+        rule, r = self.rules[layer], self.geometry.layer_rotary_dim(layer)
         group = q.shape[0] // k.shape[0]
         qa, qb = split_pairs(q[..., :r], self.geometry.layout)
         ka, kb = split_pairs(k.repeat_interleave(group, dim=0)[..., :r], self.geometry.layout)
@@ -124,5 +126,7 @@ class PositionHeadReducer:
             here = rows[d:]
             weight = visible(here, here - d, rule).float()  # [S - d]
             term = rule.scaling * (qa[:, d:] * ka[:, : seq - d] + qb[:, d:] * kb[:, : seq - d])  # [H, S-d, C]
-            a.term_sum[layer, :, index] += (term * weight[None, :, None]).sum(1, dtype=torch.float64).cpu().numpy()
+            a.term_sum[layer, :, index, : r // 2] += (
+                (term * weight[None, :, None]).sum(1, dtype=torch.float64).cpu().numpy()
+            )
             a.term_rows[layer, index] += float(weight.sum(dtype=torch.float64))

@@ -41,15 +41,20 @@ def causal_test(
     anatomy = inspect_model(model)
     require_full_heads(anatomy)
     geometry = anatomy.geometry
-    n_total = geometry.n_chunks
+    n_total = min((geometry.layer_chunks(layer) for layer, _, _ in heads), default=geometry.n_chunks)
     if not 0 < n_chunks <= n_total:
         raise PromptError(f"n_chunks must be in 1..{n_total}, got {n_chunks}")
-    rng = np.random.default_rng(seed)
-    conditions: list[tuple[str, np.ndarray]] = [
-        ("none", np.array([], dtype=int)),
-        ("fastest", np.arange(n_chunks)),
-        ("slowest", np.arange(n_total - n_chunks, n_total)),
-    ] + [(f"random {d + 1}", np.sort(rng.choice(n_total, n_chunks, replace=False))) for d in range(draws)]
+
+    def conditions_of(n_total: int) -> list[tuple[str, np.ndarray]]:
+        """The chunk sets zeroed on a head with ``n_total`` chunks (the same draws for every layer of that size)."""
+        rng = np.random.default_rng(seed)
+        return [
+            ("none", np.array([], dtype=int)),
+            ("fastest", np.arange(n_chunks)),
+            ("slowest", np.arange(n_total - n_chunks, n_total)),
+        ] + [(f"random {d + 1}", np.sort(rng.choice(n_total, n_chunks, replace=False))) for d in range(draws)]
+
+    conditions = conditions_of(geometry.n_chunks)
     rules, n_heads = anatomy.logit_rules, anatomy.n_heads
     max_offset = max(offset for _, _, offset in heads) if heads else 1
     reducers = {
@@ -57,17 +62,17 @@ def causal_test(
         for layer, head, _ in heads
         for name, _ in conditions
     }
-    dims = chunk_dims(geometry)
-    chunks_of = dict(conditions)
+    dims = {layer: chunk_dims(geometry, layer) for layer, _, _ in heads}
+    chunks_of = {layer: dict(conditions_of(geometry.layer_chunks(layer))) for layer, _, _ in heads}
 
     def on_qk(layer, q_rot, k_rot, mask):
         for (lay, head, name), reducer in reducers.items():
             if lay != layer:
                 continue
             q = q_rot[0].float().clone()
-            chunks = chunks_of[name]
+            chunks = chunks_of[layer][name]
             if len(chunks):
-                q[head][:, dims[chunks].ravel()] = 0.0
+                q[head][:, dims[layer][chunks].ravel()] = 0.0
             reducer.add(layer, q, k_rot[0].float())
 
     tokenizer = tokenizer_of(model, tokenizer)
@@ -75,7 +80,7 @@ def causal_test(
     rows = []
     for layer, head, offset in heads:
         base = reducers[(layer, head, "none")].arrays.offset_scores()[layer, head, offset]
-        for name, chunks in conditions:
+        for name, chunks in chunks_of[layer].items():
             score = reducers[(layer, head, name)].arrays.offset_scores()[layer, head, offset]
             rows.append(
                 {

@@ -35,6 +35,7 @@ from ropescope.heads.scores import HeadArrays, HeadScoreReducer
 from ropescope.hooks.position import position_edges
 from ropescope.model.anatomy import ModelAnatomy, inspect_model
 from ropescope.model.loading import tokenizer_of
+from ropescope.profiling.bands import quarters
 from ropescope.profiling.result import Profile
 from ropescope.profiling.run import profile
 from ropescope.prompts import check_texts
@@ -186,10 +187,17 @@ def hf_scores(prof: Profile, hf_fraction: float) -> np.ndarray:
     """
     mq = prof.stats["q"].mean.numpy()
     mk = prof.stats["k"].mean.numpy()
-    group = mq.shape[1] // mk.shape[1]
-    product = mq * np.repeat(mk, group, axis=1)
-    fast = n_fast_chunks(product.shape[-1], hf_fraction)
-    return product[..., :fast].sum(-1) / product.sum(-1)
+    geometry, n_kv = prof.geometry, mk.shape[1]
+    out = np.empty(mq.shape[:2])
+    for layer in range(mq.shape[0]):
+        chunks, lr = geometry.layer_chunks(layer), geometry.layers[layer]
+        source = layer if lr.kv_source is None else lr.kv_source  # KV sharing: the keys it attends to
+        keys = mk[source, : geometry.layers[source].kv_heads or n_kv, :chunks]
+        product = mq[layer, :, :chunks] * np.repeat(keys, mq.shape[1] // keys.shape[0], axis=0)
+        fast = n_fast_chunks(chunks, hf_fraction)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[layer] = product[:, :fast].sum(-1) / product.sum(-1)
+    return out
 
 
 def head_table(arrays: HeadArrays, prof: Profile, threshold: float, hf_fraction: float) -> pd.DataFrame:
@@ -210,12 +218,13 @@ def head_table(arrays: HeadArrays, prof: Profile, threshold: float, hf_fraction:
     target_attr, other_attr = arrays.target_attribution()
     target_logit = arrays.target_logits()
     pass_other = HeadArrays._mean(arrays.other_pass_sum, arrays.target_rows[:, None, :])
-    fast = n_fast_chunks(target_attr.shape[-1], hf_fraction)
-    group = n_heads // prof.stats["k"].mean.shape[1]
+    geometry, n_kv = prof.geometry, prof.stats["k"].mean.shape[1]
     rows = []
     for layer in range(n_layers):
-        if not prof.geometry.layers[layer].attention:
+        if not geometry.layers[layer].attention:
             continue  # a hybrid model's linear-attention / Mamba layer has no attention to score
+        fast = n_fast_chunks(geometry.layer_chunks(layer), hf_fraction)
+        group = n_heads // (geometry.layers[layer].kv_heads or n_kv)
         for head in range(n_heads):
             off = np.nan_to_num(offsets[layer, head], nan=0.0)
             s = float(np.nan_to_num(sink[layer, head]))
@@ -232,7 +241,9 @@ def head_table(arrays: HeadArrays, prof: Profile, threshold: float, hf_fraction:
                 positional_score=float(off.max()),
                 hf_score=float(hf[layer, head]),
                 attr_hf_share=float(positive[:fast].sum() / positive.sum()) if positive.sum() > 0 else 0.0,
-                attr_top_chunks=" ".join(str(c) for c in np.argsort(-np.nan_to_num(advantage))[:3]),
+                attr_top_chunks=" ".join(
+                    str(c) for c in np.argsort(-np.nan_to_num(advantage, nan=-np.inf), kind="stable")[:3]
+                ),
                 target_logit=float(target_logit[layer, head, target]),
                 other_logit=float(np.nansum(other_attr[layer, head, target]) + pass_other[layer, head, target]),
             )
@@ -334,14 +345,14 @@ def distance_term_table(report: HeadReport) -> pd.DataFrame:
     far back; logit units), ``rows``."""
     arrays = _require_by_position(report)
     terms = arrays.distance_terms()
-    quarters = np.array_split(np.arange(terms.shape[-1]), 4)
+    geometry = report.profile.geometry
     classes = _classes(report.table)
     out = []
     for (layer, head), cls in sorted(classes.items()):
         for i, distance in enumerate(arrays.distances):
             if arrays.term_rows[layer, i] == 0:
                 continue
-            for q, chunks in enumerate(quarters):
+            for q, chunks in enumerate(quarters(geometry.layer_chunks(layer))):
                 out.append(
                     {
                         "layer": layer,

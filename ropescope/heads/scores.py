@@ -109,6 +109,10 @@ class HeadScoreReducer:
         self.geometry, self.rules, self.max_offset, self.block = geometry, rules, max_offset, block
         self.layers = layers
         self.arrays = HeadArrays.zeros(geometry.n_layers, n_heads, max_offset, geometry.n_chunks)
+        for layer in range(geometry.n_layers):  # chunks a layer does not have (Gemma 4's smaller heads)
+            own = geometry.layer_chunks(layer)
+            self.arrays.target_chunk_sum[layer, :, :, own:] = np.nan
+            self.arrays.other_chunk_sum[layer, :, :, own:] = np.nan
 
     def __call__(self, layer: int, q_rot: torch.Tensor, k_rot: torch.Tensor, mask=None) -> None:
         if self.layers is not None and layer not in self.layers:
@@ -149,7 +153,7 @@ class HeadScoreReducer:
 
         Element-wise products run in float32 (the precision of q and k themselves); every sum over
         rows, and the prefix sums over keys that give each row's visible-key total, are float64."""
-        K, r = self.max_offset, self.geometry.rotary_dim
+        K, r = self.max_offset, self.geometry.layer_rotary_dim(layer)
         layout = self.geometry.layout
         group = q.shape[0] // k.shape[0]
         q32, k32 = q.float(), k.float().repeat_interleave(group, dim=0)  # [H, S, D]
@@ -194,8 +198,9 @@ class HeadScoreReducer:
             sums["target_logit"].append((logit * weight.double()).sum(1))
             sums["rows"].append(weight.sum(dtype=f64))
         a = self.arrays
-        a.target_chunk_sum[layer] += torch.stack(sums["target_chunk"], dim=1).cpu().numpy()  # [H, K+2, C]
-        a.other_chunk_sum[layer] += torch.stack(sums["other_chunk"], dim=1).cpu().numpy()
+        own = slice(0, r // 2)  # the layer's own chunks
+        a.target_chunk_sum[layer, ..., own] += torch.stack(sums["target_chunk"], dim=1).cpu().numpy()  # [H, K+2, C]
+        a.other_chunk_sum[layer, ..., own] += torch.stack(sums["other_chunk"], dim=1).cpu().numpy()
         a.target_pass_sum[layer] += torch.stack(sums["target_pass"], dim=1).cpu().numpy()  # [H, K+2]
         a.other_pass_sum[layer] += torch.stack(sums["other_pass"], dim=1).cpu().numpy()
         a.target_logit_sum[layer] += torch.stack(sums["target_logit"], dim=1).cpu().numpy()

@@ -79,14 +79,14 @@ class BridgeCapture(Capture):
         """The hook of one tensor of one layer. Values are reduced at once; the pre-RoPE q and k are
         held (by reference) until their post-RoPE version arrives, then checked and reduced; the
         post-RoPE pair goes to ``on_qk`` once both arrived."""
-        heads = self.n_heads if slot in ("q", "q_rot") else self.n_kv_heads
+        heads = self.n_heads if slot in ("q", "q_rot") else self.anatomy.layer_kv_heads(layer)
 
         @torch.no_grad()
         def hook(tensor, hook):
             seq = self._positions.shape[1]
             tensor = _heads_first(tensor.detach(), heads, seq, name)
             if slot == "v":
-                norms = chunk_norms(tensor[..., : self.geometry.rotary_dim], self.geometry.layout)
+                norms = chunk_norms(tensor[..., : self.geometry.layer_rotary_dim(layer)], self.geometry.layout)
                 self.stats["v"].update(layer, norms, self._token_mask(seq))
                 return None
             pending = self._pending.setdefault(layer, {})

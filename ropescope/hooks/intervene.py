@@ -57,19 +57,21 @@ class Intervention(RopeCallHooks):
         return rotate(q, k, cos, sin)
 
 
-def zero_chunks(dims: np.ndarray, targets: dict[tuple[int, int], Sequence[int]], kind: str = "q", n_heads=None):
+def zero_chunks(dims, targets: dict[tuple[int, int], Sequence[int]], kind: str = "q", n_heads=None):
     """An ``edit_q`` (``kind="q"``) or ``edit_k`` (``"k"``: the query head's KV head) for
     :func:`intervene` that zeroes the chunks ``targets[(layer, query head)]`` (indices into ``dims``,
-    the ``[chunks, 2]`` head dims of every chunk); ``n_heads`` (query heads) is needed for ``"k"``."""
+    the ``[chunks, 2]`` head dims of every chunk, or a mapping from layer to its own ``dims`` where
+    layers differ in head size); ``n_heads`` (query heads) is needed for ``"k"``."""
 
     def edit(layer, x):
         hits = [(h, c) for (lay, h), c in targets.items() if lay == layer and len(c)]
         if not hits:
             return x
+        own = dims[layer] if isinstance(dims, dict) else dims
         x = x.clone()
         for head, chunks in hits:
             index = head if kind == "q" else head // (n_heads // x.shape[1])
-            x[:, index][..., dims[np.asarray(chunks)].ravel()] = 0
+            x[:, index][..., own[np.asarray(chunks)].ravel()] = 0
         return x
 
     return edit

@@ -63,40 +63,81 @@ class Capture(RopeCallHooks):
         self.tensors = tensors
         self.n_heads, self.n_kv_heads = anatomy.n_heads, anatomy.n_kv_heads
         n_layers, chunks = self.geometry.n_layers, self.geometry.n_chunks
+        sizes = {t: anatomy.layer_sizes(t) for t in ("q", "k", "v")}
         self.stats = {
-            "q": ChunkNormStats(n_layers, self.n_heads, chunks),
-            "k": ChunkNormStats(n_layers, self.n_kv_heads, chunks),
-            "v": ChunkNormStats(n_layers, self.n_kv_heads, chunks),
+            "q": ChunkNormStats(n_layers, self.n_heads, chunks, sizes=sizes["q"]),
+            "k": ChunkNormStats(n_layers, self.n_kv_heads, chunks, sizes=sizes["k"]),
+            "v": ChunkNormStats(n_layers, self.n_kv_heads, chunks, sizes=sizes["v"]),
         }
         self.verified_layers: set[int] = set()
         self._nope_q = None  # a NoPE layer's q, until its k is made
+        # KV sharing: the post-RoPE keys of each layer whose keys later layers reuse, for on_qk
+        self._sources = {lr.kv_source for lr in self.geometry.layers if lr.kv_source is not None}
+        self._source_keys: dict[int, torch.Tensor] = {}
         # with ``by_position`` (bucket edges, see hooks.position): the same statistics per position bucket
         self.by_position = None
         self._sliced_positions, self._slices = None, None  # bucket column ranges of the current batch
         if by_position is not None:
             heads = {"q": self.n_heads, "k": self.n_kv_heads, "v": self.n_kv_heads}
-            self.by_position = {t: PositionStats(by_position, n_layers, heads[t], chunks) for t in heads}
+            self.by_position = {
+                t: PositionStats(by_position, n_layers, heads[t], chunks, sizes=sizes[t]) for t in heads
+            }
 
     def install(self) -> None:
         super().install()
         if "v" in self.tensors:
             for site in self.anatomy.sites:
+                if self.geometry.layers[site.layer].kv_source is not None:
+                    continue  # its values are the source layer's, counted there
                 vmod = value_module(site, self.anatomy.model_type)
                 self._handles.append(vmod.register_forward_hook(self._on_value(site.layer)))
 
     def at_rope(self, layer, q, k, cos, sin, rotate_as_model):
-        if self.on_qk is not None and q.shape[-1] != self.geometry.head_dim:
+        head_dim = self.geometry.layer_head_dim(layer)
+        if self.on_qk is not None and q.shape[-1] != head_dim:
             raise UnsupportedModelError(
                 f"head scores need the whole head vector at RoPE, but model type {self.anatomy.model_type!r} "
-                f"passes only {q.shape[-1]} of its {self.geometry.head_dim} dims to apply_rotary_pos_emb; "
+                f"passes only {q.shape[-1]} of its {head_dim} dims to apply_rotary_pos_emb; "
                 "frequency profiles work, head scores do not"
             )
         q_rot, k_rot = rotate_as_model(q, k, cos, sin)
         self._record_qk(layer, q, k, q_rot, k_rot)
+        if self.on_qk is not None and layer in self._sources:
+            self._source_keys[layer] = k_rot.detach()
         if self.on_qk is not None:
             with torch.no_grad():
                 self.on_qk(layer, q_rot.detach(), k_rot.detach(), self._token_mask(q.shape[2]))
         return q_rot, k_rot
+
+    @torch.no_grad()
+    def at_shared(self, layer, q, q_rot):
+        """A layer reusing an earlier layer's keys and values: its queries are measured (and their
+        rotation checked); its keys and values are the source layer's, counted there once. Head
+        scores see the source layer's post-RoPE keys, as the model's attention does."""
+        q, q_rot = q.detach(), q_rot.detach()
+        r = self.geometry.layer_rotary_dim(layer)
+        if q.shape[1] != self.n_heads or q.shape[-1] < r:
+            raise UnsupportedModelError(
+                f"layer {layer}: q at RoPE has shape {tuple(q.shape)}; expected [batch, {self.n_heads} heads, tokens, "
+                f">= {r} dims]"
+            )
+        if self.verify_geometry and layer not in self.verified_layers:
+            first = (slice(0, 1), slice(0, 1), slice(0, VERIFY_TOKENS), slice(0, r))
+            if self._verify(layer, q[first], q_rot[first], "query"):
+                self.verified_layers.add(layer)
+        mask = self._token_mask(q.shape[2])
+        if "q" in self.tensors:
+            self._add("q", layer, chunk_norms(q[..., :r], self.geometry.layout), mask)
+        if self.on_qk is not None:
+            source = self.geometry.layers[layer].kv_source
+            keys = self._source_keys.get(source)
+            if keys is None or keys.shape[2] != q.shape[2]:
+                raise UnsupportedModelError(f"layer {layer} reuses the keys of layer {source}, which were not seen")
+            self.on_qk(layer, q_rot, keys, mask)
+
+    def remove(self) -> None:
+        super().remove()
+        self._source_keys.clear()
 
     def at_nope(self, layer, kind, x):
         """A NoPE layer: q arrives first and waits for k; pre- and post-RoPE are the same tensors."""
@@ -113,12 +154,12 @@ class Capture(RopeCallHooks):
     @torch.no_grad()
     def _record_qk(self, layer, q, k, q_rot, k_rot) -> None:
         q, k, q_rot, k_rot = q.detach(), k.detach(), q_rot.detach(), k_rot.detach()
-        r = self.geometry.rotary_dim
+        r, kv_heads = self.geometry.layer_rotary_dim(layer), self.anatomy.layer_kv_heads(layer)
         mask = self._token_mask(q.shape[2])
-        if q.shape[1] != self.n_heads or k.shape[1] != self.n_kv_heads or q.shape[-1] < r:
+        if q.shape[1] != self.n_heads or k.shape[1] != kv_heads or q.shape[-1] < r:
             raise UnsupportedModelError(
                 f"layer {layer}: q/k at RoPE have shapes {tuple(q.shape)}, {tuple(k.shape)}; expected "
-                f"[batch, {self.n_heads} | {self.n_kv_heads} heads, tokens, >= {r} dims]"
+                f"[batch, {self.n_heads} | {kv_heads} heads, tokens, >= {r} dims]"
             )
         if self.verify_geometry and layer not in self.verified_layers:
             first = (slice(0, 1), slice(0, 1), slice(0, VERIFY_TOKENS), slice(0, r))  # sequence 0, head 0
@@ -145,8 +186,8 @@ class Capture(RopeCallHooks):
         @torch.no_grad()
         def hook(module, args, output):
             output = output.detach()
-            v = values_of(output, packing, self.n_heads, self.n_kv_heads)
-            norms = chunk_norms(v[..., : self.geometry.rotary_dim], self.geometry.layout)
+            v = values_of(output, packing, self.n_heads, self.anatomy.layer_kv_heads(layer))
+            norms = chunk_norms(v[..., : self.geometry.layer_rotary_dim(layer)], self.geometry.layout)
             self._add("v", layer, norms, self._token_mask(output.shape[1]))
 
         return hook

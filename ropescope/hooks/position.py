@@ -51,9 +51,9 @@ def bucket_slices(edges, positions: torch.Tensor) -> list[slice | None] | None:
 class PositionStats:
     """One :class:`ChunkNormStats` per position bucket, for one tensor kind (q, k or v)."""
 
-    def __init__(self, edges, n_layers: int, n_heads: int, n_chunks: int):
+    def __init__(self, edges, n_layers: int, n_heads: int, n_chunks: int, sizes=None):
         self.edges = tuple(int(e) for e in edges)
-        self.buckets = [ChunkNormStats(n_layers, n_heads, n_chunks) for _ in range(len(self.edges) - 1)]
+        self.buckets = [ChunkNormStats(n_layers, n_heads, n_chunks, sizes=sizes) for _ in range(len(self.edges) - 1)]
 
     @in_full_float32
     def update(self, layer: int, norms: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, slices=None) -> None:

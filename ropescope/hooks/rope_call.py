@@ -108,7 +108,7 @@ class RopeCallHooks:
                 self._handles.append(k_proj.register_forward_hook(self._nope_hook(site.layer, "k")))
 
     def _nope_hook(self, layer: int, kind: str):
-        heads = self.anatomy.n_heads if kind == "q" else self.anatomy.n_kv_heads
+        heads = self.anatomy.n_heads if kind == "q" else self.anatomy.layer_kv_heads(layer)
         layout = nope_layout(self.model, layer).get(kind)
         if layout is None:
             raise UnsupportedModelError(
@@ -186,11 +186,18 @@ class RopeCallHooks:
     def _leave_layer(self, module, args, output):
         layer, self._layer = self._layer, None
         if self._pending_q is not None:
-            self._pending_q = None
-            raise UnsupportedModelError(
-                f"layer {layer} rotates its queries but reuses another layer's keys (KV sharing, as in Gemma 3n "
-                "and Gemma 4's last layers), which ropescope does not measure yet"
-            )
+            (q, q_rot), self._pending_q = self._pending_q, None
+            if self.geometry.layers[layer].kv_source is None:
+                raise UnsupportedModelError(
+                    f"layer {layer} rotated its queries but no keys, and the model does not say whose keys it "
+                    "reuses (is_kv_shared_layer); ropescope cannot measure it"
+                )
+            self.at_shared(layer, q, q_rot)
+
+    def at_shared(self, layer: int, q, q_rot) -> None:
+        """A layer that reuses an earlier layer's keys and values (KV sharing) has rotated its query
+        (``q`` before and ``q_rot`` after RoPE, ``[batch, heads, tokens, dims]``) and no key; called
+        once the layer has run. Observers override it."""
 
     def at_rope_one(self, layer: int, kind: str, x, cos, sin, rotate_one):
         """One tensor of a family that rotates q and k in separate calls (q first): ``x`` is

@@ -19,19 +19,33 @@ class ChunkNormStats:
 
     Arrays live on ``device`` while accumulating (no host synchronisation inside hooks); call
     :meth:`to_numpy` at the end.
+
+    ``sizes`` (one ``(heads, chunks)`` per layer) gives layers smaller than the arrays (Gemma 4's
+    256-dim sliding heads beside 512-dim global ones, or fewer KV heads on global layers): the heads
+    and chunks a layer does not have are NaN in mean, m2 and max, and stay NaN through every merge.
     """
 
-    def __init__(self, n_layers: int, n_heads: int, n_chunks: int, device="cpu"):
+    def __init__(self, n_layers: int, n_heads: int, n_chunks: int, device="cpu", sizes=None):
         shape = (n_layers, n_heads, n_chunks)
         self.count = torch.zeros(n_layers, dtype=torch.float64, device=device)
         self.mean = torch.zeros(shape, dtype=torch.float64, device=device)
         self.m2 = torch.zeros(shape, dtype=torch.float64, device=device)
         self.max = torch.full(shape, -torch.inf, dtype=torch.float64, device=device)
         self.nonfinite = torch.zeros(n_layers, dtype=torch.float64, device=device)
+        for layer, (heads, chunks) in enumerate(sizes or ()):
+            for array in (self.mean, self.m2, self.max):
+                array[layer, heads:] = torch.nan
+                array[layer, :, chunks:] = torch.nan
+
+    @property
+    def absent(self) -> torch.Tensor:
+        """``[layers, heads, chunks]`` bool: True for a head or chunk its layer does not have."""
+        return torch.isnan(self.mean) & torch.isnan(self.max)
 
     @in_full_float32
     def update(self, layer: int, norms: torch.Tensor, mask: torch.Tensor) -> None:
-        """Add one batch: ``norms[B, H, S, C]`` (float32) of which tokens ``mask[B, S]`` count.
+        """Add one batch: ``norms[B, H, S, C]`` (float32) of which tokens ``mask[B, S]`` count (``H``
+        and ``C`` may be fewer than the arrays hold: the layer's own heads and chunks).
 
         Sums over tokens are matrix products with the 0/1 token mask (fast on any device, no copy of
         the activations); the batch's squared deviations are taken around its own mean before
@@ -70,12 +84,14 @@ class ChunkNormStats:
         self._merge_layer(layer, n, batch_mean, batch_m2, batch_max)
 
     def _merge_layer(self, layer, n_b, mean_b, m2_b, max_b) -> None:
+        """Merge ``mean_b[h, c]`` (and m2, max) into the first ``h`` heads and ``c`` chunks of ``layer``."""
+        block = (layer, slice(0, mean_b.shape[0]), slice(0, mean_b.shape[1]))
         n_a = self.count[layer]
         total = n_a + n_b
-        delta = mean_b - self.mean[layer]
-        self.mean[layer] += delta * (n_b / total)
-        self.m2[layer] += m2_b + delta * delta * (n_a * n_b / total)
-        self.max[layer] = torch.maximum(self.max[layer], max_b)
+        delta = mean_b - self.mean[block]
+        self.mean[block] += delta * (n_b / total)
+        self.m2[block] += m2_b + delta * delta * (n_a * n_b / total)
+        self.max[block] = torch.maximum(self.max[block], max_b)
         self.count[layer] = total
 
     def _move(self, device) -> None:
@@ -87,12 +103,15 @@ class ChunkNormStats:
         if self.mean.shape != other.mean.shape:
             raise ValueError(f"cannot merge statistics of shapes {self.mean.shape} and {other.mean.shape}")
         out = ChunkNormStats(*self.mean.shape)
+        absent = self.to_cpu().absent | other.to_cpu().absent
         for src in (self, other):
             src = src.to_cpu()
             for layer in range(src.mean.shape[0]):
                 if src.count[layer] > 0:
                     out._merge_layer(layer, src.count[layer], src.mean[layer], src.m2[layer], src.max[layer])
             out.nonfinite += src.nonfinite
+        for array in (out.mean, out.m2, out.max):
+            array[absent] = torch.nan
         return out
 
     def to_cpu(self) -> ChunkNormStats:

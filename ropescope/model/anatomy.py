@@ -17,7 +17,7 @@ from functools import cached_property
 import torch
 
 from ropescope.errors import RopescopeError
-from ropescope.model.families import AttentionSite, attention_sites, text_config
+from ropescope.model.families import AttentionSite, attention_sites, config_value, text_config
 from ropescope.model.geometry import RopeGeometry, read_geometry
 
 
@@ -67,10 +67,32 @@ class ModelAnatomy:
         """Query heads per layer."""
         return int(self.config.num_attention_heads)
 
-    @property
+    @cached_property
     def n_kv_heads(self) -> int:
-        """Key/value heads per layer (fewer than query heads under grouped-query attention)."""
-        return int(getattr(self.config, "num_key_value_heads", None) or self.n_heads)
+        """Key/value heads per layer (fewer than query heads under grouped-query attention); the most
+        of any layer where layers differ (Gemma 4's global layers have fewer: :meth:`layer_kv_heads`)."""
+        wide = config_value(self.config, "num_key_value_heads")
+        if wide:
+            return int(wide)
+        counts = [
+            self.n_heads // groups
+            for site in self.sites
+            if isinstance(groups := getattr(site.module, "num_key_value_groups", None), int) and groups > 0
+        ]
+        return max(counts, default=self.n_heads)
+
+    def layer_kv_heads(self, layer: int) -> int:
+        """Key/value heads of ``layer``."""
+        return self.geometry.layers[layer].kv_heads or self.n_kv_heads
+
+    def layer_sizes(self, tensor: str) -> list[tuple[int, int]] | None:
+        """``(heads, chunks)`` of every layer for ``tensor`` (q: query heads; k, v: KV heads), or None
+        when every layer fills the ``[layers, heads, chunks]`` arrays (all but Gemma-4-like models)."""
+        if not self.geometry.ragged:
+            return None
+        if tensor == "q":
+            return self.geometry.layer_sizes(self.n_heads)
+        return self.geometry.layer_sizes(self.n_kv_heads, kv=True)
 
     @property
     def context_length(self) -> int | None:
@@ -112,12 +134,16 @@ class ModelAnatomy:
         (``None`` on a hybrid model's layers without softmax attention)."""
         rules: list[LogitRule | None] = [None] * self.n_layers
         for site in self.sites:
-            scaling = float(getattr(site.module, "scaling", None) or self.geometry.head_dim**-0.5)
+            scaling = getattr(site.module, "scaling", None)
+            scaling = float(scaling if scaling is not None else self.geometry.layer_head_dim(site.layer) ** -0.5)
             softcap = getattr(site.module, "attn_logit_softcapping", None)
             if softcap is None:
                 softcap = getattr(self.config, "attn_logit_softcapping", None)
             window = self.geometry.layers[site.layer].window
-            causal = not bool(getattr(self.config, "use_bidirectional_attention", False))
+            # True / "all": every token sees every token; "vision" (Gemma 4): only image tokens see each
+            # other, so text prompts stay causal
+            bidirectional = getattr(self.config, "use_bidirectional_attention", False)
+            causal = not (bidirectional is True or bidirectional == "all")
             sinks = getattr(site.module, "sinks", None)
             if isinstance(sinks, torch.Tensor):
                 sinks = tuple(float(s) for s in sinks.detach().float().cpu().reshape(-1))

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ropescope.errors import ModelLoadError, UnsupportedModelError, first_line
+from ropescope.model.families import config_value
 from ropescope.model.geometry import refuse_per_layer_heads
 
 
@@ -51,7 +52,7 @@ def check_config(config, source) -> None:
     except UnsupportedModelError as exc:
         raise ModelLoadError(f"cannot load model {source}: {exc}") from None
     for key in SHAPE_FIELDS:
-        value = getattr(cfg, key, None)
+        value = config_value(cfg, key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ModelLoadError(f"{where_file}: {key} must be a positive integer, got {value!r}")
     for where, params in rope_parameter_sets(config):

@@ -63,6 +63,17 @@ def text_config(model: torch.nn.Module):
     return cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
 
 
+def config_value(cfg, key: str):
+    """``cfg.key``, or None where it is unset or set per layer (transformers refuses one model-wide
+    value of Gemma 4's ``head_dim`` and ``num_key_value_heads``)."""
+    try:
+        return getattr(cfg, key, None)
+    except Exception as exc:  # noqa: BLE001 - transformers' AmbiguousGlobalPerLayerAttributeError
+        if "per-layer" in str(exc):
+            return None
+        raise
+
+
 @dataclass(frozen=True)
 class AttentionSite:
     """One attention layer: its module, 0-based index, the modeling module it calls RoPE from, and
@@ -167,7 +178,8 @@ def values_of(output: torch.Tensor, packing: str, n_heads: int, n_kv: int) -> to
 
 
 def value_module(site: AttentionSite, model_type: str) -> torch.nn.Module:
-    """The module of one attention layer whose output holds the values (see :func:`values_of`)."""
+    """The module of one attention layer whose output holds the values (see :func:`values_of`): the
+    value projection, or the key projection on a layer that uses its keys as values (K = V)."""
     name = family_adapter(model_type).value_module
     module = getattr(site.module, name, None)
     if getattr(site.module, "is_kv_shared_layer", False):
@@ -176,10 +188,7 @@ def value_module(site: AttentionSite, model_type: str) -> torch.nn.Module:
             "as in Gemma 3n and Gemma 4), which ropescope does not measure yet"
         )
     if module is None and getattr(site.module, "use_alternative_attention", False):
-        raise UnsupportedModelError(
-            f"layer {site.layer} of model type {model_type!r} uses its keys as values (K = V, as Gemma 4's global "
-            "layers do), which ropescope does not measure yet"
-        )
+        return site.module.k_proj  # K = V (Gemma 4's global layers): the values are the key projection's output
     if module is None:
         raise UnsupportedModelError(f"layer {site.layer} of model type {model_type!r} has no value projection {name!r}")
     return module

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ from ropescope.errors import NoRopeError, UnsupportedModelError
 from ropescope.model.families import (
     FAMILIES,
     attention_sites,
+    config_value,
     detect_layout,
     family_adapter,
     other_layers,
@@ -46,6 +47,12 @@ class LayerRope:
     ``attention`` is False on a hybrid model's layers that are no softmax attention (Qwen3-Next's
     linear attention, Bamba's Mamba layers): nothing is measured there, they keep the model's
     numbering, and ``layer_type`` says what they are.
+    ``head_dim`` and ``kv_heads`` are this layer's own head size and key/value head count where they
+    differ from the model's largest (Gemma 4: 512-dim global heads with their own KV-head count beside
+    256-dim sliding ones); ``None`` means the model-wide value. The layer's rotary dims are
+    ``2 * len(inv_freq)``. ``kv_source`` is the earlier layer whose keys and values this layer reuses
+    (KV sharing: Gemma 3n's and Gemma 4's last layers); such a layer makes queries only, so its key
+    and value statistics are absent (NaN) and its heads are scored against the source layer's keys.
     """
 
     inv_freq: np.ndarray
@@ -55,6 +62,9 @@ class LayerRope:
     window: int | None = None
     rope: bool = True
     attention: bool = True
+    head_dim: int | None = None
+    kv_heads: int | None = None
+    kv_source: int | None = None
 
     def span(self, context: int) -> int:
         """Longest distance a query of this layer can look back over ``context`` tokens."""
@@ -63,7 +73,13 @@ class LayerRope:
 
 @dataclass(frozen=True)
 class RopeGeometry:
-    """Where and how fast RoPE turns each chunk, for every layer of one model."""
+    """Where and how fast RoPE turns each chunk, for every layer of one model.
+
+    ``head_dim`` and ``rotary_dim`` are the largest over the layers: the width of every
+    ``[layers, heads, chunks]`` array. Where layers differ (:attr:`ragged`, Gemma 4), a layer's own
+    sizes are :meth:`layer_head_dim`, :meth:`layer_rotary_dim` and :meth:`layer_chunks`, and the
+    chunks (and KV heads) a layer does not have are NaN in every array.
+    """
 
     head_dim: int
     rotary_dim: int
@@ -107,6 +123,48 @@ class RopeGeometry:
     def n_layers(self) -> int:
         return len(self.layers)
 
+    @property
+    def ragged(self) -> bool:
+        """True when layers have heads of different sizes or KV-head counts (Gemma 4)."""
+        return any(
+            lr.head_dim is not None or lr.kv_heads is not None or lr.kv_source is not None for lr in self.layers
+        ) or any(2 * len(lr.inv_freq) != self.rotary_dim for lr in self.layers)
+
+    def layer_head_dim(self, layer: int) -> int:
+        """Head size of ``layer`` in dims."""
+        return self.layers[layer].head_dim or self.head_dim
+
+    def layer_rotary_dim(self, layer: int) -> int:
+        """Dims of ``layer``'s heads that RoPE acts on (``2 * chunks``)."""
+        return 2 * len(self.layers[layer].inv_freq)
+
+    def layer_chunks(self, layer: int) -> int:
+        """Chunks of ``layer``'s heads (the first ``layer_chunks`` columns of its arrays)."""
+        return len(self.layers[layer].inv_freq)
+
+    def layer_sizes(self, heads: int, kv: bool = False) -> list[tuple[int, int]]:
+        """``(heads, chunks)`` of every layer: ``heads`` query heads (``kv``: each layer's own KV-head
+        count, ``heads`` being the most of any layer) and the layer's own chunks."""
+
+        def kv_count(lr: LayerRope) -> int:
+            return 0 if lr.kv_source is not None else (lr.kv_heads or heads)
+
+        return [(kv_count(lr) if kv else heads, len(lr.inv_freq)) for lr in self.layers]
+
+    def absent(self, heads: int, kv: bool = False) -> np.ndarray:
+        """``[layers, heads, chunks]`` bool: True for each head and chunk a layer does not have."""
+        out = np.ones((self.n_layers, heads, self.n_chunks), dtype=bool)
+        for i, (h, c) in enumerate(self.layer_sizes(heads, kv)):
+            out[i, :h, :c] = False
+        return out
+
+    def frequency_table(self) -> np.ndarray:
+        """``[layers, chunks]``: every layer's frequencies in rad/token, NaN past a layer's own chunks."""
+        table = np.full((self.n_layers, self.n_chunks), np.nan)
+        for i, lr in enumerate(self.layers):
+            table[i, : len(lr.inv_freq)] = lr.inv_freq
+        return table
+
     def frequencies(self, layer: int) -> np.ndarray:
         """Angular frequency of every chunk of ``layer`` in rad/token (chunk 0 fastest)."""
         return self.layers[layer].inv_freq
@@ -121,11 +179,11 @@ class RopeGeometry:
         (or across the layer's sliding window, if shorter).
 
         Chunks at or after the returned index are on the "semantic" side (PAPER_SPEC section 3);
-        ``n_chunks`` means no chunk qualifies.
+        ``layer_chunks(layer)`` means no chunk qualifies.
         """
         lr = self.layers[layer]
         slow = np.nonzero(lr.inv_freq * lr.span(context) < max_angle)[0]
-        return int(slow[0]) if len(slow) else self.n_chunks
+        return int(slow[0]) if len(slow) else len(lr.inv_freq)
 
     def with_layout(self, layout: str) -> RopeGeometry:
         """The same frequencies with another pair layout (used to test the self-check)."""
@@ -145,6 +203,9 @@ class RopeGeometry:
                     "window": lr.window,
                     "rope": lr.rope,
                     "attention": lr.attention,
+                    **({"head_dim": lr.head_dim} if lr.head_dim is not None else {}),
+                    **({"kv_heads": lr.kv_heads} if lr.kv_heads is not None else {}),
+                    **({"kv_source": lr.kv_source} if lr.kv_source is not None else {}),
                 }
                 for lr in self.layers
             ],
@@ -161,10 +222,17 @@ class RopeGeometry:
                 lr.get("window"),
                 bool(lr.get("rope", True)),  # profiles saved before NoPE layers were known: every layer rotates
                 bool(lr.get("attention", True)),
+                _optional_int(lr.get("head_dim")),
+                _optional_int(lr.get("kv_heads")),
+                _optional_int(lr.get("kv_source")),
             )
             for lr in d["layers"]
         )
         return cls(int(d["head_dim"]), int(d["rotary_dim"]), check_layout(d["layout"]), layers)
+
+
+def _optional_int(value) -> int | None:
+    return None if value is None else int(value)
 
 
 def check_layout(layout: str) -> str:
@@ -181,9 +249,11 @@ def chunk_pair_indices(rotary_dim: int, layout: str) -> tuple[list[int], list[in
     return list(range(0, rotary_dim, 2)), list(range(1, rotary_dim, 2))
 
 
-def chunk_dims(geometry: RopeGeometry) -> np.ndarray:
-    """``[chunks, 2]``: the two head dims of every chunk in the model's layout."""
-    first, second = chunk_pair_indices(geometry.rotary_dim, geometry.layout)
+def chunk_dims(geometry: RopeGeometry, layer: int | None = None) -> np.ndarray:
+    """``[chunks, 2]``: the two head dims of every chunk in the model's layout (of ``layer``'s own
+    heads where given: in the halves layout a chunk's second dim depends on the head's rotary dims)."""
+    rotary = geometry.rotary_dim if layer is None else geometry.layer_rotary_dim(layer)
+    first, second = chunk_pair_indices(rotary, geometry.layout)
     return np.stack([first, second], axis=1)
 
 
@@ -267,11 +337,13 @@ def read_geometry(model: torch.nn.Module, layout: str | None = None) -> RopeGeom
     n_layers = int(cfg.num_hidden_layers)
     refuse_per_layer_heads(cfg)
     n_heads = int(cfg.num_attention_heads)
-    head_dim = int(getattr(cfg, "head_dim", None) or cfg.hidden_size // n_heads)
+    sites = _sites(model)
+    head_dims, kv_heads = _layer_head_sizes(cfg, sites, n_layers, n_heads)
     layer_types = list(getattr(cfg, "layer_types", None) or [None] * n_layers)
+    kv_sources = _kv_sources(sites, layer_types)
 
     windows = _sliding_windows(model, n_layers)
-    nope, others = _nope_and_other_layers(model)
+    nope, others = _nope_and_other_layers(model, sites)
     layers = []
     for i in range(n_layers):
         ltype = layer_types[i]
@@ -290,33 +362,30 @@ def read_geometry(model: torch.nn.Module, layout: str | None = None) -> RopeGeom
                 f"{inv_freq[~np.isfinite(inv_freq) | (inv_freq < 0)][:1].tolist() or [scaling]}: check rope_theta "
                 f"({_theta(cfg, ltype)!r}) and the rope scaling fields of the config"
             )
+        sizes = dict(head_dim=head_dims.get(i), kv_heads=kv_heads.get(i), kv_source=kv_sources.get(i))
         if i in others:
-            layers.append(LayerRope(np.zeros_like(inv_freq), 1.0, others[i], None, None, rope=False, attention=False))
+            layers.append(LayerRope(np.zeros(0), 1.0, others[i], None, None, rope=False, attention=False))
         elif i in nope:
-            layers.append(LayerRope(np.zeros_like(inv_freq), 1.0, ltype, None, windows[i], rope=False))
+            layers.append(LayerRope(np.zeros_like(inv_freq), 1.0, ltype, None, windows[i], rope=False, **sizes))
         else:
-            layers.append(LayerRope(inv_freq, scaling, ltype, _theta(cfg, ltype), windows[i]))
-    rotary_dims = {2 * len(lr.inv_freq) for lr in layers}
-    if len(rotary_dims) != 1:
-        sizes = sorted({(lr.layer_type, 2 * len(lr.inv_freq)) for lr in layers}, key=str)
-        raise UnsupportedModelError(
-            "its layers have heads of different sizes ("
-            + ", ".join(f"{kind or 'some'} layers: {dims} dims" for kind, dims in sizes)
-            + "), as Gemma 4's global layers do; ropescope does not profile per-layer head sizes yet"
-        )
-    rotary_dim = rotary_dims.pop()
+            layers.append(LayerRope(inv_freq, scaling, ltype, _theta(cfg, ltype), windows[i], **sizes))
+    widest = max((lr for lr in layers if lr.attention), key=lambda lr: len(lr.inv_freq), default=layers[0])
+    rotary_dim = 2 * len(widest.inv_freq)
+    head_dim = max(h for h in head_dims.values()) if head_dims else _config_head_dim(cfg, n_heads)
+    layers = [
+        replace(lr, inv_freq=np.zeros(rotary_dim // 2)) if not lr.attention else lr for lr in layers
+    ]  # a hybrid's other layers: no chunk, as wide as the rest
+    layers = [_relative_sizes(lr, head_dim, max(kv_heads.values(), default=None)) for lr in layers]
     chosen = check_layout(layout) if layout else (detect_layout(model) or family_adapter(cfg.model_type).layout)
     return RopeGeometry(head_dim, rotary_dim, chosen, tuple(layers))
 
 
-PER_LAYER_HEAD_FIELDS = ("head_dim", "num_key_value_heads", "num_attention_heads")
+PER_LAYER_HEAD_FIELDS = ("num_attention_heads",)
 
 
 def refuse_per_layer_heads(cfg) -> None:
-    """Refuse, in one line, a config whose layers have heads of different sizes or counts (Gemma 4's
-    512-dim global heads with their own KV-head count beside 256-dim sliding ones: transformers then
-    refuses to give one model-wide value), which ropescope's per-(layer, head, chunk) arrays cannot
-    hold yet."""
+    """Refuse, in one line, a config whose layers have different numbers of query heads (per-layer
+    head sizes and KV-head counts, as in Gemma 4, are measured)."""
     varying = []
     for field in PER_LAYER_HEAD_FIELDS:
         try:
@@ -327,20 +396,75 @@ def refuse_per_layer_heads(cfg) -> None:
             varying.append(field)
     if varying:
         raise UnsupportedModelError(
-            f"model type {getattr(cfg, 'model_type', '?')!r} sets {', '.join(varying)} per layer (as Gemma 4's "
-            "global layers do); ropescope does not profile heads of different sizes yet"
+            f"model type {getattr(cfg, 'model_type', '?')!r} sets {', '.join(varying)} per layer; ropescope "
+            "measures per-layer head sizes and KV-head counts, not per-layer query-head counts"
         )
 
 
-def _nope_and_other_layers(model: torch.nn.Module) -> tuple[set[int], dict[int, str]]:
-    """Attention layers that never call RoPE (:mod:`ropescope.model.nope`), and a hybrid model's
-    layers without softmax attention with their type; none where the attention layers cannot be
-    hooked at all (that is refused later, where the hooks are installed)."""
+def _sites(model: torch.nn.Module):
+    """The model's attention sites, or None where they cannot be hooked at all (refused later, where
+    the hooks are installed)."""
     try:
-        sites = attention_sites(model)
+        return attention_sites(model)
     except UnsupportedModelError:
+        return None
+
+
+def _nope_and_other_layers(model: torch.nn.Module, sites) -> tuple[set[int], dict[int, str]]:
+    """Attention layers that never call RoPE (:mod:`ropescope.model.nope`), and a hybrid model's
+    layers without softmax attention with their type."""
+    if sites is None:
         return set(), {}
     return layers_without_rope(model, sites), other_layers(model, sites)
+
+
+def _config_head_dim(cfg, n_heads: int) -> int:
+    return int(config_value(cfg, "head_dim") or cfg.hidden_size // n_heads)
+
+
+def _layer_head_sizes(cfg, sites, n_layers: int, n_heads: int) -> tuple[dict[int, int], dict[int, int]]:
+    """Each attention layer's head size and KV-head count, read off its attention module
+    (``head_dim``, ``num_key_value_groups``), else the config's model-wide values."""
+    wide_dim = config_value(cfg, "head_dim")
+    wide_kv = config_value(cfg, "num_key_value_heads") or n_heads
+    head_dims, kv_heads = {}, {}
+    for site in sites or ():
+        own_dim = getattr(site.module, "head_dim", None)
+        groups = getattr(site.module, "num_key_value_groups", None)
+        head_dims[site.layer] = int(own_dim) if isinstance(own_dim, int) and own_dim > 0 else None
+        kv = n_heads // groups if isinstance(groups, int) and groups > 0 and n_heads % groups == 0 else None
+        kv_heads[site.layer] = kv or int(wide_kv)
+    if any(d is None for d in head_dims.values()) or not head_dims:
+        default = int(wide_dim or cfg.hidden_size // n_heads)
+        head_dims = {i: d or default for i, d in head_dims.items()}
+    return head_dims, kv_heads
+
+
+def _kv_sources(sites, layer_types: list) -> dict[int, int]:
+    """Layers that reuse an earlier layer's keys and values (``is_kv_shared_layer``: Gemma 3n, Gemma
+    4) mapped to that layer: the last one before it of the same layer type that stores its keys and
+    values for sharing (``store_full_length_kv``), as the modeling code hands them on."""
+    stores: dict = {}
+    out = {}
+    for site in sorted(sites or (), key=lambda s: s.layer):
+        kind = layer_types[site.layer] if site.layer < len(layer_types) else None
+        if getattr(site.module, "is_kv_shared_layer", False) is True:
+            if kind not in stores:
+                raise UnsupportedModelError(
+                    f"layer {site.layer} reuses another layer's keys and values, "
+                    f"but no earlier {kind} layer stores them"
+                )
+            out[site.layer] = stores[kind]
+        elif getattr(site.module, "store_full_length_kv", False) is True:
+            stores[kind] = site.layer
+    return out
+
+
+def _relative_sizes(lr: LayerRope, head_dim: int, kv_heads: int | None) -> LayerRope:
+    """Keep a layer's own head size and KV-head count only where they differ from the widest."""
+    own_dim = lr.head_dim if lr.head_dim != head_dim else None
+    own_kv = lr.kv_heads if kv_heads is not None and lr.kv_heads != kv_heads else None
+    return replace(lr, head_dim=own_dim, kv_heads=own_kv)
 
 
 def _theta(cfg, layer_type: str | None) -> float | None:

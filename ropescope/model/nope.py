@@ -21,6 +21,7 @@ import weakref
 import torch
 
 from ropescope.errors import UnsupportedModelError
+from ropescope.model.families import config_value
 
 PROBE_TOKENS = 4
 
@@ -53,7 +54,9 @@ def nope_layout(model: torch.nn.Module, layer: int) -> dict[str, str]:
 def _probe_length(model: torch.nn.Module) -> int:
     """A probe length equal to no head count, so the token axis of a [B, ?, ?, D] tensor is unambiguous."""
     config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    heads = {getattr(config, key, None) for key in ("num_attention_heads", "num_key_value_heads")}
+    heads = {config_value(config, key) for key in ("num_attention_heads", "num_key_value_heads")}
+    for layer_config in config_value(config, "per_layer_config") or ():  # Gemma 4: per-layer KV heads
+        heads.add(getattr(layer_config, "num_key_value_heads", None))
     length = PROBE_TOKENS
     while length in heads:
         length += 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib.patches
 import matplotlib.ticker
 import numpy as np
 
@@ -30,11 +31,12 @@ def _boundary_steps(ax, boundaries: list[int], style: dict, label: str) -> None:
     ax.step(xs, ys, where="post", label=label, **style)
 
 
-def _first_unrotated(geometry, layer: int) -> int:
-    """First chunk of ``layer`` from which on no chunk rotates (proportional / partial RoPE); the
-    chunk count where every chunk rotates."""
+def _first_unrotated(geometry, layer: int) -> float:
+    """First chunk of ``layer`` from which on no chunk rotates (proportional / partial RoPE); NaN
+    (no line in that column) where every chunk of the layer rotates."""
     rotating = np.nonzero(geometry.frequencies(layer) > 0)[0]
-    return int(rotating[-1]) + 1 if len(rotating) else 0
+    first = int(rotating[-1]) + 1 if len(rotating) else 0
+    return float(first) if first < geometry.layer_chunks(layer) else float("nan")
 
 
 def _mark_boundaries(ax, profile: Profile, layers: list[int], columns: int, legend: bool = True) -> None:
@@ -48,18 +50,57 @@ def _mark_boundaries(ax, profile: Profile, layers: list[int], columns: int, lege
     for span, style, label in lines:
         per_column = [geometry.semantic_boundary(i, span) for i in layers]
         _boundary_steps(ax, per_column * columns if len(layers) == 1 else per_column, style, label)
-    unrotated = [_first_unrotated(geometry, i) for i in layers]
-    if any(u < geometry.n_chunks for u, i in zip(unrotated, layers, strict=True) if geometry.layers[i].rope):
-        per_column = [
-            u if geometry.layers[i].rope else geometry.n_chunks for u, i in zip(unrotated, layers, strict=True)
-        ]
+    per_column = [_first_unrotated(geometry, i) if geometry.layers[i].rope else np.nan for i in layers]
+    if not np.isnan(per_column).all():
         style = dict(color="#2ecc71", linewidth=1.6, linestyle=":")
         _boundary_steps(
             ax, per_column * columns if len(layers) == 1 else per_column, style, "below: not rotated (frequency 0)"
         )
-    ax.set_ylim(geometry.n_chunks - 0.5, -0.5)
+    ax.set_ylim(max(geometry.layer_chunks(i) for i in layers) - 0.5, -0.5)
     if legend:
         ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.13), fontsize=7, frameon=False)
+
+
+def _hatch(ax, column: int, top: int, height: int, label: str | None, colour: str = "#9a9a9a") -> None:
+    ax.add_patch(
+        matplotlib.patches.Rectangle(
+            (column - 0.5, top - 0.5),
+            1,
+            height,
+            facecolor="#f4f4f4",
+            edgecolor=colour,
+            hatch="///",
+            linewidth=0,
+            label=label,
+        )
+    )
+
+
+def _mark_absent(ax, profile: Profile, tensor: str) -> None:
+    """On a per-layer map: hatch the chunks a layer does not have (Gemma 4's 256-dim sliding heads
+    drawn on the 512-dim global heads' chunk axis), and the key / value columns of layers that reuse
+    an earlier layer's keys and values (KV sharing), named with their source layer."""
+    geometry = profile.geometry
+    smaller, shared = "no such chunk: this layer's heads are smaller", f"{TENSOR_PLURALS[tensor]} of an earlier layer"
+    for column, lr in enumerate(geometry.layers):
+        own = geometry.layer_chunks(column)
+        if tensor != "q" and lr.kv_source is not None:
+            _hatch(ax, column, 0, own, shared + " (KV sharing)" if shared else None, "#6c8ebf")
+            shared = None
+            ax.text(
+                column,
+                0.02 * geometry.n_chunks,
+                f"= layer {lr.kv_source}",
+                rotation=90,
+                ha="center",
+                va="top",
+                fontsize=7,
+                color="#1d3557",
+                bbox=dict(facecolor="white", alpha=0.9, edgecolor="none", pad=1.5),
+            )
+        if own < geometry.n_chunks:
+            _hatch(ax, column, own, geometry.n_chunks - own, smaller)
+            smaller = None
 
 
 def _mark_nope(ax, profile: Profile, layers: list[int]) -> None:
@@ -95,8 +136,11 @@ def layer_usage_figure(
         title = f"{TENSOR_PLURALS[tensor]}, mean over tokens and heads"
         draw_map(fig, axis, data, "layer (0-based)", title, cmap=cmap, norm=norm, scale=scale)
         axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        _mark_absent(axis, profile, tensor)
         if tensor != "v":
             _mark_boundaries(axis, profile, layers, len(layers))
+        elif profile.geometry.ragged:
+            axis.legend(loc="upper left", bbox_to_anchor=(0.0, -0.13), fontsize=7, frameon=False)
         _mark_nope(axis, profile, layers)
     if ax is None:
         what = " and ".join(TENSOR_PLURALS[t] for t in tensors)
@@ -122,11 +166,25 @@ def head_usage_figure(
 
     Panels are as wide as their head count (a model with one KV head gets a narrow key panel).
     """
-    widths = [max(profile.head_usage(layer, t).shape[0], 1.5) for t in tensors]
+    widths = [max(profile.head_usage(layer, t).shape[0], 1.5) for t in tensors]  # each layer's own heads
     fig, axes = axes_for(ax, len(tensors), (2.4 + 1.1 * sum(widths) + 1.6 * len(tensors), 5.6), widths)
+    source = profile.geometry.layers[layer].kv_source
     for axis, tensor in zip(axes, tensors, strict=True):
         data = profile.head_usage(layer, tensor).T
         kind = "query heads" if tensor == "q" else "KV heads"
+        if data.shape[1] == 0:  # KV sharing: this layer's keys and values are another layer's
+            axis.set_axis_off()
+            axis.set_title(f"{TENSOR_PLURALS[tensor]}: none of its own", fontsize=10)
+            axis.text(
+                0.5,
+                0.5,
+                f"reused from layer {source}\n(KV sharing)",
+                ha="center",
+                va="center",
+                transform=axis.transAxes,
+                fontsize=9,
+            )
+            continue
         title = f"{TENSOR_PLURALS[tensor]}, {data.shape[1]} {kind if data.shape[1] > 1 else kind[:-1]}"
         draw_map(fig, axis, data, f"{kind[:-1]} (0-based)", title, cmap=cmap, norm=norm, scale=scale)
         axis.set_xticks(range(data.shape[1]))

@@ -8,9 +8,19 @@ import numpy as np
 BANDS = ("fastest 25%", "25-50%", "50-75%", "slowest 25%")
 
 
+def quarters(n_chunks: int) -> list[np.ndarray]:
+    """The chunk indices of each frequency quarter of ``n_chunks`` chunks (fastest first; sizes
+    differ by at most one where ``n_chunks`` is not a multiple of 4)."""
+    return np.array_split(np.arange(n_chunks), len(BANDS))
+
+
 def band_shares(profile, tensor: str) -> np.ndarray:
-    """``[layers, 4]``: share of the layer's total mean chunk norm in each frequency quarter."""
-    usage = profile.layer_usage(tensor)
-    bands = np.array_split(np.arange(usage.shape[1]), len(BANDS))
-    sums = np.stack([usage[:, idx].sum(axis=1) for idx in bands], axis=1)
-    return sums / sums.sum(axis=1, keepdims=True)
+    """``[layers, 4]``: share of the layer's total mean chunk norm in each frequency quarter of the
+    layer's own chunks (Gemma 4's sliding and global layers have different numbers)."""
+    usage, geometry = profile.layer_usage(tensor), profile.geometry
+    out = np.empty((usage.shape[0], len(BANDS)))
+    for layer, row in enumerate(usage):
+        row = row[: geometry.layer_chunks(layer)]
+        out[layer] = [row[idx].sum() for idx in quarters(len(row))]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return out / out.sum(axis=1, keepdims=True)

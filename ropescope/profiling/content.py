@@ -82,8 +82,18 @@ def _check_geometry(meta: dict) -> None:
         raise ValueError(f"its geometry rotates {geometry.rotary_dim} of {geometry.head_dim} head dims")
     for i, layer in enumerate(geometry.layers):
         freqs = layer.inv_freq
-        if freqs.ndim != 1 or 2 * len(freqs) != geometry.rotary_dim:
-            raise ValueError(f"layer {i} of its geometry has {freqs.size} frequencies, not {geometry.rotary_dim // 2}")
+        own_dim = geometry.layer_head_dim(i)
+        if (
+            freqs.ndim != 1
+            or not 0 < 2 * len(freqs) <= min(own_dim, geometry.rotary_dim)
+            or own_dim > geometry.head_dim
+        ):
+            raise ValueError(
+                f"layer {i} of its geometry has {freqs.size} frequencies for a {own_dim}-dim head "
+                f"(the widest: {geometry.head_dim} dims, {geometry.rotary_dim // 2} chunks)"
+            )
+        if layer.kv_heads is not None and not 0 < layer.kv_heads <= meta["n_kv_heads"]:
+            raise ValueError(f"layer {i} of its geometry has {layer.kv_heads} KV heads of at most {meta['n_kv_heads']}")
         if not (np.isfinite(freqs).all() and (freqs >= 0).all() and math.isfinite(layer.attention_scaling)):
             raise ValueError(f"layer {i} of its geometry has non-finite or negative frequencies")
     if geometry.n_chunks != meta["n_chunks"]:
@@ -116,25 +126,30 @@ def check_position_content(meta: dict, stats: dict[str, ChunkNormStats], by_posi
 
 def _check_stats(meta: dict, stats: dict[str, ChunkNormStats], whole: bool = True) -> None:
     heads = {"q": meta["n_heads"], "k": meta["n_kv_heads"], "v": meta["n_kv_heads"]}
+    geometry = RopeGeometry.from_dict(meta["geometry"])
     for tensor, n_heads in heads.items():
         s = stats[tensor]
         expected = (meta["n_layers"], n_heads, meta["n_chunks"])
         if tuple(s.mean.shape) != expected:
             raise ValueError(f"its {tensor} statistics have shape {tuple(s.mean.shape)}, expected {expected}")
+        absent = geometry.absent(n_heads, kv=tensor != "q")
+        if not (np.isnan(s.mean.numpy()[absent]).all() and np.isnan(s.m2.numpy()[absent]).all()):
+            raise ValueError(f"its {tensor} statistics hold values for heads or chunks its geometry does not have")
         count, nonfinite = s.count.numpy(), s.nonfinite.numpy()
         for name, values in (("count", count), ("nonfinite", nonfinite)):
             exact = np.isfinite(values).all() and (values >= 0).all() and (values <= MAX_COUNT).all()
             if not (exact and (values == np.round(values)).all()):
                 raise ValueError(f"its {tensor} token {name}s are not integers in 0..2^53")
         mean, m2, peak = s.mean.numpy(), s.m2.numpy(), s.max.numpy()
-        seen = count > 0
+        seen = (count > 0)[:, None, None] & ~absent
+        unseen = (count == 0)[:, None, None] & ~absent
         if not (np.isfinite(mean[seen]).all() and np.isfinite(m2[seen]).all() and np.isfinite(peak[seen]).all()):
             raise ValueError(f"its {tensor} statistics hold NaN or infinite values in layers with tokens")
         if (mean[seen] < 0).any() or (m2[seen] < -1e-9 * (1 + np.abs(m2[seen]))).any():
             raise ValueError(f"its {tensor} statistics hold a negative mean norm or variance")
         if (peak[seen] < mean[seen] * (1 - 1e-9) - 1e-12).any():
             raise ValueError(f"its {tensor} statistics hold a maximum norm below the mean")
-        if (mean[~seen] != 0).any() or (m2[~seen] != 0).any():
+        if (mean[unseen] != 0).any() or (m2[unseen] != 0).any():
             raise ValueError(f"its {tensor} statistics hold values in a layer that counted no tokens")
     if whole and int(stats["q"].count[0]) != meta["n_tokens"]:
         raise ValueError(f"its layer-0 query count {int(stats['q'].count[0])} is not n_tokens {meta['n_tokens']}")

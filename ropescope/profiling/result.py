@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,15 +77,25 @@ class Profile:
         return int(self.meta["n_tokens"])
 
     def layer_usage(self, tensor: str = "q") -> np.ndarray:
-        """``[layers, chunks]``: mean chunk norm over all counted tokens and all heads of a layer."""
-        return self._stats(tensor).mean.numpy().mean(axis=1)
+        """``[layers, chunks]``: mean chunk norm over all counted tokens and all heads of a layer (NaN
+        past a layer's own chunks where layers differ in head size)."""
+        mean = self._stats(tensor).mean.numpy()
+        if not np.isnan(mean).any():
+            return mean.mean(axis=1)
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: chunks the layer lacks
+            return np.nanmean(mean, axis=1)
 
     def head_usage(self, layer: int, tensor: str = "q") -> np.ndarray:
-        """``[heads, chunks]``: mean chunk norm of each head of ``layer`` over all counted tokens."""
+        """``[heads, chunks]``: mean chunk norm of each head of ``layer`` over all counted tokens (the
+        layer's own heads and chunks where layers differ; no key or value heads on a layer that
+        reuses an earlier layer's keys and values)."""
         stats = self._stats(tensor)
         if not 0 <= layer < self.n_layers:
             raise ValueError(f"layer {layer} is out of range: the model has layers 0..{self.n_layers - 1}")
-        return stats.mean.numpy()[layer]
+        mean = stats.mean.numpy()[layer]
+        heads, chunks = self.geometry.layer_sizes(mean.shape[0], kv=tensor != "q")[layer]
+        return mean[:heads, :chunks]
 
     def _stats(self, tensor: str) -> ChunkNormStats:
         if tensor not in self.stats:
@@ -96,9 +107,13 @@ class Profile:
 
         Columns: ``tensor`` (q/k/v), ``layer``, ``head`` (0-based), ``chunk`` (0 = fastest),
         ``frequency`` (rad/token), ``wavelength`` (tokens), ``mean_norm``, ``std_norm``,
-        ``max_norm`` (chunk 2-norm over counted tokens), ``n_tokens``.
+        ``max_norm`` (chunk 2-norm over counted tokens), ``n_tokens``. Where layers differ in head size
+        or KV-head count (Gemma 4), a layer has rows only for the heads and chunks it has.
         """
         geometry = self.geometry
+        freqs = geometry.frequency_table()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            wavelengths = 2 * np.pi / freqs
         parts = []
         for tensor in TENSORS:
             stats = self.stats[tensor]
@@ -106,9 +121,7 @@ class Profile:
             layer, head, chunk = np.meshgrid(
                 np.arange(n_layers), np.arange(n_heads), np.arange(n_chunks), indexing="ij"
             )
-            freqs = np.stack([geometry.frequencies(i) for i in range(n_layers)])
-            with np.errstate(divide="ignore"):
-                wavelengths = 2 * np.pi / freqs
+            present = ~stats.absent.numpy().ravel()
             parts.append(
                 pd.DataFrame(
                     {
@@ -123,7 +136,7 @@ class Profile:
                         "max_norm": stats.max.numpy().ravel(),
                         "n_tokens": stats.count.numpy()[layer].ravel().astype(np.int64),
                     }
-                )
+                )[present]
             )
         return pd.concat(parts, ignore_index=True)
 
@@ -147,10 +160,14 @@ class Profile:
         for bucket in buckets:
             mean = bucket.mean.numpy()
             counted = bucket.count.numpy() > 0
-            if layer is not None:
-                rows.append(mean[layer].mean(axis=0) if counted[layer] else np.full(mean.shape[-1], np.nan))
-            else:
-                rows.append(mean[counted].mean(axis=(0, 1)) if counted.any() else np.full(mean.shape[-1], np.nan))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: chunks no counted layer has
+                if layer is not None:
+                    rows.append(np.nanmean(mean[layer], axis=0) if counted[layer] else np.full(mean.shape[-1], np.nan))
+                else:
+                    rows.append(
+                        np.nanmean(mean[counted], axis=(0, 1)) if counted.any() else np.full(mean.shape[-1], np.nan)
+                    )
         return np.array(rows)
 
     def position_counts(self) -> np.ndarray:
@@ -186,7 +203,7 @@ class Profile:
                             "max_norm": bucket.max.numpy().ravel(),
                             "n_tokens": bucket.count.numpy()[layer].ravel().astype(np.int64),
                         }
-                    )
+                    )[~bucket.absent.numpy().ravel()]
                 )
         return pd.concat(parts, ignore_index=True)
 

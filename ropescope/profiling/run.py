@@ -161,7 +161,10 @@ def profile(
     stats = {name: gather_merge(s.to_cpu()) for name, s in cap.stats.items()}
     for name in [t for t in ("q", "k") if t in tensors]:
         counts = stats[name].count.tolist()
-        unseen = [layer for layer in anatomy.geometry.attention_layers if counts[layer] == 0]
+        own = [
+            i for i in anatomy.geometry.attention_layers if name == "q" or anatomy.geometry.layers[i].kv_source is None
+        ]
+        unseen = [layer for layer in own if counts[layer] == 0]  # a KV-sharing layer makes no keys
         if unseen and not stats[name].nonfinite[unseen].any():
             raise UnsupportedModelError(
                 f"model type {anatomy.model_type!r} did not call apply_rotary_pos_emb in layer(s) "

@@ -30,12 +30,14 @@ def _angles_editor(geometry: RopeGeometry, frequencies: dict[int, np.ndarray]):
     chunk), independently of the pair layout of q and k (GLM rotates interleaved pairs but emits
     ``cat`` cos). The layout is read off the model: the first call per layer computes cos with the
     layer's own frequencies in each candidate layout and keeps the one equal to the model's cos."""
-    chunks = geometry.n_chunks
-    candidates = {
-        "cat": np.concatenate([np.arange(chunks)] * 2),
-        "repeat": np.repeat(np.arange(chunks), 2),
-        "half": np.arange(chunks),
-    }
+
+    def candidates(chunks: int) -> dict[str, np.ndarray]:
+        return {
+            "cat": np.concatenate([np.arange(chunks)] * 2),
+            "repeat": np.repeat(np.arange(chunks), 2),
+            "half": np.arange(chunks),
+        }
+
     found: dict[int, np.ndarray] = {}  # layer -> chunk of every cos/sin column; its keys: the layers reached
 
     def angles_of(freq, dim_chunk, positions, like):
@@ -53,7 +55,8 @@ def _angles_editor(geometry: RopeGeometry, frequencies: dict[int, np.ndarray]):
         scaling = geometry.layers[layer].attention_scaling
         if layer not in found:
             own = geometry.frequencies(layer)
-            for dim_chunk in candidates.values():
+            chunks = len(own)
+            for dim_chunk in candidates(chunks).values():
                 if len(dim_chunk) != cos.shape[-1]:
                     continue
                 mine = angles_of(own, dim_chunk, positions, cos).cos() * scaling
@@ -121,9 +124,16 @@ def ablate_chunks(model, targets: dict[tuple[int, int], Sequence[int]], tensors:
     for (layer, head), chunks in targets.items():
         if not 0 <= layer < geometry.n_layers or not 0 <= head < n_heads:
             raise RopescopeError(f"head ({layer}, {head}) is out of range")
-        if any(not 0 <= c < geometry.n_chunks for c in chunks):
-            raise RopescopeError(f"chunks must be in 0..{geometry.n_chunks - 1}, got {list(chunks)}")
-    dims = chunk_dims(geometry)
+        own = geometry.layer_chunks(layer)
+        if any(not 0 <= c < own for c in chunks):
+            raise RopescopeError(f"chunks of layer {layer} must be in 0..{own - 1}, got {list(chunks)}")
+        source = geometry.layers[layer].kv_source
+        if "k" in tensors and source is not None:
+            raise RopescopeError(
+                f"layer {layer} reuses the keys of layer {source} (KV sharing): ablate its queries only "
+                f"(tensors=('q',)), or the keys at layer {source}, which every sharing layer then sees"
+            )
+    dims = {layer: chunk_dims(geometry, layer) for layer in {layer for layer, _ in targets}}
 
     with intervene(
         model,

@@ -72,6 +72,8 @@ def geometry_data(profile: Profile) -> dict:
                 "theta": layer.theta,
                 "window": layer.window,
                 "type": layer.layer_type,
+                "head_dim": geometry.layer_head_dim(i),
+                "chunks": geometry.layer_chunks(i),
                 "frequency": _floats(freqs),
                 "wavelength": _floats(wavelengths),
                 "boundary_profiled": geometry.semantic_boundary(i, int(profile.meta["max_seq_len"])),

@@ -54,6 +54,13 @@ NAMED = [
     "qwen3_5",
     "falcon_h1",
     "gemma4_text (one head size)",
+    "gemma4_text",
+    "gemma4",
+    "gemma4_unified",
+    "gemma4_unified_text",
+    "gemma4_text (K = V, KV sharing)",
+    "gemma3n_text",
+    "gemma3n_text (KV sharing)",
     "exaone4",
     "afmoe",
 ]
@@ -118,15 +125,19 @@ def _recorded_qkv(model, ids):
     for module in attention:
         layer = module.layer_idx
         handles.append(module.register_forward_pre_hook(lambda m, a, layer=layer: running.__setitem__(0, layer)))
-        if hasattr(module, "v_proj"):
+        if getattr(module, "is_kv_shared_layer", False):
+            continue  # reuses an earlier layer's keys and values (Gemma 3n / 4): only its q is its own
+        if getattr(module, "v_proj", False) is None and getattr(module, "use_alternative_attention", False):
+            target, cut = module.k_proj, None  # K = V (Gemma 4's global layers): the values are k_proj's output
+        elif hasattr(module, "v_proj"):
             target, cut = module.v_proj, None
         elif hasattr(module, "qkv_proj"):  # Phi-3: [q | k | v]
             target, cut = module.qkv_proj, "tail"
         else:  # GPT-NeoX: per head [q, k, v]
             target, cut = module.query_key_value, "per_head"
 
-        def hook(mod, args, out, layer=layer, cut=cut):
-            values[layer] = (out.detach().double().clone(), cut)
+        def hook(mod, args, out, layer=layer, cut=cut, d=getattr(module, "head_dim", None)):
+            values[layer] = (out.detach().double().clone(), cut, d)
 
         handles.append(target.register_forward_hook(hook))
         # q and k as a layer without RoPE hands them to its attention: after its QK-norm, if any
@@ -153,8 +164,11 @@ def _recorded_qkv(model, ids):
         for h in handles:
             h.remove()
     for layer, qk in projected.items():
-        if layer not in calls and len(qk) == 2:  # a layer that made no RoPE call: NoPE
+        if layer not in calls and layer not in seen and len(qk) == 2:  # a layer that made no RoPE call: NoPE
             calls[layer] = (qk["q"], qk["k"])
+    for layer, made in seen.items():
+        if len(made) == 1:  # rotated its q only: KV sharing
+            calls[layer] = (made[0], None)
     return calls, values
 
 
@@ -167,17 +181,24 @@ def _bos(model):
 
 
 def _slow_profile(model, geometry, n_heads, n_kv):
-    r, layout = geometry.rotary_dim, geometry.layout
+    """Mean chunk norms ``[layers, heads, chunks]`` from this file's own record, each layer with its own
+    rotary dims and head counts, NaN-padded to the widest layer (Gemma 4), NaN for keys and values a
+    layer does not make (KV sharing) and for layers without attention (hybrids)."""
+    layout = geometry.layout
     collected = {t: {} for t in "qkv"}
     for text in TEXTS:
         row = CharTokenizer()(text)["input_ids"]
         keep = np.array([t != _bos(model) for t in row])  # BOS left out, as ropescope does by default
         calls, values = _recorded_qkv(model, torch.tensor([row]))
         for layer, (q, k) in calls.items():
+            r = geometry.layer_rotary_dim(layer)
             for name, x in (("q", q), ("k", k)):
+                if x is None:
+                    continue
                 x = x[0].permute(1, 0, 2).numpy()  # [S, H, D]
                 collected[name].setdefault(layer, []).append(slow_chunk_norms(x[..., :r], r, layout)[keep])
-        for layer, (out, cut) in values.items():
+        for layer, (out, cut, d) in values.items():
+            r = geometry.layer_rotary_dim(layer)
             out = out[0].numpy()  # [S, width]
             if cut == "tail":
                 d = out.shape[-1] // (n_heads + 2 * n_kv)
@@ -186,13 +207,16 @@ def _slow_profile(model, geometry, n_heads, n_kv):
                 per_head = out.reshape(out.shape[0], n_kv, -1)
                 v = per_head[..., 2 * (per_head.shape[-1] // 3) :]
             else:
-                v = out.reshape(out.shape[0], n_kv, -1)
+                heads = out.shape[-1] // d if d else n_kv  # the layer's own KV-head count
+                v = out.reshape(out.shape[0], heads, -1)
             collected["v"].setdefault(layer, []).append(slow_chunk_norms(v[..., :r], r, layout)[keep])
     result = {}
-    for t, per in collected.items():  # layers without attention (hybrids): NaN, as nothing was counted
-        width = next(iter(per.values()))[0].shape[1:]
-        nan = np.full(width, np.nan)
-        result[t] = np.stack([np.concatenate(per[i]).mean(0) if i in per else nan for i in range(geometry.n_layers)])
+    for t, per in collected.items():
+        out = np.full((geometry.n_layers, n_heads if t == "q" else n_kv, geometry.n_chunks), np.nan)
+        for i, parts in per.items():
+            mean = np.concatenate(parts).mean(0)
+            out[i, : mean.shape[0], : mean.shape[1]] = mean
+        result[t] = out
     return result
 
 
@@ -209,7 +233,7 @@ def test_every_supported_family_profiles_exactly(rows):
             others = [i for i in range(len(ours)) if i not in attention]
             if (
                 ours.shape != slow[tensor].shape
-                or not np.allclose(ours[attention], slow[tensor][attention], rtol=1e-5, atol=1e-6)
+                or not np.allclose(ours[attention], slow[tensor][attention], rtol=1e-5, atol=1e-6, equal_nan=True)
                 or not np.isnan(slow[tensor][others]).all()
                 or prof.stats[tensor].count.numpy()[others].any()
             ):

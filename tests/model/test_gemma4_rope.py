@@ -1,18 +1,19 @@
 """Gemma 4's way of applying RoPE: q and k rotated in separate calls on [batch, tokens, heads, dims],
 proportional RoPE on global layers (a quarter of the pairs rotate, at theta^(-2i/head_dim), the rest
-not at all). What ropescope cannot measure yet (heads of different sizes per layer, KV sharing,
-K = V) is refused in one line."""
+not at all), heads of different sizes and KV-head counts per layer, keys used as values (K = V) and
+layers reusing earlier layers' keys and values (KV sharing)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from cli_helpers import assert_no_output, assert_one_line_error, run_cli
+from cli_helpers import run_cli
 from hub_stand_in import char_tokenizer
 
 import ropescope
-from ropescope.errors import UnsupportedModelError
+import ropescope.errors
+import ropescope.profiling.result
 from ropescope.families import TEXTS, VARIANTS, CharTokenizer, tiny_model
 
 ONE_SIZE = VARIANTS["gemma4_text (one head size)"][1]
@@ -57,19 +58,80 @@ def test_interventions_reach_separate_rope_calls(dtype):
         assert torch.equal(base, model(input_ids=ids, use_cache=False).logits)
 
 
-def test_what_is_not_measured_yet_is_refused(tmp_path):
-    shared = _gemma4(
-        num_hidden_layers=4, layer_types=["sliding_attention", "full_attention"] * 2, num_kv_shared_layers=2
-    )
-    with pytest.raises(UnsupportedModelError, match="reuses another layer's keys and values"):
-        ropescope.profile(shared, CharTokenizer(), list(TEXTS))
-    k_eq_v = _gemma4(attention_k_eq_v=True)
-    with pytest.raises(UnsupportedModelError, match=r"uses its keys as values \(K = V"):
-        ropescope.profile(k_eq_v, CharTokenizer(), list(TEXTS))
+GEMMA4_26B_LIKE = VARIANTS["gemma4_text (K = V, KV sharing)"][1]
+
+
+def test_per_layer_head_sizes_kv_heads_k_eq_v_and_kv_sharing_are_read_from_the_model():
+    """Gemma 4 26B/31B-like: 16-dim sliding heads with 2 KV heads, 32-dim global heads with 1 KV head
+    whose keys are the values, and layers 4, 5 reusing the keys and values of layers 2, 3."""
+    model = tiny_model("gemma4_text", GEMMA4_26B_LIKE)
+    anatomy = ropescope.inspect_model(model)
+    geometry = anatomy.geometry
+    assert geometry.ragged and (geometry.head_dim, geometry.n_chunks) == (32, 16)
+    assert [geometry.layer_head_dim(i) for i in range(6)] == [16, 32] * 3
+    assert [geometry.layer_chunks(i) for i in range(6)] == [8, 16] * 3
+    assert [anatomy.layer_kv_heads(i) for i in range(6)] == [2, 1] * 3
+    assert [lr.kv_source for lr in geometry.layers] == [None, None, None, None, 2, 3]
+    i = np.arange(16)
+    assert np.allclose(geometry.frequencies(3), np.where(i < 4, 1e6 ** (-2 * i / 32), 0.0), rtol=1e-6, atol=0)
+    assert type(ropescope.profiling.result.RopeGeometry.from_dict(geometry.to_dict())) is type(geometry)
+    assert ropescope.profiling.result.RopeGeometry.from_dict(geometry.to_dict()).to_dict() == geometry.to_dict()
+
+
+def test_ragged_profile_is_nan_exactly_where_a_layer_has_no_such_head_or_chunk(tmp_path):
+    model = tiny_model("gemma4_text", GEMMA4_26B_LIKE)
+    prof = ropescope.profile(model, CharTokenizer(), list(TEXTS), batch_size=2)
+    q, k, v = (prof.stats[t].mean.numpy() for t in "qkv")
+    assert q.shape == (6, 4, 16) and k.shape == v.shape == (6, 2, 16)
+    assert np.isfinite(q[1]).all() and np.isnan(q[0, :, 8:]).all() and np.isfinite(q[0, :, :8]).all()
+    assert np.isfinite(k[0, :, :8]).all() and np.isnan(k[1, 1:]).all() and np.isfinite(k[1, :1]).all()
+    assert np.isnan(k[4:]).all() and np.isnan(v[4:]).all()  # keys and values of layers 2, 3: counted there
+    assert (prof.stats["k"].count.numpy()[4:] == 0).all() and (prof.stats["q"].count.numpy() > 0).all()
+    frame = prof.frame()
+    assert frame.mean_norm.notna().all()  # the tidy table has rows for what exists only
+    assert len(frame[(frame.tensor == "q") & (frame.layer == 0)]) == 4 * 8
+    assert len(frame[(frame.tensor == "k") & (frame.layer == 4)]) == 0
+    assert prof.head_usage(0, "q").shape == (4, 8) and prof.head_usage(4, "k").shape == (0, 8)
+    path = prof.save(tmp_path / "ragged.safetensors")
+    loaded = ropescope.load_profile(path)
+    for t in "qkv":
+        assert np.array_equal(loaded.stats[t].mean.numpy(), prof.stats[t].mean.numpy(), equal_nan=True)
+    merged = prof.merge(ropescope.profile(model, CharTokenizer(), ["a third prompt"]))
+    assert np.array_equal(np.isnan(merged.stats["k"].mean.numpy()), np.isnan(k))
+
+
+def test_a_profile_with_values_where_its_geometry_has_none_is_refused(tmp_path):
+    model = tiny_model("gemma4_text", GEMMA4_26B_LIKE)
+    prof = ropescope.profile(model, CharTokenizer(), list(TEXTS), batch_size=2)
+    prof.stats["q"].mean = prof.stats["q"].mean.clone()
+    prof.stats["q"].mean[0, 0, 12] = 1.0  # layer 0's heads have 8 chunks
+    path = prof.save(tmp_path / "forged.safetensors")
+    with pytest.raises(ropescope.errors.ProfileFileError, match="heads or chunks its geometry does not have"):
+        ropescope.load_profile(path)
+
+
+def test_shared_layers_score_against_their_source_keys_and_ablation_says_so():
+    model = tiny_model("gemma4_text", GEMMA4_26B_LIKE)
+    report = ropescope.scan_heads(model, CharTokenizer(), list(TEXTS), max_offset=1)  # gated against eager
+    assert sorted(set(report.table.layer)) == list(range(6))
+    sliding = report.table[report.table.layer == 0]
+    assert all(int(c) < 8 for chunks in sliding.attr_top_chunks for c in chunks.split())
+    assert (report.table[report.table.layer == 3].kv_head == 0).all()  # one KV head on global layers
+    with pytest.raises(ropescope.errors.RopescopeError, match="reuses the keys of layer 2"):
+        with ropescope.ablate_chunks(model, {(4, 0): [0]}):
+            pass
+    with pytest.raises(ropescope.errors.RopescopeError, match=r"chunks of layer 0 must be in 0\.\.7"):
+        with ropescope.ablate_chunks(model, {(0, 0): [8]}, tensors=("q",)):
+            pass
+
+
+def test_gemma4_checkpoint_profiles_from_the_cli_with_its_figures(tmp_path):
     directory = tmp_path / "gemma4"
-    tiny_model("gemma4_text").save_pretrained(directory)  # global heads twice the size, as in Gemma 4
+    tiny_model("gemma4_text", GEMMA4_26B_LIKE).save_pretrained(directory)
     char_tokenizer(directory)
     out = tmp_path / "run"
-    result = run_cli("profile", str(directory), "--out", str(out), "--max-tokens", "16")
-    assert_one_line_error(result, "sets head_dim per layer (as Gemma 4's global layers do)")
-    assert_no_output(out)
+    result = run_cli("profile", str(directory), "--out", str(out), "--max-tokens", "32")
+    assert result.returncode == 0, result.stderr
+    loaded = ropescope.load_profile(out)
+    assert loaded.geometry.ragged and loaded.geometry.layers[5].kv_source == 3
+    assert any(p.name.startswith("fig03") and p.suffix == ".png" for p in out.iterdir())

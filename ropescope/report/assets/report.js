@@ -338,8 +338,9 @@
     return root;
   }
   function chunkLines(canvas, layer, head, kv) {
-    const q = DATA.head_usage.q[layer][head];
-    const k = DATA.head_usage.k[layer][kv];
+    const own = geo.layers[layer].chunks; // the layer's own chunks (Gemma 4: fewer on sliding layers)
+    const q = DATA.head_usage.q[layer][head].slice(0, own);
+    const k = DATA.head_usage.k[layer][kv].slice(0, own);
     const n = q.length;
     const W = 460;
     const H = 180;
