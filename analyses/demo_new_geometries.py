@@ -2,10 +2,11 @@
 
 1. NoPE layers beside RoPE layers: a SmolLM3-shaped model (12 layers, RoPE skipped on every fourth
    layer as SmolLM3 does, 8 heads of 64 dims, theta 2M) -> docs/nope_layers_smollm3-shape.png
-2. Gemma 4's proportional RoPE: a Gemma-4-shaped model (12 layers, five sliding layers at theta 10k
-   to one global layer at theta 1M whose RoPE rotates only the first quarter of its pairs, at
-   1e6^(-2i/head_dim)) -> docs/proportional_rope_gemma4-shape.png. Its heads are all 256 dims; real
-   Gemma 4 global heads have 512, which ropescope refuses for now.
+2. Gemma 4's proportional RoPE: a Gemma-4-31B-shaped model (12 layers, five sliding layers with
+   256-dim heads and 2 KV heads at theta 10k to one global layer with 512-dim heads and 1 KV head
+   whose keys are its values (K = V) and whose RoPE rotates only the first quarter of its pairs, at
+   1e6^(-2i/512); the last two layers reuse earlier layers' keys and values)
+   -> docs/proportional_rope_gemma4-shape.png.
 
 Both profile the built-in Shakespeare prompts through a character tokenizer. On random weights the
 chunk norms carry no learned structure: the figures show what the tool draws, not how those models
@@ -68,7 +69,10 @@ demo(
         num_attention_heads=4,
         num_key_value_heads=2,
         head_dim=256,
-        per_layer_config={},
+        global_head_dim=512,
+        num_global_key_value_heads=1,
+        attention_k_eq_v=True,
+        num_kv_shared_layers=2,
         sliding_window=512,
         max_position_embeddings=32768,
         layer_types=(["sliding_attention"] * 5 + ["full_attention"]) * 2,

@@ -303,6 +303,18 @@ def perturb_norms(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
+def _rotary_dims(geometry) -> str:
+    """``rotary/head`` dims, per distinct layer size where layers differ (Gemma 4: ``16/16, 32/32``),
+    with the layers that reuse another layer's keys and values (KV sharing) named."""
+    sizes = sorted(
+        {(geometry.layer_rotary_dim(i), geometry.layer_head_dim(i)) for i in geometry.attention_layers},
+        key=lambda s: s[1],
+    )
+    text = ", ".join(f"{r}/{h}" for r, h in sizes)
+    shared = [i for i, lr in enumerate(geometry.layers) if lr.kv_source is not None]
+    return text + (f" (layers {', '.join(map(str, shared))} reuse KV)" if shared else "")
+
+
 def survey(families: list[str] | None = None, progress: Callable[[str], None] | None = None) -> list[FamilyRow]:
     """The family table: one row per RoPE family (and per :data:`VARIANTS` entry), sorted by name."""
     cases = [(f, f, None) for f in (families or causal_lm_families())]
@@ -342,7 +354,7 @@ def survey_family(name: str, model_type: str, overrides: dict | None = None) -> 
         windows = sorted({lr.window for lr in g.layers if lr.window})
         described = (
             g.layout,
-            f"{g.rotary_dim}/{g.head_dim}",
+            _rotary_dims(g),
             _scaling(model),
             ", ".join(map(str, windows)) if windows else "-",
             ", ".join(map(str, g.nope_layers)) or "-",

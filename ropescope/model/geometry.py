@@ -99,6 +99,12 @@ class RopeGeometry:
         nope_text = f", NoPE layers {', '.join(map(str, nope))}" if nope else ""
         others = len(self.layers) - len(self.attention_layers)
         nope_text += f", {others} layers without softmax attention" if others else ""
+        shared = [i for i, lr in enumerate(self.layers) if lr.kv_source is not None]
+        nope_text += f", layers {', '.join(map(str, shared))} reuse earlier layers' keys and values" if shared else ""
+        if len({self.layer_head_dim(i) for i in self.attention_layers}) > 1:
+            sizes = sorted({(self.layer_head_dim(i), self.layer_rotary_dim(i)) for i in self.attention_layers})
+            heads = "head_dim / rotary_dim " + ", ".join(f"{h} / {r}" for h, r in sizes) + " by layer"
+            return f"RopeGeometry({self.n_layers} layers, {heads} ({self.layout}), theta {theta}{window}{nope_text})"
         return (
             f"RopeGeometry({self.n_layers} layers, head_dim {self.head_dim}, rotary_dim {self.rotary_dim} "
             f"({self.n_chunks} chunks, {self.layout}), theta {theta}{window}{nope_text})"

@@ -16,12 +16,16 @@ BAND_COLOURS = ("#d62828", "#f77f00", "#2a9d8f", "#1d3557")
 def _shares(usage: np.ndarray) -> np.ndarray:
     """``usage[buckets, chunks]`` as each bucket's share of its total norm per chunk."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        return usage / usage.sum(axis=1, keepdims=True)
+        return usage / np.nansum(usage, axis=1, keepdims=True)
 
 
 def position_usage_figure(profile, tensors=("q", "k"), layer: int | None = None, *, ax=None, cmap=None, scale="p99"):
     """Per tensor: a map of each chunk's share of the norm in every position bucket (buckets with
     tokens only), and the four frequency quarters' shares against position."""
+    geometry = profile.geometry
+    if layer is None and len({geometry.layer_chunks(i) for i in geometry.attention_layers}) > 1:
+        own_keys = [i for i in geometry.attention_layers if geometry.layers[i].kv_source is None]
+        layer = max(own_keys, key=geometry.layer_chunks)  # quarters need one chunk count: the widest layer
     counts = profile.position_counts()
     seen = np.flatnonzero(counts > 0)
     labels = [bucket_labels(profile.position_edges)[i] for i in seen]

@@ -15,6 +15,7 @@ number generalised to any pair of profiles).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,8 +33,13 @@ def _ranks(values: np.ndarray) -> np.ndarray:
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman rank correlation of two equally long vectors (NaN where either is constant)."""
-    ra, rb = _ranks(np.ravel(a)), _ranks(np.ravel(b))
+    """Spearman rank correlation of two equally long vectors over the cells both have (a layer's
+    missing chunks are NaN); NaN where either is constant or fewer than two cells remain."""
+    a, b = np.ravel(a), np.ravel(b)
+    both = np.isfinite(a) & np.isfinite(b)
+    if both.sum() < 2:
+        return float("nan")
+    ra, rb = _ranks(a[both]), _ranks(b[both])
     if ra.std() == 0 or rb.std() == 0:
         return float("nan")
     return float(np.corrcoef(ra, rb)[0, 1])
@@ -43,7 +49,9 @@ def _bin_average(usage: np.ndarray, rows: int, cols: int) -> np.ndarray:
     """``usage[L, C]`` averaged onto ``rows`` x ``cols`` equal bins of relative position."""
     layer_bins = np.array_split(np.arange(usage.shape[0]), rows)
     chunk_bins = np.array_split(np.arange(usage.shape[1]), cols)
-    return np.array([[usage[np.ix_(lb, cb)].mean() for cb in chunk_bins] for lb in layer_bins])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a bin holding only chunks no layer has: NaN
+        return np.array([[np.nanmean(usage[np.ix_(lb, cb)]) for cb in chunk_bins] for lb in layer_bins])
 
 
 def geometry_difference(a, b) -> str | None:
@@ -121,7 +129,7 @@ def compare_profiles(a, b, by: str = "geometry") -> ProfileComparison:
                 "difference": (ub - ua).ravel(),
                 "ratio": ratio.ravel(),
             }
-        )
+        )  # NaN in a and b: a chunk (or key head) that layer does not have
         for layer in range(ua.shape[0]):
             rows.append({"tensor": tensor, "layer": layer, "spearman": spearman(ua[layer], ub[layer])})
         overall[tensor] = spearman(ua, ub)
