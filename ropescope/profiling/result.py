@@ -34,7 +34,8 @@ from ropescope.profiling.notebook import profile_html, profile_line
 
 FORMAT = "ropescope-profile"
 # 5: per-layer head sizes, KV-head counts and KV-sharing sources in the geometry, NaN for the heads
-# and chunks a layer does not have (Gemma 4, Gemma 3n); 4: per-layer "rope" and "attention" flags in the geometry (NoPE layers, hybrid models' other layers;
+# and chunks a layer does not have (Gemma 4, Gemma 3n); 4: per-layer "rope" and "attention" flags in
+# the geometry (NoPE layers, hybrid models' other layers;
 # older files load with every layer rotating); 3: prompt hashes as an array; 2: the header is one metadata key
 FORMAT_VERSION = 5
 READABLE_VERSIONS = ("1", "2", "3", "4", "5")  # 1: the same fields as four metadata keys
