@@ -31,6 +31,8 @@ import torch
 from ropescope.errors import NoRopeError
 
 SMALL = dict(
+    n_group=1,  # DeepSeek-style grouped expert routing over the few tiny experts
+    topk_group=1,
     num_kv_shared_layers=0,  # two layers cannot share keys and values; the "KV sharing" variants do
     vocab_size=128,
     hidden_size=64,
@@ -208,7 +210,9 @@ def tiny_config(model_type: str, overrides: dict | None = None):
     cls = CONFIG_MAPPING[model_type]
     default = cls()
     known = set(default.to_dict())
-    kwargs = {k: v for k, v in SMALL.items() if k in known}
+    kwargs = {k: v for k, v in SMALL.items() if k in known and not _mla_head_dim(known, k)}
+    if "qk_rope_head_dim" in known and "num_key_value_heads" in kwargs:
+        kwargs["num_key_value_heads"] = kwargs["num_attention_heads"]  # MLA: one latent KV per query head
     for name in getattr(default, "sub_configs", {}) or {}:
         sub = getattr(default, name, None)
         if sub is None or not hasattr(sub, "to_dict"):
@@ -224,6 +228,13 @@ def tiny_config(model_type: str, overrides: dict | None = None):
     config = cls(**kwargs)
     config._attn_implementation = "eager"
     return config
+
+
+def _mla_head_dim(known: set, key: str) -> bool:
+    """MLA configs (DeepSeek V2/V3, Kimi, MiniCPM3) derive ``head_dim`` from ``qk_rope_head_dim``
+    (the rotary part only) and expand their latent keys and values to every query head: a tiny
+    ``head_dim`` or KV-head count of their own would contradict them."""
+    return key == "head_dim" and "qk_rope_head_dim" in known
 
 
 def _per_layer_cut(full: dict, shrunk: dict, keep: set | None = None, given: set = frozenset()) -> dict:

@@ -22,7 +22,7 @@ from ropescope.hooks.position import PositionStats, bucket_slices
 from ropescope.hooks.rope_call import RopeCallHooks
 from ropescope.hooks.stats import ChunkNormStats
 from ropescope.model.anatomy import ModelAnatomy
-from ropescope.model.families import family_adapter, value_module, values_of
+from ropescope.model.families import family_adapter, is_mla, value_module, values_of
 from ropescope.model.geometry import chunk_norms, rotate
 
 # Max |ours - model's| / max |model's| accepted by the geometry self-check, by model dtype.
@@ -74,6 +74,9 @@ class Capture(RopeCallHooks):
         # KV sharing: the post-RoPE keys of each layer whose keys later layers reuse, for on_qk
         self._sources = {lr.kv_source for lr in self.geometry.layers if lr.kv_source is not None}
         self._source_keys: dict[int, torch.Tensor] = {}
+        # MLA: the parts of q and k RoPE does not see, kept per layer until the layer ends (for on_qk)
+        self._mla = {site.layer: site.module for site in anatomy.sites if is_mla(site.module)}
+        self._mla_parts: dict[int, dict[str, torch.Tensor]] = {}
         # with ``by_position`` (bucket edges, see hooks.position): the same statistics per position bucket
         self.by_position = None
         self._sliced_positions, self._slices = None, None  # bucket column ranges of the current batch
@@ -85,6 +88,17 @@ class Capture(RopeCallHooks):
 
     def install(self) -> None:
         super().install()
+        if self.on_qk is not None:
+            for layer, module in self._mla.items():
+                query = getattr(module, "q_b_proj", None) or getattr(module, "q_proj", None)
+                if query is None:
+                    raise UnsupportedModelError(
+                        f"layer {layer}: its MLA queries come out of a fused projection ropescope cannot split "
+                        "(no q_proj or q_b_proj), so head scores cannot see their no-RoPE part"
+                    )
+                self._handles.append(query.register_forward_hook(self._mla_part(layer, "q_pass")))
+                self._handles.append(module.kv_b_proj.register_forward_hook(self._mla_part(layer, "k_nope")))
+                self._handles.append(module.register_forward_hook(self._mla_scores(layer)))
         if "v" in self.tensors:
             for site in self.anatomy.sites:
                 if self.geometry.layers[site.layer].kv_source is not None:
@@ -94,6 +108,12 @@ class Capture(RopeCallHooks):
 
     def at_rope(self, layer, q, k, cos, sin, rotate_as_model):
         head_dim = self.geometry.layer_head_dim(layer)
+        if layer in self._mla:  # the RoPE parts; head scores wait for the rest (see _mla_scores)
+            q_rot, k_rot = rotate_as_model(q, k, cos, sin)
+            self._record_qk(layer, q, k, q_rot, k_rot)
+            if self.on_qk is not None:
+                self._mla_parts.setdefault(layer, {}).update(q_rot=q_rot.detach(), k_rot=k_rot.detach())
+            return q_rot, k_rot
         if self.on_qk is not None and q.shape[-1] != head_dim:
             raise UnsupportedModelError(
                 f"head scores need the whole head vector at RoPE, but model type {self.anatomy.model_type!r} "
@@ -138,6 +158,36 @@ class Capture(RopeCallHooks):
     def remove(self) -> None:
         super().remove()
         self._source_keys.clear()
+        self._mla_parts.clear()
+
+    def _mla_part(self, layer: int, name: str):
+        """Keep the no-RoPE part of an MLA layer's queries (``q_pass``, from its query projection) or
+        keys (``k_nope``, from the latent up-projection) as ``[batch, heads, tokens, dims]``."""
+        module = self._mla[layer]
+        nope = module.qk_nope_head_dim
+
+        def hook(mod, args, output):
+            per_head = _per_head(output.detach(), self.n_heads)
+            self._mla_parts.setdefault(layer, {})[name] = per_head[..., :nope].transpose(1, 2)
+
+        return hook
+
+    def _mla_scores(self, layer: int):
+        """After an MLA layer ran: its whole query and key heads, RoPE part first (``[q_rot | q_pass]``,
+        ``[k_rot | k_nope]``, the one RoPE key broadcast to every head; a dot product is the same in
+        any dim order) go to ``on_qk``."""
+
+        @torch.no_grad()
+        def hook(module, args, output):
+            parts = self._mla_parts.pop(layer, {})
+            if set(parts) != {"q_rot", "k_rot", "q_pass", "k_nope"}:
+                raise UnsupportedModelError(f"layer {layer}: its MLA query and key parts were not all seen")
+            k_rot = parts["k_rot"].expand(-1, parts["k_nope"].shape[1], -1, -1)
+            q = torch.cat([parts["q_rot"], parts["q_pass"].to(parts["q_rot"].dtype)], dim=-1)
+            k = torch.cat([k_rot, parts["k_nope"].to(k_rot.dtype)], dim=-1)
+            self.on_qk(layer, q, k, self._token_mask(q.shape[2]))
+
+        return hook
 
     def at_nope(self, layer, kind, x):
         """A NoPE layer: q arrives first and waits for k; pre- and post-RoPE are the same tensors."""
@@ -183,12 +233,17 @@ class Capture(RopeCallHooks):
     def _on_value(self, layer: int):
         packing = family_adapter(self.anatomy.model_type).value_packing
 
+        mla = self._mla.get(layer)
+
         @torch.no_grad()
         def hook(module, args, output):
             output = output.detach()
-            v = values_of(output, packing, self.n_heads, self.anatomy.layer_kv_heads(layer))
+            if mla is not None:  # kv_b_proj: per head [k_nope | v]
+                v = _per_head(output, self.n_heads)[..., mla.qk_nope_head_dim :].transpose(1, 2)
+            else:
+                v = values_of(output, packing, self.n_heads, self.anatomy.layer_v_heads(layer))
             norms = chunk_norms(v[..., : self.geometry.layer_rotary_dim(layer)], self.geometry.layout)
-            self._add("v", layer, norms, self._token_mask(output.shape[1]))
+            self._add("v", layer, norms, self._token_mask(v.shape[2]))
 
         return hook
 
@@ -217,3 +272,11 @@ class Capture(RopeCallHooks):
                 f"head's largest magnitude (tolerance {tolerance:.0e})"
             )
         return True
+
+
+def _per_head(output: torch.Tensor, heads: int) -> torch.Tensor:
+    """A projection's ``[batch, tokens, heads * d]`` output (or ``[batch, 1, tokens, heads * d]``, as
+    MLA's latent up-projection runs on one latent "head") as ``[batch, tokens, heads, d]``."""
+    if output.dim() == 4 and output.shape[1] == 1:
+        output = output[:, 0]
+    return output.reshape(*output.shape[:2], heads, -1)

@@ -18,42 +18,73 @@ back when the last one goes.
 
 from __future__ import annotations
 
+import sys
+
 import torch
 
 from ropescope.errors import UnsupportedModelError
 from ropescope.model.anatomy import ModelAnatomy
+from ropescope.model.families import forward_code, output_order
 from ropescope.model.nope import nope_layout, nope_projections
 
 
 class _Dispatch:
-    """The installed ``apply_rotary_pos_emb`` of one modeling module and the hook sets it runs."""
+    """One installed RoPE function of one modeling module and the hook sets it runs.
 
-    def __init__(self, code, original, kind: str = "pair"):
-        self.code, self.original, self.hooks = code, original, []
+    Hook sets see post-RoPE tensors in the pre-RoPE pair layout: a function whose output permutes the
+    dims (DeepSeek's ``apply_rotary_pos_emb_interleave`` takes interleaved pairs and returns them as
+    halves) has its output put back in input order for the hooks (:func:`output_order`, read off the
+    function itself), and the hooks' result permuted again for the model: the same values, moved, so
+    the model computes exactly what it computes without hooks."""
+
+    def __init__(self, code, name: str, original, kind: str = "pair"):
+        self.code, self.name, self.original, self.hooks = code, name, original, []
+        self._orders: dict[int, torch.Tensor | None] = {}
 
         def apply_rotary_pos_emb(q, k, cos, sin, *args, **kwargs):
+            _CALLER[0] = sys._getframe(1).f_code  # which code called: the attention's forward, or e.g. an indexer
+            order = self.order(q.shape[-1], q.device)
+
             def call(q, k, cos, sin):
-                return original(q, k, cos, sin, *args, **kwargs)
+                out = original(q, k, cos, sin, *args, **kwargs)
+                return out if order is None else (out[0][..., order[1]], out[1][..., order[1]])
 
             for hooks in list(self.hooks):  # first installed innermost
                 call = hooks._wrap(call)
-            return call(q, k, cos, sin)
+            out = call(q, k, cos, sin)
+            return out if order is None else (out[0][..., order[0]], out[1][..., order[0]])
 
         def apply_rotary_pos_emb_single(x, cos, sin, *args, **kwargs):
             head_axis = kwargs.get("unsqueeze_dim", args[0] if args else 1)  # 2: x is [B, S, H, D]
+            _CALLER[0] = sys._getframe(1).f_code
+            order = self.order(x.shape[-1], x.device)
 
             def call(x, cos, sin):
-                return original(x, cos, sin, *args, **kwargs)
+                out = original(x, cos, sin, *args, **kwargs)
+                return out if order is None else out[..., order[1]]
 
             for hooks in list(self.hooks):
                 call = hooks._wrap_single(call, head_axis)
-            return call(x, cos, sin)
+            out = call(x, cos, sin)
+            return out if order is None else out[..., order[0]]
 
+        self.kind = kind
         self.function = apply_rotary_pos_emb if kind == "pair" else apply_rotary_pos_emb_single
         self.function.ropescope_hooks = True  # tells model.nope's probe not to run under installed hooks
 
+    def order(self, dims: int, device) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(order, inverse)`` index tensors of the function's output on ``dims``-wide heads (None
+        for the identity), read once per width by :func:`output_order`."""
+        if dims not in self._orders:
+            self._orders[dims] = output_order(self.original, self.kind, dims)
+        found = self._orders[dims]
+        if found is None:
+            return None
+        return found[0].to(device), found[1].to(device)
 
-_DISPATCH: dict[int, _Dispatch] = {}  # id(modeling module) -> its dispatcher while any hook set is installed
+
+_CALLER: list = [None]  # the code object that made the RoPE call now running through the hooks
+_DISPATCH: dict[tuple[int, str], _Dispatch] = {}  # (id(modeling module), function name) -> its dispatcher
 
 
 class RopeCallHooks:
@@ -73,6 +104,7 @@ class RopeCallHooks:
         self._entered: set[int] = set()
         self._handles: list = []
         self._patched: list[_Dispatch] = []
+        self._forward_code = {site.layer: forward_code(site) for site in anatomy.sites}
 
     # -- what a subclass does at each RoPE call ------------------------------------------------
     def at_rope(self, layer: int, q, k, cos, sin, rotate):
@@ -93,14 +125,21 @@ class RopeCallHooks:
         for site in sites:
             self._handles.append(site.module.register_forward_pre_hook(self._enter_layer(site.layer)))
             self._handles.append(site.module.register_forward_hook(self._leave_layer))
-        for code in {id(s.code_module): s.code_module for s in sites}.values():
-            dispatch = _DISPATCH.get(id(code))
-            if dispatch is None or code.apply_rotary_pos_emb is not dispatch.function:
-                kind = next(site.rope_call for site in sites if site.code_module is code)
-                dispatch = _DISPATCH[id(code)] = _Dispatch(code, code.apply_rotary_pos_emb, kind)
-                code.apply_rotary_pos_emb = dispatch.function
+        functions = {
+            (id(s.code_module), name): (s.code_module, name, s.rope_call) for s in sites for name in s.rope_functions
+        }
+        for key, (code, name, kind) in functions.items():
+            dispatch = _DISPATCH.get(key)
+            if dispatch is None or getattr(code, name) is not dispatch.function:
+                dispatch = _DISPATCH[key] = _Dispatch(code, name, getattr(code, name), kind)
+                setattr(code, name, dispatch.function)
             dispatch.hooks.append(self)
             self._patched.append(dispatch)
+        for site in sites:  # read each function's output order now, not in the middle of a forward pass
+            for name in site.rope_functions:
+                dispatch = _DISPATCH[(id(site.code_module), name)]
+                for dims in {self.geometry.layer_rotary_dim(site.layer), self.geometry.layer_head_dim(site.layer)}:
+                    dispatch.order(dims, "cpu")
         for site in sites:
             if not self.geometry.layers[site.layer].rope:
                 q_proj, k_proj = nope_projections(site)
@@ -138,10 +177,10 @@ class RopeCallHooks:
             if self in dispatch.hooks:
                 dispatch.hooks.remove(self)
             if not dispatch.hooks:
-                if dispatch.code.apply_rotary_pos_emb is dispatch.function:
-                    dispatch.code.apply_rotary_pos_emb = dispatch.original
-                if _DISPATCH.get(id(dispatch.code)) is dispatch:
-                    del _DISPATCH[id(dispatch.code)]
+                if getattr(dispatch.code, dispatch.name) is dispatch.function:
+                    setattr(dispatch.code, dispatch.name, dispatch.original)
+                if _DISPATCH.get((id(dispatch.code), dispatch.name)) is dispatch:
+                    del _DISPATCH[(id(dispatch.code), dispatch.name)]
         self._patched.clear()
         self._layer = None
 
@@ -217,6 +256,14 @@ class RopeCallHooks:
 
         return self.at_rope(layer, q, x, cos, sin, rotate)[1]
 
+    def _from_attention(self, layer: int) -> bool:
+        """Whether the RoPE call now running was made by the layer's attention ``forward`` itself. A
+        layer whose forward names its RoPE function has its other calls passed through untouched
+        (DeepSeek V3.2's and GLM-5's sparse-attention indexers rotate q and k of their own inside the
+        layer, to choose keys, not to attend with them)."""
+        expected = self._forward_code.get(layer)
+        return expected is None or _CALLER[0] is expected
+
     def _wrap_single(self, inner, head_axis: int):
         """``inner`` (one tensor's rotation) passed through :meth:`at_rope_one` while one of this
         set's layers runs; the first call of a layer is its query, the second its key."""
@@ -229,7 +276,7 @@ class RopeCallHooks:
 
         def call(x, cos, sin):
             layer = self._layer
-            if layer is None:
+            if layer is None or not self._from_attention(layer):
                 return inner(x, cos, sin)
             kind = "q" if self._single_calls == 0 else "k"
             self._single_calls += 1
@@ -243,7 +290,7 @@ class RopeCallHooks:
 
         def call(q, k, cos, sin):
             layer = self._layer
-            if layer is None:
+            if layer is None or not self._from_attention(layer):
                 return inner(q, k, cos, sin)
             return self.at_rope(layer, q, k, cos, sin, inner)
 

@@ -69,30 +69,31 @@ class ModelAnatomy:
 
     @cached_property
     def n_kv_heads(self) -> int:
-        """Key/value heads per layer (fewer than query heads under grouped-query attention); the most
-        of any layer where layers differ (Gemma 4's global layers have fewer: :meth:`layer_kv_heads`)."""
-        wide = config_value(self.config, "num_key_value_heads")
-        if wide:
-            return int(wide)
+        """Key/value heads per layer (fewer than query heads under grouped-query attention); where
+        layers differ, the most of the config's count and any layer's (Gemma 4's global layers have
+        fewer: :meth:`layer_kv_heads`)."""
+        wide = int(config_value(self.config, "num_key_value_heads") or 0)
         counts = [
             self.n_heads // groups
             for site in self.sites
             if isinstance(groups := getattr(site.module, "num_key_value_groups", None), int) and groups > 0
         ]
-        return max(counts, default=self.n_heads)
+        return max([wide, *counts]) or self.n_heads
 
     def layer_kv_heads(self, layer: int) -> int:
-        """Key/value heads of ``layer``."""
+        """Key heads of ``layer`` at RoPE (one under MLA, whose RoPE key is shared by every head)."""
         return self.geometry.layers[layer].kv_heads or self.n_kv_heads
+
+    def layer_v_heads(self, layer: int) -> int:
+        """Value heads of ``layer`` (MLA: one per query head; else its KV heads)."""
+        return self.geometry.layers[layer].v_heads or self.layer_kv_heads(layer)
 
     def layer_sizes(self, tensor: str) -> list[tuple[int, int]] | None:
         """``(heads, chunks)`` of every layer for ``tensor`` (q: query heads; k, v: KV heads), or None
         when every layer fills the ``[layers, heads, chunks]`` arrays (all but Gemma-4-like models)."""
         if not self.geometry.ragged:
             return None
-        if tensor == "q":
-            return self.geometry.layer_sizes(self.n_heads)
-        return self.geometry.layer_sizes(self.n_kv_heads, kv=True)
+        return self.geometry.layer_sizes(self.n_heads if tensor == "q" else self.n_kv_heads, tensor)
 
     @property
     def context_length(self) -> int | None:

@@ -9,6 +9,7 @@ projection. One small entry per family says what differs; everything else is sha
 from __future__ import annotations
 
 import inspect
+import re
 import sys
 from dataclasses import dataclass
 
@@ -74,6 +75,13 @@ def config_value(cfg, key: str):
         raise
 
 
+def is_mla(module: torch.nn.Module) -> bool:
+    """Multi-head latent attention (DeepSeek V2/V3, Kimi, MiniCPM3, Mistral 4): RoPE turns a
+    ``qk_rope_head_dim``-wide part of each query and one key shared by every head; the rest of q and
+    k (``qk_nope_head_dim``) and the values come out of the latent up-projection ``kv_b_proj``."""
+    return hasattr(module, "kv_b_proj") and isinstance(getattr(module, "qk_rope_head_dim", None), int)
+
+
 @dataclass(frozen=True)
 class AttentionSite:
     """One attention layer: its module, 0-based index, the modeling module it calls RoPE from, and
@@ -83,6 +91,29 @@ class AttentionSite:
     module: torch.nn.Module
     code_module: object
     rope_call: str = "pair"  # "pair": apply_rotary_pos_emb(q, k, cos, sin); "single": (x, cos, sin) per tensor
+    # the modeling module's RoPE functions this layer's code names (DeepSeek V3: the plain one and
+    # apply_rotary_pos_emb_interleave, chosen by config.rope_interleave); every one is hooked
+    rope_functions: tuple[str, ...] = ("apply_rotary_pos_emb",)
+
+
+ROPE_FUNCTION = "apply_rotary_pos_emb"
+
+
+def rope_functions(module: torch.nn.Module, code) -> tuple[str, ...]:
+    """The module-level RoPE functions (``apply_rotary_pos_emb`` and variants such as
+    ``apply_rotary_pos_emb_interleave``, same call shape) that the attention module's ``forward``
+    names; the plain one where its source names none (it calls RoPE through a helper)."""
+    names = [
+        name
+        for name, fn in vars(code).items()
+        if name.startswith(ROPE_FUNCTION) and callable(fn) and rope_call_kind(fn) is not None
+    ]
+    try:
+        source = inspect.getsource(inspect.unwrap(type(module).forward))
+    except (OSError, TypeError):
+        source = ""
+    used = tuple(sorted(name for name in names if re.search(rf"\b{name}\(", source)))
+    return used or ((ROPE_FUNCTION,) if ROPE_FUNCTION in names else ())
 
 
 def rope_call_kind(fn) -> str | None:
@@ -98,6 +129,61 @@ def rope_call_kind(fn) -> str | None:
     return None
 
 
+def output_order(function, kind: str, dims: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """How ``function`` orders its output dims, read by calling it at angle 0 (cos 1, sin 0) on the
+    vector ``0 .. dims-1`` in float32: ``order`` with ``output = input[..., order]`` and its inverse;
+    None where the output is in input order (every family but DeepSeek-style interleaved MLA), or
+    where the call cannot be made this way (a wrong guess is caught by the geometry self-check)."""
+    x = torch.arange(dims, dtype=torch.float32).view(1, 1, 1, dims)
+    out = None
+    for width in (dims, dims // 2):  # cos/sin as wide as the head, or one value per pair (GPT-OSS)
+        cos, sin = torch.ones(1, 1, width), torch.zeros(1, 1, width)
+        try:
+            with torch.no_grad():
+                out = function(x, x.clone(), cos, sin)[0] if kind == "pair" else function(x, cos, sin)
+            break
+        except (RuntimeError, ValueError, IndexError, TypeError):
+            continue
+    if out is None or out.shape[-1] != dims:
+        return None  # not readable this way: taken as in input order, which the geometry self-check verifies
+    order = out.reshape(-1).round().long()
+    if torch.equal(order, torch.arange(dims)):
+        return None
+    if not torch.equal(torch.sort(order).values, torch.arange(dims)) or not torch.equal(out.reshape(-1), order.float()):
+        raise UnsupportedModelError(
+            f"the model's RoPE function {getattr(function, '__name__', '?')} changes its input at angle 0 "
+            "(not a rotation); ropescope cannot read it"
+        )
+    return order, torch.argsort(order)
+
+
+def forward_code(site: AttentionSite):
+    """The code object of the layer's attention ``forward`` where that forward names its RoPE
+    function (so calls made anywhere else inside the layer are not the attention's); None where it
+    calls RoPE through a helper."""
+    forward = inspect.unwrap(type(site.module).forward)
+    try:
+        source = inspect.getsource(forward)
+    except (OSError, TypeError):
+        return None
+    if not any(re.search(rf"\b{name}\(", source) for name in site.rope_functions):
+        return None
+    return getattr(forward, "__code__", None)
+
+
+def pair_layout_of_order(order: torch.Tensor | None) -> str | None:
+    """The pair layout of a RoPE function's input implied by the order of its output dims: a function
+    that returns its input's even dims then its odd dims (DeepSeek's ``apply_rotary_pos_emb_interleave``)
+    rotates interleaved pairs; None where the output keeps the input order (the layout is then
+    read off ``rotate_half``)."""
+    if order is None:
+        return None
+    dims = len(order)
+    if torch.equal(order, torch.cat([torch.arange(0, dims, 2), torch.arange(1, dims, 2)])):
+        return "interleaved"
+    raise UnsupportedModelError(f"a RoPE function reorders its {dims} output dims in a way ropescope cannot read")
+
+
 def attention_sites(model: torch.nn.Module) -> list[AttentionSite]:
     """Every attention layer of ``model`` whose code applies RoPE through ``apply_rotary_pos_emb``.
 
@@ -109,13 +195,14 @@ def attention_sites(model: torch.nn.Module) -> list[AttentionSite]:
         if "Attention" not in type(module).__name__ or not hasattr(module, "layer_idx"):
             continue
         code = sys.modules.get(type(module).__module__)
-        kind = rope_call_kind(getattr(code, "apply_rotary_pos_emb", None))
-        if kind is None:
+        names = rope_functions(module, code) if code is not None else ()
+        kinds = {rope_call_kind(getattr(code, name)) for name in names}
+        if not names or len(kinds) != 1:
             raise UnsupportedModelError(
                 f"model type {cfg.model_type!r} applies RoPE in a way ropescope cannot hook; "
                 f"supported families: {', '.join(sorted(FAMILIES))}"
             )
-        sites.append(AttentionSite(int(module.layer_idx), module, code, kind))
+        sites.append(AttentionSite(int(module.layer_idx), module, code, kinds.pop(), names))
     found = {site.layer for site in sites}
     missing = [i for i in range(int(cfg.num_hidden_layers)) if i not in found]
     types = list(getattr(cfg, "layer_types", None) or [])
@@ -182,6 +269,8 @@ def value_module(site: AttentionSite, model_type: str) -> torch.nn.Module:
     value projection, or the key projection on a layer that uses its keys as values (K = V)."""
     name = family_adapter(model_type).value_module
     module = getattr(site.module, name, None)
+    if is_mla(site.module):
+        return site.module.kv_b_proj  # MLA: keys' no-RoPE part and values, per head, from the latent
     if getattr(site.module, "is_kv_shared_layer", False):
         raise UnsupportedModelError(
             f"layer {site.layer} of model type {model_type!r} reuses another layer's keys and values (KV sharing, "

@@ -26,10 +26,13 @@ from ropescope.model.families import (
     config_value,
     detect_layout,
     family_adapter,
+    is_mla,
     other_layers,
+    output_order,
+    pair_layout_of_order,
     text_config,
 )
-from ropescope.model.nope import layers_without_rope
+from ropescope.model.nope import layers_without_rope, rope_functions_called
 
 LAYOUTS = ("halves", "interleaved")
 
@@ -65,6 +68,7 @@ class LayerRope:
     head_dim: int | None = None
     kv_heads: int | None = None
     kv_source: int | None = None
+    v_heads: int | None = None
 
     def span(self, context: int) -> int:
         """Longest distance a query of this layer can look back over ``context`` tokens."""
@@ -133,7 +137,8 @@ class RopeGeometry:
     def ragged(self) -> bool:
         """True when layers have heads of different sizes or KV-head counts (Gemma 4)."""
         return any(
-            lr.head_dim is not None or lr.kv_heads is not None or lr.kv_source is not None for lr in self.layers
+            lr.head_dim is not None or lr.kv_heads is not None or lr.kv_source is not None or lr.v_heads is not None
+            for lr in self.layers
         ) or any(2 * len(lr.inv_freq) != self.rotary_dim for lr in self.layers)
 
     def layer_head_dim(self, layer: int) -> int:
@@ -148,19 +153,26 @@ class RopeGeometry:
         """Chunks of ``layer``'s heads (the first ``layer_chunks`` columns of its arrays)."""
         return len(self.layers[layer].inv_freq)
 
-    def layer_sizes(self, heads: int, kv: bool = False) -> list[tuple[int, int]]:
-        """``(heads, chunks)`` of every layer: ``heads`` query heads (``kv``: each layer's own KV-head
-        count, ``heads`` being the most of any layer) and the layer's own chunks."""
+    def layer_sizes(self, heads: int, tensor: str = "q") -> list[tuple[int, int]]:
+        """``(heads, chunks)`` of every layer for ``tensor``: ``heads`` query heads for q; for k and v
+        each layer's own count, ``heads`` being the most of any layer (none where the layer reuses
+        another layer's keys and values; MLA: one shared RoPE key, a value per query head)."""
 
-        def kv_count(lr: LayerRope) -> int:
-            return 0 if lr.kv_source is not None else (lr.kv_heads or heads)
+        def count(lr: LayerRope) -> int:
+            if tensor == "q":
+                return heads
+            if lr.kv_source is not None:
+                return 0
+            if tensor == "v" and lr.v_heads is not None:
+                return lr.v_heads
+            return lr.kv_heads or heads
 
-        return [(kv_count(lr) if kv else heads, len(lr.inv_freq)) for lr in self.layers]
+        return [(count(lr), len(lr.inv_freq)) for lr in self.layers]
 
-    def absent(self, heads: int, kv: bool = False) -> np.ndarray:
+    def absent(self, heads: int, tensor: str = "q") -> np.ndarray:
         """``[layers, heads, chunks]`` bool: True for each head and chunk a layer does not have."""
         out = np.ones((self.n_layers, heads, self.n_chunks), dtype=bool)
-        for i, (h, c) in enumerate(self.layer_sizes(heads, kv)):
+        for i, (h, c) in enumerate(self.layer_sizes(heads, tensor)):
             out[i, :h, :c] = False
         return out
 
@@ -212,6 +224,7 @@ class RopeGeometry:
                     **({"head_dim": lr.head_dim} if lr.head_dim is not None else {}),
                     **({"kv_heads": lr.kv_heads} if lr.kv_heads is not None else {}),
                     **({"kv_source": lr.kv_source} if lr.kv_source is not None else {}),
+                    **({"v_heads": lr.v_heads} if lr.v_heads is not None else {}),
                 }
                 for lr in self.layers
             ],
@@ -231,6 +244,7 @@ class RopeGeometry:
                 _optional_int(lr.get("head_dim")),
                 _optional_int(lr.get("kv_heads")),
                 _optional_int(lr.get("kv_source")),
+                _optional_int(lr.get("v_heads")),
             )
             for lr in d["layers"]
         )
@@ -344,7 +358,7 @@ def read_geometry(model: torch.nn.Module, layout: str | None = None) -> RopeGeom
     refuse_per_layer_heads(cfg)
     n_heads = int(cfg.num_attention_heads)
     sites = _sites(model)
-    head_dims, kv_heads = _layer_head_sizes(cfg, sites, n_layers, n_heads)
+    head_dims, kv_heads, v_heads, wide_kv = _layer_head_sizes(cfg, sites, n_layers, n_heads)
     layer_types = list(getattr(cfg, "layer_types", None) or [None] * n_layers)
     kv_sources = _kv_sources(sites, layer_types)
 
@@ -368,7 +382,9 @@ def read_geometry(model: torch.nn.Module, layout: str | None = None) -> RopeGeom
                 f"{inv_freq[~np.isfinite(inv_freq) | (inv_freq < 0)][:1].tolist() or [scaling]}: check rope_theta "
                 f"({_theta(cfg, ltype)!r}) and the rope scaling fields of the config"
             )
-        sizes = dict(head_dim=head_dims.get(i), kv_heads=kv_heads.get(i), kv_source=kv_sources.get(i))
+        sizes = dict(
+            head_dim=head_dims.get(i), kv_heads=kv_heads.get(i), kv_source=kv_sources.get(i), v_heads=v_heads.get(i)
+        )
         if i in others:
             layers.append(LayerRope(np.zeros(0), 1.0, others[i], None, None, rope=False, attention=False))
         elif i in nope:
@@ -381,8 +397,16 @@ def read_geometry(model: torch.nn.Module, layout: str | None = None) -> RopeGeom
     layers = [
         replace(lr, inv_freq=np.zeros(rotary_dim // 2)) if not lr.attention else lr for lr in layers
     ]  # a hybrid's other layers: no chunk, as wide as the rest
-    layers = [_relative_sizes(lr, head_dim, max(kv_heads.values(), default=None)) for lr in layers]
-    chosen = check_layout(layout) if layout else (detect_layout(model) or family_adapter(cfg.model_type).layout)
+    layers = [_relative_sizes(lr, head_dim, wide_kv) for lr in layers]
+    chosen = (
+        check_layout(layout)
+        if layout
+        else (
+            _called_function_layout(model, sites, rotary_dim)
+            or detect_layout(model)
+            or family_adapter(cfg.model_type).layout
+        )
+    )
     return RopeGeometry(head_dim, rotary_dim, chosen, tuple(layers))
 
 
@@ -424,26 +448,55 @@ def _nope_and_other_layers(model: torch.nn.Module, sites) -> tuple[set[int], dic
     return layers_without_rope(model, sites), other_layers(model, sites)
 
 
+def _called_function_layout(model: torch.nn.Module, sites, rotary_dim: int) -> str | None:
+    """The pair layout implied by the RoPE function the layers call, where that function reorders its
+    output (DeepSeek-style interleaved MLA: interleaved pairs in, halves out); None otherwise."""
+    if not sites:
+        return None
+    by_name = {
+        (id(site.code_module), name): (site.code_module, name, site.rope_call)
+        for site in sites
+        for name in site.rope_functions
+    }
+    called = rope_functions_called(model, sites)
+    layouts = set()
+    for site in sites:
+        for name in called.get(site.layer, ()):
+            code, _, kind = by_name[(id(site.code_module), name)]
+            order = output_order(getattr(code, name), kind, rotary_dim)
+            layouts.add(pair_layout_of_order(order[0] if order is not None else None))
+    if len(layouts) > 1:
+        raise UnsupportedModelError("its layers call RoPE functions with different pair layouts; ropescope reads one")
+    return layouts.pop() if layouts else None
+
+
 def _config_head_dim(cfg, n_heads: int) -> int:
     return int(config_value(cfg, "head_dim") or cfg.hidden_size // n_heads)
 
 
-def _layer_head_sizes(cfg, sites, n_layers: int, n_heads: int) -> tuple[dict[int, int], dict[int, int]]:
-    """Each attention layer's head size and KV-head count, read off its attention module
-    (``head_dim``, ``num_key_value_groups``), else the config's model-wide values."""
+def _layer_head_sizes(cfg, sites, n_layers: int, n_heads: int):
+    """Each attention layer's head size at RoPE, key-head count and value-head count, read off its
+    attention module (``head_dim``, ``num_key_value_groups``; MLA: ``qk_rope_head_dim``, one key,
+    a value per query head), else the config's model-wide values; and the model-wide KV-head count:
+    the most of the config's and any layer's (MiMo-V2-Flash's sliding layers have more than its config
+    says)."""
     wide_dim = config_value(cfg, "head_dim")
-    wide_kv = config_value(cfg, "num_key_value_heads") or n_heads
-    head_dims, kv_heads = {}, {}
+    wide_kv = config_value(cfg, "num_key_value_heads")
+    head_dims, kv_heads, v_heads = {}, {}, {}
     for site in sites or ():
-        own_dim = getattr(site.module, "head_dim", None)
-        groups = getattr(site.module, "num_key_value_groups", None)
+        module = site.module
+        own_dim = module.qk_rope_head_dim if is_mla(module) else getattr(module, "head_dim", None)
+        groups = getattr(module, "num_key_value_groups", None)
         head_dims[site.layer] = int(own_dim) if isinstance(own_dim, int) and own_dim > 0 else None
         kv = n_heads // groups if isinstance(groups, int) and groups > 0 and n_heads % groups == 0 else None
-        kv_heads[site.layer] = kv or int(wide_kv)
+        kv_heads[site.layer] = kv or int(wide_kv or n_heads)
+        if is_mla(module):
+            kv_heads[site.layer], v_heads[site.layer] = 1, n_heads
     if any(d is None for d in head_dims.values()) or not head_dims:
         default = int(wide_dim or cfg.hidden_size // n_heads)
         head_dims = {i: d or default for i, d in head_dims.items()}
-    return head_dims, kv_heads
+    wide = max([int(wide_kv or 0), *kv_heads.values(), *v_heads.values()]) or n_heads
+    return head_dims, kv_heads, v_heads, wide
 
 
 def _kv_sources(sites, layer_types: list) -> dict[int, int]:
@@ -466,11 +519,13 @@ def _kv_sources(sites, layer_types: list) -> dict[int, int]:
     return out
 
 
-def _relative_sizes(lr: LayerRope, head_dim: int, kv_heads: int | None) -> LayerRope:
-    """Keep a layer's own head size and KV-head count only where they differ from the widest."""
+def _relative_sizes(lr: LayerRope, head_dim: int, kv_heads: int) -> LayerRope:
+    """Keep a layer's own head size, key-head and value-head counts only where they differ from the
+    widest head and the model-wide KV-head count."""
     own_dim = lr.head_dim if lr.head_dim != head_dim else None
-    own_kv = lr.kv_heads if kv_heads is not None and lr.kv_heads != kv_heads else None
-    return replace(lr, head_dim=own_dim, kv_heads=own_kv)
+    own_kv = lr.kv_heads if lr.kv_heads is not None and lr.kv_heads != kv_heads else None
+    own_v = lr.v_heads if lr.v_heads is not None and lr.v_heads != (own_kv or kv_heads) else None
+    return replace(lr, head_dim=own_dim, kv_heads=own_kv, v_heads=own_v)
 
 
 def _theta(cfg, layer_type: str | None) -> float | None:

@@ -34,12 +34,22 @@ def layers_without_rope(model: torch.nn.Module, sites) -> set[int]:
     never calls ``apply_rotary_pos_emb`` on a :data:`PROBE_TOKENS`-token input. Found once per
     model object (which layers rotate is a matter of code and config, not of weights), so a model
     inspected again while ropescope's hooks are on it is not run again under them."""
+    return set(_found(model, sites)[1])
+
+
+def rope_functions_called(model: torch.nn.Module, sites) -> dict[int, set[str]]:
+    """Which of its RoPE functions each layer of ``sites`` called on the probe (DeepSeek V3 names
+    two and calls one, as ``rope_interleave`` says)."""
+    return _found(model, sites)[3]
+
+
+def _found(model, sites):
     key = frozenset(site.layer for site in sites)
     known = _FOUND.get(model)
     if known is None or known[0] != key:
-        found, layouts = _probe(model, sites)
-        known = _FOUND[model] = (key, frozenset(found), layouts)
-    return set(known[1])
+        found, layouts, functions = _probe(model, sites)
+        known = _FOUND[model] = (key, frozenset(found), layouts, functions)
+    return known
 
 
 def nope_layout(model: torch.nn.Module, layer: int) -> dict[str, str]:
@@ -76,19 +86,24 @@ def _layout(shape: tuple, seq: int) -> str | None:
 def hooks_installed(sites) -> bool:
     """Whether ropescope's RoPE hooks are installed on the modeling code of ``sites`` (a forward pass
     now would feed them)."""
-    return any(getattr(site.code_module.apply_rotary_pos_emb, "ropescope_hooks", False) for site in sites)
+    return any(
+        getattr(getattr(site.code_module, name, None), "ropescope_hooks", False)
+        for site in sites
+        for name in site.rope_functions
+    )
 
 
 @torch.no_grad()
-def _probe(model: torch.nn.Module, sites) -> tuple[set[int], dict[int, dict[str, str]]]:
+def _probe(model: torch.nn.Module, sites) -> tuple[set[int], dict[int, dict[str, str]], dict[int, set[str]]]:
     if not sites:
-        return set(), {}
+        return set(), {}, {}
     if hooks_installed(sites):
         raise UnsupportedModelError(
             "this model was first inspected while ropescope's hooks were installed on it; call "
             "ropescope.inspect_model(model) once before capturing or intervening"
         )
     called: set[int] = set()
+    functions: dict[int, set[str]] = {}
     current: list[int | None] = [None]
     handles, patched = [], {}
     for site in sites:
@@ -98,17 +113,19 @@ def _probe(model: torch.nn.Module, sites) -> tuple[set[int], dict[int, dict[str,
         handles.append(site.module.register_forward_hook(lambda m, a, o: current.__setitem__(0, None)))
     for site in sites:
         code = site.code_module
-        if id(code) in patched:
-            continue
-        original = code.apply_rotary_pos_emb
-        patched[id(code)] = (code, original)
+        for name in site.rope_functions:
+            if (id(code), name) in patched:
+                continue
+            original = getattr(code, name)
+            patched[(id(code), name)] = (code, name, original)
 
-        def noting(*args, _original=original, **kwargs):
-            if current[0] is not None:
-                called.add(current[0])
-            return _original(*args, **kwargs)
+            def noting(*args, _original=original, _name=name, **kwargs):
+                if current[0] is not None:
+                    called.add(current[0])
+                    functions.setdefault(current[0], set()).add(_name)
+                return _original(*args, **kwargs)
 
-        code.apply_rotary_pos_emb = noting
+            setattr(code, name, noting)
     shapes: dict[int, dict[str, tuple]] = {}
     for site in sites:
         for kind, module in zip("qk", _qk_modules(site), strict=True):
@@ -128,8 +145,8 @@ def _probe(model: torch.nn.Module, sites) -> tuple[set[int], dict[int, dict[str,
         ids = (torch.arange(1, length + 1, device=device) % vocab)[None]
         model(input_ids=ids, use_cache=False)
     finally:
-        for code, original in patched.values():
-            code.apply_rotary_pos_emb = original
+        for code, name, original in patched.values():
+            setattr(code, name, original)
         for handle in handles:
             handle.remove()
     nope = {site.layer for site in sites} - called
@@ -137,7 +154,7 @@ def _probe(model: torch.nn.Module, sites) -> tuple[set[int], dict[int, dict[str,
     for layer in nope:
         seen = shapes.get(layer, {})
         layouts[layer] = {kind: _layout(seen[kind], length) for kind in seen}
-    return nope, layouts
+    return nope, layouts, functions
 
 
 def _qk_modules(site) -> tuple:

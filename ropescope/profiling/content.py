@@ -132,7 +132,7 @@ def _check_stats(meta: dict, stats: dict[str, ChunkNormStats], whole: bool = Tru
         expected = (meta["n_layers"], n_heads, meta["n_chunks"])
         if tuple(s.mean.shape) != expected:
             raise ValueError(f"its {tensor} statistics have shape {tuple(s.mean.shape)}, expected {expected}")
-        absent = geometry.absent(n_heads, kv=tensor != "q")
+        absent = geometry.absent(n_heads, tensor)
         if not (np.isnan(s.mean.numpy()[absent]).all() and np.isnan(s.m2.numpy()[absent]).all()):
             raise ValueError(f"its {tensor} statistics hold values for heads or chunks its geometry does not have")
         count, nonfinite = s.count.numpy(), s.nonfinite.numpy()

@@ -96,7 +96,7 @@ class Profile:
         if not 0 <= layer < self.n_layers:
             raise ValueError(f"layer {layer} is out of range: the model has layers 0..{self.n_layers - 1}")
         mean = stats.mean.numpy()[layer]
-        heads, chunks = self.geometry.layer_sizes(mean.shape[0], kv=tensor != "q")[layer]
+        heads, chunks = self.geometry.layer_sizes(mean.shape[0], tensor)[layer]
         return mean[:heads, :chunks]
 
     def _stats(self, tensor: str) -> ChunkNormStats:

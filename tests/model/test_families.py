@@ -96,30 +96,57 @@ def _as_heads_first(x, seq: int, head_dim: int):
     return x.transpose(1, 2) if x.shape[1] == seq else x
 
 
+def _rope_function_names(code) -> list[str]:
+    """This file's own list of a modeling module's RoPE functions: apply_rotary_pos_emb and its
+    variants (DeepSeek's apply_rotary_pos_emb_interleave)."""
+    return [n for n in vars(code) if n.startswith("apply_rotary_pos_emb") and callable(getattr(code, n))]
+
+
+def _called_by(module) -> bool:
+    """Whether the function now running was called by ``module``'s own forward (not by a submodule
+    such as a sparse-attention indexer, which rotates q and k of its own); any caller where the
+    forward names no RoPE function (it calls one through a helper)."""
+    forward = inspect.unwrap(type(module).forward)
+    if "apply_rotary_pos_emb" not in inspect.getsource(forward):
+        return True
+    frame = sys._getframe(2)
+    package = str(Path(ropescope.__file__).parent)
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame = frame.f_back  # ropescope's dispatcher and hooks, installed over this file's wrapper
+    return frame is not None and frame.f_code is forward.__code__
+
+
 def _recorded_qkv(model, ids):
-    """Per layer number, q and k as the model hands them to apply_rotary_pos_emb (on a layer that
-    makes no such call, a NoPE layer: as its QK-norm or else its projections make them), v from the
-    value projection; a hybrid model's layers without attention modules are absent."""
+    """Per layer number, q and k as the model's attention hands them to its RoPE function (on a layer
+    that makes no such call, a NoPE layer: as its QK-norm or else its projections make them; on a
+    layer reusing another's keys, q only), v from the value projection (MLA: the latent
+    up-projection's value part; K = V: the key projection); a hybrid model's layers without
+    attention modules are absent."""
     attention = [m for _, m in model.named_modules() if "Attention" in type(m).__name__ and hasattr(m, "layer_idx")]
     code = sys.modules[type(attention[0]).__module__]
-    original = code.apply_rotary_pos_emb
+    by_layer = {m.layer_idx: m for m in attention}
     calls, projected, values, running = {}, {}, {}, [None]
-
-    single = list(inspect.signature(original).parameters)[0] == "x"  # Gemma 4: q, then k, one call each
     seen = {}
+    originals = {name: getattr(code, name) for name in _rope_function_names(code)}
 
-    def wrapped(*args, **kwargs):
-        if not single:
-            q, k = args[0], args[1]
-            calls[running[0]] = (q.detach().double().clone(), k.detach().double().clone())
-        else:
-            x = args[0].detach().double().clone()
-            if kwargs.get("unsqueeze_dim", args[3] if len(args) > 3 else 1) == 2:
-                x = x.transpose(1, 2)  # [B, S, H, D] -> [B, H, S, D]
-            seen.setdefault(running[0], []).append(x)
-            if len(seen[running[0]]) == 2:
-                calls[running[0]] = tuple(seen[running[0]])
-        return original(*args, **kwargs)
+    def make(original):
+        single = list(inspect.signature(original).parameters)[0] == "x"  # Gemma 4: q, then k, one call each
+
+        def wrapped(*args, **kwargs):
+            if running[0] is not None and _called_by(by_layer[running[0]]):
+                if not single:
+                    q, k = args[0], args[1]
+                    calls[running[0]] = (q.detach().double().clone(), k.detach().double().clone())
+                else:
+                    x = args[0].detach().double().clone()
+                    if kwargs.get("unsqueeze_dim", args[3] if len(args) > 3 else 1) == 2:
+                        x = x.transpose(1, 2)  # [B, S, H, D] -> [B, H, S, D]
+                    seen.setdefault(running[0], []).append(x)
+                    if len(seen[running[0]]) == 2:
+                        calls[running[0]] = tuple(seen[running[0]])
+            return original(*args, **kwargs)
+
+        return wrapped
 
     handles = []
     for module in attention:
@@ -127,7 +154,9 @@ def _recorded_qkv(model, ids):
         handles.append(module.register_forward_pre_hook(lambda m, a, layer=layer: running.__setitem__(0, layer)))
         if getattr(module, "is_kv_shared_layer", False):
             continue  # reuses an earlier layer's keys and values (Gemma 3n / 4): only its q is its own
-        if getattr(module, "v_proj", False) is None and getattr(module, "use_alternative_attention", False):
+        if hasattr(module, "kv_b_proj") and hasattr(module, "qk_nope_head_dim"):
+            target, cut = module.kv_b_proj, ("mla", module.qk_nope_head_dim)  # per head [k_nope | v]
+        elif getattr(module, "v_proj", False) is None and getattr(module, "use_alternative_attention", False):
             target, cut = module.k_proj, None  # K = V (Gemma 4's global layers): the values are k_proj's output
         elif hasattr(module, "v_proj"):
             target, cut = module.v_proj, None
@@ -155,12 +184,14 @@ def _recorded_qkv(model, ids):
                 projected.setdefault(layer, {})[name] = x
 
             handles.append(source.register_forward_hook(keep))
-    code.apply_rotary_pos_emb = wrapped
+    for name, original in originals.items():
+        setattr(code, name, make(original))
     try:
         with torch.no_grad():
             model(input_ids=ids, use_cache=False)
     finally:
-        code.apply_rotary_pos_emb = original
+        for name, original in originals.items():
+            setattr(code, name, original)
         for h in handles:
             h.remove()
     for layer, qk in projected.items():
@@ -200,7 +231,11 @@ def _slow_profile(model, geometry, n_heads, n_kv):
         for layer, (out, cut, d) in values.items():
             r = geometry.layer_rotary_dim(layer)
             out = out[0].numpy()  # [S, width]
-            if cut == "tail":
+            if out.ndim == 3:  # MLA's up-projection runs on [B, 1, S, latent]
+                out = out[0]
+            if isinstance(cut, tuple):  # MLA: per query head [k_nope | v]
+                v = out.reshape(out.shape[0], n_heads, -1)[..., cut[1] :]
+            elif cut == "tail":
                 d = out.shape[-1] // (n_heads + 2 * n_kv)
                 v = out[:, (n_heads + n_kv) * d :].reshape(out.shape[0], n_kv, d)
             elif cut == "per_head":
@@ -288,29 +323,56 @@ def test_every_supported_family_p_rope_turns_exactly_the_chunks_it_names(rows):
                 next(m for _, m in model.named_modules() if "Attention" in type(m).__name__ and hasattr(m, "layer_idx"))
             ).__module__
         ]
-        if list(inspect.signature(code.apply_rotary_pos_emb).parameters)[0] != "q":
+        names = _rope_function_names(code)
+        if any(list(inspect.signature(getattr(code, n)).parameters)[0] != "q" for n in names):
             continue  # one tensor per call (Gemma 4): covered by tests/model/test_gemma4_rope.py
-        original, seen = code.apply_rotary_pos_emb, []
+        attention = {
+            m.layer_idx: m
+            for _, m in model.named_modules()
+            if "Attention" in type(m).__name__ and hasattr(m, "layer_idx")
+        }
+        originals, seen, running, kwargs_of = {n: getattr(code, n) for n in names}, [], [None], {}
 
-        def wrapped(q, k, cos, sin, *args, _original=original, _seen=seen, **kwargs):
-            q_rot, k_rot = _original(q, k, cos, sin, *args, **kwargs)
-            _seen.append((q.detach().double().numpy().copy(), q_rot.detach().double().numpy().copy()))
-            return q_rot, k_rot
+        def make(name, original, _seen=seen, _running=running, _attention=attention, kwargs_of=kwargs_of):
+            def wrapped(q, k, cos, sin, *args, **kwargs):
+                q_rot, k_rot = original(q, k, cos, sin, *args, **kwargs)
+                if _running[0] is not None and _called_by(_attention[_running[0]]):
+                    post = q_rot.detach().double().numpy().copy()
+                    pre = q.detach().double().numpy().copy()
+                    kwargs_of[id(pre)] = kwargs.get("unsqueeze_dim", args[0] if args else 1)
+                    _seen.append((pre, post, name))
+                return q_rot, k_rot
 
+            return wrapped
+
+        handles = [
+            m.register_forward_pre_hook(lambda mod, a, layer=layer, _running=running: _running.__setitem__(0, layer))
+            for layer, m in attention.items()
+        ]
         ids = torch.tensor([CharTokenizer()(TEXTS[1])["input_ids"]])
         ropescope.hooks.verify_geometry(model)  # its probe runs before this file's wrapper records
-        code.apply_rotary_pos_emb = wrapped
+        for name, original in originals.items():
+            setattr(code, name, make(name, original))
         try:
             with torch.no_grad(), ropescope.p_rope(model, 0.5):
                 model(input_ids=ids, use_cache=False)
         finally:
-            code.apply_rotary_pos_emb = original
+            for name, original in originals.items():
+                setattr(code, name, original)
+            for h in handles:
+                h.remove()
         r = geometry.rotary_dim
-        for layer, (pre, post) in zip(geometry.rotating_layers, seen, strict=False):
+        if len(seen) != len(geometry.rotating_layers):
+            wrong.append((row.family, "calls", len(seen)))
+        for layer, (pre, post, name) in zip(geometry.rotating_layers, seen, strict=False):
             g = np.array(geometry.frequencies(layer))
             g[int(0.5 * len(g)) :] = 0.0
             angles = np.arange(ids.shape[1])[:, None] * g[None, :]
+            if kwargs_of[id(pre)] == 2:  # [B, S, H, D] (unsqueeze_dim=2): heads first, as _slow_rotate takes them
+                pre, post = pre.transpose(0, 2, 1, 3), post.transpose(0, 2, 1, 3)
             expected = _slow_rotate(pre[0][..., :r], angles, geometry.layout, geometry.layers[layer].attention_scaling)
+            if name.endswith("_interleave"):  # DeepSeek's: interleaved pairs in, even dims then odd dims out
+                expected = np.concatenate([expected[..., 0::2], expected[..., 1::2]], axis=-1)
             if not np.allclose(post[0][..., :r], expected, rtol=1e-4, atol=1e-5):
                 wrong.append((row.family, layer))
                 break
@@ -346,8 +408,13 @@ def _effective_attention(model, ids):
     model reports them before the sink (rows summing to 1, Granite-SWA scales its attention output
     by ``sigmoid(LSE - sink)``), times that factor, with each row's log-normaliser recovered from the
     diagonal: ``LSE_i = scaling * q_i.k_i - log A_ii`` from this file's own record of post-RoPE q, k."""
-    attention_modules = [m for _, m in model.named_modules() if "Attention" in type(m).__name__ and hasattr(m, "sinks")]
-    code = sys.modules[type(attention_modules[0]).__module__] if attention_modules else None
+    attention_modules = {
+        m.layer_idx: m
+        for _, m in model.named_modules()
+        if "Attention" in type(m).__name__ and isinstance(getattr(m, "sinks", None), torch.Tensor)
+    }
+    first = next(iter(attention_modules.values()), None)
+    code = sys.modules[type(first).__module__] if first is not None else None
     rotated = []
     if code is not None:
         original = code.apply_rotary_pos_emb
@@ -373,8 +440,8 @@ def _effective_attention(model, ids):
     result = {}
     for position, (layer, a) in enumerate(zip(numbers, attentions, strict=True)):
         a = a[0].double().numpy()
-        if attention_modules and np.allclose(a.sum(-1), 1.0, atol=1e-6):
-            module = attention_modules[position]
+        if layer in attention_modules and np.allclose(a.sum(-1), 1.0, atol=1e-6):
+            module = attention_modules[layer]
             q, k = rotated[position][0][0].numpy(), rotated[position][1][0].numpy()  # [H, S, D], [Hkv, S, D]
             k = np.repeat(k, q.shape[0] // k.shape[0], axis=0)
             diagonal = module.scaling * np.einsum("hsd,hsd->hs", q, k)
