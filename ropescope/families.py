@@ -129,6 +129,12 @@ VARIANTS["gemma4_text (K = V, KV sharing)"] = (
         per_layer_config={str(i): {"head_dim": 32, "num_key_value_heads": 1} for i in (1, 3, 5)},
     ),
 )
+# Llama 4 (RoPE as complex numbers, NoPE every fourth layer, L2 qk-norm after RoPE) with an 8-token
+# attention chunk and NoPE-layer query temperature rising from token 4, so short prompts reach both
+VARIANTS["llama4_text (chunked attention, temperature tuning)"] = (
+    "llama4_text",
+    dict(num_hidden_layers=4, attention_chunk_size=8, floor_scale=4),
+)
 VARIANTS["gemma3n_text (KV sharing)"] = (
     "gemma3n_text",
     dict(

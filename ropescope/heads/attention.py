@@ -3,7 +3,8 @@
 The rule (:class:`~ropescope.model.anatomy.LogitRule`, read once into the model's anatomy):
 logits are ``scaling * q.k`` (Gemma: ``query_pre_attn_scalar ** -0.5``), soft-capped as
 ``cap * tanh(logit / cap)`` where the model does (Gemma 2), masked causally and, on sliding
-layers, to keys with ``i - j < window``; query head ``h`` reads KV head ``h // (heads / kv_heads)``
+layers, to keys with ``i - j < window`` (on chunked layers, Llama 4, to keys of the query's own
+chunk); query head ``h`` reads KV head ``h // (heads / kv_heads)``
 (GQA). Rows are processed ``block`` at a time, so memory is ``heads * block * visible keys``, never
 ``heads * S * S``.
 """
@@ -42,7 +43,7 @@ def attention_blocks(q: torch.Tensor, k: torch.Tensor, rule: LogitRule, block: i
     q, k = q.float(), k.float()
     for i0 in range(0, seq, block):
         i1 = min(seq, i0 + block)
-        j0 = 0 if rule.window is None else max(0, i0 - rule.window + 1)
+        j0 = int(first_visible(torch.tensor([i0]), rule)[0])
         j1 = i1 if rule.causal else (seq if rule.window is None else min(seq, i1 - 1 + rule.window))
         logits = grouped_scores(q[:, i0:i1], k[:, j0:j1]) * rule.scaling
         if rule.softcap:
@@ -68,16 +69,32 @@ def last_visible(rows: torch.Tensor, seq: int, rule: LogitRule) -> torch.Tensor:
     """Position of the last key each row can see (itself, causally)."""
     if rule.causal:
         return rows
+    if rule.chunk is not None:
+        raise ValueError("chunked attention is causal in every model that uses it")
     if rule.window is None:
         return torch.full_like(rows, seq - 1)
     return (rows + rule.window - 1).clamp(max=seq - 1)
 
 
+def first_visible(rows: torch.Tensor, rule: LogitRule) -> torch.Tensor:
+    """Position of the first key each row can see (0, the window's start, or its chunk's start)."""
+    first = torch.zeros_like(rows)
+    if rule.window is not None:
+        first = (rows - rule.window + 1).clamp(min=0)
+    if rule.chunk is not None:
+        first = torch.maximum(first, torch.div(rows, rule.chunk, rounding_mode="floor") * rule.chunk)
+    return first
+
+
 def visible(rows: torch.Tensor, key: torch.Tensor, rule: LogitRule) -> torch.Tensor:
-    """Whether each row can see the key at position ``key[row]`` (causal or not, and window)."""
+    """Whether each row can see the key at position ``key[row]`` (causal or not, window, chunk)."""
     ok = (key >= 0) & (key <= rows) if rule.causal else (key >= 0) & (rows >= 0)
     if rule.window is not None:
         ok = ok & (key > rows - rule.window)
         if not rule.causal:
             ok = ok & (key < rows + rule.window)
+    if rule.chunk is not None:
+        ok = ok & (
+            torch.div(key, rule.chunk, rounding_mode="floor") == torch.div(rows, rule.chunk, rounding_mode="floor")
+        )
     return ok

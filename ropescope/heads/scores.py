@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ropescope.heads.attention import attention_blocks, last_visible, visible
+from ropescope.heads.attention import attention_blocks, first_visible, last_visible, visible
 from ropescope.hooks.precision import in_full_float32
 from ropescope.model.anatomy import LogitRule
 from ropescope.model.geometry import RopeGeometry, split_pairs
@@ -164,7 +164,7 @@ class HeadScoreReducer:
         zero = torch.zeros_like(k32[:, :1], dtype=torch.float64)
         prefix = torch.cat([zero, torch.cumsum(k32, dim=1, dtype=torch.float64)], dim=1)  # [H, S+1, D]
         rows = torch.arange(seq, device=q.device)
-        first = torch.zeros_like(rows) if rule.window is None else (rows - rule.window + 1).clamp(min=0)
+        first = first_visible(rows, rule)
         last = last_visible(rows, seq, rule)
         key_sum = (prefix[:, last + 1] - prefix[:, first]).float()  # [H, S, D]
         sa, sb = split_pairs(key_sum[..., :r], layout)

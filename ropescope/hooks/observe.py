@@ -22,7 +22,7 @@ from ropescope.hooks.position import PositionStats, bucket_slices
 from ropescope.hooks.rope_call import RopeCallHooks
 from ropescope.hooks.stats import ChunkNormStats
 from ropescope.model.anatomy import ModelAnatomy
-from ropescope.model.families import family_adapter, is_mla, value_module, values_of
+from ropescope.model.families import family_adapter, is_mla, post_rope_norm, temperature_tuned, value_module, values_of
 from ropescope.model.geometry import chunk_norms, rotate
 
 # Max |ours - model's| / max |model's| accepted by the geometry self-check, by model dtype.
@@ -77,6 +77,9 @@ class Capture(RopeCallHooks):
         # MLA: the parts of q and k RoPE does not see, kept per layer until the layer ends (for on_qk)
         self._mla = {site.layer: site.module for site in anatomy.sites if is_mla(site.module)}
         self._mla_parts: dict[int, dict[str, torch.Tensor]] = {}
+        # a norm applied after RoPE (Llama 4's qk_norm): head scores wait for its two outputs (q, then k)
+        self._post_norm = {site.layer: site.module for site in anatomy.sites if post_rope_norm(site) is not None}
+        self._normed: dict[int, list[torch.Tensor]] = {}
         # with ``by_position`` (bucket edges, see hooks.position): the same statistics per position bucket
         self.by_position = None
         self._sliced_positions, self._slices = None, None  # bucket column ranges of the current batch
@@ -99,6 +102,9 @@ class Capture(RopeCallHooks):
                 self._handles.append(query.register_forward_hook(self._mla_part(layer, "q_pass")))
                 self._handles.append(module.kv_b_proj.register_forward_hook(self._mla_part(layer, "k_nope")))
                 self._handles.append(module.register_forward_hook(self._mla_scores(layer)))
+            for layer, module in self._post_norm.items():
+                self._handles.append(module.qk_norm.register_forward_hook(self._keep_normed(layer)))
+                self._handles.append(module.register_forward_hook(self._normed_scores(layer)))
         if "v" in self.tensors:
             for site in self.anatomy.sites:
                 if self.geometry.layers[site.layer].kv_source is not None:
@@ -124,7 +130,7 @@ class Capture(RopeCallHooks):
         self._record_qk(layer, q, k, q_rot, k_rot)
         if self.on_qk is not None and layer in self._sources:
             self._source_keys[layer] = k_rot.detach()
-        if self.on_qk is not None:
+        if self.on_qk is not None and layer not in self._post_norm:
             with torch.no_grad():
                 self.on_qk(layer, q_rot.detach(), k_rot.detach(), self._token_mask(q.shape[2]))
         return q_rot, k_rot
@@ -159,6 +165,26 @@ class Capture(RopeCallHooks):
         super().remove()
         self._source_keys.clear()
         self._mla_parts.clear()
+
+    def _keep_normed(self, layer: int):
+        def hook(module, args, output):
+            self._normed.setdefault(layer, []).append(output.detach())
+
+        return hook
+
+    def _normed_scores(self, layer: int):
+        """After a layer that normalises q and k after RoPE (Llama 4's L2 ``qk_norm``) ran: the
+        normalised q and k its attention used (``[batch, tokens, heads, dims]``) go to ``on_qk``."""
+
+        @torch.no_grad()
+        def hook(module, args, output):
+            normed = self._normed.pop(layer, [])
+            if len(normed) != 2:
+                raise UnsupportedModelError(f"layer {layer}: its post-RoPE norm ran {len(normed)} times, not twice")
+            q, k = (x.transpose(1, 2) for x in normed)
+            self.on_qk(layer, q, k, self._token_mask(q.shape[2]))
+
+        return hook
 
     def _mla_part(self, layer: int, name: str):
         """Keep the no-RoPE part of an MLA layer's queries (``q_pass``, from its query projection) or
@@ -198,7 +224,8 @@ class Capture(RopeCallHooks):
         self._record_qk(layer, q, x, q, x)
         if self.on_qk is not None:
             with torch.no_grad():
-                self.on_qk(layer, q.detach(), x.detach(), self._token_mask(q.shape[2]))
+                scaled = temperature_tuned(self.anatomy.sites_by_layer[layer].module, q.detach())
+                self.on_qk(layer, scaled, x.detach(), self._token_mask(q.shape[2]))
         return x
 
     @torch.no_grad()

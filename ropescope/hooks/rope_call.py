@@ -24,7 +24,7 @@ import torch
 
 from ropescope.errors import UnsupportedModelError
 from ropescope.model.anatomy import ModelAnatomy
-from ropescope.model.families import forward_code, output_order
+from ropescope.model.families import complex_head_axis, forward_code, output_order
 from ropescope.model.nope import nope_layout, nope_projections
 
 
@@ -68,9 +68,38 @@ class _Dispatch:
             out = call(x, cos, sin)
             return out if order is None else out[..., order[0]]
 
+        def apply_rotary_emb(xq, xk, freqs_cis, *args, **kwargs):
+            _CALLER[0] = sys._getframe(1).f_code
+            axis = self.head_axis(xq.shape[-1])
+
+            def heads_first(t):
+                return t.transpose(1, 2) if axis == 2 else t
+
+            def call(q, k, cos, sin):  # the hooks' view: cos/sin of every pair (freqs_cis's real and imaginary parts)
+                same = cos is real or (cos.shape == real.shape and torch.equal(cos, real) and torch.equal(sin, imag))
+                turns = freqs_cis if same else torch.complex(cos.float(), sin.float())  # p = 1: the model's own
+                out = original(heads_first(q), heads_first(k), turns, *args, **kwargs)
+                return heads_first(out[0]), heads_first(out[1])
+
+            for hooks in list(self.hooks):
+                call = hooks._wrap(call)
+            real, imag = freqs_cis.real, freqs_cis.imag
+            q, k = call(heads_first(xq), heads_first(xk), real, imag)
+            return heads_first(q), heads_first(k)
+
         self.kind = kind
-        self.function = apply_rotary_pos_emb if kind == "pair" else apply_rotary_pos_emb_single
+        self.function = {
+            "pair": apply_rotary_pos_emb,
+            "single": apply_rotary_pos_emb_single,
+            "complex": apply_rotary_emb,
+        }[kind]
         self.function.ropescope_hooks = True  # tells model.nope's probe not to run under installed hooks
+
+    def head_axis(self, dims: int) -> int:
+        """The head axis of q and k in a complex-rotation call (read once per width)."""
+        if ("axis", dims) not in self._orders:
+            self._orders[("axis", dims)] = complex_head_axis(self.original, dims)
+        return self._orders[("axis", dims)]
 
     def order(self, dims: int, device) -> tuple[torch.Tensor, torch.Tensor] | None:
         """``(order, inverse)`` index tensors of the function's output on ``dims``-wide heads (None
@@ -119,7 +148,7 @@ class RopeCallHooks:
 
     # -- installation -------------------------------------------------------------------------
     def install(self) -> None:
-        base = getattr(self.model, self.model.base_model_prefix, self.model)
+        base = self.anatomy.base  # the decoder every forward pass goes through (also the causal LM's)
         self._handles.append(base.register_forward_pre_hook(self._on_model_input, with_kwargs=True))
         sites = self.anatomy.sites
         for site in sites:
@@ -140,6 +169,8 @@ class RopeCallHooks:
                 dispatch = _DISPATCH[(id(site.code_module), name)]
                 for dims in {self.geometry.layer_rotary_dim(site.layer), self.geometry.layer_head_dim(site.layer)}:
                     dispatch.order(dims, "cpu")
+                    if dispatch.kind == "complex":
+                        dispatch.head_axis(dims)
         for site in sites:
             if not self.geometry.layers[site.layer].rope:
                 q_proj, k_proj = nope_projections(site)

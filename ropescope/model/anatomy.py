@@ -33,13 +33,15 @@ class LogitRule:
     ``window - 1`` tokens away on sliding layers (``None``: no window), causally unless ``causal``
     is False (bidirectional encoders such as EmbeddingGemma: every key, or ``|i - j| < window``);
     ``sinks`` (GPT-OSS: one learned logit per query head) join each row's softmax as an extra
-    column that receives attention but is no key."""
+    column that receives attention but is no key; ``chunk`` (Llama 4's chunked layers: 8,192 tokens)
+    limits each query to the keys of its own chunk of positions (``j // chunk == i // chunk``)."""
 
     scaling: float
     softcap: float | None
     window: int | None
     causal: bool = True
     sinks: tuple[float, ...] | None = None
+    chunk: int | None = None
 
 
 @dataclass(eq=False)
@@ -121,8 +123,13 @@ class ModelAnatomy:
 
     @property
     def base(self) -> torch.nn.Module:
-        """The decoder without its language-model head (forward passes that need no logits)."""
-        return getattr(self.hf, self.hf.base_model_prefix, self.hf)
+        """The decoder without its language-model head (forward passes that need no logits): the
+        module named by ``base_model_prefix``, else the causal LM's ``model`` (Llama 4's text model,
+        whose prefix names the multimodal wrapper's attribute)."""
+        base = getattr(self.hf, self.hf.base_model_prefix, None)
+        if base is None and isinstance(getattr(self.hf, "model", None), torch.nn.Module):
+            base = self.hf.model
+        return base if base is not None else self.hf
 
     @cached_property
     def sites(self) -> tuple[AttentionSite, ...]:
@@ -130,10 +137,15 @@ class ModelAnatomy:
         return tuple(attention_sites(self.hf))
 
     @cached_property
+    def sites_by_layer(self) -> dict[int, AttentionSite]:
+        return {site.layer: site for site in self.sites}
+
+    @cached_property
     def logit_rules(self) -> tuple[LogitRule | None, ...]:
         """The logit rule of every layer, read from its attention module and the RoPE geometry
         (``None`` on a hybrid model's layers without softmax attention)."""
         rules: list[LogitRule | None] = [None] * self.n_layers
+        layer_types = list(getattr(self.config, "layer_types", None) or [None] * self.n_layers)
         for site in self.sites:
             scaling = getattr(site.module, "scaling", None)
             scaling = float(scaling if scaling is not None else self.geometry.layer_head_dim(site.layer) ** -0.5)
@@ -150,7 +162,10 @@ class ModelAnatomy:
                 sinks = tuple(float(s) for s in sinks.detach().float().cpu().reshape(-1))
             else:
                 sinks = None
-            rules[site.layer] = LogitRule(scaling, float(softcap) if softcap else None, window, causal, sinks)
+            chunk = None
+            if layer_types[site.layer] == "chunked_attention":  # Llama 4: attention_chunk_size per chunk
+                chunk = int(getattr(self.config, "attention_chunk_size", 0) or 0) or None
+            rules[site.layer] = LogitRule(scaling, float(softcap) if softcap else None, window, causal, sinks, chunk)
         return tuple(rules)
 
     @cached_property

@@ -97,6 +97,7 @@ class AttentionSite:
 
 
 ROPE_FUNCTION = "apply_rotary_pos_emb"
+COMPLEX_ROPE_FUNCTION = "apply_rotary_emb"  # Llama 4, DeepSeek V2: (xq, xk, freqs_cis)
 
 
 def rope_functions(module: torch.nn.Module, code) -> tuple[str, ...]:
@@ -106,7 +107,9 @@ def rope_functions(module: torch.nn.Module, code) -> tuple[str, ...]:
     names = [
         name
         for name, fn in vars(code).items()
-        if name.startswith(ROPE_FUNCTION) and callable(fn) and rope_call_kind(fn) is not None
+        if (name.startswith(ROPE_FUNCTION) or name == COMPLEX_ROPE_FUNCTION)
+        and callable(fn)
+        and rope_call_kind(fn) is not None
     ]
     try:
         source = inspect.getsource(inspect.unwrap(type(module).forward))
@@ -117,8 +120,10 @@ def rope_functions(module: torch.nn.Module, code) -> tuple[str, ...]:
 
 
 def rope_call_kind(fn) -> str | None:
-    """How a modeling module's ``apply_rotary_pos_emb`` is called: ``"pair"`` (q and k at once, most
-    families), ``"single"`` (one tensor per call, q then k: Gemma 3n and Gemma 4), ``None`` (neither)."""
+    """How a modeling module's RoPE function is called: ``"pair"`` (q and k at once, most families),
+    ``"single"`` (one tensor per call, q then k: Gemma 3n and Gemma 4), ``"complex"`` (q, k and
+    ``freqs_cis``, the rotation as complex numbers on interleaved pairs: Llama 4, DeepSeek V2),
+    ``None`` (none of these)."""
     if fn is None:
         return None
     names = list(inspect.signature(fn).parameters)
@@ -126,6 +131,8 @@ def rope_call_kind(fn) -> str | None:
         return "pair"
     if names[:3] == ["x", "cos", "sin"]:
         return "single"
+    if names[:3] == ["xq", "xk", "freqs_cis"]:
+        return "complex"
     return None
 
 
@@ -134,6 +141,8 @@ def output_order(function, kind: str, dims: int) -> tuple[torch.Tensor, torch.Te
     vector ``0 .. dims-1`` in float32: ``order`` with ``output = input[..., order]`` and its inverse;
     None where the output is in input order (every family but DeepSeek-style interleaved MLA), or
     where the call cannot be made this way (a wrong guess is caught by the geometry self-check)."""
+    if kind == "complex":
+        return None  # view_as_complex / view_as_real keep every pair where it was
     x = torch.arange(dims, dtype=torch.float32).view(1, 1, 1, dims)
     out = None
     for width in (dims, dims // 2):  # cos/sin as wide as the head, or one value per pair (GPT-OSS)
@@ -169,6 +178,55 @@ def forward_code(site: AttentionSite):
     if not any(re.search(rf"\b{name}\(", source) for name in site.rope_functions):
         return None
     return getattr(forward, "__code__", None)
+
+
+def complex_head_axis(function, dims: int) -> int:
+    """Where a complex-rotation function (``apply_rotary_emb(xq, xk, freqs_cis)``) expects the head
+    axis of q and k: 2 for ``[batch, tokens, heads, dims]`` (Llama 4), 1 for ``[batch, heads,
+    tokens, dims]`` (DeepSeek V2); read by calling it on a 3-token, 2-head probe in both layouts."""
+    freqs = torch.polar(torch.ones(1, 3, dims // 2), torch.zeros(1, 3, dims // 2))
+    fits = []
+    for axis, shape in ((2, (1, 3, 2, dims)), (1, (1, 2, 3, dims))):
+        x = torch.ones(shape)
+        try:
+            with torch.no_grad():
+                out = function(x, x.clone(), freqs)[0]
+        except (RuntimeError, ValueError, IndexError):
+            continue
+        if tuple(out.shape) == shape:
+            fits.append(axis)
+    if len(fits) != 1:
+        raise UnsupportedModelError(
+            f"cannot tell how {getattr(function, '__name__', 'its RoPE function')} lays out heads and tokens"
+        )
+    return fits[0]
+
+
+def post_rope_norm(site: AttentionSite) -> torch.nn.Module | None:
+    """The norm a layer applies to q and k *after* RoPE (Llama 4's L2 ``qk_norm``, one module called
+    on q then on k), read off its ``forward``: the attention uses the normalised tensors, so head
+    scores take them from that module; None where the layer has none."""
+    norm = getattr(site.module, "qk_norm", None)
+    if not isinstance(norm, torch.nn.Module):
+        return None
+    try:
+        source = inspect.getsource(inspect.unwrap(type(site.module).forward))
+    except (OSError, TypeError):
+        return None
+    calls = [source.find(f"{name}(") for name in site.rope_functions if f"{name}(" in source]
+    applied = source.find("self.qk_norm(")
+    return norm if calls and applied > min(calls) else None
+
+
+def temperature_tuned(module: torch.nn.Module, q: torch.Tensor) -> torch.Tensor:
+    """``q[B, H, S, D]`` of a NoPE layer as its attention uses it: Llama 4 multiplies the queries of
+    its NoPE layers by ``1 + attn_scale * log(1 + floor((i + 1) / floor_scale))`` at position ``i``
+    (1 for the first ``floor_scale - 1`` = 8,191 tokens), the same arithmetic as its own code."""
+    if not getattr(module, "attn_temperature_tuning", False) or getattr(module, "use_rope", True):
+        return q
+    positions = torch.arange(q.shape[2], device=q.device)
+    scales = torch.log1p(torch.floor((positions.float() + 1.0) / module.floor_scale)) * module.attn_scale + 1.0
+    return (q * scales.view(1, 1, -1, 1)).to(q.dtype)
 
 
 def pair_layout_of_order(order: torch.Tensor | None) -> str | None:

@@ -463,6 +463,9 @@ def _called_function_layout(model: torch.nn.Module, sites, rotary_dim: int) -> s
     for site in sites:
         for name in called.get(site.layer, ()):
             code, _, kind = by_name[(id(site.code_module), name)]
+            if kind == "complex":  # view_as_complex on [..., pairs, 2]: dims 2k and 2k+1 are one number
+                layouts.add("interleaved")
+                continue
             order = output_order(getattr(code, name), kind, rotary_dim)
             layouts.add(pair_layout_of_order(order[0] if order is not None else None))
     if len(layouts) > 1:

@@ -22,6 +22,18 @@ from ropescope.prope.frequencies import check_p, p_rope_frequencies
 COS_TOLERANCE = {torch.bfloat16: 8e-3, torch.float16: 1e-3}
 
 
+TRIG = ("cos", "polar")  # torch.cos / torch.sin (most families), torch.polar (complex RoPE: Llama 4)
+
+
+def _trig(angles: torch.Tensor, scaling: float, method: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of ``angles`` times ``scaling``, by the arithmetic the model itself uses (they
+    differ in the last bit), so p = 1 reproduces the model's own rotation exactly."""
+    if method == "polar":
+        turns = torch.polar(torch.ones_like(angles), angles) * scaling
+        return turns.real, turns.imag
+    return angles.cos() * scaling, angles.sin() * scaling
+
+
 def _angles_editor(geometry: RopeGeometry, frequencies: dict[int, np.ndarray]):
     """``edit_angles`` for :func:`~ropescope.hooks.intervene`: cos/sin of ``frequencies[layer]``
     (rad/token per chunk) laid out as the model lays out its own cos/sin.
@@ -39,6 +51,7 @@ def _angles_editor(geometry: RopeGeometry, frequencies: dict[int, np.ndarray]):
         }
 
     found: dict[int, np.ndarray] = {}  # layer -> chunk of every cos/sin column; its keys: the layers reached
+    trig: dict[int, str] = {}
 
     def angles_of(freq, dim_chunk, positions, like):
         g = torch.as_tensor(freq, dtype=torch.float32, device=like.device)[
@@ -69,8 +82,12 @@ def _angles_editor(geometry: RopeGeometry, frequencies: dict[int, np.ndarray]):
                     f"layer {layer}: cannot tell how the model lays out its cos/sin ({tuple(cos.shape)}) over "
                     f"{chunks} chunks, so p-RoPE cannot replace them"
                 )
+        if layer not in trig:  # which cos/sin arithmetic gives the model's own bits (torch.cos, or torch.polar)
+            own = angles_of(geometry.frequencies(layer), found[layer], positions, cos)
+            trig[layer] = next((m for m in TRIG if torch.equal(_trig(own, scaling, m)[0].to(cos.dtype), cos)), "cos")
         angles = angles_of(frequencies[layer], found[layer], positions, cos)
-        return (angles.cos() * scaling).to(cos.dtype), (angles.sin() * scaling).to(sin.dtype)
+        new_cos, new_sin = _trig(angles, scaling, trig[layer])
+        return new_cos.to(cos.dtype), new_sin.to(sin.dtype)
 
     edit.reached = found.keys()  # a live view: the layers whose cos/sin were replaced so far
     return edit

@@ -9,6 +9,7 @@ bit for bit. The README's family table is the survey's output."""
 
 from __future__ import annotations
 
+import functools
 import inspect
 import sys
 from pathlib import Path
@@ -61,6 +62,10 @@ NAMED = [
     "gemma4_text (K = V, KV sharing)",
     "gemma3n_text",
     "gemma3n_text (KV sharing)",
+    "deepseek_v3",
+    "deepseek_v2",
+    "llama4_text",
+    "llama4_text (chunked attention, temperature tuning)",
     "exaone4",
     "afmoe",
 ]
@@ -96,10 +101,24 @@ def _as_heads_first(x, seq: int, head_dim: int):
     return x.transpose(1, 2) if x.shape[1] == seq else x
 
 
+def _chunk_of(model, layer: int) -> int | None:
+    """The attention chunk of ``layer`` as the config states it (Llama 4's chunked layers), or None."""
+    config = model.config.get_text_config()
+    types = getattr(config, "layer_types", None) or []
+    if layer < len(types) and types[layer] == "chunked_attention":
+        return getattr(config, "attention_chunk_size", None)
+    return None
+
+
 def _rope_function_names(code) -> list[str]:
     """This file's own list of a modeling module's RoPE functions: apply_rotary_pos_emb and its
-    variants (DeepSeek's apply_rotary_pos_emb_interleave)."""
-    return [n for n in vars(code) if n.startswith("apply_rotary_pos_emb") and callable(getattr(code, n))]
+    variants (DeepSeek's apply_rotary_pos_emb_interleave), and apply_rotary_emb (complex numbers:
+    Llama 4, DeepSeek V2)."""
+    return [
+        n
+        for n in vars(code)
+        if (n.startswith("apply_rotary_pos_emb") or n == "apply_rotary_emb") and callable(getattr(code, n))
+    ]
 
 
 def _called_by(module) -> bool:
@@ -107,7 +126,8 @@ def _called_by(module) -> bool:
     such as a sparse-attention indexer, which rotates q and k of its own); any caller where the
     forward names no RoPE function (it calls one through a helper)."""
     forward = inspect.unwrap(type(module).forward)
-    if "apply_rotary_pos_emb" not in inspect.getsource(forward):
+    source = inspect.getsource(forward)
+    if "apply_rotary_pos_emb" not in source and "apply_rotary_emb(" not in source:
         return True
     frame = sys._getframe(2)
     package = str(Path(ropescope.__file__).parent)
@@ -131,12 +151,15 @@ def _recorded_qkv(model, ids):
 
     def make(original):
         single = list(inspect.signature(original).parameters)[0] == "x"  # Gemma 4: q, then k, one call each
+        complex_call = list(inspect.signature(original).parameters)[0] == "xq"  # Llama 4: freqs_cis
 
         def wrapped(*args, **kwargs):
             if running[0] is not None and _called_by(by_layer[running[0]]):
                 if not single:
-                    q, k = args[0], args[1]
-                    calls[running[0]] = (q.detach().double().clone(), k.detach().double().clone())
+                    q, k = args[0].detach().double().clone(), args[1].detach().double().clone()
+                    if complex_call and q.shape[1] == ids.shape[1]:  # Llama 4: [B, S, H, D]
+                        q, k = q.transpose(1, 2), k.transpose(1, 2)
+                    calls[running[0]] = (q, k)
                 else:
                     x = args[0].detach().double().clone()
                     if kwargs.get("unsqueeze_dim", args[3] if len(args) > 3 else 1) == 2:
@@ -285,7 +308,9 @@ def test_every_supported_family_scores_heads_like_its_own_attention(rows):
         for text in TEXTS:
             ids = torch.tensor([CharTokenizer()(text)["input_ids"]])
             for layer, a in _effective_attention(model, ids).items():
-                prev = np.array([a[:, i, i - 1] for i in range(2, a.shape[1])])  # rows i >= 2
+                # rows i >= 2 that can see key i - 1 (Llama 4's chunked layers: not the first row of a chunk)
+                chunk = _chunk_of(model, layer)
+                prev = np.array([a[:, i, i - 1] for i in range(2, a.shape[1]) if not chunk or i % chunk])
                 if len(prev):
                     sums[layer] = sums.get(layer, 0) + prev.sum(0)
                     counts[layer] = counts.get(layer, 0) + len(prev)
@@ -324,7 +349,7 @@ def test_every_supported_family_p_rope_turns_exactly_the_chunks_it_names(rows):
             ).__module__
         ]
         names = _rope_function_names(code)
-        if any(list(inspect.signature(getattr(code, n)).parameters)[0] != "q" for n in names):
+        if any(list(inspect.signature(getattr(code, n)).parameters)[0] not in ("q", "xq") for n in names):
             continue  # one tensor per call (Gemma 4): covered by tests/model/test_gemma4_rope.py
         attention = {
             m.layer_idx: m
@@ -334,12 +359,17 @@ def test_every_supported_family_p_rope_turns_exactly_the_chunks_it_names(rows):
         originals, seen, running, kwargs_of = {n: getattr(code, n) for n in names}, [], [None], {}
 
         def make(name, original, _seen=seen, _running=running, _attention=attention, kwargs_of=kwargs_of):
-            def wrapped(q, k, cos, sin, *args, **kwargs):
-                q_rot, k_rot = original(q, k, cos, sin, *args, **kwargs)
+            @functools.wraps(original)  # keeps the signature ropescope reads the call shape from
+            def wrapped(q, k, *args, **kwargs):
+                q_rot, k_rot = original(q, k, *args, **kwargs)
                 if _running[0] is not None and _called_by(_attention[_running[0]]):
                     post = q_rot.detach().double().numpy().copy()
                     pre = q.detach().double().numpy().copy()
-                    kwargs_of[id(pre)] = kwargs.get("unsqueeze_dim", args[0] if args else 1)
+                    if name == "apply_rotary_emb":  # complex: [.., tokens, .., dims] against freqs_cis [B, S, D/2]
+                        axis = 2 if q.shape[1] == args[0].shape[-2] and q.shape[2] != args[0].shape[-2] else 1
+                    else:
+                        axis = kwargs.get("unsqueeze_dim", args[2] if len(args) > 2 else 1)
+                    kwargs_of[id(pre)] = axis
                     _seen.append((pre, post, name))
                 return q_rot, k_rot
 
