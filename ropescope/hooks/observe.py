@@ -75,10 +75,10 @@ class Capture(RopeCallHooks):
         self._sources = {lr.kv_source for lr in self.geometry.layers if lr.kv_source is not None}
         self._source_keys: dict[int, torch.Tensor] = {}
         # MLA: the parts of q and k RoPE does not see, kept per layer until the layer ends (for on_qk)
-        self._mla = {site.layer: site.module for site in anatomy.sites if is_mla(site.module)}
+        self._mla = {site.layer: site.module for site in anatomy.hooked_sites if is_mla(site.module)}
         self._mla_parts: dict[int, dict[str, torch.Tensor]] = {}
         # a norm applied after RoPE (Llama 4's qk_norm): head scores wait for its two outputs (q, then k)
-        self._post_norm = {site.layer: site.module for site in anatomy.sites if post_rope_norm(site) is not None}
+        self._post_norm = {site.layer: site.module for site in anatomy.hooked_sites if post_rope_norm(site) is not None}
         self._normed: dict[int, list[torch.Tensor]] = {}
         # with ``by_position`` (bucket edges, see hooks.position): the same statistics per position bucket
         self.by_position = None

@@ -133,7 +133,7 @@ class RopeCallHooks:
         self._entered: set[int] = set()
         self._handles: list = []
         self._patched: list[_Dispatch] = []
-        self._forward_code = {site.layer: forward_code(site) for site in anatomy.sites}
+        self._forward_code = {site.layer: forward_code(site) for site in anatomy.hooked_sites}
 
     # -- what a subclass does at each RoPE call ------------------------------------------------
     def at_rope(self, layer: int, q, k, cos, sin, rotate):

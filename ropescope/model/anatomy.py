@@ -77,7 +77,7 @@ class ModelAnatomy:
         wide = int(config_value(self.config, "num_key_value_heads") or 0)
         counts = [
             self.n_heads // groups
-            for site in self.sites
+            for site in self.hooked_sites
             if isinstance(groups := getattr(site.module, "num_key_value_groups", None), int) and groups > 0
         ]
         return max([wide, *counts]) or self.n_heads
@@ -137,8 +137,14 @@ class ModelAnatomy:
         return tuple(attention_sites(self.hf))
 
     @cached_property
+    def hooked_sites(self) -> tuple[AttentionSite, ...]:
+        """:attr:`sites` where ropescope hooks the modeling code; none for a TransformerLens bridge,
+        which is hooked at its own hook points (:mod:`ropescope.hooks.bridge`)."""
+        return () if self.bridge else self.sites
+
+    @cached_property
     def sites_by_layer(self) -> dict[int, AttentionSite]:
-        return {site.layer: site for site in self.sites}
+        return {site.layer: site for site in self.hooked_sites}
 
     @cached_property
     def logit_rules(self) -> tuple[LogitRule | None, ...]:
