@@ -78,8 +78,9 @@ class Capture(RopeCallHooks):
         self._mla = {site.layer: site.module for site in anatomy.hooked_sites if is_mla(site.module)}
         self._mla_parts: dict[int, dict[str, torch.Tensor]] = {}
         # a norm applied after RoPE (Llama 4's qk_norm): head scores wait for its two outputs (q, then k)
-        self._post_norm = {site.layer: site.module for site in anatomy.hooked_sites if post_rope_norm(site) is not None}
+        self._post_norm = {site.layer: norms for site in anatomy.hooked_sites if (norms := post_rope_norm(site))}
         self._normed: dict[int, list[torch.Tensor]] = {}
+        self._rotated_shape: dict[int, torch.Size] = {}  # a post-norm layer's q at RoPE, heads first
         # with ``by_position`` (bucket edges, see hooks.position): the same statistics per position bucket
         self.by_position = None
         self._sliced_positions, self._slices = None, None  # bucket column ranges of the current batch
@@ -102,9 +103,11 @@ class Capture(RopeCallHooks):
                 self._handles.append(query.register_forward_hook(self._mla_part(layer, "q_pass")))
                 self._handles.append(module.kv_b_proj.register_forward_hook(self._mla_part(layer, "k_nope")))
                 self._handles.append(module.register_forward_hook(self._mla_scores(layer)))
-            for layer, module in self._post_norm.items():
-                self._handles.append(module.qk_norm.register_forward_hook(self._keep_normed(layer)))
-                self._handles.append(module.register_forward_hook(self._normed_scores(layer)))
+            for layer, norms in self._post_norm.items():
+                for norm in dict.fromkeys(norms):  # one module called twice (q, then k), or one each
+                    self._handles.append(norm.register_forward_hook(self._keep_normed(layer)))
+                site = self.anatomy.sites_by_layer[layer]
+                self._handles.append(site.module.register_forward_hook(self._normed_scores(layer)))
         if "v" in self.tensors:
             for site in self.anatomy.sites:
                 if self.geometry.layers[site.layer].kv_source is not None:
@@ -130,6 +133,8 @@ class Capture(RopeCallHooks):
         self._record_qk(layer, q, k, q_rot, k_rot)
         if self.on_qk is not None and layer in self._sources:
             self._source_keys[layer] = k_rot.detach()
+        if layer in self._post_norm:
+            self._rotated_shape[layer] = q_rot.shape
         if self.on_qk is not None and layer not in self._post_norm:
             with torch.no_grad():
                 self.on_qk(layer, q_rot.detach(), k_rot.detach(), self._token_mask(q.shape[2]))
@@ -173,15 +178,17 @@ class Capture(RopeCallHooks):
         return hook
 
     def _normed_scores(self, layer: int):
-        """After a layer that normalises q and k after RoPE (Llama 4's L2 ``qk_norm``) ran: the
-        normalised q and k its attention used (``[batch, tokens, heads, dims]``) go to ``on_qk``."""
+        """After a layer that normalises q and k after RoPE (Llama 4's L2 ``qk_norm``, Hunyuan's
+        ``query_layernorm`` / ``key_layernorm``) ran: the normalised q and k its attention used go to
+        ``on_qk`` (heads first)."""
 
         @torch.no_grad()
         def hook(module, args, output):
             normed = self._normed.pop(layer, [])
             if len(normed) != 2:
-                raise UnsupportedModelError(f"layer {layer}: its post-RoPE norm ran {len(normed)} times, not twice")
-            q, k = (x.transpose(1, 2) for x in normed)
+                raise UnsupportedModelError(f"layer {layer}: its post-RoPE norms ran {len(normed)} times, not twice")
+            heads_first = normed[0].shape == self._rotated_shape.get(layer)  # Hunyuan; Llama 4: [B, S, H, D]
+            q, k = normed if heads_first else (x.transpose(1, 2) for x in normed)
             self.on_qk(layer, q, k, self._token_mask(q.shape[2]))
 
         return hook

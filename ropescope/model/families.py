@@ -202,20 +202,27 @@ def complex_head_axis(function, dims: int) -> int:
     return fits[0]
 
 
-def post_rope_norm(site: AttentionSite) -> torch.nn.Module | None:
-    """The norm a layer applies to q and k *after* RoPE (Llama 4's L2 ``qk_norm``, one module called
-    on q then on k), read off its ``forward``: the attention uses the normalised tensors, so head
-    scores take them from that module; None where the layer has none."""
-    norm = getattr(site.module, "qk_norm", None)
-    if not isinstance(norm, torch.nn.Module):
-        return None
+POST_ROPE_NORMS = (("qk_norm", "qk_norm"), ("query_layernorm", "key_layernorm"))  # Llama 4; Hunyuan
+
+
+def post_rope_norm(site: AttentionSite) -> tuple[torch.nn.Module, torch.nn.Module] | None:
+    """The norms a layer applies to q and k *after* RoPE (Llama 4's L2 ``qk_norm``, one module called
+    on q then on k; Hunyuan's ``query_layernorm`` and ``key_layernorm``), read off its ``forward``:
+    the attention uses the normalised tensors, so head scores take them from those modules; None
+    where the layer has none."""
     try:
         source = inspect.getsource(inspect.unwrap(type(site.module).forward))
     except (OSError, TypeError):
         return None
     calls = [source.find(f"{name}(") for name in site.rope_functions if f"{name}(" in source]
-    applied = source.find("self.qk_norm(")
-    return norm if calls and applied > min(calls) else None
+    for q_name, k_name in POST_ROPE_NORMS:
+        q_norm, k_norm = getattr(site.module, q_name, None), getattr(site.module, k_name, None)
+        if not isinstance(q_norm, torch.nn.Module) or not isinstance(k_norm, torch.nn.Module):
+            continue
+        applied = source.find(f"self.{q_name}(")
+        if calls and applied > min(calls):
+            return q_norm, k_norm
+    return None
 
 
 def temperature_tuned(module: torch.nn.Module, q: torch.Tensor) -> torch.Tensor:
