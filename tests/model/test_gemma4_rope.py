@@ -135,3 +135,19 @@ def test_gemma4_checkpoint_profiles_from_the_cli_with_its_figures(tmp_path):
     loaded = ropescope.load_profile(out)
     assert loaded.geometry.ragged and loaded.geometry.layers[5].kv_source == 3
     assert any(p.name.startswith("fig03") and p.suffix == ".png" for p in out.iterdir())
+
+
+def test_report_of_a_ragged_scan_names_each_layers_chunks_and_leaves_missing_ones_empty(tmp_path):
+    from ropescope.report.content import report_data
+    from ropescope.report.page import write_report
+
+    model = tiny_model("gemma4_text", GEMMA4_26B_LIKE)
+    report = ropescope.scan_heads(model, CharTokenizer(), list(TEXTS), max_offset=1)
+    data = report_data(report.profile, heads=report.table, threshold=report.threshold)
+    layers = data["geometry"]["layers"]
+    assert [lr["chunks"] for lr in layers] == [8, 16] * 3 and [lr["head_dim"] for lr in layers] == [16, 32] * 3
+    q_usage = data["usage"]["q"]
+    assert q_usage[0][8:] == [None] * 8 and None not in q_usage[0][:8] and None not in q_usage[1]
+    assert data["head_usage"]["k"][4] == [[None] * 16] * 2  # layer 4 reuses layer 2's keys
+    page = write_report(data, tmp_path / "report.html").read_text(encoding="utf-8")  # JSON refuses NaN
+    assert '"chunks":8' in page and "null" in page
