@@ -39,7 +39,8 @@ class _Dispatch:
 
     def __init__(self, code, name: str, original, kind: str = "pair"):
         self.code, self.name, self.original, self.hooks = code, name, original, []
-        self._orders: dict[int, torch.Tensor | None] = {}
+        self._orders: dict[int, tuple[torch.Tensor, torch.Tensor] | None] = {}  # head width -> output order
+        self._axes: dict[int, int] = {}  # head width -> head axis of a complex-rotation call
 
         def apply_rotary_pos_emb(q, k, cos, sin, *args, **kwargs):
             _CALLER[0] = sys._getframe(1).f_code  # which code called: the attention's forward, or e.g. an indexer
@@ -97,9 +98,9 @@ class _Dispatch:
 
     def head_axis(self, dims: int) -> int:
         """The head axis of q and k in a complex-rotation call (read once per width)."""
-        if ("axis", dims) not in self._orders:
-            self._orders[("axis", dims)] = complex_head_axis(self.original, dims)
-        return self._orders[("axis", dims)]
+        if dims not in self._axes:
+            self._axes[dims] = complex_head_axis(self.original, dims)
+        return self._axes[dims]
 
     def order(self, dims: int, device) -> tuple[torch.Tensor, torch.Tensor] | None:
         """``(order, inverse)`` index tensors of the function's output on ``dims``-wide heads (None

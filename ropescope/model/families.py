@@ -100,6 +100,20 @@ ROPE_FUNCTION = "apply_rotary_pos_emb"
 COMPLEX_ROPE_FUNCTION = "apply_rotary_emb"  # Llama 4, DeepSeek V2: (xq, xk, freqs_cis)
 
 
+def forward_source(module: torch.nn.Module) -> str:
+    """The source of the module's own ``forward`` (decorators unwrapped); empty where Python keeps none."""
+    try:
+        return inspect.getsource(inspect.unwrap(type(module).forward))
+    except (OSError, TypeError):
+        return ""
+
+
+def rope_call_position(source: str, names) -> int | None:
+    """Where ``source`` first calls one of the RoPE functions ``names`` (None: it calls none)."""
+    found = [match.start() for name in names if (match := re.search(rf"\b{name}\(", source))]
+    return min(found) if found else None
+
+
 def rope_functions(module: torch.nn.Module, code) -> tuple[str, ...]:
     """The module-level RoPE functions (``apply_rotary_pos_emb`` and variants such as
     ``apply_rotary_pos_emb_interleave``, same call shape) that the attention module's ``forward``
@@ -111,11 +125,8 @@ def rope_functions(module: torch.nn.Module, code) -> tuple[str, ...]:
         and callable(fn)
         and rope_call_kind(fn) is not None
     ]
-    try:
-        source = inspect.getsource(inspect.unwrap(type(module).forward))
-    except (OSError, TypeError):
-        source = ""
-    used = tuple(sorted(name for name in names if re.search(rf"\b{name}\(", source)))
+    source = forward_source(module)
+    used = tuple(sorted(name for name in names if rope_call_position(source, [name]) is not None))
     return used or ((ROPE_FUNCTION,) if ROPE_FUNCTION in names else ())
 
 
@@ -170,14 +181,9 @@ def forward_code(site: AttentionSite):
     """The code object of the layer's attention ``forward`` where that forward names its RoPE
     function (so calls made anywhere else inside the layer are not the attention's); None where it
     calls RoPE through a helper."""
-    forward = inspect.unwrap(type(site.module).forward)
-    try:
-        source = inspect.getsource(forward)
-    except (OSError, TypeError):
+    if rope_call_position(forward_source(site.module), site.rope_functions) is None:
         return None
-    if not any(re.search(rf"\b{name}\(", source) for name in site.rope_functions):
-        return None
-    return getattr(forward, "__code__", None)
+    return getattr(inspect.unwrap(type(site.module).forward), "__code__", None)
 
 
 def complex_head_axis(function, dims: int) -> int:
@@ -210,18 +216,15 @@ def post_rope_norm(site: AttentionSite) -> tuple[torch.nn.Module, torch.nn.Modul
     on q then on k; Hunyuan's ``query_layernorm`` and ``key_layernorm``), read off its ``forward``:
     the attention uses the normalised tensors, so head scores take them from those modules; None
     where the layer has none."""
-    try:
-        source = inspect.getsource(inspect.unwrap(type(site.module).forward))
-    except (OSError, TypeError):
+    source = forward_source(site.module)
+    rotated = rope_call_position(source, site.rope_functions)
+    if rotated is None:
         return None
-    calls = [source.find(f"{name}(") for name in site.rope_functions if f"{name}(" in source]
     for q_name, k_name in POST_ROPE_NORMS:
         q_norm, k_norm = getattr(site.module, q_name, None), getattr(site.module, k_name, None)
-        if not isinstance(q_norm, torch.nn.Module) or not isinstance(k_norm, torch.nn.Module):
-            continue
-        applied = source.find(f"self.{q_name}(")
-        if calls and applied > min(calls):
-            return q_norm, k_norm
+        if isinstance(q_norm, torch.nn.Module) and isinstance(k_norm, torch.nn.Module):
+            if source.find(f"self.{q_name}(") > rotated:
+                return q_norm, k_norm
     return None
 
 
