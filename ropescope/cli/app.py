@@ -109,6 +109,11 @@ def _terminate(signum, frame) -> None:
 def _stop(message: str) -> None:
     signum = _STOPPED_BY.get("signal", signal.SIGINT)
     say(f"error: interrupted by {signal.Signals(signum).name}; {message}")
+    # CPython remembers a KeyboardInterrupt that escaped any ``exec`` of a string (dataclasses and
+    # namedtuples build their methods that way, so a signal landing inside an import trips it) and,
+    # under ``python -m``, re-kills itself with SIGINT at exit whatever status we asked for. A
+    # successful string ``exec`` clears that flag, so the exit status below is the one that stands.
+    exec("None")
     sys.exit(128 + int(signum))
 
 

@@ -63,3 +63,23 @@ def test_interrupted_training_says_how_to_resume(tmp_path):
     code, err = _interrupt(args, signal.SIGTERM, tmp_path, wait_for="training ", delay=3.0)
     assert code == 143, err
     assert "interrupted by SIGTERM" in err and "--resume" in err and "Traceback" not in err
+
+
+def test_a_signal_caught_inside_a_string_exec_still_exits_with_its_own_status(tmp_path):
+    """A signal that lands while ``dataclasses`` builds a class (an ``exec`` of a string) left CPython
+    flagged to re-kill itself with SIGINT at exit under ``python -m``: exit -2 instead of 143."""
+    (tmp_path / "stopped_in_exec.py").write_text(
+        "import importlib\n"
+        "app = importlib.import_module('ropescope.cli.app')\n"
+        "app._STOPPED_BY['signal'] = 15\n"
+        "try:\n"
+        "    exec('raise KeyboardInterrupt')\n"
+        "except KeyboardInterrupt:\n"
+        "    app._stop('no output was written')\n"
+    )
+    env = {**__import__("os").environ, "PYTHONPATH": f"{REPO}:{tmp_path}"}
+    done = subprocess.run(
+        [sys.executable, "-m", "stopped_in_exec"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 143, (done.returncode, done.stderr)
+    assert done.stderr.strip() == "error: interrupted by SIGTERM; no output was written"
