@@ -39,6 +39,15 @@ def grouped_scores(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
 
 def attention_blocks(q: torch.Tensor, k: torch.Tensor, rule: LogitRule, block: int = 256) -> Iterator[Block]:
     """Yield the attention of ``q[H, S, D]`` over ``k[Hkv, S, D]`` (post-RoPE, one prompt) by row block."""
+    for rows, j0, logits in logit_blocks(q, k, rule, block):
+        yield Block(rows, j0, logits, softmax_with_sinks(logits, rule))
+
+
+def logit_blocks(
+    q: torch.Tensor, k: torch.Tensor, rule: LogitRule, block: int = 256
+) -> Iterator[tuple[torch.Tensor, int, torch.Tensor]]:
+    """``(rows [R], j0, logits [H, R, J])`` by row block: the scaled, soft-capped logits of rows
+    ``rows`` against keys ``j0 ..`` (only the keys some row of the block can see), -inf where masked."""
     seq = q.shape[1]
     q, k = q.float(), k.float()
     for i0 in range(0, seq, block):
@@ -51,8 +60,22 @@ def attention_blocks(q: torch.Tensor, k: torch.Tensor, rule: LogitRule, block: i
         rows = torch.arange(i0, i1, device=q.device)
         cols = torch.arange(j0, j1, device=q.device)
         allowed = visible(rows[:, None], cols[None, :], rule)
-        logits = logits.masked_fill(~allowed, float("-inf"))
-        yield Block(rows, j0, logits, softmax_with_sinks(logits, rule))
+        yield rows, j0, logits.masked_fill(~allowed, float("-inf"))
+
+
+def row_logsumexp(q: torch.Tensor, k: torch.Tensor, rule: LogitRule, block: int = 256) -> torch.Tensor:
+    """``[H, S]`` float32: the log of each query row's softmax normaliser, ``log sum_j exp(logit(i, j))``
+    over the keys row ``i`` can see (and the head's sink logit, where the layer has sinks).
+
+    The attention row ``i`` pays key ``j`` is then ``exp(logit(i, j) - LSE_i)``: scores of a few
+    chosen keys (offsets, the first token) cost ``O(tokens x head dim)`` each, with no probability
+    matrix. Blocks of rows keep memory at ``heads x block x visible keys``."""
+    parts = [torch.logsumexp(logits, dim=-1) for _, _, logits in logit_blocks(q, k, rule, block)]
+    lse = torch.cat(parts, dim=1)
+    if rule.sinks is not None:
+        sinks = torch.tensor(rule.sinks, dtype=lse.dtype, device=lse.device)
+        lse = torch.logaddexp(lse, sinks[:, None])
+    return lse
 
 
 def softmax_with_sinks(logits: torch.Tensor, rule: LogitRule) -> torch.Tensor:

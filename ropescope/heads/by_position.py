@@ -22,11 +22,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ropescope.heads.attention import attention_blocks, visible
-from ropescope.heads.scores import offset_values
+from ropescope.heads.attention import row_logsumexp, visible
+from ropescope.heads.scores import GroupedPairs, target_terms
 from ropescope.hooks.precision import in_full_float32
 from ropescope.model.anatomy import LogitRule
-from ropescope.model.geometry import RopeGeometry, split_pairs
+from ropescope.model.geometry import RopeGeometry
 
 
 def log_distances(longest: int) -> tuple[int, ...]:
@@ -63,7 +63,9 @@ class PositionHeadArrays:
 
 
 class PositionHeadReducer:
-    """``on_qk`` consumer filling :class:`PositionHeadArrays` (one prompt per forward pass)."""
+    """``on_qk`` consumer filling :class:`PositionHeadArrays` (one prompt per forward pass).
+
+    The sums stay on the device of q and k through the scan; :attr:`arrays` copies them once, when read."""
 
     def __init__(
         self,
@@ -77,56 +79,66 @@ class PositionHeadReducer:
     ):
         self.geometry, self.rules, self.max_offset, self.block = geometry, rules, max_offset, block
         L, C, B, R = geometry.n_layers, geometry.n_chunks, len(edges) - 1, len(distances)
-        self.arrays = PositionHeadArrays(
-            tuple(int(e) for e in edges),
-            tuple(int(d) for d in distances),
-            np.zeros((L, n_heads, max_offset + 1, B)),
-            np.zeros((L, max_offset + 1, B)),
-            np.zeros((L, n_heads, R, C)),
-            np.zeros((L, R)),
-        )
+        self.edges, self.distances = tuple(int(e) for e in edges), tuple(int(d) for d in distances)
+        term_sum = torch.zeros(L, n_heads, R, C, dtype=torch.float64)
         for layer in range(L):  # chunks a layer does not have (Gemma 4's smaller heads)
-            self.arrays.term_sum[layer, ..., geometry.layer_chunks(layer) :] = np.nan
-        self._edges = torch.tensor(self.arrays.edges[1:-1])
+            term_sum[layer, ..., geometry.layer_chunks(layer) :] = torch.nan
+        self._sums = {
+            "offset_sum": torch.zeros(L, n_heads, max_offset + 1, B, dtype=torch.float64),
+            "offset_rows": torch.zeros(L, max_offset + 1, B, dtype=torch.float64),
+            "term_sum": term_sum,
+            "term_rows": torch.zeros(L, R, dtype=torch.float64),
+        }
+        self._inner_edges = torch.tensor(self.edges[1:-1])
+        self._arrays: PositionHeadArrays | None = None
+
+    @property
+    def arrays(self) -> PositionHeadArrays:
+        """The sums so far as numpy arrays (one copy from the device, made when first read after a call)."""
+        if self._arrays is None:
+            numpy = {name: t.cpu().numpy().copy() for name, t in self._sums.items()}
+            self._arrays = PositionHeadArrays(self.edges, self.distances, **numpy)
+        return self._arrays
 
     @in_full_float32
     def __call__(self, layer: int, q_rot: torch.Tensor, k_rot: torch.Tensor, mask=None) -> None:
         if q_rot.shape[0] != 1:
             raise ValueError("head scores take one prompt per forward pass")
         q, k = q_rot[0].float(), k_rot[0].float()
-        self._offsets(layer, q, k)
-        self._terms(layer, q, k)
+        if self._sums["offset_sum"].device != q.device:  # moved once, on the first call
+            self._sums = {name: t.to(q.device) for name, t in self._sums.items()}
+            self._inner_edges = self._inner_edges.to(q.device)
+        self._arrays = None
+        pairs = GroupedPairs.of(q, k, self.geometry.layer_rotary_dim(layer), self.geometry.layout)
+        self._offsets(layer, q, k, pairs)
+        self._terms(layer, pairs, q.shape[1])
 
-    def _offsets(self, layer: int, q: torch.Tensor, k: torch.Tensor) -> None:
+    def _offsets(self, layer: int, q: torch.Tensor, k: torch.Tensor, pairs: GroupedPairs) -> None:
+        """``offset_d`` of every head, each row's attention ``exp(logit - LSE)`` added to its query's bucket."""
         rule, K = self.rules[layer], self.max_offset
-        heads, n_buckets = q.shape[0], self.arrays.offset_sum.shape[-1]
-        f64 = dict(dtype=torch.float64, device=q.device)
-        sums, rows = torch.zeros(heads, K + 1, n_buckets, **f64), torch.zeros(K + 1, n_buckets, **f64)
-        edges = self._edges.to(q.device)
-        for blk in attention_blocks(q, k, rule, self.block):
-            bucket = torch.bucketize(blk.rows, edges, right=True)  # [R]: the query's position bucket
-            for d in range(K + 1):
-                vals, ok = offset_values(blk, d, rule)  # the rows and values of the whole-scan offset_d
-                sums[:, d].index_add_(1, bucket, vals.double() * ok)
-                rows[d].index_add_(0, bucket, ok.double())
-        self.arrays.offset_sum[layer] += sums.cpu().numpy()
-        self.arrays.offset_rows[layer] += rows.cpu().numpy()
-
-    def _terms(self, layer: int, q: torch.Tensor, k: torch.Tensor) -> None:
-        rule, r = self.rules[layer], self.geometry.layer_rotary_dim(layer)
-        group = q.shape[0] // k.shape[0]
-        qa, qb = split_pairs(q[..., :r], self.geometry.layout)
-        ka, kb = split_pairs(k.repeat_interleave(group, dim=0)[..., :r], self.geometry.layout)
-        seq = q.shape[1]
+        heads, seq = q.shape[0], q.shape[1]
+        lse = row_logsumexp(q, k, rule, self.block).double().reshape(*pairs.qa.shape[:2], seq)
         rows = torch.arange(seq, device=q.device)
-        a = self.arrays
-        for index, d in enumerate(a.distances):
+        bucket = torch.bucketize(rows, self._inner_edges, right=True)  # [S]: the query's position bucket
+        sums, counts = self._sums["offset_sum"][layer], self._sums["offset_rows"][layer]
+        for d in range(min(K + 1, seq)):
+            here = rows[d + 1 :]
+            seen = visible(here, here - d, rule).double()  # the rows of the whole-scan offset_d
+            _, _, logit = target_terms(pairs, rule, slice(d + 1, None), slice(1, max(d + 1, seq) - d))
+            probs = torch.exp((logit - lse[..., d + 1 :]).masked_fill(seen == 0, -torch.inf))
+            sums[:, d].index_add_(1, bucket[d + 1 :], (probs * seen).reshape(heads, -1))
+            counts[d].index_add_(0, bucket[d + 1 :], seen)
+
+    def _terms(self, layer: int, pairs: GroupedPairs, seq: int) -> None:
+        rule, r = self.rules[layer], self.geometry.layer_rotary_dim(layer)
+        heads = pairs.qa.shape[0] * pairs.qa.shape[1]
+        rows = torch.arange(seq, device=pairs.qa.device)
+        term_sum, term_rows = self._sums["term_sum"][layer], self._sums["term_rows"][layer]
+        for index, d in enumerate(self.distances):
             if d >= seq:
                 continue
             here = rows[d:]
             weight = visible(here, here - d, rule).float()  # [S - d]
-            term = rule.scaling * (qa[:, d:] * ka[:, : seq - d] + qb[:, d:] * kb[:, : seq - d])  # [H, S-d, C]
-            a.term_sum[layer, :, index, : r // 2] += (
-                (term * weight[None, :, None]).sum(1, dtype=torch.float64).cpu().numpy()
-            )
-            a.term_rows[layer, index] += float(weight.sum(dtype=torch.float64))
+            term, _, _ = target_terms(pairs, rule, slice(d, None), slice(0, seq - d))  # [Hkv, G, S-d, C]
+            term_sum[:, index, : r // 2] += (term * weight[:, None]).sum(-2, dtype=torch.float64).reshape(heads, -1)
+            term_rows[index] += weight.sum(dtype=torch.float64)

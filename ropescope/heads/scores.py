@@ -20,11 +20,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from ropescope.heads.attention import attention_blocks, first_visible, last_visible, visible
+from ropescope.heads.attention import first_visible, last_visible, row_logsumexp, visible
 from ropescope.hooks.precision import in_full_float32
 from ropescope.model.anatomy import LogitRule
 from ropescope.model.geometry import RopeGeometry, split_pairs
@@ -84,18 +85,52 @@ class HeadArrays:
         return self._mean(self.target_logit_sum, self.target_rows[:, None, :])
 
 
-def offset_values(blk, d: int, rule: LogitRule) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(probs [H, R], counted [R])`` of one attention block: each row's attention on the key ``d``
-    tokens back, and whether the row counts for ``offset_d`` (``i >= d + 1`` and the key visible)."""
-    ok = (blk.rows >= d + 1) & visible(blk.rows, blk.rows - d, rule)
-    column = (blk.rows - d - blk.j0).clamp(0, blk.probs.shape[-1] - 1)
-    heads = blk.probs.shape[0]
-    return blk.probs.gather(2, column[None, :, None].expand(heads, -1, 1))[..., 0], ok
+class GroupedPairs(NamedTuple):
+    """Post-RoPE q and k of one prompt split for per-chunk terms: the two dims of every chunk
+    (``qa``, ``qb``: ``[Hkv, group, S, C]``; ``ka``, ``kb``: ``[Hkv, 1, S, C]``, each query head
+    beside the KV head it reads) and the unrotated dims (``q_pass``, ``k_pass``)."""
+
+    qa: torch.Tensor
+    qb: torch.Tensor
+    q_pass: torch.Tensor
+    ka: torch.Tensor
+    kb: torch.Tensor
+    k_pass: torch.Tensor
+
+    @classmethod
+    def of(cls, q: torch.Tensor, k: torch.Tensor, rotary_dim: int, layout: str) -> GroupedPairs:
+        """From ``q[H, S, D]`` and ``k[Hkv, S, D]`` (float32)."""
+        qg = q.reshape(k.shape[0], q.shape[0] // k.shape[0], q.shape[1], -1)
+        kg = k[:, None]
+        qa, qb = split_pairs(qg[..., :rotary_dim], layout)
+        ka, kb = split_pairs(kg[..., :rotary_dim], layout)
+        return cls(qa, qb, qg[..., rotary_dim:], ka, kb, kg[..., rotary_dim:])
+
+
+def target_terms(
+    p: GroupedPairs, rule: LogitRule, rows: slice, keys: slice
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Of query rows ``rows`` against keys ``keys`` (same length, or one key for all rows), pairwise:
+    every chunk's term of the logit ``scaling * (q_c . k_c)`` (``[Hkv, G, R, C]``, float32), the
+    unrotated dims' term (``[Hkv, G, R]``) and the logit itself (float64, soft-capped as the model does)."""
+    chunk = rule.scaling * (p.qa[..., rows, :] * p.ka[..., keys, :] + p.qb[..., rows, :] * p.kb[..., keys, :])
+    passed = rule.scaling * (p.q_pass[..., rows, :] * p.k_pass[..., keys, :]).sum(-1)
+    logit = chunk.sum(-1, dtype=torch.float64) + passed.double()
+    if rule.softcap:
+        logit = torch.tanh(logit / rule.softcap) * rule.softcap
+    return chunk, passed, logit
+
+
+# the running sums of a scan, in the order of HeadArrays' fields (offset_sum ... target_rows)
+_SUMS = tuple(HeadArrays.__dataclass_fields__)
 
 
 class HeadScoreReducer:
     """``on_qk`` consumer for :func:`ropescope.hooks.capture` filling :class:`HeadArrays`
-    (``layers``: only these layers; :meth:`add` scores a query the caller altered, as the causal test does)."""
+    (``layers``: only these layers; :meth:`add` scores a query the caller altered, as the causal test does).
+
+    The sums stay on the device of q and k through the whole scan (no copy to the host per layer or
+    prompt); :attr:`arrays` copies them once, when read."""
 
     def __init__(
         self,
@@ -108,11 +143,20 @@ class HeadScoreReducer:
     ):
         self.geometry, self.rules, self.max_offset, self.block = geometry, rules, max_offset, block
         self.layers = layers
-        self.arrays = HeadArrays.zeros(geometry.n_layers, n_heads, max_offset, geometry.n_chunks)
+        zeros = HeadArrays.zeros(geometry.n_layers, n_heads, max_offset, geometry.n_chunks)
         for layer in range(geometry.n_layers):  # chunks a layer does not have (Gemma 4's smaller heads)
             own = geometry.layer_chunks(layer)
-            self.arrays.target_chunk_sum[layer, :, :, own:] = np.nan
-            self.arrays.other_chunk_sum[layer, :, :, own:] = np.nan
+            zeros.target_chunk_sum[layer, :, :, own:] = np.nan
+            zeros.other_chunk_sum[layer, :, :, own:] = np.nan
+        self._sums = {name: torch.from_numpy(getattr(zeros, name)) for name in _SUMS}
+        self._arrays: HeadArrays | None = zeros
+
+    @property
+    def arrays(self) -> HeadArrays:
+        """The sums so far as numpy arrays (one copy from the device, made when first read after an add)."""
+        if self._arrays is None:
+            self._arrays = HeadArrays(**{name: t.cpu().numpy().copy() for name, t in self._sums.items()})
+        return self._arrays
 
     def __call__(self, layer: int, q_rot: torch.Tensor, k_rot: torch.Tensor, mask=None) -> None:
         if self.layers is not None and layer not in self.layers:
@@ -125,56 +169,46 @@ class HeadScoreReducer:
     def add(self, layer: int, q: torch.Tensor, k: torch.Tensor) -> None:
         """Accumulate one prompt's ``q[H, S, D]``, ``k[Hkv, S, D]`` (post-RoPE) of ``layer``.
 
-        Everything is summed on the tensors' device with 0/1 row weights (no per-block selection of
-        rows, so no host synchronisation inside the loops) and copied to the host once per call."""
-        rule, K = self.rules[layer], self.max_offset
-        heads, seq = q.shape[0], q.shape[1]
-        f64 = dict(dtype=torch.float64, device=q.device)
-        offset_sum, offset_rows = torch.zeros(heads, K + 1, **f64), torch.zeros(K + 1, **f64)
-        sink_sum, sink_rows = torch.zeros(heads, **f64), torch.zeros((), **f64)
-        for blk in attention_blocks(q, k, rule, self.block):
-            for d in range(K + 1):
-                vals, ok = offset_values(blk, d, rule)
-                offset_sum[:, d] += (vals * ok).sum(dim=1).double()
-                offset_rows[d] += ok.sum()
-            ok = (blk.rows >= 1) & visible(blk.rows, torch.zeros_like(blk.rows), rule)
-            sink = blk.probs[:, :, 0] if blk.j0 == 0 else torch.zeros_like(blk.probs[:, :, 0])
-            sink_sum += (sink * ok).sum(dim=1).double()
-            sink_rows += ok.sum()
-        a = self.arrays
-        a.offset_sum[layer] += offset_sum.cpu().numpy()
-        a.offset_rows[layer] += offset_rows.cpu().numpy()
-        a.sink_sum[layer] += sink_sum.cpu().numpy()
-        a.sink_rows[layer] += float(sink_rows)
-        self._attribute(layer, q, k, rule, seq)
+        Each row's softmax normaliser (:func:`~ropescope.heads.attention.row_logsumexp`) is the only
+        pass over all keys; the attention on each target key (offset ``d``, the first token) is
+        ``exp(logit - LSE)`` of that one logit, which the per-chunk attribution computes anyway.
+        Everything is summed on the tensors' device with 0/1 row weights (no host synchronisation)."""
+        if self._sums["offset_sum"].device != q.device:
+            self._sums = {name: t.to(q.device) for name, t in self._sums.items()}
+        self._arrays = None
+        rule, q, k = self.rules[layer], q.float(), k.float()
+        lse = row_logsumexp(q, k, rule, self.block).double()  # [H, S]
+        self._accumulate(layer, q, k, rule, lse)
 
-    def _attribute(self, layer, q, k, rule: LogitRule, seq: int) -> None:
-        """Per-chunk logit attribution of every target offset (and the first token), summed over rows.
+    def _accumulate(self, layer, q, k, rule: LogitRule, lse: torch.Tensor) -> None:
+        """Offset and first-token attention, and the per-chunk logit attribution of every target,
+        summed over rows into the running sums of ``layer``.
 
-        Element-wise products run in float32 (the precision of q and k themselves); every sum over
-        rows, and the prefix sums over keys that give each row's visible-key total, are float64."""
+        Query heads are grouped with the KV head they read (``[Hkv, group, S, D]`` against
+        ``[Hkv, 1, S, D]``), so no key is repeated. Element-wise products run in float32 (the precision
+        of q and k themselves); logits, every sum over rows, and the prefix sums over keys that give
+        each row's visible-key total are float64."""
         K, r = self.max_offset, self.geometry.layer_rotary_dim(layer)
         layout = self.geometry.layout
-        group = q.shape[0] // k.shape[0]
-        q32, k32 = q.float(), k.float().repeat_interleave(group, dim=0)  # [H, S, D]
-        qa, qb = split_pairs(q32[..., :r], layout)
-        ka, kb = split_pairs(k32[..., :r], layout)
-        q_pass, k_pass = q32[..., r:], k32[..., r:]
+        heads, seq = q.shape[0], q.shape[1]
+        kv = k.shape[0]
+        lse = lse.reshape(kv, heads // kv, seq)
+        pairs = GroupedPairs.of(q, k, r, layout)
+        qa, qb, q_pass = pairs.qa, pairs.qb, pairs.q_pass
+        kg = k[:, None]  # [Hkv, 1, S, D]
         # prefix sums over keys (float64: window sums subtract two of them) give each row's visible-key sum
-        zero = torch.zeros_like(k32[:, :1], dtype=torch.float64)
-        prefix = torch.cat([zero, torch.cumsum(k32, dim=1, dtype=torch.float64)], dim=1)  # [H, S+1, D]
+        prefix = torch.cumsum(torch.nn.functional.pad(kg, (0, 0, 1, 0)), dim=2, dtype=torch.float64)  # [Hkv,1,S+1,D]
         rows = torch.arange(seq, device=q.device)
         first = first_visible(rows, rule)
         last = last_visible(rows, seq, rule)
-        key_sum = (prefix[:, last + 1] - prefix[:, first]).float()  # [H, S, D]
+        key_sum = (prefix[:, :, last + 1] - prefix[:, :, first]).float()  # [Hkv, 1, S, D]
         sa, sb = split_pairs(key_sum[..., :r], layout)
-        all_chunk = rule.scaling * (qa * sa + qb * sb)  # [H, S, C]
-        all_pass = rule.scaling * (q_pass * key_sum[..., r:]).sum(-1)  # [H, S]
+        all_chunk = rule.scaling * (qa * sa + qb * sb)  # [Hkv, G, S, C]
+        all_pass = rule.scaling * (q_pass * key_sum[..., r:]).sum(-1)  # [Hkv, G, S]
         n_visible = (last - first + 1).float()
         others = (n_visible - 1).clamp(min=1)  # [S]: visible keys other than the target
-        sums = {
-            name: [] for name in ("target_chunk", "other_chunk", "target_pass", "other_pass", "target_logit", "rows")
-        }
+        names = ("probs", "target_chunk", "other_chunk", "target_pass", "other_pass", "target_logit", "rows", "seen")
+        sums = {name: [] for name in names}
         f64 = torch.float64
         # target d: the key d tokens back (rows d+1 ..), then the first token (rows 1 ..); the keys of
         # rows start .. S-1 are a contiguous slice (or the first key, broadcast), so no gathering
@@ -183,25 +217,30 @@ class HeadScoreReducer:
             keys = slice(0, 1) if d is None else slice(start - d, max(start, seq) - d)  # empty past the end
             here = rows[start:]
             key = torch.zeros_like(here) if d is None else here - d
-            weight = (visible(here, key, rule) & (n_visible[start:] >= 2)).float()  # [S - start]
-            chunk = rule.scaling * (qa[:, start:] * ka[:, keys] + qb[:, start:] * kb[:, keys])  # [H, S - start, C]
-            passed = rule.scaling * (q_pass[:, start:] * k_pass[:, keys]).sum(-1)  # [H, S - start]
-            logit = chunk.sum(-1, dtype=f64) + passed.double()
-            if rule.softcap:
-                logit = torch.tanh(logit / rule.softcap) * rule.softcap
+            seen = visible(here, key, rule).double()  # [S - start]: rows that count for the attention score
+            weight = seen.float() * (n_visible[start:] >= 2)  # ... and for attribution (another key to compare)
+            chunk, passed, logit = target_terms(pairs, rule, slice(start, None), keys)
+            probs = torch.exp((logit - lse[..., start:]).masked_fill(seen == 0, -torch.inf))  # on the target key
             spread = weight / others[start:]  # each other visible key's share of the row's weight
-            sums["target_chunk"].append((chunk * weight[None, :, None]).sum(1, dtype=f64))
-            other = (all_chunk[:, start:] - chunk) * spread[None, :, None]
-            sums["other_chunk"].append(other.sum(1, dtype=f64))
-            sums["target_pass"].append((passed * weight).sum(1, dtype=f64))
-            sums["other_pass"].append(((all_pass[:, start:] - passed) * spread).sum(1, dtype=f64))
-            sums["target_logit"].append((logit * weight.double()).sum(1))
+            sums["probs"].append((probs * seen).sum(-1))
+            sums["seen"].append(seen.sum())
+            sums["target_chunk"].append((chunk * weight[:, None]).sum(-2, dtype=f64))
+            other = (all_chunk[..., start:, :] - chunk) * spread[:, None]
+            sums["other_chunk"].append(other.sum(-2, dtype=f64))
+            sums["target_pass"].append((passed * weight).sum(-1, dtype=f64))
+            sums["other_pass"].append(((all_pass[..., start:] - passed) * spread).sum(-1, dtype=f64))
+            sums["target_logit"].append((logit * weight.double()).sum(-1))
             sums["rows"].append(weight.sum(dtype=f64))
-        a = self.arrays
+        t = {name: torch.stack(values, dim=-1) for name, values in sums.items()}  # targets last
+        s = self._sums
+        s["offset_sum"][layer] += t["probs"][..., : K + 1].reshape(heads, K + 1)
+        s["offset_rows"][layer] += t["seen"][: K + 1]
+        s["sink_sum"][layer] += t["probs"][..., K + 1].reshape(heads)
+        s["sink_rows"][layer] += t["seen"][K + 1]
         own = slice(0, r // 2)  # the layer's own chunks
-        a.target_chunk_sum[layer, ..., own] += torch.stack(sums["target_chunk"], dim=1).cpu().numpy()  # [H, K+2, C]
-        a.other_chunk_sum[layer, ..., own] += torch.stack(sums["other_chunk"], dim=1).cpu().numpy()
-        a.target_pass_sum[layer] += torch.stack(sums["target_pass"], dim=1).cpu().numpy()  # [H, K+2]
-        a.other_pass_sum[layer] += torch.stack(sums["other_pass"], dim=1).cpu().numpy()
-        a.target_logit_sum[layer] += torch.stack(sums["target_logit"], dim=1).cpu().numpy()
-        a.target_rows[layer] += torch.stack(sums["rows"]).cpu().numpy()
+        s["target_chunk_sum"][layer, ..., own] += t["target_chunk"].reshape(heads, -1, K + 2).transpose(1, 2)
+        s["other_chunk_sum"][layer, ..., own] += t["other_chunk"].reshape(heads, -1, K + 2).transpose(1, 2)
+        s["target_pass_sum"][layer] += t["target_pass"].reshape(heads, K + 2)
+        s["other_pass_sum"][layer] += t["other_pass"].reshape(heads, K + 2)
+        s["target_logit_sum"][layer] += t["target_logit"].reshape(heads, K + 2)
+        s["target_rows"][layer] += t["rows"]
