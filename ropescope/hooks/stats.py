@@ -44,43 +44,28 @@ class ChunkNormStats:
 
     @in_full_float32
     def update(self, layer: int, norms: torch.Tensor, mask: torch.Tensor) -> None:
-        """Add one batch: ``norms[B, H, S, C]`` (float32) of which tokens ``mask[B, S]`` count (``H``
-        and ``C`` may be fewer than the arrays hold: the layer's own heads and chunks).
+        """Add one batch: ``norms[B, H, S, C]`` of which tokens ``mask[B, S]`` count (``H`` and ``C``
+        may be fewer than the arrays hold: the layer's own heads and chunks).
 
-        Sums over tokens are matrix products with the 0/1 token mask (fast on any device, no copy of
-        the activations); the batch's squared deviations are taken around its own mean before
-        summing, then merged into the float64 totals. Tokens with a non-finite norm (half-precision
-        overflow) are counted in ``nonfinite`` and left out.
+        Everything stays on the device, with no host synchronisation: the batch's tokens are summed
+        in float64 (so no sum overflows, whatever float32 or half precision allowed), its squared
+        deviations taken around its own mean, then merged into the float64 totals (a batch with no
+        counted token merges as nothing). Tokens with a non-finite norm (half-precision overflow) are
+        counted in ``nonfinite`` and left out; that count is read once, when the run ends.
         """
         if self.count.device != norms.device:
             self._move(norms.device)
+        finite = torch.isfinite(norms).all(dim=3).all(dim=1)  # [B, S]
         mask = mask.to(norms.device)
-        weights = mask.to(norms.dtype)[:, None, None, :]  # [B, 1, 1, S]
-        total = (weights @ norms).sum(0)[:, 0]  # [H, C]
-        if not bool(torch.isfinite(total).all()):
-            finite = torch.isfinite(norms).all(dim=3).all(dim=1)  # [B, S]
-            self.nonfinite[layer] += (mask & ~finite).sum()
-            mask = mask & finite
-            norms = torch.where(
-                finite[:, None, :, None], norms, torch.zeros((), dtype=norms.dtype, device=norms.device)
-            )
-            weights = mask.to(norms.dtype)[:, None, None, :]
-            total = (weights @ norms).sum(0)[:, 0]
-        n = float(mask.sum())
-        if n == 0:
-            return
-        if norms.dtype != torch.float64 and not bool(torch.isfinite(total).all()):
-            # every counted norm is finite but their float32 sum overflows: sum in float64 instead
-            norms, weights = norms.double(), weights.double()
-            total = (weights @ norms).sum(0)[:, 0]
-        batch_mean = total.double() / n
-        deviation = norms - batch_mean.to(norms.dtype)[None, :, None, :]
-        batch_m2 = (weights @ (deviation * deviation)).sum(0)[:, 0].double()
-        if norms.dtype != torch.float64 and not bool(torch.isfinite(batch_m2).all()):
-            deviation = norms.double() - batch_mean[None, :, None, :]  # squared deviations overflow float32
-            batch_m2 = (weights.double() @ (deviation * deviation)).sum(0)[:, 0]
-        hidden = torch.full((), -torch.inf, dtype=norms.dtype, device=norms.device)
-        batch_max = torch.where(mask[:, None, :, None], norms, hidden).amax(dim=2).amax(dim=0).double()
+        keep = mask & finite
+        self.nonfinite[layer] += (mask & ~finite).sum()
+        hidden = ~keep[:, None, :, None]
+        x = norms.double().masked_fill(hidden, 0.0)  # [B, H, S, C], 0 where not counted
+        n = keep.sum(dtype=torch.float64)
+        batch_mean = x.sum(dim=(0, 2)) / n.clamp(min=1)
+        deviation = (x - batch_mean[None, :, None, :]).masked_fill_(hidden, 0.0)
+        batch_m2 = deviation.square_().sum(dim=(0, 2))
+        batch_max = x.masked_fill_(hidden, -torch.inf).amax(dim=(0, 2))
         self._merge_layer(layer, n, batch_mean, batch_m2, batch_max)
 
     def _merge_layer(self, layer, n_b, mean_b, m2_b, max_b) -> None:
@@ -88,9 +73,10 @@ class ChunkNormStats:
         block = (layer, slice(0, mean_b.shape[0]), slice(0, mean_b.shape[1]))
         n_a = self.count[layer]
         total = n_a + n_b
+        share = n_b / total.clamp(min=1)  # 0 for a batch with no token (and no token before it)
         delta = mean_b - self.mean[block]
-        self.mean[block] += delta * (n_b / total)
-        self.m2[block] += m2_b + delta * delta * (n_a * n_b / total)
+        self.mean[block] += delta * share
+        self.m2[block] += m2_b + delta * delta * (n_a * share)
         self.max[block] = torch.maximum(self.max[block], max_b)
         self.count[layer] = total
 

@@ -1,0 +1,160 @@
+"""What ropescope launches, counted: operators, host synchronisations and device-to-host copies.
+
+On a GPU every non-view aten operator is (at least) one kernel launch, and a scalar read on the
+host (``.item()``, ``bool(t)``, ``float(t)``) stalls the stream until the device catches up. Both
+are deterministic, so they can be counted on a CPU, where they predict the GPU overheads that
+wall time on a CPU hides. A ``TorchDispatchMode`` sees every operator the call dispatches.
+
+Model: the Gemma-7B architecture (``bench/configs/gemma-7b-architecture.json``: 16 heads of 256
+dims, hidden 3,072) cut to 2 layers and a 1,024-word vocabulary (the vocabulary changes no count),
+random weights, bfloat16, sdpa attention, 512-token prompts. Cases, each the second call (the
+first one warms caches: the NoPE probe, the geometry self-check's buffers):
+
+- ``forward``: :func:`ropescope.profiling.run.run_forward`, the very call ``profile()`` makes (base
+  model, ``attention_mask`` and ``position_ids``): the baseline.
+- ``profile``: the whole ``ropescope.profile()`` call (q, k, v chunk statistics).
+- ``heads``: the whole ``ropescope.scan_heads()`` call (chunk statistics of q and k, offset and
+  first-token scores, per-chunk attribution).
+
+Columns: operators of the call with one prompt, operators it adds to the forward, that ratio to the
+forward's; ``per_prompt_*``: what one more prompt adds (the call with two prompts minus the call
+with one: the steady cost per forward pass of a long run, without the call's fixed set-up such as
+the geometry self-check); host synchronisations (``aten._local_scalar_dense``) and device-to-host copies (``_to_copy`` /
+``copy_`` from a non-CPU tensor to the CPU: always 0 on a CPU machine, counted where a GPU runs it).
+
+``python bench/kernel_counts.py`` (CSV in ``bench/results/kernel_counts.csv``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import torch
+import transformers
+from torch.utils._python_dispatch import TorchDispatchMode
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+import ropescope  # noqa: E402
+from ropescope.families import CharTokenizer  # noqa: E402
+from ropescope.model.anatomy import inspect_model  # noqa: E402
+from ropescope.profiling.run import pad_batch, run_forward  # noqa: E402
+
+LAYERS, TOKENS = 2, 512
+# a scalar read on the host: ``.item()``, ``float(t)``, ``bool(t)`` (``is_nonzero``), ``torch.equal``
+SYNC = {
+    torch.ops.aten._local_scalar_dense.default,
+    torch.ops.aten.item.default,
+    torch.ops.aten.is_nonzero.default,
+    torch.ops.aten.equal.default,
+}
+COPIES = {torch.ops.aten._to_copy.default, torch.ops.aten.copy_.default}
+
+
+class Count(TorchDispatchMode):
+    """Counts non-view operators (kernels), host synchronisations and device-to-host copies."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops, self.syncs, self.copies = Counter(), 0, 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if func in SYNC:
+            self.syncs += 1
+        elif not func._schema.is_mutable and getattr(func, "is_view", False):
+            return out  # a view launches nothing
+        self.ops[str(func.overloadpacket)] += 1
+        if func in COPIES and _to_host(func, args, kwargs, out):
+            self.copies += 1
+        return out
+
+
+def _to_host(func, args, kwargs, out) -> bool:
+    source = args[1] if func is torch.ops.aten.copy_.default else args[0]
+    target = args[0] if func is torch.ops.aten.copy_.default else out
+    devices = (getattr(source, "device", None), getattr(target, "device", None))
+    return devices[0] is not None and devices[0].type != "cpu" and devices[1] is not None and devices[1].type == "cpu"
+
+
+def build_model():
+    config = json.loads((HERE / "configs" / "gemma-7b-architecture.json").read_text())
+    config.update(num_hidden_layers=LAYERS, vocab_size=1024)
+    cfg = transformers.GemmaConfig(**{k: v for k, v in config.items() if k not in ("model_type", "torch_dtype")})
+    cfg._attn_implementation = "sdpa"
+    torch.manual_seed(0)
+    return transformers.AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16).eval()
+
+
+def counted(fn) -> Count:
+    fn()  # first call: warm-up
+    with Count() as count:
+        fn()
+    return count
+
+
+def main() -> pd.DataFrame:
+    torch.set_num_threads(1)
+    model = build_model()
+    tokenizer = CharTokenizer()
+    text = "".join(chr(97 + (7 * i) % 26) for i in range(TOKENS - 1))  # 511 characters + BOS
+    ids, mask = pad_batch([tokenizer(text)["input_ids"]], tokenizer.pad_token_id)
+    anatomy = inspect_model(model)
+
+    def forward():
+        with torch.inference_mode():
+            run_forward(anatomy, ids, mask)
+
+    other = text[::-1]  # a second prompt of the same length
+    cases = {
+        "forward": (forward, forward),
+        "profile": (
+            lambda: ropescope.profile(model, tokenizer, [text]),
+            lambda: ropescope.profile(model, tokenizer, [text, other], batch_size=1),
+        ),
+        "heads": (
+            lambda: ropescope.scan_heads(model, tokenizer, [text]),
+            lambda: ropescope.scan_heads(model, tokenizer, [text, other]),
+        ),
+    }
+    counts = {name: (counted(one), counted(two)) for name, (one, two) in cases.items()}
+    base = sum(counts["forward"][0].ops.values())
+    rows = []
+    for name, (one, two) in counts.items():
+        total = sum(one.ops.values())
+        added = total - base if name != "forward" else 0
+        per_prompt = sum(two.ops.values()) - total if name != "forward" else base
+        rows.append(
+            {
+                "case": name,
+                "layers": LAYERS,
+                "tokens": TOKENS,
+                "operators": total,
+                "added_operators": added,
+                "added_per_forward": round(added / base, 2),
+                "per_prompt_added": per_prompt - base if name != "forward" else 0,
+                "per_prompt_added_per_forward": round((per_prompt - base) / base, 2) if name != "forward" else 0.0,
+                "host_syncs": one.syncs,
+                "per_prompt_host_syncs": two.syncs - one.syncs if name != "forward" else 0,
+                "device_to_host_copies": one.copies,
+            }
+        )
+    table = pd.DataFrame(rows)
+    out = HERE / "results" / "kernel_counts.csv"
+    out.parent.mkdir(exist_ok=True)
+    table.to_csv(out, index=False)
+    print(table.to_string(index=False))
+    for name in ("profile", "heads"):
+        extra = counts[name][0].ops - counts["forward"][0].ops
+        print(f"\nmost frequent operators {name} adds:", ", ".join(f"{op} {n}" for op, n in extra.most_common(8)))
+    return table
+
+
+if __name__ == "__main__":
+    main()
