@@ -3,6 +3,7 @@
 # table of every ratio next to its target (bench/targets.py, kept in bench/results/ratios.json).
 set -euo pipefail
 cd "$(dirname "$0")"
+../.venv/bin/python kernel_counts.py
 ../.venv/bin/python whole_profile.py
 ../.venv/bin/python profile_vs_forward.py
 ../.venv/bin/python prope_vs_forward.py

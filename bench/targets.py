@@ -1,4 +1,4 @@
-"""The performance targets of issue 16 and the ratios the benchmarks measured against them.
+"""The performance targets (issues 16 and 22) and the ratios the benchmarks measured against them.
 
 Every benchmark calls :func:`record` with its ratios (name -> measured value, each against a
 baseline measured in the same run); ``bash bench/run.sh`` ends with ``python bench/targets.py``,
@@ -31,6 +31,11 @@ TARGETS = {
     "figures, all entries / previous release": (0.5, "x"),
     "by-position profile / plain profile": (1.05, "x"),
     "by-position peak memory / plain": (1.02, "x"),
+    # issue 22: what a GPU pays, counted on any machine (bench/kernel_counts.py)
+    "operators one more profile() prompt adds / the forward's": (0.3, "x"),
+    "operators one more scan_heads() prompt adds / the forward's": (1.0, "x"),
+    "host syncs one more profile() prompt adds": (0, ""),
+    "host syncs one more scan_heads() prompt adds": (0, ""),
 }
 
 

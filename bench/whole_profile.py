@@ -3,7 +3,9 @@ forward it needs, on the same tokens, in one process.
 
 Unlike ``profile_vs_forward.py`` (the capture's steady state), this times everything a user's call
 costs: option checks, tokenisation, the geometry self-check of the first batch, the hooks, the
-statistics, gathering them and building the :class:`~ropescope.profiling.result.Profile`. The two
+statistics, gathering them and building the :class:`~ropescope.profiling.result.Profile`. The
+baseline is :func:`~ropescope.profiling.run.run_forward` without hooks: the same base-model call
+(``attention_mask``, ``position_ids``, no cache) that ``profile()`` makes. The two
 cases alternate (``--reps`` pairs after one warm-up pair) so drift hits both alike; the ratio is of
 medians. Real Gemma 3 270M, float32, one prompt of N tokens (Shakespeare passages repeated).
 
@@ -21,6 +23,8 @@ import torch
 from targets import record
 
 import ropescope
+from ropescope.model.anatomy import inspect_model
+from ropescope.profiling.run import run_forward
 
 
 def main() -> None:
@@ -29,7 +33,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5, help="timed pairs per length (8,192 tokens: at most 3)")
     args = parser.parse_args()
     lm = ropescope.load_model("gemma-3-270m")
-    tok, base = lm.tokenizer, lm.model.model
+    tok, anatomy = lm.tokenizer, inspect_model(lm)
     words = " ".join(ropescope.load_prompts("shakespeare")).split()
     ratios = {}
     print(f"{'tokens':>7} {'forward s':>10} {'profile() s':>12} {'ratio':>7}  (medians; spread of ratios)")
@@ -37,9 +41,9 @@ def main() -> None:
         text, ids = _text_of(tok, words, n)
         forward_times, profile_times = [], []
 
-        def forward(ids=ids):
-            with torch.inference_mode():
-                base(input_ids=ids, use_cache=False)
+        def forward(ids=ids, mask=torch.ones_like(ids)):
+            with torch.inference_mode():  # the very call profile() makes: mask, positions, no cache
+                run_forward(anatomy, ids, mask)
 
         def whole(text=text, limit=n + 8):
             ropescope.profile(lm, None, [text], max_tokens=limit)

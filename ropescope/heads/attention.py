@@ -52,7 +52,7 @@ def logit_blocks(
     q, k = q.float(), k.float()
     for i0 in range(0, seq, block):
         i1 = min(seq, i0 + block)
-        j0 = int(first_visible(torch.tensor([i0]), rule)[0])
+        j0 = first_visible_of(i0, rule)
         j1 = i1 if rule.causal else (seq if rule.window is None else min(seq, i1 - 1 + rule.window))
         logits = grouped_scores(q[:, i0:i1], k[:, j0:j1]) * rule.scaling
         if rule.softcap:
@@ -107,6 +107,12 @@ def first_visible(rows: torch.Tensor, rule: LogitRule) -> torch.Tensor:
     if rule.chunk is not None:
         first = torch.maximum(first, torch.div(rows, rule.chunk, rounding_mode="floor") * rule.chunk)
     return first
+
+
+def first_visible_of(row: int, rule: LogitRule) -> int:
+    """:func:`first_visible` of one row, in plain integers (no tensor, nothing to read back)."""
+    first = 0 if rule.window is None else max(0, row - rule.window + 1)
+    return first if rule.chunk is None else max(first, row // rule.chunk * rule.chunk)
 
 
 def visible(rows: torch.Tensor, key: torch.Tensor, rule: LogitRule) -> torch.Tensor:

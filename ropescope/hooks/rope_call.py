@@ -126,7 +126,7 @@ class RopeCallHooks:
         self.cfg = anatomy.config
         self.geometry = anatomy.geometry
         self.include_bos = include_bos
-        self.max_seq_len = 0
+        self._longest: torch.Tensor | int = 0  # 1 + the largest position seen (on the device until read)
         self._mask: torch.Tensor | None = None
         self._positions: torch.Tensor | None = None
         self._layer: int | None = None
@@ -238,7 +238,17 @@ class RopeCallHooks:
             positions = torch.arange(seq, device=reference.device)[None, :].expand(batch, seq)
         self._mask, self._positions = mask, positions
         self._entered.clear()  # the layers this forward pass has run
-        self.max_seq_len = max(self.max_seq_len, int(positions.max()) + 1 if positions.numel() else 0)
+        if positions.numel():  # kept on the device: read once, by max_seq_len
+            self._longest = torch.clamp(positions.max() + 1, min=self._longest)
+
+    @property
+    def max_seq_len(self) -> int:
+        """1 + the largest token position any forward pass has had (the longest prompt's length)."""
+        return int(self._longest)
+
+    @max_seq_len.setter
+    def max_seq_len(self, value: int) -> None:
+        self._longest = int(value)
 
     def _enter_layer(self, layer: int):
         def hook(module, args):
