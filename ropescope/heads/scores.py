@@ -121,6 +121,10 @@ def target_terms(
     return chunk, passed, logit
 
 
+# the most float32 values one block of the attribution's [KV heads, group, targets, rows, chunks]
+# products holds (32 MB); rows are taken in blocks of that size
+_BLOCK_ELEMENTS = 1 << 23
+
 # the running sums of a scan, in the order of HeadArrays' fields (offset_sum ... target_rows)
 _SUMS = tuple(HeadArrays.__dataclass_fields__)
 
@@ -207,40 +211,55 @@ class HeadScoreReducer:
         all_pass = rule.scaling * (q_pass * key_sum[..., r:]).sum(-1)  # [Hkv, G, S]
         n_visible = (last - first + 1).float()
         others = (n_visible - 1).clamp(min=1)  # [S]: visible keys other than the target
-        names = ("probs", "target_chunk", "other_chunk", "target_pass", "other_pass", "target_logit", "rows", "seen")
-        sums = {name: [] for name in names}
+        # every target at once: T = K + 2 targets (the key d tokens back for d = 0..K, then the first
+        # token), key[t, i] the target key of row i; row i counts for offset d from i = d + 1, for the
+        # first token from i = 1, and only where it can see that key
         f64 = torch.float64
-        # target d: the key d tokens back (rows d+1 ..), then the first token (rows 1 ..); the keys of
-        # rows start .. S-1 are a contiguous slice (or the first key, broadcast), so no gathering
-        for d in [*range(K + 1), None]:
-            start = 1 if d is None else d + 1
-            keys = slice(0, 1) if d is None else slice(start - d, max(start, seq) - d)  # empty past the end
-            here = rows[start:]
-            key = torch.zeros_like(here) if d is None else here - d
-            seen = visible(here, key, rule).double()  # [S - start]: rows that count for the attention score
-            weight = seen.float() * (n_visible[start:] >= 2)  # ... and for attribution (another key to compare)
-            chunk, passed, logit = target_terms(pairs, rule, slice(start, None), keys)
-            probs = torch.exp((logit - lse[..., start:]).masked_fill(seen == 0, -torch.inf))  # on the target key
-            spread = weight / others[start:]  # each other visible key's share of the row's weight
-            sums["probs"].append((probs * seen).sum(-1))
-            sums["seen"].append(seen.sum())
-            sums["target_chunk"].append((chunk * weight[:, None]).sum(-2, dtype=f64))
-            other = (all_chunk[..., start:, :] - chunk) * spread[:, None]
-            sums["other_chunk"].append(other.sum(-2, dtype=f64))
-            sums["target_pass"].append((passed * weight).sum(-1, dtype=f64))
-            sums["other_pass"].append(((all_pass[..., start:] - passed) * spread).sum(-1, dtype=f64))
-            sums["target_logit"].append((logit * weight.double()).sum(-1))
-            sums["rows"].append(weight.sum(dtype=f64))
-        t = {name: torch.stack(values, dim=-1) for name, values in sums.items()}  # targets last
+        targets = K + 2
+        back = torch.cat([torch.arange(K + 1, device=q.device), torch.zeros(1, dtype=torch.long, device=q.device)])
+        key = rows[None, :] - back[:, None]  # [T, S]
+        key[-1] = 0
+        start = (back + 1).clamp(min=1)  # first row of each target
+        seen = (rows[None, :] >= start[:, None]) & visible(rows[None, :], key, rule)  # [T, S]
+        key = key.clamp(min=0)
+        weight = (seen & (n_visible >= 2)[None, :]).float()  # rows that also count for attribution
+        spread = weight / others[None, :]  # each other visible key's share of the row's weight
+        totals = {
+            name: torch.zeros(kv, heads // kv, targets, *extra, dtype=f64, device=q.device)
+            for name, extra in (("probs", ()), ("target_chunk", (r // 2,)), ("other_chunk", (r // 2,)))
+        }
+        totals |= {name: torch.zeros_like(totals["probs"]) for name in ("target_pass", "other_pass", "target_logit")}
+        # rows in blocks: the [Hkv, G, T, rows, C] products stay under _BLOCK_ELEMENTS floats
+        step = max(1, _BLOCK_ELEMENTS // max(1, heads * targets * max(1, r // 2)))
+        for r0 in range(0, seq, step):
+            b = slice(r0, min(seq, r0 + step))
+            keys = key[:, b]  # [T, R]
+            chunk = rule.scaling * (
+                qa[..., None, b, :] * pairs.ka[:, :, keys] + qb[..., None, b, :] * pairs.kb[:, :, keys]
+            )  # [Hkv, G, T, R, C]
+            passed = rule.scaling * (q_pass[..., None, b, :] * pairs.k_pass[:, :, keys]).sum(-1)  # [Hkv, G, T, R]
+            logit = chunk.sum(-1, dtype=f64) + passed.double()
+            if rule.softcap:
+                logit = torch.tanh(logit / rule.softcap) * rule.softcap
+            probs = torch.exp((logit - lse[..., None, b]).masked_fill(~seen[:, b], -torch.inf))  # on each target
+            w, sp = weight[:, b], spread[:, b]
+            totals["probs"] += probs.sum(-1)
+            totals["target_chunk"] += (chunk * w[..., None]).sum(-2, dtype=f64)
+            totals["other_chunk"] += ((all_chunk[..., None, b, :] - chunk) * sp[..., None]).sum(-2, dtype=f64)
+            totals["target_pass"] += (passed * w).sum(-1, dtype=f64)
+            totals["other_pass"] += ((all_pass[..., None, b] - passed) * sp).sum(-1, dtype=f64)
+            totals["target_logit"] += (logit * w.double()).sum(-1)
+        t = {name: total.reshape(heads, targets, *total.shape[3:]) for name, total in totals.items()}
+        t["seen"], t["rows"] = seen.sum(-1, dtype=f64), weight.sum(-1, dtype=f64)
         s = self._sums
-        s["offset_sum"][layer] += t["probs"][..., : K + 1].reshape(heads, K + 1)
+        s["offset_sum"][layer] += t["probs"][:, : K + 1]
         s["offset_rows"][layer] += t["seen"][: K + 1]
-        s["sink_sum"][layer] += t["probs"][..., K + 1].reshape(heads)
+        s["sink_sum"][layer] += t["probs"][:, K + 1]
         s["sink_rows"][layer] += t["seen"][K + 1]
         own = slice(0, r // 2)  # the layer's own chunks
-        s["target_chunk_sum"][layer, ..., own] += t["target_chunk"].reshape(heads, -1, K + 2).transpose(1, 2)
-        s["other_chunk_sum"][layer, ..., own] += t["other_chunk"].reshape(heads, -1, K + 2).transpose(1, 2)
-        s["target_pass_sum"][layer] += t["target_pass"].reshape(heads, K + 2)
-        s["other_pass_sum"][layer] += t["other_pass"].reshape(heads, K + 2)
-        s["target_logit_sum"][layer] += t["target_logit"].reshape(heads, K + 2)
+        s["target_chunk_sum"][layer, ..., own] += t["target_chunk"]
+        s["other_chunk_sum"][layer, ..., own] += t["other_chunk"]
+        s["target_pass_sum"][layer] += t["target_pass"]
+        s["other_pass_sum"][layer] += t["other_pass"]
+        s["target_logit_sum"][layer] += t["target_logit"]
         s["target_rows"][layer] += t["rows"]
