@@ -122,8 +122,10 @@ def target_terms(
 
 
 # the most float32 values one block of the attribution's [KV heads, group, targets, rows, chunks]
-# products holds (32 MB); rows are taken in blocks of that size
-_BLOCK_ELEMENTS = 1 << 23
+# products holds: on a CPU 4 MB (blocks that stay in cache ran the sliding layers of Gemma 3 270M at
+# 8,192 tokens 1.4x faster than one 32 MB block), on a GPU 64 MB (fewer, larger kernels)
+_BLOCK_ELEMENTS = {"cpu": 1 << 20}
+_BLOCK_ELEMENTS_ELSEWHERE = 1 << 24
 
 # the running sums of a scan, in the order of HeadArrays' fields (offset_sum ... target_rows)
 _SUMS = tuple(HeadArrays.__dataclass_fields__)
@@ -229,8 +231,9 @@ class HeadScoreReducer:
             for name, extra in (("probs", ()), ("target_chunk", (r // 2,)), ("other_chunk", (r // 2,)))
         }
         totals |= {name: torch.zeros_like(totals["probs"]) for name in ("target_pass", "other_pass", "target_logit")}
-        # rows in blocks: the [Hkv, G, T, rows, C] products stay under _BLOCK_ELEMENTS floats
-        step = max(1, _BLOCK_ELEMENTS // max(1, heads * targets * max(1, r // 2)))
+        # rows in blocks: the [Hkv, G, T, rows, C] products stay under the device's _BLOCK_ELEMENTS floats
+        budget = _BLOCK_ELEMENTS.get(q.device.type, _BLOCK_ELEMENTS_ELSEWHERE)
+        step = max(1, budget // max(1, heads * targets * max(1, r // 2)))
         for r0 in range(0, seq, step):
             b = slice(r0, min(seq, r0 + step))
             keys = key[:, b]  # [T, R]

@@ -189,3 +189,16 @@ def test_scan_heads_table_and_bad_input():
         scan_heads(model, CharTokenizer(), ["", ""])
     with pytest.raises(UnsupportedModelError, match="Phi"):
         scan_heads(tiny_model("phi"), CharTokenizer(), TEXTS)
+
+
+@pytest.mark.parametrize("family", ["gemma2", "gemma3"])
+def test_row_blocks_of_the_attribution_change_nothing(family, monkeypatch):
+    """Rows taken one at a time (the smallest block) give the same sums as all rows in one block."""
+    import ropescope.heads.scores as scores
+
+    model = tiny_model(family)
+    whole = scan_heads(model, CharTokenizer(), TEXTS, max_offset=K).arrays
+    monkeypatch.setattr(scores, "_BLOCK_ELEMENTS", {"cpu": 1})
+    rows = scan_heads(model, CharTokenizer(), TEXTS, max_offset=K).arrays
+    for name in scores._SUMS:
+        np.testing.assert_allclose(getattr(rows, name), getattr(whole, name), rtol=1e-9, atol=1e-12, err_msg=name)
