@@ -14,7 +14,8 @@ first one warms caches: the NoPE probe, the geometry self-check's buffers):
   model, ``attention_mask`` and ``position_ids``): the baseline.
 - ``profile``: the whole ``ropescope.profile()`` call (q, k, v chunk statistics).
 - ``heads``: the whole ``ropescope.scan_heads()`` call (chunk statistics of q and k, offset and
-  first-token scores, per-chunk attribution).
+  first-token scores, per-chunk attribution), with the attribution's row blocks as large as on a
+  GPU (on a CPU they are cache-sized, more and smaller).
 
 Columns: operators of the call with one prompt, operators it adds to the forward, that ratio to the
 forward's; ``per_prompt_*``: what one more prompt adds (the call with two prompts minus the call
@@ -43,6 +44,7 @@ sys.path.insert(0, str(HERE.parent))
 
 import ropescope  # noqa: E402
 from ropescope.families import CharTokenizer  # noqa: E402
+from ropescope.heads import scores  # noqa: E402
 from ropescope.model.anatomy import inspect_model  # noqa: E402
 from ropescope.profiling.run import pad_batch, run_forward  # noqa: E402
 
@@ -102,6 +104,8 @@ def counted(fn) -> Count:
 
 def main() -> pd.DataFrame:
     torch.set_num_threads(1)
+    # the head scores' attribution takes rows in cache-sized blocks on a CPU; count what a GPU runs
+    scores._BLOCK_ELEMENTS = {"cpu": scores._BLOCK_ELEMENTS_ELSEWHERE}
     model = build_model()
     tokenizer = CharTokenizer()
     text = "".join(chr(97 + (7 * i) % 26) for i in range(TOKENS - 1))  # 511 characters + BOS
