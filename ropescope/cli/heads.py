@@ -118,7 +118,7 @@ def heads_command(
         )
     table, agreement = report.table, report.agreement()
     positional = table[table["class"].isin(POSITIONAL)]
-    chosen = [(int(r.layer), int(r.head), int(r.target.split()[1])) for r in positional.itertuples()]
+    chosen = [(int(r.layer), int(r.head), int(r.target_offset)) for r in positional.itertuples()]
     causal = None
     if chosen:
         say(f"causal test on {len(chosen)} positional heads ...")

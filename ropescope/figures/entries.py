@@ -275,7 +275,7 @@ def fig_heads(ctx):
     scatter = heads_scatter_figure(table, ctx.model_name, report.hf_fraction, agreement, report.threshold)
     _save(scatter, ctx, "heads_scatter")
     positional = table[table["class"].isin(POSITIONAL)]
-    chosen = [(int(r.layer), int(r.head), int(r.target.split()[1])) for r in positional.itertuples()]
+    chosen = [(int(r.layer), int(r.head), int(r.target_offset)) for r in positional.itertuples()]
     if chosen:
         model = ctx.model()
         tokenizer = model.tokenizer

@@ -205,7 +205,8 @@ def head_table(arrays: HeadArrays, prof: Profile, threshold: float, hf_fraction:
 
     Columns: ``layer``, ``head``, ``kv_head`` (0-based); ``offset_0`` .. ``offset_K`` and ``sink``
     (mean attention); ``class``, ``score`` (the mean attention that decided the class, or the
-    largest one for semantic/mixed), ``target`` (the preferred offset, ``sink``);
+    largest one for semantic/mixed), ``target`` (the preferred offset as text, ``offset d``, or
+    ``sink``) and ``target_offset`` (that offset d as an integer, ``<NA>`` for the sink);
     ``positional_score`` (largest offset score); ``hf_score`` (see :func:`hf_scores`);
     ``attr_hf_share`` (share of the positive per-chunk logit advantage of the target over the
     other keys that comes from the fastest chunks); ``attr_top_chunks`` (the three chunks with the
@@ -238,6 +239,7 @@ def head_table(arrays: HeadArrays, prof: Profile, threshold: float, hf_fraction:
                 **{"class": cls},
                 score=score,
                 target="sink" if target == n_off else f"offset {target}",
+                target_offset=None if target == n_off else target,
                 positional_score=float(off.max()),
                 hf_score=float(hf[layer, head]),
                 attr_hf_share=float(positive[:fast].sum() / positive.sum()) if positive.sum() > 0 else 0.0,
@@ -250,6 +252,7 @@ def head_table(arrays: HeadArrays, prof: Profile, threshold: float, hf_fraction:
             rows.append(row)
     table = pd.DataFrame(rows)
     table["class"] = pd.Categorical(table["class"], CLASS_ORDER, ordered=True)
+    table["target_offset"] = table["target_offset"].astype("Int64")  # <NA> where the target is the sink
     return table.sort_values(["class", "score"], ascending=[True, False]).reset_index(drop=True)
 
 
@@ -299,7 +302,7 @@ def long_head_table(table: pd.DataFrame) -> pd.DataFrame:
     ids = ["layer", "head", "kv_head", "class", "target"]
     wide = table.copy()
     wide["class"] = wide["class"].astype(str)
-    wide["target_offset"] = [float(t.split()[1]) if t.startswith("offset") else np.nan for t in wide["target"]]
+    wide["target_offset"] = wide["target_offset"].to_numpy(dtype=float, na_value=np.nan)
     top = wide.pop("attr_top_chunks").astype(str).str.split()
     for i in range(3):
         wide[f"attr_top_chunk_{i + 1}"] = [float(c[i]) if len(c) > i else np.nan for c in top]

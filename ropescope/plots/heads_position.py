@@ -32,7 +32,7 @@ def heads_by_position_figure(report, model_id: str):
     positional = table[table["class"].isin(POSITIONAL)]
     labels = bucket_labels(arrays.edges)
     for _, row in positional.iterrows():
-        layer, head, offset = int(row["layer"]), int(row["head"]), int(row["target"].split()[1])
+        layer, head, offset = int(row["layer"]), int(row["head"]), int(row["target_offset"])
         part = scores[(scores.layer == layer) & (scores["head"] == head) & (scores.offset == offset)]
         xs = [arrays.edges.index(p) for p in part.position_from]
         label = f"L{layer}H{head} ({row['class']}, offset {offset})"

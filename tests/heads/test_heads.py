@@ -2,6 +2,7 @@
 attribution adds up to the logits, NoPE cannot focus, and the causal test equals a real intervention."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from tiny import TEXTS, CharTokenizer, tiny_model
@@ -202,3 +203,11 @@ def test_row_blocks_of_the_attribution_change_nothing(family, monkeypatch):
     rows = scan_heads(model, CharTokenizer(), TEXTS, max_offset=K).arrays
     for name in scores._SUMS:
         np.testing.assert_allclose(getattr(rows, name), getattr(whole, name), rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+def test_the_target_offset_is_an_integer_column():
+    """Callers read the preferred offset as an integer (``<NA>`` for the sink), never by parsing text."""
+    table = scan_heads(tiny_model("gemma3"), CharTokenizer(), TEXTS, max_offset=K).table
+    assert str(table["target_offset"].dtype) == "Int64"
+    for text, offset in zip(table["target"], table["target_offset"], strict=True):
+        assert (offset is pd.NA) if text == "sink" else (text == f"offset {offset}")
