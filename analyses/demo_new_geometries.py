@@ -23,10 +23,10 @@ import torch
 import transformers
 
 import ropescope
-from ropescope.families import CharTokenizer
 from ropescope.plots.style import save_figure
 from ropescope.plots.usage import layer_usage_figure
 from ropescope.prompts import load_prompts
+from ropescope.survey import CharTokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL_VOCAB = dict(vocab_size=128, pad_token_id=0, bos_token_id=1, eos_token_id=2)

@@ -43,10 +43,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 import ropescope  # noqa: E402
-from ropescope.families import CharTokenizer  # noqa: E402
 from ropescope.heads import scores  # noqa: E402
 from ropescope.model.anatomy import inspect_model  # noqa: E402
 from ropescope.profiling.run import pad_batch, run_forward  # noqa: E402
+from ropescope.survey import CharTokenizer  # noqa: E402
 
 LAYERS, TOKENS = 2, 512
 # a scalar read on the host: ``.item()``, ``float(t)``, ``bool(t)`` (``is_nonzero``), ``torch.equal``

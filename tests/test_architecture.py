@@ -30,7 +30,7 @@ STAGES = {
     "prope": 5,
     "theory": 6,
     "dynamics": 6,
-    "families": 6,
+    "survey": 6,
     "plots": 7,
     "figures": 8,
     "report": 8,

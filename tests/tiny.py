@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import transformers
 
-from ropescope.families import CharTokenizer, perturb_norms  # noqa: F401 - tests import CharTokenizer from here
+from ropescope.survey import CharTokenizer, perturb_norms  # noqa: F401 - tests import CharTokenizer from here
 
 COMMON = dict(
     vocab_size=96,

@@ -230,7 +230,7 @@ def families_command(
     """
     import transformers
 
-    from ropescope.families import markdown, survey
+    from ropescope.survey import markdown, survey
 
     transformers.utils.logging.set_verbosity_error()
     families = [f.strip() for f in only.split(",") if f.strip()] if only else None

@@ -10,9 +10,9 @@ from cli_helpers import assert_no_output, assert_one_line_error, run_cli
 from hub_stand_in import char_tokenizer
 
 import ropescope
-from ropescope.families import TEXTS, CharTokenizer, tiny_model
 from ropescope.heads.gate import AttentionRuleError, check_attention_rule, eager_attention
 from ropescope.model.anatomy import inspect_model
+from ropescope.survey import TEXTS, CharTokenizer, tiny_model
 
 
 def _mean_offset(model, d: int, rows_from: int) -> np.ndarray:

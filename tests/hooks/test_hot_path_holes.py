@@ -10,10 +10,10 @@ import torch
 
 import ropescope
 from ropescope.errors import GeometryMismatchError
-from ropescope.families import TEXTS, CharTokenizer, tiny_model
 from ropescope.hooks.precision import full_float32
 from ropescope.hooks.stats import ChunkNormStats
 from ropescope.model.anatomy import inspect_model
+from ropescope.survey import TEXTS, CharTokenizer, tiny_model
 
 
 def test_a_self_check_with_nothing_finite_is_not_a_pass():

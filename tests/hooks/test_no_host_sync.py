@@ -10,9 +10,9 @@ from tiny import TEXTS, tiny_model
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import ropescope
-from ropescope.families import CharTokenizer
 from ropescope.model.anatomy import inspect_model
 from ropescope.profiling.run import pad_batch, run_forward
+from ropescope.survey import CharTokenizer
 
 # a scalar read on the host: .item(), float(t), int(t), bool(t) (is_nonzero), torch.equal
 SYNCS = {

@@ -1,6 +1,6 @@
 """Every decoder-only RoPE family of the installed transformers, checked on a tiny random model.
 
-``ropescope families`` (:mod:`ropescope.families`) says "yes" or why not for profile, heads
+``ropescope families`` (:mod:`ropescope.survey`) says "yes" or why not for profile, heads
 and p-RoPE. Here every "yes" is re-checked against recomputations that share no code with the
 survey or the capture path: chunk-norm statistics from q and k recorded by this file's own wrapper
 of the family's ``apply_rotary_pos_emb`` and v cut out of the value projection by hand, averaged in
@@ -20,7 +20,7 @@ import torch
 from reference import slow_chunk_norms
 
 import ropescope
-from ropescope.families import TEXTS, VARIANTS, CharTokenizer, markdown, survey, tiny_model
+from ropescope.survey import TEXTS, VARIANTS, CharTokenizer, markdown, survey, tiny_model
 
 REPO = Path(__file__).resolve().parents[2]
 # The families the hub-and-families issue named; each must be fully supported.

@@ -14,7 +14,7 @@ from hub_stand_in import char_tokenizer
 import ropescope
 import ropescope.errors
 import ropescope.profiling.result
-from ropescope.families import TEXTS, VARIANTS, CharTokenizer, tiny_model
+from ropescope.survey import TEXTS, VARIANTS, CharTokenizer, tiny_model
 
 ONE_SIZE = VARIANTS["gemma4_text (one head size)"][1]
 

@@ -8,7 +8,7 @@ from cli_helpers import run_cli
 from hub_stand_in import char_tokenizer
 
 import ropescope
-from ropescope.families import tiny_model
+from ropescope.survey import tiny_model
 
 
 @pytest.mark.parametrize("family, command", [("qwen2_vl", "profile"), ("gemma3", "heads")])

@@ -11,9 +11,9 @@ import numpy as np
 import torch
 
 import ropescope
-from ropescope.families import TEXTS, VARIANTS, CharTokenizer, tiny_model
 from ropescope.model.geometry import RopeGeometry
 from ropescope.plots.usage import layer_usage_figure
+from ropescope.survey import TEXTS, VARIANTS, CharTokenizer, tiny_model
 
 
 def _smollm3():

@@ -9,7 +9,7 @@ from hub_stand_in import char_tokenizer
 
 import ropescope
 from ropescope.errors import ModelLoadError
-from ropescope.families import tiny_model
+from ropescope.survey import tiny_model
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ import torch
 
 import ropescope
 from ropescope.errors import UnsupportedModelError
-from ropescope.families import TEXTS, CharTokenizer, tiny_model
 from ropescope.model.anatomy import inspect_model
 from ropescope.prope.perplexity import perplexity, prope_table, token_windows
+from ropescope.survey import TEXTS, CharTokenizer, tiny_model
 
 TEXT = " ".join(TEXTS) * 3
 
