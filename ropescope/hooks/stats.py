@@ -55,17 +55,20 @@ class ChunkNormStats:
         """
         if self.count.device != norms.device:
             self._move(norms.device)
-        finite = torch.isfinite(norms).all(dim=3).all(dim=1)  # [B, S]
+        x = norms.double()
+        # a token counts where every one of its norms is finite, i.e. where their sum is (norms are
+        # >= 0, so nothing cancels; a float64 sum of float32 or half norms cannot overflow)
+        finite = torch.isfinite(x.sum(dim=(1, 3)))  # [B, S]
         mask = mask.to(norms.device)
         keep = mask & finite
-        self.nonfinite[layer] += (mask & ~finite).sum()
-        hidden = ~keep[:, None, :, None]
-        x = norms.double().masked_fill(hidden, 0.0)  # [B, H, S, C], 0 where not counted
         n = keep.sum(dtype=torch.float64)
+        self.nonfinite[layer] += mask.sum() - n
+        counted = keep[:, None, :, None]
+        x = torch.where(counted, x, 0.0)  # [B, H, S, C], 0 where not counted
         batch_mean = x.sum(dim=(0, 2)) / n.clamp(min=1)
-        deviation = (x - batch_mean[None, :, None, :]).masked_fill_(hidden, 0.0)
+        deviation = torch.where(counted, x - batch_mean[None, :, None, :], 0.0)
         batch_m2 = deviation.square_().sum(dim=(0, 2))
-        batch_max = x.masked_fill_(hidden, -torch.inf).amax(dim=(0, 2))
+        batch_max = torch.where(counted, x, -torch.inf).amax(dim=(0, 2))
         self._merge_layer(layer, n, batch_mean, batch_m2, batch_max)
 
     def _merge_layer(self, layer, n_b, mean_b, m2_b, max_b) -> None:
@@ -75,8 +78,8 @@ class ChunkNormStats:
         total = n_a + n_b
         share = n_b / total.clamp(min=1)  # 0 for a batch with no token (and no token before it)
         delta = mean_b - self.mean[block]
-        self.mean[block] += delta * share
-        self.m2[block] += m2_b + delta * delta * (n_a * share)
+        self.m2[block].add_(m2_b).addcmul_(delta * (n_a * share), delta)
+        self.mean[block].addcmul_(delta, share)
         self.max[block] = torch.maximum(self.max[block], max_b)
         self.count[layer] = total
 
