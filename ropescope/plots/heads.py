@@ -12,6 +12,7 @@ import pandas as pd
 
 from ropescope.heads.views import HeadView
 from ropescope.plots.style import (
+    CLASS_COLOURS,
     TRIGGER_COLOUR,
     axes_for,
     draw_map,
@@ -19,14 +20,6 @@ from ropescope.plots.style import (
     set_token_ticks,
     token_labels,
 )
-
-CLASS_COLOURS = {
-    "diagonal": "#d62828",
-    "previous-token": "#f77f00",
-    "positional-other": "#fcbf49",
-    "bos-sink": "#457b9d",
-    "semantic/mixed": "#8d99ae",
-}
 
 
 def _title(view: HeadView, what: str, model_id: str) -> str:

@@ -22,6 +22,16 @@ from mpl_toolkits.axes_grid1 import make_axes_locatable
 CMAP = "magma_r"
 MASKED_COLOUR = "#d9d9d9"  # masked attention entries (future keys, outside a window), in every map
 TRIGGER_COLOUR = "#0077b6"
+# head classes, in every figure and in the report page (which gets them from here, with PALETTE)
+CLASS_COLOURS = {
+    "diagonal": "#d62828",
+    "previous-token": "#f77f00",
+    "positional-other": "#fcbf49",
+    "bos-sink": "#457b9d",
+    "semantic/mixed": "#8d99ae",
+}
+# the report page's series colours: queries / keys, offset bars / the first token, masked cells
+PALETTE = {"query": "#d62828", "key": "#1d3557", "offset": "#f77f00", "sink": "#457b9d", "masked": MASKED_COLOUR}
 BOUNDARY_STYLE = {"color": "#00b4d8", "linewidth": 1.8}
 TRAINED_STYLE = {"color": "#2a9d8f", "linewidth": 1.4, "linestyle": "--"}
 SCALES = ("p99", "linear", "log")

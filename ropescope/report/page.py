@@ -21,7 +21,7 @@ import matplotlib
 import matplotlib.colors
 
 from ropescope.files import atomic_path
-from ropescope.plots.style import CMAP
+from ropescope.plots.style import CLASS_COLOURS, CMAP, PALETTE
 
 NO_HEADS = (
     "This run has no head scan. Run <code>ropescope heads MODEL --report</code> for the head table, "
@@ -69,7 +69,7 @@ def _reproduction_table(rows: list[dict]) -> str:
 
 def render_page(data: dict) -> str:
     """The whole HTML page of :func:`ropescope.report.content.report_data`'s ``data``."""
-    data = {**data, "colormap": _colour_table()}
+    data = {**data, "colormap": _colour_table(), "palette": {**PALETTE, "classes": CLASS_COLOURS}}
     meta = data["meta"]
     title = html.escape(f"ropescope report: {meta.get('model_id')}")
     threshold = data.get("threshold")

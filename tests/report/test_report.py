@@ -72,6 +72,21 @@ def test_page_is_one_offline_file(tiny_run, tmp_path):
     assert "&lt;/script&gt;" in page
 
 
+def test_the_page_takes_its_colours_from_the_figures(tiny_run):
+    """One palette: the page's script names no colour of its own; the page embeds the figures'."""
+    import re
+    from importlib import resources
+
+    from ropescope.plots.style import CLASS_COLOURS, PALETTE
+
+    script = (resources.files("ropescope.report") / "assets" / "report.js").read_text()
+    assert not re.findall(r"#[0-9a-fA-F]{6}\b", script)
+    _, _, report, _, _ = tiny_run
+    page = render_page(report_data(report.profile, heads=report.table, agreement=report.agreement()))
+    embedded = json.loads(page.split('id="report-data">')[1].split("</script>")[0])
+    assert embedded["palette"] == {**PALETTE, "classes": CLASS_COLOURS}
+
+
 def test_long_head_table_pivots_back_to_the_wide_one(tiny_run):
     table = tiny_run[2].table
     long = long_head_table(table)

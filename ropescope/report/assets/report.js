@@ -4,7 +4,8 @@
 (function () {
   const DATA = JSON.parse(document.getElementById("report-data").textContent);
   const LUT = DATA.colormap;
-  const MASKED = "#d9d9d9";
+  const PALETTE = DATA.palette; // the figures' colours, from Python (ropescope.plots.style)
+  const MASKED = PALETTE.masked;
   const tip = document.getElementById("tooltip");
   const DPR = window.devicePixelRatio || 1;
 
@@ -230,7 +231,7 @@
 
   // ---- head table ----------------------------------------------------------------------------
   const HEADS = DATA.heads || [];
-  const CLASS_COLOURS = { diagonal: "#d62828", "previous-token": "#f77f00", "positional-other": "#fcbf49", "bos-sink": "#457b9d", "semantic/mixed": "#8d99ae" };
+  const CLASS_COLOURS = PALETTE.classes;
   const COLUMNS = HEADS.length ? Object.keys(HEADS[0]) : [];
   const TEXT_COLUMNS = new Set(["class", "target", "attr_top_chunks"]);
   let sortKey = null;
@@ -324,7 +325,7 @@
     }
     keys.forEach((k, i) => {
       const v = row[k] || 0;
-      const bar = svg("rect", { x: M.l + i * bw + 3, y: M.t + H * (1 - v), width: bw - 6, height: H * v, fill: k === "sink" ? "#457b9d" : "#f77f00" });
+      const bar = svg("rect", { x: M.l + i * bw + 3, y: M.t + H * (1 - v), width: bw - 6, height: H * v, fill: k === "sink" ? PALETTE.sink : PALETTE.offset });
       bar.addEventListener("mousemove", (ev) => showTip(ev, "<b>" + (k === "sink" ? "first token (BOS)" : "offset " + k.slice(7)) + "</b><br>mean attention " + fmt(v)));
       bar.addEventListener("mouseleave", hideTip);
       root.appendChild(bar);
@@ -354,7 +355,7 @@
     const boundary = geo.layers[layer].boundary_profiled;
     ctx.fillStyle = "rgba(0,180,216,0.10)";
     ctx.fillRect(X(boundary), M.t, M.l + W - X(boundary), H);
-    for (const [series, colour] of [[q, "#d62828"], [k, "#1d3557"]]) {
+    for (const [series, colour] of [[q, PALETTE.query], [k, PALETTE.key]]) {
       ctx.strokeStyle = colour;
       ctx.lineWidth = 1.4;
       ctx.beginPath();
@@ -371,9 +372,9 @@
     ctx.font = "11px sans-serif";
     ctx.fillText("chunk (0 = highest frequency); shaded: < 1 rad over the longest prompt", M.l + W / 2, M.t + H + 28);
     ctx.textAlign = "left";
-    ctx.fillStyle = "#d62828";
+    ctx.fillStyle = PALETTE.query;
     ctx.fillText("query head " + head, M.l + 8, M.t + 14);
-    ctx.fillStyle = "#1d3557";
+    ctx.fillStyle = PALETTE.key;
     ctx.fillText("key (KV head " + kv + ")", M.l + 8, M.t + 28);
     canvas.onmousemove = (ev) => {
       const rect = canvas.getBoundingClientRect();
