@@ -19,6 +19,7 @@ from ropescope import theory as syn
 from ropescope.figures.context import FigureContext
 from ropescope.plots.style import save_figure
 from ropescope.plots.usage import head_usage_figure, layer_usage_figure
+from ropescope.profiling.bands import head_band_shares
 
 DOMAINS = ("shakespeare", "italian", "chinese", "python", "addition")
 SECOND_FAMILY = "smollm2-135m"
@@ -196,9 +197,7 @@ def fig_f18(ctx):
 
     table = ctx.heads().table
     prof = ctx.heads().profile
-    usage = prof.stats["q"].mean.numpy()
-    quarter = usage.shape[-1] // 4
-    share = usage[..., -quarter:].sum(-1) / usage.sum(-1)
+    share = head_band_shares(prof.stats["q"].mean.numpy(), prof.geometry)[..., -1]  # the slowest quarter
     semantic = table[table["class"].astype(str) == "semantic/mixed"]
     if not len(semantic):
         ctx.notes.append("F18: no semantic/mixed head")

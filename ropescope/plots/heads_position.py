@@ -9,6 +9,7 @@ import numpy as np
 
 from ropescope.heads.scan import POSITIONAL, distance_term_table, position_score_table
 from ropescope.hooks.position import bucket_labels
+from ropescope.profiling.bands import quarters
 
 QUARTER_COLOURS = ("#d62828", "#f77f00", "#2a9d8f", "#1d3557")
 QUARTER_NAMES = ("fastest 25%", "25-50%", "50-75%", "slowest 25%")
@@ -51,11 +52,11 @@ def heads_by_position_figure(report, model_id: str):
         part = terms[[k in keys for k in zip(terms["layer"], terms["head"], strict=True)]]
         mean = part.groupby(["quarter", "distance"]).term.mean().reset_index()
         freqs = geometry.frequencies(layers[0]) if layers else np.ones(1)
-        quarters = np.array_split(np.arange(len(freqs)), 4)
+        bands = quarters(len(freqs))
         for q, (colour, name) in enumerate(zip(QUARTER_COLOURS, QUARTER_NAMES, strict=True)):
             line = mean[mean.quarter == q + 1]
             ax.plot([_x(d) for d in line.distance], line.term, marker="o", markersize=3, color=colour, label=name)
-            g = float(np.median(freqs[quarters[q]]))
+            g = float(np.median(freqs[bands[q]]))
             if g > 0 and 1 / g <= line.distance.max():
                 ax.axvline(_x(1 / g), color=colour, linestyle=":", linewidth=1)
         ticks = sorted(set(mean.distance))

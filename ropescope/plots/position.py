@@ -7,7 +7,7 @@ import numpy as np
 
 from ropescope.hooks.position import bucket_labels
 from ropescope.plots.style import axes_for, draw_map
-from ropescope.profiling.bands import BANDS
+from ropescope.profiling.bands import BANDS, quarters
 from ropescope.profiling.result import TENSOR_PLURALS
 
 BAND_COLOURS = ("#d62828", "#f77f00", "#2a9d8f", "#1d3557")
@@ -46,7 +46,7 @@ def position_usage_figure(profile, tensors=("q", "k"), layer: int | None = None,
             label="share of the bucket's norm",
         )
         image_ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
-        bands = np.array_split(np.arange(shares.shape[1]), len(BANDS))
+        bands = quarters(shares.shape[1])
         for band, idx, colour in zip(BANDS, bands, BAND_COLOURS, strict=True):
             line_ax.plot(range(len(labels)), shares[:, idx].sum(axis=1), marker="o", color=colour, label=band)
         line_ax.axhline(0.25, color="grey", linestyle=":", linewidth=1)

@@ -14,6 +14,17 @@ def quarters(n_chunks: int) -> list[np.ndarray]:
     return np.array_split(np.arange(n_chunks), len(BANDS))
 
 
+def head_band_shares(values: np.ndarray, geometry) -> np.ndarray:
+    """``[layers, heads, 4]``: each head's share of its summed ``values[layers, heads, chunks]`` (mean
+    chunk norms) in each frequency quarter of its layer's own chunks (NaN for a head its layer lacks)."""
+    out = np.full((*values.shape[:2], len(BANDS)), np.nan)
+    for layer in range(values.shape[0]):
+        own = values[layer, :, : geometry.layer_chunks(layer)]
+        out[layer] = np.stack([own[:, idx].sum(-1) for idx in quarters(own.shape[-1])], axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return out / out.sum(axis=-1, keepdims=True)
+
+
 def band_shares(profile, tensor: str) -> np.ndarray:
     """``[layers, 4]``: share of the layer's total mean chunk norm in each frequency quarter of the
     layer's own chunks (Gemma 4's sliding and global layers have different numbers)."""
