@@ -101,7 +101,9 @@ class PositionHeadReducer:
         return self._arrays
 
     @in_full_float32
-    def __call__(self, layer: int, q_rot: torch.Tensor, k_rot: torch.Tensor, mask=None) -> None:
+    def __call__(self, layer: int, q_rot: torch.Tensor, k_rot: torch.Tensor, mask=None, lse=None) -> None:
+        """Add one prompt's post-RoPE ``q_rot``, ``k_rot`` of ``layer`` (``lse``: each row's softmax
+        log-normaliser ``[H, S]``, where the caller already computed it)."""
         if q_rot.shape[0] != 1:
             raise ValueError("head scores take one prompt per forward pass")
         q, k = q_rot[0].float(), k_rot[0].float()
@@ -110,14 +112,15 @@ class PositionHeadReducer:
             self._inner_edges = self._inner_edges.to(q.device)
         self._arrays = None
         pairs = GroupedPairs.of(q, k, self.geometry.layer_rotary_dim(layer), self.geometry.layout)
-        self._offsets(layer, q, k, pairs)
+        self._offsets(layer, q, k, pairs, lse)
         self._terms(layer, pairs, q.shape[1])
 
-    def _offsets(self, layer: int, q: torch.Tensor, k: torch.Tensor, pairs: GroupedPairs) -> None:
+    def _offsets(self, layer: int, q: torch.Tensor, k: torch.Tensor, pairs: GroupedPairs, lse=None) -> None:
         """``offset_d`` of every head, each row's attention ``exp(logit - LSE)`` added to its query's bucket."""
         rule, K = self.rules[layer], self.max_offset
         heads, seq = q.shape[0], q.shape[1]
-        lse = row_logsumexp(q, k, rule, self.block).double().reshape(*pairs.qa.shape[:2], seq)
+        lse = row_logsumexp(q, k, rule, self.block) if lse is None else lse
+        lse = lse.double().reshape(*pairs.qa.shape[:2], seq)
         rows = torch.arange(seq, device=q.device)
         bucket = torch.bucketize(rows, self._inner_edges, right=True)  # [S]: the query's position bucket
         sums, counts = self._sums["offset_sum"][layer], self._sums["offset_rows"][layer]

@@ -29,10 +29,12 @@ import pandas as pd
 import torch
 
 from ropescope.errors import PromptError, UnsupportedModelError
+from ropescope.heads.attention import row_logsumexp
 from ropescope.heads.by_position import PositionHeadArrays, PositionHeadReducer, log_distances
 from ropescope.heads.gate import check_attention_rule
 from ropescope.heads.scores import HeadArrays, HeadScoreReducer
 from ropescope.hooks.position import position_edges
+from ropescope.hooks.precision import full_float32
 from ropescope.model.anatomy import ModelAnatomy, inspect_model
 from ropescope.model.loading import tokenizer_of
 from ropescope.profiling.bands import quarters
@@ -129,9 +131,11 @@ def scan_heads(
             log_distances(longest),
         )
 
-        def on_qk(layer, q_rot, k_rot, mask):
-            reducer(layer, q_rot, k_rot, mask)
-            positional(layer, q_rot, k_rot, mask)
+        def on_qk(layer, q_rot, k_rot, mask):  # both need each row's normaliser: computed once
+            with full_float32():
+                lse = row_logsumexp(q_rot[0].float(), k_rot[0].float(), anatomy.logit_rules[layer], reducer.block)
+            reducer(layer, q_rot, k_rot, mask, lse)
+            positional(layer, q_rot, k_rot, mask, lse)
 
     prof = prompt_by_prompt(
         model,

@@ -129,6 +129,7 @@ _BLOCK_ELEMENTS_ELSEWHERE = 1 << 24
 
 # the running sums of a scan, in the order of HeadArrays' fields (offset_sum ... target_rows)
 _SUMS = tuple(HeadArrays.__dataclass_fields__)
+_ALL = slice(None)
 
 
 class HeadScoreReducer:
@@ -164,26 +165,27 @@ class HeadScoreReducer:
             self._arrays = HeadArrays(**{name: t.cpu().numpy().copy() for name, t in self._sums.items()})
         return self._arrays
 
-    def __call__(self, layer: int, q_rot: torch.Tensor, k_rot: torch.Tensor, mask=None) -> None:
+    def __call__(self, layer: int, q_rot: torch.Tensor, k_rot: torch.Tensor, mask=None, lse=None) -> None:
         if self.layers is not None and layer not in self.layers:
             return
         if q_rot.shape[0] != 1:
             raise ValueError("head scores take one prompt per forward pass")
-        self.add(layer, q_rot[0].float(), k_rot[0].float())
+        self.add(layer, q_rot[0].float(), k_rot[0].float(), lse)
 
     @in_full_float32
-    def add(self, layer: int, q: torch.Tensor, k: torch.Tensor) -> None:
+    def add(self, layer: int, q: torch.Tensor, k: torch.Tensor, lse: torch.Tensor | None = None) -> None:
         """Accumulate one prompt's ``q[H, S, D]``, ``k[Hkv, S, D]`` (post-RoPE) of ``layer``.
 
         Each row's softmax normaliser (:func:`~ropescope.heads.attention.row_logsumexp`) is the only
         pass over all keys; the attention on each target key (offset ``d``, the first token) is
-        ``exp(logit - LSE)`` of that one logit, which the per-chunk attribution computes anyway.
+        ``exp(logit - LSE)`` of that one logit, which the per-chunk attribution computes anyway
+        (``lse``: that normaliser, ``[H, S]``, where the caller already has it).
         Everything is summed on the tensors' device with 0/1 row weights (no host synchronisation)."""
         if self._sums["offset_sum"].device != q.device:
             self._sums = {name: t.to(q.device) for name, t in self._sums.items()}
         self._arrays = None
         rule, q, k = self.rules[layer], q.float(), k.float()
-        lse = row_logsumexp(q, k, rule, self.block).double()  # [H, S]
+        lse = (row_logsumexp(q, k, rule, self.block) if lse is None else lse).double()  # [H, S]
         self._accumulate(layer, q, k, rule, lse)
 
     def _accumulate(self, layer, q, k, rule: LogitRule, lse: torch.Tensor) -> None:
@@ -236,14 +238,12 @@ class HeadScoreReducer:
         step = max(1, budget // max(1, heads * targets * max(1, r // 2)))
         for r0 in range(0, seq, step):
             b = slice(r0, min(seq, r0 + step))
-            keys = key[:, b]  # [T, R]
-            chunk = rule.scaling * (
-                qa[..., None, b, :] * pairs.ka[:, :, keys] + qb[..., None, b, :] * pairs.kb[:, :, keys]
-            )  # [Hkv, G, T, R, C]
-            passed = rule.scaling * (q_pass[..., None, b, :] * pairs.k_pass[:, :, keys]).sum(-1)  # [Hkv, G, T, R]
-            logit = chunk.sum(-1, dtype=f64) + passed.double()
-            if rule.softcap:
-                logit = torch.tanh(logit / rule.softcap) * rule.softcap
+            keys = key[:, b]  # [T, R]: rows b beside each target's key, every target at once
+            block = GroupedPairs(
+                *(x[..., None, b, :] for x in (qa, qb, q_pass)),
+                *(x[:, :, keys] for x in (pairs.ka, pairs.kb, pairs.k_pass)),
+            )
+            chunk, passed, logit = target_terms(block, rule, _ALL, _ALL)  # [Hkv, G, T, R, C], [.., R], [.., R]
             probs = torch.exp((logit - lse[..., None, b]).masked_fill(~seen[:, b], -torch.inf))  # on each target
             w, sp = weight[:, b], spread[:, b]
             totals["probs"] += probs.sum(-1)
