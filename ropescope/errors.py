@@ -33,6 +33,11 @@ class ProfileFileError(RopescopeError):
     """A saved profile is missing, corrupt, or incompatible."""
 
 
+class RunFileError(RopescopeError):
+    """A file of a run directory (a head table, ``agreement.json``, a resume state...) is damaged,
+    crafted or of another kind: the message names the file and the field."""
+
+
 class NumericsError(RopescopeError):
     """Non-finite activations (NaN/inf) were met while profiling."""
 

@@ -13,6 +13,7 @@ layers).
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from dataclasses import dataclass, replace
 
@@ -232,31 +233,72 @@ class RopeGeometry:
 
     @classmethod
     def from_dict(cls, d: dict) -> RopeGeometry:
-        layers = tuple(
-            LayerRope(
-                np.asarray(lr["inv_freq"], dtype=np.float64),
-                float(lr["attention_scaling"]),
-                lr["layer_type"],
-                lr["theta"],
-                lr.get("window"),
-                bool(lr.get("rope", True)),  # profiles saved before NoPE layers were known: every layer rotates
-                bool(lr.get("attention", True)),
-                _optional_int(lr.get("head_dim")),
-                _optional_int(lr.get("kv_heads")),
-                _optional_int(lr.get("kv_source")),
-                _optional_int(lr.get("v_heads")),
+        """The geometry saved by :meth:`to_dict`; ``ValueError`` naming the field when any value has
+        the wrong type (a string where a number belongs, a fractional head count, a non-boolean flag)."""
+        if not isinstance(d, dict) or not isinstance(d.get("layers"), list):
+            raise ValueError("geometry must be an object with a list of layers")
+        layers = []
+        for i, lr in enumerate(d["layers"]):
+            if not isinstance(lr, dict):
+                raise ValueError(f"geometry layer {i} is not an object")
+            field = f"geometry layer {i} "
+            layers.append(
+                LayerRope(
+                    np.asarray(_number_list(lr.get("inv_freq"), field + "inv_freq"), dtype=np.float64),
+                    _number(lr.get("attention_scaling"), field + "attention_scaling"),
+                    _optional_text(lr.get("layer_type"), field + "layer_type"),
+                    None if lr.get("theta") is None else _number(lr["theta"], field + "theta"),
+                    _optional_int(lr.get("window"), field + "window"),
+                    _flag(lr.get("rope", True), field + "rope"),  # saved before NoPE layers were known: rotates
+                    _flag(lr.get("attention", True), field + "attention"),
+                    _optional_int(lr.get("head_dim"), field + "head_dim"),
+                    _optional_int(lr.get("kv_heads"), field + "kv_heads"),
+                    _optional_int(lr.get("kv_source"), field + "kv_source", minimum=0),
+                    _optional_int(lr.get("v_heads"), field + "v_heads"),
+                )
             )
-            for lr in d["layers"]
+        return cls(
+            _optional_int(d.get("head_dim"), "geometry head_dim", required=True),
+            _optional_int(d.get("rotary_dim"), "geometry rotary_dim", required=True),
+            check_layout(d.get("layout")),
+            tuple(layers),
         )
-        return cls(int(d["head_dim"]), int(d["rotary_dim"]), check_layout(d["layout"]), layers)
 
 
-def _optional_int(value) -> int | None:
-    return None if value is None else int(value)
+def _number(value, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{field} must be a number, got {value!r:.40}")
+    return float(value)
+
+
+def _number_list(value, field: str) -> list[float]:
+    if not isinstance(value, list):
+        raise ValueError(f"{field} must be a list of numbers, got {type(value).__name__}")
+    return [_number(v, field) for v in value]
+
+
+def _optional_int(value, field: str = "value", minimum: int = 1, required: bool = False) -> int | None:
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{field} must be an integer of at least {minimum}, got {value!r:.40}")
+    return int(value)
+
+
+def _optional_text(value, field: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{field} must be text, got {value!r:.40}")
+    return value
+
+
+def _flag(value, field: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{field} must be true or false, got {value!r:.40}")
+    return value
 
 
 def check_layout(layout: str) -> str:
-    if layout not in LAYOUTS:
+    if not isinstance(layout, str) or layout not in LAYOUTS:
         raise ValueError(f"unknown RoPE layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
     return layout
 

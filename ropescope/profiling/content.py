@@ -67,8 +67,26 @@ def check_content(meta, stats: dict[str, ChunkNormStats]) -> None:
     context = meta.get("context_length")
     if context is not None and (isinstance(context, bool) or not isinstance(context, int) or context < 1):
         raise ValueError(f"metadata field context_length must be a positive integer or null, got {context!r:.60}")
+    _check_optional_fields(meta)
     _check_geometry(meta)
     _check_stats(meta, stats)
+
+
+def _check_optional_fields(meta: dict) -> None:
+    """The fields a report or comparison shows but no statistic depends on, each of its one type."""
+    if not isinstance(meta.get("dtype", ""), str):
+        raise ValueError(f"metadata field dtype must be a string, got {meta.get('dtype')!r:.60}")
+    for key in ("max_tokens", "prompts_cut"):
+        value = meta.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise ValueError(f"metadata field {key} must be a non-negative integer or null, got {value!r:.60}")
+    if "prompt_set_hash" in meta and not (isinstance(meta["prompt_set_hash"], str) and _HASH.match(meta["prompt_set_hash"])):
+        raise ValueError("metadata field prompt_set_hash is not 16 hexadecimal digits")
+    versions = meta.get("versions", {})
+    if not isinstance(versions, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in versions.items()):
+        raise ValueError("metadata field versions must map package names to version strings")
+    if not isinstance(meta.get("config", {}), dict):
+        raise ValueError("metadata field config must be a JSON object")
 
 
 def _check_geometry(meta: dict) -> None:

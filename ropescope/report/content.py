@@ -55,6 +55,8 @@ def _records(frame: pd.DataFrame | None) -> list[dict] | None:
 
 
 def _plain(value):
+    if value is pd.NA:
+        return None
     if isinstance(value, np.generic):
         return value.item()
     return value if isinstance(value, (int, float, str, bool)) or value is None else str(value)

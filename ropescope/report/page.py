@@ -10,6 +10,8 @@ same colour map as the figures.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import json
 import os
@@ -39,9 +41,22 @@ def _colour_table() -> list[str]:
 
 
 def _embedded_json(data: dict) -> str:
-    """JSON safe inside a <script> element: no "</" can close it early."""
+    """JSON that stays data inside a ``<script type="application/json">`` element, whatever strings it holds.
+
+    ``<``, ``>`` and ``&`` only occur inside JSON strings, where ``\\u003c`` etc. mean the same
+    characters to ``JSON.parse``; so no ``</script>``, ``<!--`` or ``<script`` from a file can end
+    the element or switch the HTML parser into another state.
+    """
     text = json.dumps(data, allow_nan=False, separators=(",", ":"))
-    return text.replace("</", "<\\/").replace("<!--", "<\\!--")
+    for raw, escaped in (("&", "\\u0026"), ("<", "\\u003c"), (">", "\\u003e"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        text = text.replace(raw, escaped)
+    return text
+
+
+def _csp_hash(source: str) -> str:
+    """The Content-Security-Policy source expression that allows exactly this inline script or style."""
+    digest = hashlib.sha256(source.encode("utf-8")).digest()
+    return "'sha256-" + base64.b64encode(digest).decode("ascii") + "'"
 
 
 def _meta_line(meta: dict) -> str:
@@ -78,15 +93,18 @@ def render_page(data: dict) -> str:
         if data.get("heads")
         else f"<p class='empty'>{NO_HEADS}</p>"
     )
+    css, js = _asset("report.css"), _asset("report.js")
     return string.Template(_asset("page.html")).substitute(
         title=title,
-        css=_asset("report.css"),
+        script_hash=_csp_hash(js),
+        style_hash=_csp_hash(css),
+        css=css,
         meta=_meta_line(meta),
         heads=heads,
         summary=html.escape(data["summary"]),
         reproduction=_reproduction_table(data["reproduction"]),
         data=_embedded_json(data),
-        js=_asset("report.js"),
+        js=js,
     )
 
 

@@ -13,31 +13,22 @@ from pathlib import Path
 
 import pandas as pd
 
-from ropescope.errors import RopescopeError
+from ropescope.errors import RopescopeError, RunFileError
 from ropescope.profiling.result import load_profile
 from ropescope.report.content import report_data
+from ropescope.schemas import AGREEMENT, check_attention, check_causal_table, check_heads_table, check_record, read_csv
 
 
 def _json(path: Path):
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RopescopeError(f"{path} is not readable JSON ({type(exc).__name__})") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise RunFileError(f"{path} is not readable JSON ({type(exc).__name__})") from None
 
 
-def _csv(path: Path) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path, keep_default_na=True)
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise RopescopeError(f"{path} is not a readable CSV table ({type(exc).__name__})") from None
-
-
-def read_causal(path: Path) -> pd.DataFrame:
-    """A causal-test table (``causal.csv``) with its ``chunks`` column as text ("" for none zeroed)."""
-    causal = _csv(path)
-    if "chunks" in causal:
-        causal["chunks"] = causal["chunks"].fillna("").astype(str)
-    return causal
+def read_causal(path: Path, n_layers: int, n_heads: int) -> pd.DataFrame:
+    """A causal-test table (``causal.csv``), checked (:func:`ropescope.schemas.check_causal_table`)."""
+    return check_causal_table(read_csv(path), path, n_layers, n_heads)
 
 
 def read_run(run: str | os.PathLike) -> dict:
@@ -52,10 +43,17 @@ def read_run(run: str | os.PathLike) -> dict:
         )
     folder = profile_path.parent
     profile = load_profile(profile_path)
-    heads = _csv(folder / "heads.csv") if (folder / "heads.csv").is_file() else None
-    agreement = _json(folder / "agreement.json") if (folder / "agreement.json").is_file() else None
-    causal = read_causal(folder / "causal.csv") if (folder / "causal.csv").is_file() else None
-    attention = _json(folder / "attention.json") if (folder / "attention.json").is_file() else None
+    sizes = int(profile.meta["n_layers"]), int(profile.meta["n_heads"])
+    heads = agreement = causal = attention = None
+    if (folder / "heads.csv").is_file():
+        path = folder / "heads.csv"
+        heads = check_heads_table(read_csv(path), path, *sizes, int(profile.meta["n_kv_heads"]))
+    if (folder / "agreement.json").is_file():
+        agreement = check_record(_json(folder / "agreement.json"), AGREEMENT, folder / "agreement.json")
+    if (folder / "causal.csv").is_file():
+        causal = read_causal(folder / "causal.csv", *sizes)
+    if (folder / "attention.json").is_file():
+        attention = check_attention(_json(folder / "attention.json"), folder / "attention.json", *sizes)
     if heads is not None and agreement is None:
         raise RopescopeError(f"{folder} has heads.csv but no agreement.json: the head scan is incomplete")
     return report_data(

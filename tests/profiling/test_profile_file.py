@@ -5,10 +5,12 @@ import json
 import numpy as np
 import pytest
 from safetensors.numpy import save_file
+from cli_helpers import run_main
 from tiny import TEXTS, CharTokenizer, tiny_model
 
 import ropescope
 from ropescope.errors import ProfileFileError
+from ropescope.profiling.result import Profile, load_profile
 
 
 @pytest.fixture(scope="module")
@@ -120,3 +122,42 @@ def test_merging_a_profile_with_itself_is_refused(model):
     prof = ropescope.profile(model, CharTokenizer(), TEXTS[:2])
     with pytest.raises(ProfileFileError, match=r"2 prompt\(s\) are in both profiles"):
         prof.merge(prof)
+
+
+def _with_meta(prof, edit):
+    meta = json.loads(json.dumps(prof.meta))
+    edit(meta)
+    return Profile(meta, prof.stats, prof.by_position)
+
+
+def _set_layer0(field, value):
+    return lambda meta: meta["geometry"]["layers"][0].__setitem__(field, value)
+
+
+WRONG_TYPES = [
+    ("theta", _set_layer0("theta", "x")),
+    ("window", _set_layer0("window", "x")),
+    ("window", _set_layer0("window", 2.5)),
+    ("rope", _set_layer0("rope", "yes")),
+    ("inv_freq", _set_layer0("inv_freq", ["a"])),
+    ("head_dim", lambda meta: meta["geometry"].__setitem__("head_dim", "16")),
+    ("layout", lambda meta: meta["geometry"].__setitem__("layout", 3)),
+    ("versions", lambda meta: meta.__setitem__("versions", "x")),
+    ("dtype", lambda meta: meta.__setitem__("dtype", 3)),
+    ("max_tokens", lambda meta: meta.__setitem__("max_tokens", "many")),
+    ("config", lambda meta: meta.__setitem__("config", [])),
+]
+
+
+@pytest.mark.parametrize("field, edit", WRONG_TYPES, ids=[f"{w[0]}-{i}" for i, w in enumerate(WRONG_TYPES)])
+def test_a_checksum_valid_profile_with_a_field_of_the_wrong_type_is_refused(prof, tmp_path, capsys, field, edit):
+    """The checksum proves only that some writer wrote the file: every field is checked for its type,
+    and `compare`, `plot` and `report` refuse it in one line naming the field."""
+    path = _with_meta(prof, edit).save(tmp_path / "bad.safetensors")
+    with pytest.raises(ProfileFileError, match=field):
+        load_profile(path)
+    good = prof.save(tmp_path / "good.safetensors")
+    for argv in (["compare", str(good), str(path), "--out", str(tmp_path / "c")], ["report", str(path)]):
+        code, err = run_main(argv, capsys)
+        assert code != 0 and err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+        assert field in err and "unexpected" not in err

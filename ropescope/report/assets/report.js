@@ -27,14 +27,17 @@
     if (a !== 0 && (a >= 1e5 || a < 1e-3)) return v.toExponential(2);
     return v.toFixed(digits === undefined ? 3 : digits);
   }
-  function esc(s) {
-    return String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
-  }
   function tokenText(t) {
     return JSON.stringify(t).slice(1, -1);
   }
-  function showTip(ev, html) {
-    tip.innerHTML = html;
+  // A tooltip is a list of lines; a line is a list of parts: a string is plain text, [string] is bold.
+  // Every part becomes a text node, so nothing read from a file can become markup.
+  function showTip(ev, lines) {
+    tip.replaceChildren();
+    lines.forEach((parts, i) => {
+      if (i) tip.appendChild(document.createElement("br"));
+      for (const part of parts) tip.appendChild(Array.isArray(part) ? el("b", { text: String(part[0]) }) : document.createTextNode(String(part)));
+    });
     tip.style.display = "block";
     const x = Math.min(ev.clientX + 14, window.innerWidth - tip.offsetWidth - 8);
     const y = Math.min(ev.clientY + 14, window.innerHeight - tip.offsetHeight - 8);
@@ -188,11 +191,14 @@
   const geo = DATA.geometry;
   function chunkHover(layer, chunk, value, what) {
     const L = geo.layers[layer];
-    return (
-      "<b>" + what + "</b><br>layer " + layer + " (theta " + fmt(L.theta, 0) + (L.window ? ", window " + L.window : "") + ")" +
-      "<br>chunk " + chunk + " (0 = fastest)<br>frequency " + fmt(L.frequency[chunk], 5) + " rad/token" +
-      "<br>wavelength " + fmt(L.wavelength[chunk], 1) + " tokens<br>mean chunk norm <b>" + fmt(value) + "</b>"
-    );
+    return [
+      [[what]],
+      ["layer " + layer + " (theta " + fmt(L.theta, 0) + (L.window ? ", window " + fmt(L.window) : "") + ")"],
+      ["chunk " + chunk + " (0 = fastest)"],
+      ["frequency " + fmt(L.frequency[chunk], 5) + " rad/token"],
+      ["wavelength " + fmt(L.wavelength[chunk], 1) + " tokens"],
+      ["mean chunk norm ", [fmt(value)]],
+    ];
   }
 
   // ---- usage maps ----------------------------------------------------------------------------
@@ -288,7 +294,11 @@
       if (selected && selected.layer === r.layer && selected.head === r.head) tr.classList.add("selected");
       for (const key of COLUMNS) {
         const td = el("td", { class: TEXT_COLUMNS.has(key) ? "text" : "" });
-        if (key === "class") td.appendChild(el("span", { class: "swatch", style: "background:" + (CLASS_COLOURS[r[key]] || "#999") }));
+        if (key === "class") {
+          const swatch = el("span", { class: "swatch" });
+          swatch.style.background = Object.hasOwn(CLASS_COLOURS, r[key]) ? CLASS_COLOURS[r[key]] : "#999";
+          td.appendChild(swatch);
+        }
         td.appendChild(document.createTextNode(fmt(r[key])));
         tr.appendChild(td);
       }
@@ -326,7 +336,7 @@
     keys.forEach((k, i) => {
       const v = row[k] || 0;
       const bar = svg("rect", { x: M.l + i * bw + 3, y: M.t + H * (1 - v), width: bw - 6, height: H * v, fill: k === "sink" ? PALETTE.sink : PALETTE.offset });
-      bar.addEventListener("mousemove", (ev) => showTip(ev, "<b>" + (k === "sink" ? "first token (BOS)" : "offset " + k.slice(7)) + "</b><br>mean attention " + fmt(v)));
+      bar.addEventListener("mousemove", (ev) => showTip(ev, [[[k === "sink" ? "first token (BOS)" : "offset " + k.slice(7)]], ["mean attention " + fmt(v)]]));
       bar.addEventListener("mouseleave", hideTip);
       root.appendChild(bar);
       const label = svg("text", { x: M.l + (i + 0.5) * bw, y: M.t + H + 14, "text-anchor": "middle", "font-size": 10 });
@@ -380,7 +390,7 @@
       const rect = canvas.getBoundingClientRect();
       const c = Math.round(((ev.clientX - rect.left - M.l) / W) * (n - 1));
       if (c < 0 || c >= n) return hideTip();
-      showTip(ev, chunkHover(layer, c, q[c], "query head " + head) + "<br>key (KV head " + kv + ") <b>" + fmt(k[c]) + "</b>");
+      showTip(ev, chunkHover(layer, c, q[c], "query head " + head).concat([["key (KV head " + kv + ") ", [fmt(k[c])]]]));
     };
     canvas.onmouseleave = hideTip;
   }
@@ -431,8 +441,13 @@
       barLabel: "attention probability",
       hover: (r, c, v) =>
         c > r
-          ? "masked: key " + c + " is in the future of query " + r
-          : "query " + r + " <b>" + esc(tokenText(tokens[r])) + "</b><br>key " + c + " <b>" + esc(tokenText(tokens[c])) + "</b><br>offset " + (r - c) + "<br>attention <b>" + fmt(v) + "</b>",
+          ? [["masked: key " + c + " is in the future of query " + r]]
+          : [
+              ["query " + r + " ", [tokenText(tokens[r])]],
+              ["key " + c + " ", [tokenText(tokens[c])]],
+              ["offset " + (r - c)],
+              ["attention ", [fmt(v)]],
+            ],
     });
   }
 
