@@ -80,10 +80,11 @@ def _check_optional_fields(meta: dict) -> None:
         value = meta.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
             raise ValueError(f"metadata field {key} must be a non-negative integer or null, got {value!r:.60}")
-    if "prompt_set_hash" in meta and not (isinstance(meta["prompt_set_hash"], str) and _HASH.match(meta["prompt_set_hash"])):
+    set_hash = meta.get("prompt_set_hash", "0" * 16)
+    if not (isinstance(set_hash, str) and _HASH.match(set_hash)):
         raise ValueError("metadata field prompt_set_hash is not 16 hexadecimal digits")
     versions = meta.get("versions", {})
-    if not isinstance(versions, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in versions.items()):
+    if not isinstance(versions, dict) or not all(isinstance(v, str) for v in versions.values()):
         raise ValueError("metadata field versions must map package names to version strings")
     if not isinstance(meta.get("config", {}), dict):
         raise ValueError("metadata field config must be a JSON object")

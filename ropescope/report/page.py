@@ -48,8 +48,8 @@ def _embedded_json(data: dict) -> str:
     the element or switch the HTML parser into another state.
     """
     text = json.dumps(data, allow_nan=False, separators=(",", ":"))
-    for raw, escaped in (("&", "\\u0026"), ("<", "\\u003c"), (">", "\\u003e"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
-        text = text.replace(raw, escaped)
+    for raw in "&<>\u2028\u2029":
+        text = text.replace(raw, f"\\u{ord(raw):04x}")
     return text
 
 

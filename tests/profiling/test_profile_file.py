@@ -4,8 +4,8 @@ import json
 
 import numpy as np
 import pytest
-from safetensors.numpy import save_file
 from cli_helpers import run_main
+from safetensors.numpy import save_file
 from tiny import TEXTS, CharTokenizer, tiny_model
 
 import ropescope

@@ -21,7 +21,7 @@ from ropescope.report import read_run, write_report
 # each payload sets window.__ran (or breaks the page) if it ever becomes markup or script
 PAYLOADS = [
     '<img src=x onerror="window.__ran=1">',
-    '</script><script>window.__ran=2</script>',
+    "</script><script>window.__ran=2</script>",
     "<!--",
     "<script>",
     '"><svg onload=window.__ran=3>',
@@ -133,7 +133,9 @@ def test_a_damaged_table_is_refused_naming_file_and_field(run_dir, tmp_path, cap
     assert not (tmp_path / "r.html").exists()
 
 
-@pytest.mark.parametrize("name, corrupt, field", JSON_CORRUPTIONS, ids=[f"{c[0]}-{i}" for i, c in enumerate(JSON_CORRUPTIONS)])
+@pytest.mark.parametrize(
+    "name, corrupt, field", JSON_CORRUPTIONS, ids=[f"{c[0]}-{i}" for i, c in enumerate(JSON_CORRUPTIONS)]
+)
 def test_a_damaged_json_file_is_refused_naming_file_and_field(run_dir, tmp_path, capsys, name, corrupt, field):
     folder = _copy(run_dir, tmp_path)
     (folder / name).write_text(json.dumps(corrupt(json.loads((folder / name).read_text()))))
