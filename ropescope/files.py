@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -90,16 +91,50 @@ def atomic_directory(out: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def set_aside(out: Path) -> Path:
+    """Move ``out`` to ``.{name}.kept-*/{name}`` beside it, for a run that replaces it only when the
+    run finishes (``train-prope --overwrite``); returns where it now is. Until the run deletes it,
+    the next run on ``out`` restores it (:func:`_recover_leftovers`)."""
+    holder = Path(tempfile.mkdtemp(prefix=f".{out.name}.kept-", dir=out.parent))
+    os.replace(out, holder / out.name)
+    return holder / out.name
+
+
+def _recover_leftovers(out: Path) -> None:
+    """Settle what killed runs left beside ``out``.
+
+    ``.{name}.kept-*``: an earlier output set aside by an ``--overwrite`` run that never finished;
+    it comes back as ``out`` (the unfinished replacement is removed). ``.{name}.old-*``: an output
+    :func:`atomic_directory` was replacing; it comes back only if the process died between the two
+    renames (``out`` missing), else it is the superseded copy and is removed. ``.{name}.partial-*``:
+    an output never completed, removed.
+    """
+    parent = out.parent
+    for kept in sorted(parent.glob(f".{out.name}.kept-*")):
+        if (kept / out.name).exists():
+            if out.exists():
+                shutil.rmtree(out, ignore_errors=True) if out.is_dir() else out.unlink(missing_ok=True)
+            os.replace(kept / out.name, out)
+            sys.stderr.write(f"restored {out}: the --overwrite run that was to replace it did not finish\n")
+        shutil.rmtree(kept, ignore_errors=True)
+    for old in parent.glob(f".{out.name}.old-*"):
+        if not out.exists() and (old / out.name).exists():
+            os.replace(old / out.name, out)
+        shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
+    for stale in parent.glob(f".{out.name}.partial-*"):
+        shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+
+
 @contextmanager
 def output_lock(out: str | os.PathLike, wait: bool = False) -> Iterator[None]:
     """Hold ``.{name}.lock`` beside ``out`` while a run writes it.
 
     A second ropescope run that would write the same output is refused at once, naming the first
     (its process id), or with ``wait`` waits for the first to finish (for shared caches, where the
-    second run then finds the output ready); leftovers of runs that were killed outright (``.{name}.partial-*`` and
-    ``.{name}.old-*`` beside ``out``) are removed, since no live run can own them while the lock is
-    held. The lock file is removed on exit; a lock left by a killed process is released by the
-    operating system with the process.
+    second run then finds the output ready). Leftovers of runs that were killed outright are settled
+    first, since no live run can own them while the lock is held (:func:`_recover_leftovers`): a
+    finished output is never what gets deleted. The lock file is removed on exit; a lock left by a
+    killed process is released by the operating system with the process.
     """
     out = Path(out)
     parent = out.absolute().parent
@@ -118,9 +153,7 @@ def output_lock(out: str | os.PathLike, wait: bool = False) -> Iterator[None]:
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
-        for pattern in (f".{out.name}.partial-*", f".{out.name}.old-*"):
-            for stale in parent.glob(pattern):
-                shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+        _recover_leftovers(out.absolute())
         yield
     finally:
         with contextlib.suppress(OSError):

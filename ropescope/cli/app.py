@@ -17,7 +17,7 @@ os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 import typer  # noqa: E402
 
-from ropescope.cli.common import HELD, say  # noqa: E402
+from ropescope.cli.common import COMMAND_LINE, HELD, say  # noqa: E402
 from ropescope.cli.compare import compare_command  # noqa: E402
 from ropescope.cli.examples import epilog  # noqa: E402
 from ropescope.cli.figures import figures_command  # noqa: E402
@@ -142,6 +142,7 @@ def one_line(message: str, exc: BaseException) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app and turn every failure into one line and an exit status."""
     _STOPPED_BY.clear()
+    COMMAND_LINE[:] = list(sys.argv[1:] if argv is None else argv)
     signal.signal(signal.SIGTERM, _terminate)  # SIGTERM stops as cleanly as Ctrl-C
     signal.signal(signal.SIGINT, _terminate)
     warnings.showwarning = _warn_one_line

@@ -7,6 +7,7 @@ import contextlib
 import functools
 import inspect
 import os
+import shlex
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,6 +24,16 @@ from ropescope.prompts import builtin_sets
 
 output_directory = atomic_directory  # the run directory appears only when complete
 HELD = contextlib.ExitStack()  # locks a command holds until it ends (released by cli.app.main)
+
+
+COMMAND_LINE: list[str] = []  # the arguments of the running command (set by cli.app.main)
+
+
+def resume_command() -> str:
+    """The exact command that continues the running one: its own arguments with ``--resume`` added,
+    quoted for a POSIX shell."""
+    args = [a for a in COMMAND_LINE if a not in ("--no-resume", "--resume")]
+    return shlex.join(["ropescope", *args, "--resume"])
 
 
 def lock_output(out: Path) -> None:

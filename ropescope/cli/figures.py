@@ -13,6 +13,7 @@ from ropescope.cli.common import (
     lock_output,
     progress,
     quiet_libraries,
+    resume_command,
     say,
     user_path,
     where_it_runs,
@@ -69,7 +70,7 @@ def figures_command(
         where = "no entry was complete yet"
         if state.is_file():
             where = f"{len(finished)} of {len(chosen)} entries are complete in {out}/; "
-            where += "resume with the same command plus --resume"
+            where += f"continue with: {resume_command()}"
 
         raise Interrupted(where) from None
     for note in context.notes:

@@ -22,6 +22,7 @@ from ropescope.cli.common import (
     model_stem,
     output_directory,
     progress,
+    resume_command,
     say,
     user_path,
     where_it_runs,
@@ -128,7 +129,7 @@ def profile_command(
                 by_position=by_position,
             )
     except KeyboardInterrupt:
-        where = f"partial state is in {state_path.parent}/; resume with the same command plus --resume"
+        where = f"partial state is in {state_path.parent}/; continue with: {resume_command()}"
         raise Interrupted(where if state_path.is_file() else "no state was saved yet; no output was written") from None
     if int(os.environ.get("RANK", "0")) != 0:
         return  # data parallel: rank 0 writes the merged profile

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import typer
@@ -22,12 +21,14 @@ from ropescope.cli.common import (
     output_directory,
     progress,
     quiet_libraries,
+    resume_command,
     say,
     user_path,
     where_it_runs,
 )
 from ropescope.dynamics import TrainingRecorder
 from ropescope.errors import Interrupted, RopescopeError
+from ropescope.files import set_aside
 from ropescope.model.bundled import DEFAULT_MODEL
 from ropescope.plots.dynamics import training_figure
 from ropescope.plots.prope import prope_figure, t2_figure
@@ -35,14 +36,7 @@ from ropescope.plots.style import save_figure
 from ropescope.prompts import load_text
 from ropescope.prope.frequencies import VARIANTS, check_p
 from ropescope.prope.perplexity import prope_table
-from ropescope.prope.train import ENCODINGS, TrainConfig, check_train_options, run_t2
-
-
-def _set_aside(out: Path) -> Path:
-    """Move ``out`` to a hidden directory beside it and return where it now is."""
-    holder = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-    os.replace(out, holder / out.name)
-    return holder / out.name
+from ropescope.prope.train import ENCODINGS, TrainConfig, check_resume_options, check_train_options, run_t2
 
 
 def _fractions(text: str) -> list[float]:
@@ -136,10 +130,12 @@ def train_prope_command(
     if out.exists() and not out.is_dir():
         raise RopescopeError(f"output path {out} exists and is not a directory")
     lock_output(out)
+    if resume:
+        check_resume_options(out, config)
     quiet_libraries()
     say(f"training {len(chosen)} encodings x {seeds} seeds, {steps} steps each, in {out}/ (resumable)")
     # --overwrite replaces OUT only when the new run has finished: the old one waits beside it
-    replaced = _set_aside(out) if out.exists() and overwrite and not resume else None
+    replaced = set_aside(out) if out.exists() and overwrite and not resume else None
     title = (
         f"T2 from scratch: {layers}-layer Gemma-style, {steps} steps x {batch} x {seq_len} bytes, "
         f"{seeds} seeds (mean, sd)"
@@ -166,7 +162,7 @@ def train_prope_command(
                 raise Interrupted(f"{out}/ was left as it was before this --overwrite run") from None
             raise Interrupted(
                 f"finished models are in {out}/runs.csv, checkpoints in {out}/checkpoints; "
-                f"continue with: ropescope train-prope --out {out} --resume"
+                f"continue with: {resume_command()}"
             ) from None
         raise
     if replaced is not None:

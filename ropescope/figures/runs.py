@@ -10,6 +10,7 @@ listing every entry and file.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -22,14 +23,42 @@ from ropescope.errors import RopescopeError
 from ropescope.figures.context import FigureContext
 from ropescope.figures.registry import Figure
 from ropescope.files import write_json
+from ropescope.profiling.result import prompt_hash, prompt_set_hash
+from ropescope.prompts import load_prompts
 from ropescope.version import __version__
 
 PROGRESS = ".ropescope-figures.json"
 MANIFEST = "figures_manifest.json"
 
 
-def run_key(model: str, prompts: str) -> dict:
-    return {"model": model, "prompts": prompts, "ropescope": __version__}
+def run_key(model: str, prompts: str, load_options: dict | None = None) -> dict:
+    """What a finished entry depends on, by identity and not by name: the model name and, for a
+    local checkpoint, a fingerprint of its files (names, sizes, modification times); the prompt
+    texts' hash; the loading options (dtype, ...; not the device); the ropescope version. A resumed
+    run keeps an entry only when all of these match."""
+    options = {k: str(v) for k, v in sorted((load_options or {}).items()) if k != "device"}
+    return {
+        "model": model,
+        "model_files": files_fingerprint(Path(model)),
+        "prompts": prompts,
+        "prompts_sha256": prompt_set_hash([prompt_hash(t) for t in load_prompts(prompts)]),
+        "options": options,
+        "ropescope": __version__,
+    }
+
+
+def files_fingerprint(path: Path) -> str | None:
+    """sha256 (16 hex digits) over the name, size and modification time of ``path`` (a file) or of
+    every file up to two levels below it (a checkpoint directory); ``None`` when it is no local path
+    (a bundled model or a hub id, whose name is its identity)."""
+    if not path.exists():
+        return None
+    entries = [path] if path.is_file() else sorted(p for p in (*path.glob("*"), *path.glob("*/*")) if p.is_file())
+    digest = hashlib.sha256()
+    for entry in entries:
+        stat = entry.stat()
+        digest.update(f"{entry.relative_to(path.parent)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 def load_progress(out: Path, key: dict) -> dict[str, list[str]]:
@@ -42,10 +71,21 @@ def load_progress(out: Path, key: dict) -> dict[str, list[str]]:
         done, saved_key = dict(state["done"]), state["key"]
     except (ValueError, KeyError, TypeError):
         raise RopescopeError(f"--resume: {path} is not a readable progress file; run without --resume") from None
-    if saved_key != key:
+    if not isinstance(saved_key, dict) or not isinstance(done, dict):
+        raise RopescopeError(f"--resume: {path} is not a readable progress file; run without --resume")
+    changed = [field for field in key if saved_key.get(field) != key[field]]
+    if changed:
+        what = {
+            "model": "the model",
+            "model_files": "the checkpoint's files",
+            "prompts": "the prompt set",
+            "prompts_sha256": "the prompt texts",
+            "options": "the loading options (--dtype, ...)",
+            "ropescope": "the ropescope version",
+        }
         raise RopescopeError(
-            f"--resume: the interrupted run in {out}/ was for {saved_key.get('model')!r} with prompts "
-            f"{saved_key.get('prompts')!r} (ropescope {saved_key.get('ropescope')}); run without --resume"
+            f"--resume: {', '.join(what[f] for f in changed)} changed since the interrupted run in {out}/ "
+            f"(it was for {str(saved_key.get('model'))!r:.80}); run without --resume"
         )
     return done
 
@@ -67,7 +107,7 @@ def run_figures(
     that leaves no directory.
     """
     out = context.out
-    key = run_key(context.model_name, context.prompts)
+    key = run_key(context.model_name, context.prompts, context.load_options)
     done = load_progress(out, key) if resume else {}
     (out / MANIFEST).unlink(missing_ok=True)  # the run is incomplete until the manifest is back
     for stale in out.parent.glob(f".{out.name}.partial-*"):  # entries a killed run left half-rendered

@@ -12,9 +12,11 @@ from ropescope.plots.style import draw_map
 from ropescope.profiling.result import TENSOR_PLURALS
 
 
-def comparison_figure(comparison, tensors: tuple[str, ...] = ("q", "k", "v")):
-    """One row per tensor: difference map, log2 ratio map (both diverging around no change, colour
-    range at the 99th percentile of the absolute values) and Spearman per layer."""
+def comparison_figure(comparison, tensors: tuple[str, ...] | None = None):
+    """One row per tensor both profiles measured (or ``tensors``): difference map, log2 ratio map
+    (both diverging around no change, colour range at the 99th percentile of the absolute values)
+    and Spearman per layer."""
+    tensors = tuple(comparison.maps) if tensors is None else tensors
     fig, axes = plt.subplots(len(tensors), 3, figsize=(16, 4.3 * len(tensors)), squeeze=False)
     for row, tensor in zip(axes, tensors, strict=True):
         name = TENSOR_PLURALS[tensor]

@@ -112,7 +112,7 @@ def compare_profiles(a, b, by: str = "geometry") -> ProfileComparison:
     if by == "chunk" and differs and ("layers" in differs or "chunks" in differs):
         raise RopescopeError(f"--by chunk needs the same layer and chunk counts, but the profiles have {differs}")
     maps, rows, overall = {}, [], {}
-    for tensor in TENSORS:
+    for tensor in [t for t in TENSORS if t in a.tensors and t in b.tensors]:  # a head scan has no values
         ua, ub = a.layer_usage(tensor), b.layer_usage(tensor)
         if by == "relative":
             shape = (min(ua.shape[0], ub.shape[0]), min(ua.shape[1], ub.shape[1]))

@@ -86,6 +86,17 @@ def _check_optional_fields(meta: dict) -> None:
     versions = meta.get("versions", {})
     if not isinstance(versions, dict) or not all(isinstance(v, str) for v in versions.values()):
         raise ValueError("metadata field versions must map package names to version strings")
+    tensors = meta.get("tensors", ["q", "k", "v"])
+    if (
+        not isinstance(tensors, list)
+        or not tensors
+        or not set(tensors) <= {"q", "k", "v"}
+        or len(set(tensors)) != len(tensors)
+    ):
+        raise ValueError(f"metadata field tensors must list some of q, k, v once, got {tensors!r:.60}")
+    weights = meta.get("weights_fingerprint", "0" * 16)
+    if not (isinstance(weights, str) and _HASH.match(weights)):
+        raise ValueError("metadata field weights_fingerprint is not 16 hexadecimal digits")
     if not isinstance(meta.get("config", {}), dict):
         raise ValueError("metadata field config must be a JSON object")
 

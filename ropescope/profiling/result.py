@@ -80,8 +80,9 @@ class Profile:
 
     def layer_usage(self, tensor: str = "q") -> np.ndarray:
         """``[layers, chunks]``: mean chunk norm over all counted tokens and all heads of a layer (NaN
-        past a layer's own chunks where layers differ in head size)."""
-        mean = self._stats(tensor).mean.numpy()
+        past a layer's own chunks where layers differ in head size, and on a layer that counted no
+        token: a tensor never profiled, a layer without softmax attention, a KV-sharing layer's keys)."""
+        mean = self._measured_mean(tensor)
         if not np.isnan(mean).any():
             return mean.mean(axis=1)
         with np.errstate(invalid="ignore"), warnings.catch_warnings():
@@ -92,12 +93,19 @@ class Profile:
         """``[heads, chunks]``: mean chunk norm of each head of ``layer`` over all counted tokens (the
         layer's own heads and chunks where layers differ; no key or value heads on a layer that
         reuses an earlier layer's keys and values)."""
-        stats = self._stats(tensor)
         if not 0 <= layer < self.n_layers:
             raise ValueError(f"layer {layer} is out of range: the model has layers 0..{self.n_layers - 1}")
-        mean = stats.mean.numpy()[layer]
+        mean = self._measured_mean(tensor)[layer]
         heads, chunks = self.geometry.layer_sizes(mean.shape[0], tensor)[layer]
         return mean[:heads, :chunks]
+
+    def _measured_mean(self, tensor: str) -> np.ndarray:
+        """``[layers, heads, chunks]`` mean chunk norm, NaN on layers that counted no token (not 0:
+        nothing was measured there)."""
+        stats = self._stats(tensor)
+        mean = stats.mean.numpy().copy()
+        mean[stats.count.numpy() == 0] = np.nan
+        return mean
 
     def _stats(self, tensor: str) -> ChunkNormStats:
         if tensor not in self.stats:
@@ -214,6 +222,15 @@ class Profile:
         (:func:`ropescope.profiling.compare.compare_profiles`)."""
         return compare_profiles(self, other, by=by)
 
+    @property
+    def tensors(self) -> tuple[str, ...]:
+        """The tensors this profile measured: ``("q", "k", "v")`` for ``profile``, ``("q", "k")`` for a
+        head scan (profiles saved before this was recorded: those with any token counted)."""
+        saved = self.meta.get("tensors")
+        if saved is not None:
+            return tuple(saved)
+        return tuple(t for t in TENSORS if bool((self.stats[t].count > 0).any()))
+
     # -- merge --------------------------------------------------------------------------------
     def merge(self, other: Profile) -> Profile:
         """The profile of the union of both prompt sets (same model and options required).
@@ -224,6 +241,17 @@ class Profile:
                 f"cannot merge profiles of different models: {self.meta.get('model_id')!r} vs "
                 f"{other.meta.get('model_id')!r} (model fingerprints {self.meta.get('model_fingerprint')} vs "
                 f"{other.meta.get('model_fingerprint')})"
+            )
+        weights = self.meta.get("weights_fingerprint"), other.meta.get("weights_fingerprint")
+        if weights[0] != weights[1]:
+            raise ProfileFileError(
+                f"cannot merge profiles of different weights of one architecture: {self.meta.get('model_id')!r} vs "
+                f"{other.meta.get('model_id')!r} (weight fingerprints {weights[0]} vs {weights[1]})"
+            )
+        if self.tensors != other.tensors:
+            raise ProfileFileError(
+                f"cannot merge a profile of {'/'.join(self.tensors)} with one of {'/'.join(other.tensors)}: "
+                "the merged file would claim statistics over tokens it never counted"
             )
         if self.meta.get("include_bos") != other.meta.get("include_bos"):
             raise ProfileFileError(

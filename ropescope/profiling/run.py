@@ -186,6 +186,8 @@ def profile(
         "model_id": model_id or str(getattr(anatomy.hf, "name_or_path", "") or cfg.model_type),
         "model_type": cfg.model_type,
         "model_fingerprint": _fingerprint(cfg, geometry),
+        "weights_fingerprint": anatomy.weights_fingerprint,
+        "tensors": [t for t in ("q", "k", "v") if t in tensors],
         "config": _json_safe(cfg.to_dict()),
         "geometry": geometry.to_dict(),
         "n_layers": geometry.n_layers,

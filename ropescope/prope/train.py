@@ -30,7 +30,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from ropescope.errors import RopescopeError
+from ropescope.errors import RopescopeError, RunFileError
 from ropescope.files import atomic_path, write_json
 from ropescope.prompts import stdlib_docstrings
 from ropescope.prope.frequencies import p_rope_frequencies
@@ -101,6 +101,44 @@ def check_train_options(config: TrainConfig, encodings) -> None:
             f"the model width (--hidden) must be a multiple of {2 * config.heads} "
             f"({config.heads} heads, even head dim), got {config.hidden}"
         )
+
+
+# which command-line option sets each TrainConfig field (TrainConfig.small)
+_OPTION_OF = {
+    "layers": "--layers",
+    "hidden": "--hidden",
+    "head_dim": "--hidden",
+    "intermediate": "--hidden",
+    "seq_len": "--seq-len",
+    "batch": "--batch",
+    "steps": "--steps",
+    "warmup": "--steps",
+    "checkpoint_every": "--steps",
+}
+
+
+def check_resume_options(out: Path, config: TrainConfig) -> None:
+    """Refuse to resume the run in ``out`` with a model or training budget other than its own
+    (``out/config.json``): finished and resumed models would be of different sizes in one table."""
+    path = out / "config.json"
+    if not path.is_file():
+        return  # nothing was trained yet: any options start the run
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        raise RunFileError(f"{path} is not readable JSON; start over with --overwrite") from None
+    if not isinstance(saved, dict):
+        raise RunFileError(f"{path} holds a JSON {type(saved).__name__}, not an object")
+    mine = asdict(config)
+    for field, value in mine.items():
+        if saved.get(field) != value:
+            option = _OPTION_OF.get(field)
+            said = option[2:].replace("-", "_") if option else field
+            what = f"{option or field} {saved.get(said)!r:.40}, this command gives {mine[said]}"
+            raise RunFileError(
+                f"--resume: {out} was trained with {what}; "
+                "resume with the run's own options or start over with --overwrite"
+            )
 
 
 def load_corpus(limit_bytes: int | None = None) -> tuple[bytes, str]:

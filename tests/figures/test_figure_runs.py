@@ -116,3 +116,55 @@ def test_every_paper_id_the_readme_names_is_accepted():
     assert chosen == ["F10", "F7", "F14", "T3", "F3"]
     assert set(ALIASES.values()) <= set(FIGURES)
     assert all(alias in known_ids() for alias in ALIASES)
+
+
+def test_resume_checks_the_checkpoint_files_the_prompt_texts_and_the_dtype(tmp_path):
+    """Identity, not names: the same checkpoint path with other files, a prompt file of the same name
+    with other text, or another --dtype each make the interrupted entries unusable."""
+    checkpoint = tmp_path / "ckpt"
+    checkpoint.mkdir()
+    (checkpoint / "config.json").write_text("{}")
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("first prompt\nsecond prompt\n")
+    out = tmp_path / "figs"
+
+    def interrupted(**options):
+        calls = []
+        context = FigureContext(str(checkpoint), out, str(prompts), load_options=options)
+        with pytest.raises(KeyboardInterrupt):
+            run_figures([entry("A", calls), entry("B", calls, KeyboardInterrupt())], context)
+
+    def resume(**options):
+        context = FigureContext(str(checkpoint), out, str(prompts), load_options=options)
+        return run_figures([entry("A", []), entry("B", [])], context, resume=True)
+
+    for change, fragment in [
+        (lambda: (checkpoint / "model.safetensors").write_bytes(b"new weights"), "checkpoint's files"),
+        (lambda: prompts.write_text("other text\n"), "prompt texts"),
+        (None, "loading options"),
+    ]:
+        interrupted(dtype="float32")
+        if change is not None:
+            change()
+        with pytest.raises(RopescopeError, match=fragment):
+            resume(dtype="float32" if change is not None else "bfloat16")
+    interrupted(dtype="float32")
+    assert resume(dtype="float32", device="cpu") == ["A"]  # the device is no part of the identity
+
+
+def test_a_killed_overwrite_run_gives_the_old_output_back(tmp_path, capsys):
+    """`train-prope --overwrite` sets the finished run aside; when that run is killed outright, the
+    next run on the same output restores it instead of deleting it as a leftover."""
+    from ropescope.files import output_lock, set_aside
+
+    out = tmp_path / "t2"
+    out.mkdir()
+    (out / "runs.csv").write_text("finished results")
+    set_aside(out)
+    out.mkdir()
+    (out / "runs.csv").write_text("half of a new run")  # then SIGKILL: no cleanup ran
+    with output_lock(out):
+        pass
+    assert (out / "runs.csv").read_text() == "finished results"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".t2.")]
+    assert "restored" in capsys.readouterr().err

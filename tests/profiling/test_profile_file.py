@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from cli_helpers import run_main
 from safetensors.numpy import save_file
 from tiny import TEXTS, CharTokenizer, tiny_model
@@ -161,3 +162,30 @@ def test_a_checksum_valid_profile_with_a_field_of_the_wrong_type_is_refused(prof
         code, err = run_main(argv, capsys)
         assert code != 0 and err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
         assert field in err and "unexpected" not in err
+
+
+def test_merge_refuses_other_weights_of_the_same_architecture_and_other_tensors(model):
+    """Same config, other weights: refused by the weight fingerprint. A q/k/v profile and a q/k-only
+    one (a head scan's): refused, the merged file would claim values over tokens never counted."""
+    first = ropescope.profile(model, CharTokenizer(), TEXTS[:2])
+    other = tiny_model("gemma3")
+    with torch.no_grad():
+        other.model.layers[0].self_attn.q_proj.weight.mul_(1.5)
+    second = ropescope.profile(other, CharTokenizer(), TEXTS[2:4])
+    assert first.meta["model_fingerprint"] == second.meta["model_fingerprint"]
+    with pytest.raises(ProfileFileError, match="different weights"):
+        first.merge(second)
+    keys_only = ropescope.profile(model, CharTokenizer(), TEXTS[2:4], tensors=("q", "k"))
+    assert keys_only.tensors == ("q", "k")
+    with pytest.raises(ProfileFileError, match="q/k/v with one of q/k"):
+        first.merge(keys_only)
+
+
+def test_compare_shows_what_was_not_measured_as_missing_not_zero(model):
+    """A tensor one profile never measured is left out of the comparison; a layer that counted no
+    token is NaN in the usage map, never a measured 0."""
+    full = ropescope.profile(model, CharTokenizer(), TEXTS[:2])
+    keys_only = ropescope.profile(model, CharTokenizer(), TEXTS[2:4], tensors=("q", "k"))
+    assert np.isnan(keys_only.layer_usage("v")).all()
+    result = full.compare(keys_only)
+    assert sorted(result.maps) == ["k", "q"]

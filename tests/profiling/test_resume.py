@@ -89,5 +89,6 @@ def test_sigterm_reports_where_the_state_is(tmp_path):
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode != 0
-    assert "resume with the same command plus --resume" in stderr and "Traceback" not in stderr
+    assert "continue with: ropescope profile --prompts" in stderr and stderr.rstrip().endswith("--resume")
+    assert "Traceback" not in stderr
     assert not out.exists()
