@@ -114,12 +114,31 @@ def user_path(path: Path | str) -> Path:
     return Path(os.path.expanduser(str(path)))
 
 
-def check_out(out: Path, overwrite: bool) -> None:
+def check_spares_inputs(out: Path, inputs) -> None:
+    """Refuse an output that is one of the command's own inputs or holds one (a run being compared,
+    the checkpoint being profiled, its parent folder): writing it would delete what is being read.
+    ``inputs`` are paths or names; names that are no local path (hub ids, bundled models) are skipped.
+    Symbolic links are followed, so another name for the same place is refused too."""
+    target = Path(os.path.realpath(out))
+    for given in inputs:
+        if given is None or not Path(given).exists():
+            continue
+        source = Path(os.path.realpath(given))
+        if source == target or target in source.parents:
+            raise RopescopeError(
+                f"output {out} {'is' if source == target else 'holds'} the input {given}; "
+                "writing it would delete what is being read, name another --out"
+            )
+
+
+def check_out(out: Path, overwrite: bool, inputs=()) -> None:
     """Refuse, before any work, an output directory that exists (without ``overwrite``), that is a
-    file, that holds the current directory, or whose parent cannot hold it."""
+    file, that holds the current directory or one of the command's ``inputs``
+    (:func:`check_spares_inputs`), or whose parent cannot hold it."""
     here, target = Path(os.path.abspath(Path.cwd())), Path(os.path.abspath(out))
     if target == here or target in here.parents:
         raise RopescopeError(f"output directory {out} holds the current directory; it cannot be replaced, name another")
+    check_spares_inputs(out, inputs)
     if out.exists() and not out.is_dir():
         raise RopescopeError(f"output path {out} exists and is not a directory")
     if out.exists() and not overwrite:

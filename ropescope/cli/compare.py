@@ -33,7 +33,7 @@ def compare_command(
     Spearman rank correlation of chunk usage per layer and overall."""
     first, second, out = user_path(first), user_path(second), user_path(out)
     by, table_format = Alignment(by).value, TableFormat(table_format).value
-    check_out(out, overwrite)
+    check_out(out, overwrite, inputs=(first, second))
     result = compare_profiles(load_profile(first), load_profile(second), by=by)
     with output_directory(out) as tmp:
         maps = [frame.assign(tensor=tensor) for tensor, frame in result.maps.items()]

@@ -9,6 +9,7 @@ import typer
 from ropescope.cli.common import (
     MODEL_HELP,
     PROMPTS_HELP,
+    check_spares_inputs,
     check_writable_parent,
     lock_output,
     progress,
@@ -49,6 +50,7 @@ def figures_command(
     out = user_path(out)
     if out.exists() and not out.is_dir():
         raise RopescopeError(f"output path {out} exists and is not a directory")
+    check_spares_inputs(out, (model, prompts))
     check_writable_parent(out)
     lock_output(out)
     quiet_libraries()

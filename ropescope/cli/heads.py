@@ -96,7 +96,7 @@ def heads_command(
     check_scan_options(max_offset=max_offset, threshold=threshold, hf_fraction=hf_fraction)
     table_format = TableFormat(table_format).value
     out = user_path(out or default_out(model, "-heads"))
-    check_out(out, overwrite)
+    check_out(out, overwrite, inputs=(model, prompts))
     texts = load_prompts(prompts)
     loaded = load(model, **model_options)
     tokenizer = loaded.tokenizer
@@ -188,7 +188,7 @@ def head_command(
     except ValueError:
         raise RopescopeError(f"--rows must look like FIRST:LAST (e.g. 0:7), got {rows!r}") from None
     out = user_path(out or default_out(model, f"-L{layer}H{head}"))
-    check_out(out, overwrite)
+    check_out(out, overwrite, inputs=(model,))
     loaded = load(model, **model_options)
     loaded.anatomy.check_head(layer, head)
     view = head_view(loaded, loaded.tokenizer, layer, head, prompt, max_tokens=max_tokens)

@@ -16,6 +16,7 @@ from ropescope.cli.common import (
     OVERWRITE_HELP,
     PROMPTS_HELP,
     check_out,
+    check_spares_inputs,
     check_writable_parent,
     default_out,
     load,
@@ -78,7 +79,7 @@ def profile_command(
     if by_position and (resume or int(os.environ.get("WORLD_SIZE", "1")) > 1):
         raise RopescopeError("--by-position runs in one process and cannot resume; drop --resume or --by-position")
     out = user_path(out or default_out(model))
-    check_out(out, overwrite)
+    check_out(out, overwrite, inputs=(model, prompts))
     texts = load_prompts(prompts)
     _init_distributed(options["device"])
     loaded = load(model, **options)
@@ -189,6 +190,7 @@ def merge_command(
     profiles, out = [user_path(p) for p in profiles], user_path(out)
     if len(profiles) < 2:
         raise RopescopeError(f"merge needs at least two profiles, got {len(profiles)}")
+    check_spares_inputs(out, profiles)
     if out.exists() and not overwrite:
         raise RopescopeError(f"output file {out} already exists; pass --overwrite to replace it")
     if out.is_dir():

@@ -73,7 +73,7 @@ def prope_command(
     """Perplexity of MODEL with p-RoPE variants at inference (no fine-tuning), against unmodified RoPE."""
     ps, chosen = _fractions(p), _variants(variants)
     out = user_path(out or default_out(model, "-prope"))
-    check_out(out, overwrite)
+    check_out(out, overwrite, inputs=(model, text))
     body = load_text(text)
     loaded = load(model, **model_options)
     runs = 1 + sum(1 for _ in chosen for x in ps if x != 1.0)

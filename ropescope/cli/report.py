@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from ropescope.cli.common import check_writable_parent, user_path
+from ropescope.cli.common import check_spares_inputs, check_writable_parent, user_path
 from ropescope.errors import RopescopeError
 from ropescope.heads.views import prompt_attention
 from ropescope.prompts import load_prompts
@@ -21,6 +21,7 @@ REPORT_OPTION = typer.Option(False, "--report", help=REPORT_HELP)  # the same --
 def report_command(
     run: Path = typer.Argument(..., help="Run directory written by 'ropescope profile' or 'ropescope heads'."),
     out: Path = typer.Option(None, help="The HTML file to write.", show_default="RUN/report.html"),
+    overwrite: bool = typer.Option(False, help="Replace an existing --out file (RUN/report.html is always rewritten)."),
 ) -> None:
     """Write an interactive HTML report of a run: usage maps with hover, the sortable head table,
     a per-head view (offset scores, chunk norms, causal test, attention on a prompt), the summary and
@@ -30,6 +31,9 @@ def report_command(
     target = user_path(out) if out is not None else (run if run.is_dir() else run.parent) / "report.html"
     if target.is_dir():
         raise RopescopeError(f"--out {target} is a directory; name an .html file")
+    check_spares_inputs(target, [run, run / "profile.safetensors" if run.is_dir() else run])
+    if out is not None and target.exists() and not overwrite:
+        raise RopescopeError(f"output file {target} already exists; pass --overwrite to replace it")
     check_writable_parent(target)
     write_report(data, target)
     typer.echo(f"wrote {target} ({target.stat().st_size / 1e6:.1f} MB); open it in any browser, offline")
@@ -50,7 +54,9 @@ def write_figures_report(context) -> Path:
         context.profile(),
         heads=scan.table,
         agreement=scan.agreement(),
-        causal=read_causal(causal_path) if causal_path.is_file() else None,
+        causal=read_causal(causal_path, scan.profile.n_layers, int(scan.profile.meta["n_heads"]))
+        if causal_path.is_file()
+        else None,
         attention=prompt_attention(model, model.tokenizer, load_prompts(context.prompts)[0]),
         threshold=scan.threshold,
     )
