@@ -94,9 +94,9 @@ def prope_command(
         save_figure(prope_figure(table, model, Path(text).name, context), tmp / f"prope_perplexity_{name}")
     typer.echo(f"p-RoPE at inference on {model}, text {text}, windows of {context} tokens:")
     typer.echo(
-        table[["variant", "p", "perplexity", "change", "ratio", "tokens"]].to_string(
-            index=False, float_format=lambda v: f"{v:.3f}"
-        )
+        table[
+            ["variant", "p", "perplexity", "change", "ratio", "tokens"] + (["note"] if table.note.any() else [])
+        ].to_string(index=False, float_format=lambda v: f"{v:.3f}")
     )
     typer.echo(f"wrote {out}/")
 

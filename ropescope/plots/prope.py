@@ -4,6 +4,7 @@ models trained from scratch."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
 VARIANT_STYLE = {
@@ -14,9 +15,12 @@ VARIANT_STYLE = {
 
 
 def prope_figure(table: pd.DataFrame, model_id: str, text_name: str, context: int):
-    """Perplexity of each variant against p (log scale), with the unmodified model as a line."""
+    """Perplexity of each variant against p (log scale), with the unmodified model as a line.
+    Settings whose perplexity is not finite (overflowing logits) are left out and named in the title."""
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
     reference = table.loc[table.variant == "rope", "perplexity"].item()
+    lost = table[~np.isfinite(table.perplexity.astype(float))]
+    table = table[np.isfinite(table.perplexity.astype(float))]
     for variant, (colour, marker, label) in VARIANT_STYLE.items():
         part = table[table.variant == variant].sort_values("p")
         if len(part):
@@ -27,8 +31,14 @@ def prope_figure(table: pd.DataFrame, model_id: str, text_name: str, context: in
     ax.set_yscale("log")
     ax.set_xlabel("p (fraction of RoPE chunks that keep rotating)")
     ax.set_ylabel("perplexity (per token, log scale)")
+    missing = ""
+    if len(lost):
+        missing = "\nnot drawn (non-finite perplexity): " + ", ".join(
+            f"{r.variant} p={r.p:g}" for r in lost.itertuples()
+        )
     ax.set_title(
-        f"{model_id}: p-RoPE at inference, no fine-tuning\n{text_name}, windows of {context} tokens", fontsize=10
+        f"{model_id}: p-RoPE at inference, no fine-tuning\n{text_name}, windows of {context} tokens{missing}",
+        fontsize=10,
     )
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -18,12 +18,14 @@ whose logits are anything else is refused.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 
-from ropescope.errors import PromptError, UnsupportedModelError
+from ropescope.errors import NumericsError, PromptError, UnsupportedModelError
 from ropescope.model.anatomy import inspect_model
 from ropescope.profiling.run import pad_batch
 from ropescope.prope.frequencies import VARIANTS, check_p
@@ -104,6 +106,12 @@ def output_scale(anatomy, window: list[int]) -> float:
     softcap = getattr(anatomy.config, "final_logit_softcapping", None)
     own = anatomy.hf(input_ids=ids, use_cache=False).logits[0].double()
     raw = head(_last_hidden(anatomy.base, anatomy, input_ids=ids, use_cache=False)[0]).double()
+    if not (torch.isfinite(own).all() and torch.isfinite(raw).all()):
+        dtype = str(anatomy.dtype).removeprefix("torch.")
+        raise NumericsError(
+            f"the unmodified model's own logits are not finite (NaN/inf) in {dtype}, before any p-RoPE change: "
+            "half-precision overflow; use --dtype bfloat16 or --dtype float32"
+        )
     target = own
     if softcap:
         target = torch.atanh((own / softcap).clamp(-1 + 1e-12, 1 - 1e-12)) * softcap
@@ -160,7 +168,9 @@ def prope_table(
     """Perplexity of the unmodified model and of every (variant, p) at inference, no fine-tuning.
 
     One row per setting: ``variant`` (``rope`` for the unmodified model), ``p``, ``perplexity``,
-    ``nll``, ``change`` (perplexity minus the unmodified one) and ``ratio`` (over it). p = 1 of any
+    ``nll``, ``change`` (perplexity minus the unmodified one), ``ratio`` (over it) and ``note``
+    (why a perplexity is ``inf``/``nan``: non-finite logits; empty otherwise). A non-finite
+    unmodified perplexity is refused (:class:`NumericsError`): there is nothing to compare with. p = 1 of any
     variant is the unmodified model exactly (tested), so it is not re-run.
     """
     for variant in variants:
@@ -185,6 +195,16 @@ def prope_table(
             check_reached(reached, rotating, anatomy.model_type)
             rows.append({"variant": variant, "p": float(p), **result})
     table = pd.DataFrame(rows)
+    finite = np.isfinite(table["perplexity"].to_numpy(dtype=float))
+    table["note"] = np.where(finite, "", "non-finite logits (NaN/inf): numeric overflow in this dtype")
+    if not finite[0]:
+        raise NumericsError(
+            f"the unmodified model's perplexity is {table['perplexity'][0]} (non-finite logits); "
+            "use --dtype bfloat16 or --dtype float32"
+        )
+    if not finite.all():
+        lost = ", ".join(f"{r.variant} p={r.p:g}" for r in table[~finite].itertuples())
+        warnings.warn(f"perplexity is not finite for {lost}: non-finite logits (overflow in this dtype)", stacklevel=2)
     table["change"] = table["perplexity"] - reference["perplexity"]
     table["ratio"] = table["perplexity"] / reference["perplexity"]
     return table

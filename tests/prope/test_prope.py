@@ -129,3 +129,61 @@ def test_ablating_a_chunk_changes_only_that_chunks_contribution(monkeypatch):
     with ablate_chunks(model, {(1, 2): [3]}):
         assert not torch.equal(_logits(model, ids), ids_logits)
     assert torch.equal(_logits(model, ids), ids_logits)
+
+
+def test_a_non_finite_perplexity_is_reported_as_such_and_left_out_of_the_figure(monkeypatch):
+    """A variant whose logits overflow gets `inf` and a note in the table, a warning, and is named
+    (not drawn) in the figure; a non-finite unmodified perplexity is refused in one line."""
+    import importlib
+
+    import matplotlib.pyplot as plt
+
+    from ropescope.errors import NumericsError
+    from ropescope.plots.prope import prope_figure
+
+    module = importlib.import_module("ropescope.prope.perplexity")  # the package exports a function of that name
+    real = module.perplexity
+    calls = []
+
+    def overflowing(*args, **kwargs):
+        calls.append(1)
+        result = real(*args, **kwargs)
+        return {**result, "perplexity": float("inf"), "nll": float("inf")} if len(calls) == 2 else result
+
+    monkeypatch.setattr(module, "perplexity", overflowing)
+    text = " ".join(TEXTS) * 2
+    with pytest.warns(UserWarning, match="not finite for p p=0.5"):
+        table = module.prope_table(tiny_model("llama"), CharTokenizer(), text, [0.5, 0.75], ["p"], context=32)
+    assert table.perplexity.tolist()[1] == float("inf")
+    assert table.note.tolist() == ["", "non-finite logits (NaN/inf): numeric overflow in this dtype", ""]
+    fig = prope_figure(table, "tiny", "text", 32)
+    assert "not drawn (non-finite perplexity): p p=0.5" in fig.axes[0].get_title()
+    fig.savefig(__import__("io").BytesIO(), format="png")  # draws (no log-scale error)
+    plt.close(fig)
+    calls.clear()
+    monkeypatch.setattr(
+        module, "perplexity", lambda *a, **k: {**real(*a, **k), "perplexity": float("nan"), "nll": float("nan")}
+    )
+    with pytest.raises(NumericsError, match="unmodified model's perplexity is nan"):
+        module.prope_table(tiny_model("llama"), CharTokenizer(), text, [0.5], ["p"], context=32)
+
+
+def test_real_gemma_in_float16_is_refused_with_the_reason(capsys, tmp_path):
+    from cli_helpers import run_main
+
+    argv = [
+        "prope",
+        "--dtype",
+        "float16",
+        "--context",
+        "64",
+        "--variants",
+        "p",
+        "--p",
+        "0.5",
+        "--out",
+        str(tmp_path / "r"),
+    ]
+    code, err = run_main(argv, capsys)
+    assert code == 1 and "not finite (NaN/inf) in float16" in err and "--dtype bfloat16" in err, err
+    assert len(err.strip().splitlines()) == 2 and not (tmp_path / "r").exists()  # "loading ..." and the error
