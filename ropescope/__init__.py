@@ -21,33 +21,76 @@ needs is here under a short name; ``ropescope.plots`` and ``ropescope.figures`` 
 """
 
 import importlib
+from typing import TYPE_CHECKING
 
 from ropescope.errors import RopescopeError
-from ropescope.heads import (
-    HeadReport,
-    HeadView,
-    cauchy_schwarz_table,
-    causal_test,
-    head_view,
-    scan_heads,
-    search_trigger_heads,
-)
-from ropescope.hooks import capture, intervene, zero_chunks
-from ropescope.model import LoadedModel, ModelAnatomy, RopeGeometry, checkpoint_dir, inspect_model, load_model
-from ropescope.model.geometry import read_geometry
-from ropescope.profiling import Profile, load_profile, profile, summary_text
-from ropescope.prompts import load_prompts, load_text
-from ropescope.prope import ablate_chunks, p_rope, perplexity, prope_table
 from ropescope.version import __version__
 
+# name -> the module that defines it; imported on first use, so ``import ropescope`` (and the command
+# line's start, where Ctrl-C must already be handled) costs no torch or transformers import
+_WHERE = {
+    "HeadReport": "ropescope.heads",
+    "HeadView": "ropescope.heads",
+    "cauchy_schwarz_table": "ropescope.heads",
+    "causal_test": "ropescope.heads",
+    "head_view": "ropescope.heads",
+    "scan_heads": "ropescope.heads",
+    "search_trigger_heads": "ropescope.heads",
+    "capture": "ropescope.hooks",
+    "intervene": "ropescope.hooks",
+    "zero_chunks": "ropescope.hooks",
+    "LoadedModel": "ropescope.model",
+    "ModelAnatomy": "ropescope.model",
+    "RopeGeometry": "ropescope.model",
+    "checkpoint_dir": "ropescope.model",
+    "inspect_model": "ropescope.model",
+    "load_model": "ropescope.model",
+    "read_geometry": "ropescope.model.geometry",
+    "Profile": "ropescope.profiling",
+    "load_profile": "ropescope.profiling",
+    "profile": "ropescope.profiling",
+    "summary_text": "ropescope.profiling",
+    "load_prompts": "ropescope.prompts",
+    "load_text": "ropescope.prompts",
+    "ablate_chunks": "ropescope.prope",
+    "p_rope": "ropescope.prope",
+    "perplexity": "ropescope.prope",
+    "prope_table": "ropescope.prope",
+}
 _LAZY = ("plots", "figures", "theory")
+
+if TYPE_CHECKING:  # what type checkers and editors see
+    from ropescope.heads import (
+        HeadReport,
+        HeadView,
+        cauchy_schwarz_table,
+        causal_test,
+        head_view,
+        scan_heads,
+        search_trigger_heads,
+    )
+    from ropescope.hooks import capture, intervene, zero_chunks
+    from ropescope.model import LoadedModel, ModelAnatomy, RopeGeometry, checkpoint_dir, inspect_model, load_model
+    from ropescope.model.geometry import read_geometry
+    from ropescope.profiling import Profile, load_profile, profile, summary_text
+    from ropescope.prompts import load_prompts, load_text
+    from ropescope.prope import ablate_chunks, p_rope, perplexity, prope_table
 
 
 def __getattr__(name: str):
-    """``ropescope.plots``, ``ropescope.figures`` and ``ropescope.theory``, imported on first use."""
+    """The public API by its short name, and ``ropescope.plots``, ``ropescope.figures`` and
+    ``ropescope.theory``, each imported on first use."""
+    if name in _WHERE:
+        value = getattr(importlib.import_module(_WHERE[name]), name)
+        globals()[name] = value  # later look-ups are plain attribute reads
+        return value
     if name in _LAZY:
         return importlib.import_module(f"ropescope.{name}")
     raise AttributeError(f"module 'ropescope' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_WHERE, *_LAZY})
 
 
 __all__ = [

@@ -1,8 +1,11 @@
-"""Errors ropescope raises on purpose.
+"""Errors ropescope raises on purpose, and text made safe to print.
 
 Every error a user can cause derives from :class:`RopescopeError`; the CLI prints its message as
 one line and exits non-zero. Anything else is a bug in ropescope.
 """
+
+import re
+import unicodedata
 
 
 class RopescopeError(Exception):
@@ -55,3 +58,17 @@ def first_line(exc: BaseException) -> str:
         return type(exc).__name__
     text = " ".join(lines[:2]) if lines[0].endswith(":") and len(lines) > 1 else lines[0]
     return text if len(text) <= 300 else text[:297] + "..."
+
+
+_URL_CREDENTIALS = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]+@")
+_TOKENS = re.compile(r"\bhf_[A-Za-z0-9]{16,}")
+
+
+def printable(text: str) -> str:
+    """``text`` safe to show in a terminal and a log: control characters (terminal escape sequences,
+    carriage returns, bidirectional overrides), which could erase or fake a line, shown as ``\\x1b``
+    etc.; credentials in a URL (``https://user:secret@host``) and hub tokens replaced by ``***``.
+    Names and text read from files and the environment pass through here before they are printed."""
+    text = _URL_CREDENTIALS.sub(r"\1***@", str(text))
+    text = _TOKENS.sub("hf_***", text)
+    return "".join(c if c in "\n\t" or unicodedata.category(c) not in ("Cc", "Cf") else ascii(c)[1:-1] for c in text)

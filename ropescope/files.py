@@ -19,6 +19,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -89,6 +90,15 @@ def atomic_directory(out: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def name_part(model: str, limit: int = 80) -> str:
+    """A model name or path as a part of a file name: its last path component without ``.gguf``,
+    characters other than letters, digits and ``._+-`` as ``_`` (no control character or separator
+    read from a profile reaches a file name), at most ``limit`` characters (a 250-character checkpoint
+    path never makes a figure name the file system refuses after the work is done)."""
+    stem = re.sub(r"[^A-Za-z0-9._+-]", "_", Path(str(model)).name.removesuffix(".gguf")).strip(".")
+    return stem[:limit] or "model"
 
 
 def set_aside(out: Path) -> Path:

@@ -1,6 +1,43 @@
 """Command line: ``ropescope`` (the typer app in :mod:`~ropescope.cli.app`), one module per command
-group over the shared check -> load -> progress -> write path of :mod:`~ropescope.cli.common`."""
+group over the shared check -> load -> progress -> write path of :mod:`~ropescope.cli.common`.
 
-from ropescope.cli.app import app, main
+:func:`main` handles Ctrl-C and SIGTERM from its first instruction: the app's import (torch,
+transformers: seconds) happens after, so a command stopped while it is still starting ends with one
+line and exit status 130 or 143, not a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import signal
+import sys
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``ropescope`` command (see :func:`ropescope.cli.app.main`)."""
+    stopped = {}
+
+    def starting(signum, frame):
+        stopped["signal"] = signum
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, starting)
+    signal.signal(signal.SIGTERM, starting)
+    try:
+        from ropescope.cli.app import main as run
+    except KeyboardInterrupt:
+        signum = stopped.get("signal", signal.SIGINT)
+        sys.stderr.write(f"error: interrupted by {signal.Signals(signum).name} while starting; no output was written\n")
+        exec("None")  # clears CPython's "unhandled KeyboardInterrupt" flag (see ropescope.cli.app._stop)
+        sys.exit(128 + int(signum))
+    run(argv)
+
+
+def __getattr__(name: str):
+    """``ropescope.cli.app`` (the typer app), imported on first use."""
+    if name == "app":
+        return importlib.import_module("ropescope.cli.app").app
+    raise AttributeError(f"module 'ropescope.cli' has no attribute {name!r}")
+
 
 __all__ = ["app", "main"]

@@ -7,6 +7,7 @@ only when complete: they are written under a temporary name and renamed into pla
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -17,7 +18,7 @@ os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 import typer  # noqa: E402
 
-from ropescope.cli.common import COMMAND_LINE, HELD, say  # noqa: E402
+from ropescope.cli.common import COMMAND_LINE, HELD, echo, printable, say  # noqa: E402
 from ropescope.cli.compare import compare_command  # noqa: E402
 from ropescope.cli.examples import epilog  # noqa: E402
 from ropescope.cli.figures import figures_command  # noqa: E402
@@ -61,7 +62,7 @@ def _show_version(value: bool) -> None:
     if value:
         from ropescope.version import __version__
 
-        typer.echo(f"ropescope {__version__}")
+        echo(f"ropescope {__version__}")
         raise typer.Exit()
 
 
@@ -72,6 +73,23 @@ def _options(
     ),
 ) -> None:
     """Options of ``ropescope`` itself (the app's help text is set above)."""
+
+
+class _Printable(logging.Filter):
+    """Library log records (the hub client's retry lines name the URL, credentials included) pass
+    through :func:`printable` before any handler writes them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = printable(record.getMessage()), None
+        return True
+
+
+def _redact_library_logs() -> None:
+    for name in ("huggingface_hub", "transformers", "urllib3", "httpx"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _Printable) for f in logger.filters):
+            logger.addFilter(_Printable())
+    logging.getLogger("huggingface_hub.utils._http").setLevel(logging.ERROR)  # one error line, not five retries
 
 
 def _warn_one_line(message, category, filename, lineno, file=None, line=None) -> None:
@@ -146,6 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _terminate)  # SIGTERM stops as cleanly as Ctrl-C
     signal.signal(signal.SIGINT, _terminate)
     warnings.showwarning = _warn_one_line
+    _redact_library_logs()
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
     try:

@@ -16,8 +16,8 @@ from pathlib import Path
 import typer
 
 from ropescope.cli.choices import DType
-from ropescope.errors import RopescopeError
-from ropescope.files import atomic_directory, output_lock
+from ropescope.errors import RopescopeError, printable
+from ropescope.files import atomic_directory, name_part, output_lock
 from ropescope.model.loading import LoadedModel, load_model
 from ropescope.progress import LineProgress
 from ropescope.prompts import builtin_sets
@@ -94,12 +94,18 @@ def where_it_runs(command: Callable) -> Callable:
 
 
 def say(message: str) -> None:
-    typer.echo(message, err=True)
+    """Write ``message`` (made :func:`printable`) to standard error."""
+    typer.echo(printable(message), err=True)
+
+
+def echo(message: str) -> None:
+    """Write ``message`` (made :func:`printable`) to standard output: a command's result."""
+    typer.echo(printable(message))
 
 
 def model_stem(model: str) -> str:
-    """A model name as a file-name part: the last path component, without ``.gguf``."""
-    return Path(model).name.removesuffix(".gguf")
+    """A model name as a file-name part (:func:`ropescope.files.name_part`)."""
+    return name_part(model)
 
 
 def default_out(model: str, suffix: str = "") -> Path:

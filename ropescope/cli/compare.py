@@ -8,7 +8,7 @@ import pandas as pd
 import typer
 
 from ropescope.cli.choices import FORMAT_OPTION, Alignment, TableFormat
-from ropescope.cli.common import OVERWRITE_HELP, check_out, output_directory, user_path
+from ropescope.cli.common import OVERWRITE_HELP, check_out, echo, output_directory, user_path
 from ropescope.files import write_table
 from ropescope.plots.compare import comparison_figure
 from ropescope.plots.style import save_figure
@@ -40,12 +40,12 @@ def compare_command(
         write_table(pd.concat(maps, ignore_index=True), tmp / "compare_maps", table_format)
         write_table(result.correlations, tmp / "compare_spearman", table_format)
         save_figure(comparison_figure(result), tmp / "compare")
-    typer.echo(f"a = {result.a_name}\nb = {result.b_name}\naligned by {by}")
+    echo(f"a = {result.a_name}\nb = {result.b_name}\naligned by {by}")
     for tensor, value in result.overall.items():
         part = result.correlations[result.correlations.tensor == tensor].spearman
         ratio = result.maps[tensor].ratio
-        typer.echo(
+        echo(
             f"{tensor}: Spearman over all (layer, chunk) cells {value:.3f}; per layer {part.min():.3f} to "
             f"{part.max():.3f}; median ratio b/a {ratio.median():.3f}"
         )
-    typer.echo(f"wrote {out}/ (compare_maps.{table_format}, compare_spearman.{table_format}, compare.png)")
+    echo(f"wrote {out}/ (compare_maps.{table_format}, compare_spearman.{table_format}, compare.png)")

@@ -11,6 +11,7 @@ from ropescope.cli.common import (
     PROMPTS_HELP,
     check_spares_inputs,
     check_writable_parent,
+    echo,
     lock_output,
     progress,
     quiet_libraries,
@@ -85,8 +86,8 @@ def figures_command(
             f"time per entry ({sum(timings.values()):.0f} s in all): "
             + ", ".join(f"{figure_id} {seconds:.1f} s" for figure_id, seconds in slowest)
         )
-    typer.echo(f"wrote {len(chosen)} figure entries for {model} into {out}/")
+    echo(f"wrote {len(chosen)} figure entries for {model} into {out}/")
     if report_page:
         say("writing report.html (profile and head scan of the same prompts) ...")
         path = write_figures_report(context)
-        typer.echo(f"wrote {path}")
+        echo(f"wrote {path}")

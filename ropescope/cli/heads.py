@@ -16,6 +16,7 @@ from ropescope.cli.common import (
     PROMPTS_HELP,
     check_out,
     default_out,
+    echo,
     load,
     markdown_table,
     model_stem,
@@ -158,16 +159,16 @@ def heads_command(
         if report_page:
             write_run_report(tmp)
     counts = table["class"].value_counts().reindex(table["class"].cat.categories).fillna(0).astype(int)
-    typer.echo("heads per class: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-    typer.echo(
+    echo("heads per class: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    echo(
         f"positional vs high-frequency: Spearman {agreement['spearman']:.3f}; "
         f"{agreement['n_positional']} positional heads, precision at n {agreement['precision_at_n']:.2f}"
     )
-    typer.echo(table[TABLE_COLUMNS].head(12).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    echo(table[TABLE_COLUMNS].head(12).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if causal is not None:
-        typer.echo("\ncausal test (mean attention on the head's offset):")
-        typer.echo(causal.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    typer.echo(f"wrote {out}/")
+        echo("\ncausal test (mean attention on the head's offset):")
+        echo(causal.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    echo(f"wrote {out}/")
 
 
 @where_it_runs
@@ -199,6 +200,6 @@ def head_command(
         save_figure(logits_figure(view, model), tmp / f"logits_{stem}")
         save_figure(chunk_norms_figure(view, model), tmp / f"chunk_norms_{stem}")
         table.to_csv(tmp / "cauchy_schwarz.csv", index=False)
-    typer.echo(f"Cauchy-Schwarz table, layer {layer} head {head} (0-based), logits before soft-capping:")
-    typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-    typer.echo(f"wrote {out}{os.sep}")
+    echo(f"Cauchy-Schwarz table, layer {layer} head {head} (0-based), logits before soft-capping:")
+    echo(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    echo(f"wrote {out}{os.sep}")

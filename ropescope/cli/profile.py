@@ -19,6 +19,7 @@ from ropescope.cli.common import (
     check_spares_inputs,
     check_writable_parent,
     default_out,
+    echo,
     load,
     model_stem,
     output_directory,
@@ -146,9 +147,9 @@ def profile_command(
         if report_page:
             write_run_report(tmp)
     shutil.rmtree(state_path.parent, ignore_errors=True)
-    typer.echo(text)
+    echo(text)
     extra = ", report.html" if report_page else ""
-    typer.echo(f"wrote {out}/ (profile.safetensors, chunk_norms.{table_format}, summary.txt, figures{extra})")
+    echo(f"wrote {out}/ (profile.safetensors, chunk_norms.{table_format}, summary.txt, figures{extra})")
 
 
 def _init_distributed(device: str | None) -> None:
@@ -178,7 +179,7 @@ def plot_command(
         paths = write_profile_figures(result, tmp, head_layer=head_layer)
         for path in paths:
             os.replace(path, target / path.name)
-    typer.echo(f"wrote {len(paths)} figure files to {target}/")
+    echo(f"wrote {len(paths)} figure files to {target}/")
 
 
 def merge_command(
@@ -204,14 +205,14 @@ def merge_command(
         except RopescopeError as exc:
             raise RopescopeError(f"{path}: {exc}") from None
     merged.save(out)
-    typer.echo(f"merged {len(profiles)} profiles ({merged.n_tokens} tokens) into {out}")
+    echo(f"merged {len(profiles)} profiles ({merged.n_tokens} tokens) into {out}")
 
 
 def models_command() -> None:
     """List the bundled models and whether they are installed."""
     for row in model_status():
         state = "installed" if row["installed"] else f"not installed ({row['install']})"
-        typer.echo(f"{row['name']:<14} {state:<12}  {row['description']}")
+        echo(f"{row['name']:<14} {state:<12}  {row['description']}")
 
 
 def families_command(
@@ -240,15 +241,15 @@ def families_command(
     with progress("checking families", len(families) if families else 0) as update:
         rows = survey(families, progress=lambda name: update(description=f"checking {name}", advance=1))
     if markdown_table:
-        typer.echo(markdown(rows), nl=False)
+        echo(markdown(rows), nl=False)
         return
     width = max(len(r.family) for r in rows)
-    typer.echo(
+    echo(
         f"{'family':<{width}}  {'layout':<11}  {'rotary':<7}  {'scaling':<13}  {'window':<6}  profile / heads / p-RoPE"
     )
     for r in rows:
         checks = " / ".join(v if v == "yes" else f"no ({v})" for v in (r.profile, r.heads, r.prope))
         shape = f"{r.layout:<11}  {r.rotary_fraction:<7}  {r.scaling:<13}  {r.sliding_window:<6}"
-        typer.echo(f"{r.family:<{width}}  {shape}  {checks}")
+        echo(f"{r.family:<{width}}  {shape}  {checks}")
     supported = sum(r.supported for r in rows)
-    typer.echo(f"{supported} of {len(rows)} RoPE families (transformers {transformers.__version__}) fully supported")
+    echo(f"{supported} of {len(rows)} RoPE families (transformers {transformers.__version__}) fully supported")

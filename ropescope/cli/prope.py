@@ -15,6 +15,7 @@ from ropescope.cli.common import (
     check_out,
     check_writable_parent,
     default_out,
+    echo,
     load,
     lock_output,
     model_stem,
@@ -92,13 +93,13 @@ def prope_command(
     with output_directory(out) as tmp:
         table.to_csv(tmp / "prope.csv", index=False)
         save_figure(prope_figure(table, model, Path(text).name, context), tmp / f"prope_perplexity_{name}")
-    typer.echo(f"p-RoPE at inference on {model}, text {text}, windows of {context} tokens:")
-    typer.echo(
+    echo(f"p-RoPE at inference on {model}, text {text}, windows of {context} tokens:")
+    echo(
         table[
             ["variant", "p", "perplexity", "change", "ratio", "tokens"] + (["note"] if table.note.any() else [])
         ].to_string(index=False, float_format=lambda v: f"{v:.3f}")
     )
-    typer.echo(f"wrote {out}/")
+    echo(f"wrote {out}/")
 
 
 def train_prope_command(
@@ -167,6 +168,6 @@ def train_prope_command(
         raise
     if replaced is not None:
         shutil.rmtree(replaced.parent, ignore_errors=True)
-    typer.echo(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    echo(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     extra = ", training_profiles.csv, profiles/, training_dynamics.png" if profile_every else ""
-    typer.echo(f"wrote {out}/ (runs.csv, summary.csv, table02_t2_from_scratch.png{extra})")
+    echo(f"wrote {out}/ (runs.csv, summary.csv, table02_t2_from_scratch.png{extra})")

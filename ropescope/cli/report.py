@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from ropescope.cli.common import check_spares_inputs, check_writable_parent, user_path
+from ropescope.cli.common import check_spares_inputs, check_writable_parent, echo, user_path
 from ropescope.errors import RopescopeError
 from ropescope.heads.views import prompt_attention
 from ropescope.prompts import load_prompts
@@ -36,7 +36,7 @@ def report_command(
         raise RopescopeError(f"output file {target} already exists; pass --overwrite to replace it")
     check_writable_parent(target)
     write_report(data, target)
-    typer.echo(f"wrote {target} ({target.stat().st_size / 1e6:.1f} MB); open it in any browser, offline")
+    echo(f"wrote {target} ({target.stat().st_size / 1e6:.1f} MB); open it in any browser, offline")
 
 
 def write_run_report(folder: Path) -> Path:

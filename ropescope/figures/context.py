@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ropescope.files import name_part
 from ropescope.heads.scan import scan_heads
 from ropescope.heads.views import head_view
 from ropescope.model.loading import LoadedModel, load_model
@@ -25,7 +26,7 @@ class FigureContext:
 
     @property
     def name(self) -> str:
-        return Path(self.model_name).name.removesuffix(".gguf")
+        return name_part(self.model_name)
 
     def stem(self, what: str, per_model: bool = True) -> Path:
         self.out.mkdir(parents=True, exist_ok=True)

@@ -15,13 +15,19 @@ import matplotlib.patches
 import matplotlib.ticker
 import numpy as np
 
+from ropescope.errors import printable
+from ropescope.files import name_part
 from ropescope.plots.style import BOUNDARY_STYLE, TRAINED_STYLE, axes_for, draw_map, save_figure
 from ropescope.profiling.result import TENSOR_PLURALS, Profile
 
 
+def _model(profile: Profile) -> str:
+    return printable(profile.meta["model_id"])
+
+
 def _describe(profile: Profile) -> str:
     m = profile.meta
-    return f"{m['prompt_set']}: {m['n_prompts']} prompts, {m['n_tokens']:,} tokens"
+    return f"{printable(m['prompt_set'])}: {m['n_prompts']} prompts, {m['n_tokens']:,} tokens"
 
 
 def _boundary_steps(ax, boundaries: list[int], style: dict, label: str) -> None:
@@ -145,9 +151,7 @@ def layer_usage_figure(
     if ax is None:
         what = " and ".join(TENSOR_PLURALS[t] for t in tensors)
         note = "values are not rotated: a control for the q/k maps; " if tensors == ("v",) else ""
-        fig.suptitle(
-            f"{profile.meta['model_id']}: RoPE frequency usage of {what} per layer\n{note}{_describe(profile)}"
-        )
+        fig.suptitle(f"{_model(profile)}: RoPE frequency usage of {what} per layer\n{note}{_describe(profile)}")
         fig.tight_layout()
     return fig
 
@@ -196,7 +200,7 @@ def head_usage_figure(
         if not profile.geometry.layers[layer].rope:
             theta_text = ", a NoPE layer (no chunk rotates)"
         fig.suptitle(
-            f"{profile.meta['model_id']}: RoPE frequency usage per head, layer {layer} (0-based){theta_text}\n"
+            f"{_model(profile)}: RoPE frequency usage per head, layer {layer} (0-based){theta_text}\n"
             f"{_describe(profile)}"
         )
         fig.tight_layout()
@@ -206,7 +210,7 @@ def head_usage_figure(
 def write_profile_figures(profile: Profile, out_dir: str | Path, head_layer: int = 0) -> list[Path]:
     """F3 (q and k per layer), F13 (v per layer) and F4 (per head of ``head_layer``) into ``out_dir``."""
     out_dir = Path(out_dir)
-    name = profile.meta["model_id"].replace("/", "_")
+    name = name_part(profile.meta["model_id"])
     paths = []
     paths += save_figure(layer_usage_figure(profile, ("q", "k")), out_dir / f"fig03_usage_per_layer_{name}")
     paths += save_figure(layer_usage_figure(profile, ("v",)), out_dir / f"fig13_value_usage_per_layer_{name}")

