@@ -16,7 +16,14 @@ import pandas as pd
 from ropescope.errors import RopescopeError, RunFileError
 from ropescope.profiling.result import load_profile
 from ropescope.report.content import report_data
-from ropescope.schemas import AGREEMENT, check_attention, check_causal_table, check_heads_table, check_record, read_csv
+from ropescope.report.schemas import (
+    AGREEMENT,
+    check_attention,
+    check_causal_table,
+    check_heads_table,
+    check_record,
+    read_csv,
+)
 
 
 def _json(path: Path):
@@ -27,7 +34,7 @@ def _json(path: Path):
 
 
 def read_causal(path: Path, n_layers: int, n_heads: int) -> pd.DataFrame:
-    """A causal-test table (``causal.csv``), checked (:func:`ropescope.schemas.check_causal_table`)."""
+    """A causal-test table (``causal.csv``), checked (:func:`ropescope.report.schemas.check_causal_table`)."""
     return check_causal_table(read_csv(path), path, n_layers, n_heads)
 
 
