@@ -18,6 +18,7 @@ import torch
 
 from ropescope.errors import ModelLoadError, first_line
 from ropescope.files import atomic_directory, atomic_path, output_lock
+from ropescope.model.checkpoint_checks import check_gguf_header
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ def conversion_target(gguf: Path, label: str) -> Path:
 def _convert(gguf: Path, size: int, target: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    check_gguf_header(gguf)
     try:
         model = AutoModelForCausalLM.from_pretrained(
             str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32, local_files_only=True

@@ -10,6 +10,7 @@ weights files' headers (not their data) and say which field or file is wrong.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,3 +101,148 @@ def check_weight_files(directory) -> None:
             raise ModelLoadError(
                 f"weights file {weights} is truncated or corrupt ({first_line(exc)}); download or copy it again"
             ) from None
+
+
+def weight_shapes(directory) -> dict[str, tuple[int, ...]]:
+    """Every tensor's shape in a local checkpoint's ``*.safetensors`` files, read from their headers
+    (no tensor data is read); empty when there are none (a hub id, ``.bin`` weights)."""
+    from safetensors import safe_open
+
+    path = Path(str(directory))
+    shapes: dict[str, tuple[int, ...]] = {}
+    if not path.is_dir():
+        return shapes
+    for weights in sorted(path.glob("*.safetensors")):
+        with safe_open(str(weights), framework="numpy") as handle:
+            for name in handle.keys():
+                shapes[name] = tuple(handle.get_slice(name).get_shape())
+    return shapes
+
+
+_SIZE_FIELDS = (
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "head_dim",
+    "moe_intermediate_size",
+)  # sizes that appear as a dimension of some weight
+
+
+def check_sizes_against_weights(config, directory, build) -> None:
+    """Refuse, before anything is allocated, a ``config.json`` that asks for more than the weights
+    hold (a memory bomb: a million layers, a vocabulary of 10^12, absurd widths).
+
+    ``build(config)`` builds the model on the meta device (no memory). Checked: the config's layer
+    count against the layers the weight names show, then the parameter count of the meta model
+    against the tensors in the files' headers (more than twice as many is refused, naming the config
+    field whose value no weight's shape has). When every size field is some weight's dimension the
+    model is not built (the common case costs only the headers)."""
+    shapes = weight_shapes(directory)
+    if not shapes:
+        return
+    where_file = f"{directory}/config.json"
+    cfg = config.get_text_config() if hasattr(config, "get_text_config") else config
+    layers = {int(m.group(1)) for name in shapes for m in [re.search(r"\blayers\.(\d+)\.", name)] if m}
+    n_layers = config_value(cfg, "num_hidden_layers")
+    if layers and isinstance(n_layers, int) and n_layers > max(layers) + 1:
+        raise ModelLoadError(
+            f"{where_file}: num_hidden_layers is {n_layers:,} but the weights hold {max(layers) + 1} layers; "
+            "the config does not belong to these weights"
+        )
+    dims = {d for shape in shapes.values() for d in shape}
+    sizes = {key: config_value(cfg, key) for key in _SIZE_FIELDS if isinstance(config_value(cfg, key), int)}
+    if all(value in dims for value in sizes.values()):
+        return  # every size the config names is a dimension of some weight: nothing to build to be sure
+    held = sum(math.prod(shape) for shape in shapes.values())
+    try:
+        meta = build(config)
+    except Exception:  # noqa: BLE001 - a family that cannot be built on the meta device: transformers decides
+        return
+    wanted = sum(p.numel() for p in meta.parameters())
+    if wanted <= 2 * held + 1_000_000:
+        return
+    culprits = [f"{key} {value:,}" for key, value in sizes.items() if value not in dims]
+    hint = f" (no weight has a dimension of its {', '.join(culprits)})" if culprits else ""
+    raise ModelLoadError(
+        f"{where_file} asks for {wanted:,} parameters but the weights hold {held:,}{hint}; "
+        "the config does not belong to these weights"
+    )
+
+
+_GGUF_FIXED = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}  # value type -> bytes
+_GGUF_STRING, _GGUF_ARRAY = 8, 9
+
+
+def check_gguf_header(path: Path) -> None:
+    """Walk a GGUF file's header (counts, metadata and tensor descriptions) with every count checked
+    against the bytes left in the file, before the GGUF reader allocates anything: a crafted count
+    (a trillion tensors, an array of 10^15 entries) is refused naming the field, never read until the
+    machine runs out of memory."""
+    import struct
+
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        data = memoryview(handle.read(min(size, 64 << 20)))  # headers are far smaller than this
+    at = 0
+
+    def refuse(what: str) -> ModelLoadError:
+        return ModelLoadError(
+            f"GGUF file {path}: {what} (the file holds {size:,} bytes); truncated, corrupt or crafted"
+        )
+
+    def take(fmt: str, what: str):
+        nonlocal at
+        width = struct.calcsize(fmt)
+        if at + width > len(data):
+            raise refuse(f"{what} runs past the end of the header")
+        value = struct.unpack_from(fmt, data, at)[0]
+        at += width
+        return value
+
+    def count(what: str, each: int) -> int:
+        n = take("<Q", what)
+        if n * each > size - at:
+            raise refuse(f"{what} is {n:,}, more than can fit")
+        return n
+
+    def skip_value(kind: int, what: str) -> None:
+        nonlocal at
+        if kind in _GGUF_FIXED:
+            at += _GGUF_FIXED[kind]
+        elif kind == _GGUF_STRING:
+            length = count(f"length of {what}", 1)  # (read first: it moves ``at`` past the count)
+            at += length
+        elif kind == _GGUF_ARRAY:
+            inner = take("<I", f"element type of {what}")
+            n = count(f"array length of {what}", _GGUF_FIXED.get(inner, 8))
+            if inner in _GGUF_FIXED:
+                at += n * _GGUF_FIXED[inner]
+            else:
+                for _ in range(n):
+                    skip_value(inner, what)
+        else:
+            raise refuse(f"{what} has unknown value type {kind}")
+
+    if bytes(data[:4]) != b"GGUF":
+        raise ModelLoadError(f"{path} is not a GGUF file (no GGUF magic number)")
+    at = 4
+    version = take("<I", "version")
+    if version < 2:
+        return  # GGUF v1 (32-bit counts) is refused by the reader itself
+    tensors = count("tensor_count", 8 + 4 + 4 + 8)
+    entries = count("metadata_kv_count", 8 + 4)
+    for i in range(entries):
+        key_length = count(f"length of metadata key {i}", 1)
+        key = bytes(data[at : at + key_length]).decode("utf-8", "replace")[:60]
+        at += key_length
+        skip_value(take("<I", f"type of metadata {key!r}"), f"metadata {key!r}")
+    for i in range(tensors):
+        length = count(f"name length of tensor {i}", 1)
+        at += length
+        dims = take("<I", f"n_dims of tensor {i}")
+        if dims > 8:
+            raise refuse(f"tensor {i} has {dims:,} dimensions")
+        shape = [take("<Q", f"shape of tensor {i}") for _ in range(dims)]
+        if math.prod(shape) > 8 * size:
+            raise refuse(f"tensor {i} has shape {shape}, more elements than the file could hold")
+        at += 4 + 8  # type, offset

@@ -25,7 +25,12 @@ import torch
 from ropescope.errors import ModelLoadError, first_line
 from ropescope.model.anatomy import ModelAnatomy, inspect_model
 from ropescope.model.bundled import BUNDLED, DEFAULT_MODEL, cache_dir, converted
-from ropescope.model.checkpoint_checks import check_config, check_weight_files, unknown_rope_type
+from ropescope.model.checkpoint_checks import (
+    check_config,
+    check_sizes_against_weights,
+    check_weight_files,
+    unknown_rope_type,
+)
 from ropescope.model.hub import explain, looks_like_hub_id, offline_mode, probe
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -168,6 +173,7 @@ def _load_directory(
         config = AutoConfig.from_pretrained(str(source), **kwargs)
         check_config(config, source)
         check_weight_files(source)
+        check_sizes_against_weights(config, source, lambda cfg: _on_meta(cfg, trust_remote_code))
         phase = "its weights"
         model, info = model_class(config).from_pretrained(
             str(source), config=config, dtype=dtype, device_map=device_map, output_loading_info=True, **kwargs
@@ -229,6 +235,12 @@ def check_tokenizer(tokenizer, source) -> None:
             f"{'all unknown' if ids else 'none'}: the checkpoint has no usable tokenizer files; "
             "pass --tokenizer NAME_OR_DIR (Python: tokenizer=...)"
         )
+
+
+def _on_meta(config, trust_remote_code: bool):
+    """``config``'s model built on the meta device: its parameters' shapes, no memory."""
+    with torch.device("meta"):
+        return model_class(config).from_config(config, trust_remote_code=trust_remote_code)
 
 
 def model_class(config):
