@@ -19,6 +19,7 @@ back when the last one goes.
 from __future__ import annotations
 
 import sys
+import threading
 
 import torch
 
@@ -43,7 +44,7 @@ class _Dispatch:
         self._axes: dict[int, int] = {}  # head width -> head axis of a complex-rotation call
 
         def apply_rotary_pos_emb(q, k, cos, sin, *args, **kwargs):
-            _CALLER[0] = sys._getframe(1).f_code  # which code called: the attention's forward, or e.g. an indexer
+            _CALLER.code = sys._getframe(1).f_code  # which code called: the attention's forward, or e.g. an indexer
             order = self.order(q.shape[-1], q.device)
 
             def call(q, k, cos, sin):
@@ -57,7 +58,7 @@ class _Dispatch:
 
         def apply_rotary_pos_emb_single(x, cos, sin, *args, **kwargs):
             head_axis = kwargs.get("unsqueeze_dim", args[0] if args else 1)  # 2: x is [B, S, H, D]
-            _CALLER[0] = sys._getframe(1).f_code
+            _CALLER.code = sys._getframe(1).f_code
             order = self.order(x.shape[-1], x.device)
 
             def call(x, cos, sin):
@@ -70,7 +71,7 @@ class _Dispatch:
             return out if order is None else out[..., order[0]]
 
         def apply_rotary_emb(xq, xk, freqs_cis, *args, **kwargs):
-            _CALLER[0] = sys._getframe(1).f_code
+            _CALLER.code = sys._getframe(1).f_code
             axis = self.head_axis(xq.shape[-1])
 
             def heads_first(t):
@@ -113,12 +114,57 @@ class _Dispatch:
         return found[0].to(device), found[1].to(device)
 
 
-_CALLER: list = [None]  # the code object that made the RoPE call now running through the hooks
+_CALLER = threading.local()  # .code: the code object that made the RoPE call now running in this thread
+
+
+class _PerThread:
+    """An attribute of a hook set with one value per thread. The RoPE function a hook set wraps is
+    shared by every model of the family in the process; keeping "which layer of *my* model is running
+    now" per thread means a call from another model (or the same one) in another thread finds no
+    layer here and passes through untouched, and is never counted or edited."""
+
+    def __init__(self, default=None):
+        self.default = default
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        return getattr(obj._thread_state, self.name, self.default)
+
+    def __set__(self, obj, value) -> None:
+        setattr(obj._thread_state, self.name, value)
+
+
 _DISPATCH: dict[tuple[int, str], _Dispatch] = {}  # (id(modeling module), function name) -> its dispatcher
 
 
+def _implied_positions(kwargs: dict, batch: int, seq: int, device) -> torch.Tensor:
+    """The positions a forward call without ``position_ids`` gives its tokens, as the model computes
+    them: ``cache_position`` when passed, else the cached length of ``past_key_values`` onwards (a
+    cached generation step is at position ``cached``, not 0), else ``0 .. seq - 1``."""
+    cache_position = kwargs.get("cache_position")
+    if isinstance(cache_position, torch.Tensor) and cache_position.numel() == seq:
+        return cache_position.to(device)[None, :].expand(batch, seq)
+    past = kwargs.get("past_key_values")
+    start = int(past.get_seq_length()) if past is not None and hasattr(past, "get_seq_length") else 0
+    return (torch.arange(seq, device=device) + start)[None, :].expand(batch, seq)
+
+
 class RopeCallHooks:
-    """Hooks around every layer's RoPE call. Subclasses implement :meth:`at_rope`."""
+    """Hooks around every layer's RoPE call. Subclasses implement :meth:`at_rope`.
+
+    The state of the forward pass now running (its token mask and positions, the layer inside it,
+    a rotated query waiting for its key) is per thread (:class:`_PerThread`)."""
+
+    _mask = _PerThread()
+    _positions = _PerThread()
+    _layer = _PerThread()
+    _single_calls = _PerThread(0)
+    _pending_q = _PerThread()
+    _entered = _PerThread()
 
     def __init__(self, anatomy: ModelAnatomy, *, include_bos: bool = True):
         self.anatomy = anatomy
@@ -126,12 +172,13 @@ class RopeCallHooks:
         self.cfg = anatomy.config
         self.geometry = anatomy.geometry
         self.include_bos = include_bos
+        self._thread_state = threading.local()
         self._longest: torch.Tensor | int = 0  # 1 + the largest position seen (on the device until read)
         self._mask: torch.Tensor | None = None
         self._positions: torch.Tensor | None = None
         self._layer: int | None = None
         self._single_calls, self._pending_q = 0, None  # families that rotate q and k in separate calls
-        self._entered: set[int] = set()
+        self._entered = set()
         self._handles: list = []
         self._patched: list[_Dispatch] = []
         self._forward_code = {site.layer: forward_code(site) for site in anatomy.hooked_sites}
@@ -235,9 +282,9 @@ class RopeCallHooks:
             mask = mask & (input_ids != bos)
         positions = kwargs.get("position_ids")
         if positions is None:
-            positions = torch.arange(seq, device=reference.device)[None, :].expand(batch, seq)
+            positions = _implied_positions(kwargs, batch, seq, reference.device)
         self._mask, self._positions = mask, positions
-        self._entered.clear()  # the layers this forward pass has run
+        self._entered = set()  # the layers this forward pass has run (in this thread)
         if positions.numel():  # kept on the device: read once, by max_seq_len
             self._longest = torch.clamp(positions.max() + 1, min=self._longest)
 
@@ -252,6 +299,8 @@ class RopeCallHooks:
 
     def _enter_layer(self, layer: int):
         def hook(module, args):
+            if self._entered is None:
+                self._entered = set()
             if layer in self._entered:
                 self._entered.clear()
                 raise UnsupportedModelError(
@@ -304,7 +353,7 @@ class RopeCallHooks:
         (DeepSeek V3.2's and GLM-5's sparse-attention indexers rotate q and k of their own inside the
         layer, to choose keys, not to attend with them)."""
         expected = self._forward_code.get(layer)
-        return expected is None or _CALLER[0] is expected
+        return expected is None or getattr(_CALLER, "code", None) is expected
 
     def _wrap_single(self, inner, head_axis: int):
         """``inner`` (one tensor's rotation) passed through :meth:`at_rope_one` while one of this

@@ -172,3 +172,61 @@ def test_hook_sets_exited_out_of_order_leave_the_model_as_it_was():
     torch.testing.assert_close(b.stats["k"].mean[0], reference.stats["k"].mean[0])
     assert b.stats["q"].count[0] == 2 * reference.stats["q"].count[0]
     torch.testing.assert_close(b.stats["q"].mean[0], 0.75 * reference.stats["q"].mean[0])
+
+
+def test_p_rope_at_p_one_changes_no_logit_of_a_cached_generation_step():
+    """A forward with a KV cache and no position_ids: the new token is at position `cached`, not 0
+    (p = 1 must reproduce the model exactly; p = 0.5 must match a full recomputation)."""
+    model = tiny_model("llama")
+    ids = torch.tensor([CharTokenizer()(TEXTS[0])["input_ids"][:12]])
+
+    def cached_step_logits():
+        with torch.no_grad():
+            first = model(input_ids=ids[:, :-1], use_cache=True)
+            return model(input_ids=ids[:, -1:], past_key_values=first.past_key_values, use_cache=True).logits[0, -1]
+
+    plain = cached_step_logits()
+    with ropescope.p_rope(model, 1.0):
+        assert torch.equal(cached_step_logits(), plain)
+    with ropescope.p_rope(model, 0.5):
+        stepped = cached_step_logits()
+        with torch.no_grad():
+            whole = model(input_ids=ids).logits[0, -1]
+    torch.testing.assert_close(stepped, whole, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(stepped, plain)
+
+
+@pytest.mark.filterwarnings("ignore:1 of 1 prompts")
+def test_hooks_on_one_model_never_touch_another_model_of_the_same_family_in_another_thread():
+    """Two models of one family share the module-level RoPE function the hooks wrap: a capture and an
+    intervention on model A count and edit only A's tokens while model B runs in another thread."""
+    import threading
+
+    a, b = tiny_model("llama"), tiny_model("llama")
+    ids = torch.tensor([CharTokenizer()(TEXTS[1])["input_ids"][:16]])
+    with torch.no_grad():
+        b_plain = b(input_ids=ids).logits
+    alone = ropescope.profile(a, CharTokenizer(), [TEXTS[1]], max_tokens=16)
+    started, stop, b_results = threading.Event(), threading.Event(), []
+
+    def run_b():
+        started.set()
+        while not stop.is_set():
+            with torch.no_grad():
+                b_results.append(b(input_ids=ids).logits)
+
+    thread = threading.Thread(target=run_b)
+    thread.start()
+    started.wait()
+    try:
+        for _ in range(5):
+            with ropescope.p_rope(a, 0.0):
+                with torch.no_grad():
+                    a(input_ids=ids)
+            prof = ropescope.profile(a, CharTokenizer(), [TEXTS[1]], max_tokens=16)
+            assert prof.n_tokens == alone.n_tokens  # A's tokens only (B's would add theirs)
+            assert torch.equal(prof.stats["q"].mean, alone.stats["q"].mean)
+    finally:
+        stop.set()
+        thread.join()
+    assert b_results and all(torch.equal(r, b_plain) for r in b_results)  # B was never edited
