@@ -10,6 +10,7 @@ weights files' headers (not their data) and say which field or file is wrong.
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -128,7 +129,7 @@ _SIZE_FIELDS = (
 )  # sizes that appear as a dimension of some weight
 
 
-def check_sizes_against_weights(config, directory, build) -> None:
+def check_sizes_against_weights(config, directory, build, allow_missing: bool = False) -> None:
     """Refuse, before anything is allocated, a ``config.json`` that asks for more than the weights
     hold (a memory bomb: a million layers, a vocabulary of 10^12, absurd widths).
 
@@ -136,7 +137,9 @@ def check_sizes_against_weights(config, directory, build) -> None:
     count against the layers the weight names show, then the parameter count of the meta model
     against the tensors in the files' headers (more than twice as many is refused, naming the config
     field whose value no weight's shape has). When every size field is some weight's dimension the
-    model is not built (the common case costs only the headers)."""
+    model is not built (the common case costs only the headers). With ``allow_missing`` (the user
+    asks for weights the files lack to be drawn at random) a bigger model is allowed, up to what fits
+    in this machine's memory in float32."""
     shapes = weight_shapes(directory)
     if not shapes:
         return
@@ -144,11 +147,13 @@ def check_sizes_against_weights(config, directory, build) -> None:
     cfg = config.get_text_config() if hasattr(config, "get_text_config") else config
     layers = {int(m.group(1)) for name in shapes for m in [re.search(r"\blayers\.(\d+)\.", name)] if m}
     n_layers = config_value(cfg, "num_hidden_layers")
-    if layers and isinstance(n_layers, int) and n_layers > max(layers) + 1:
+    if layers and isinstance(n_layers, int) and n_layers > max(layers) + 1 and not allow_missing:
         raise ModelLoadError(
-            f"{where_file}: num_hidden_layers is {n_layers:,} but the weights hold {max(layers) + 1} layers; "
-            "the config does not belong to these weights"
+            f"{where_file}: num_hidden_layers is {n_layers:,} but the weights hold {max(layers) + 1} layers: the "
+            "checkpoint does not match its model (--allow-missing-weights draws the missing layers at random)"
         )
+    if layers and isinstance(n_layers, int) and n_layers > 1000 * (max(layers) + 1):
+        raise ModelLoadError(f"{where_file}: num_hidden_layers is {n_layers:,}; the weights hold {max(layers) + 1}")
     dims = {d for shape in shapes.values() for d in shape}
     sizes = {key: config_value(cfg, key) for key in _SIZE_FIELDS if isinstance(config_value(cfg, key), int)}
     if all(value in dims for value in sizes.values()):
@@ -159,7 +164,10 @@ def check_sizes_against_weights(config, directory, build) -> None:
     except Exception:  # noqa: BLE001 - a family that cannot be built on the meta device: transformers decides
         return
     wanted = sum(p.numel() for p in meta.parameters())
-    if wanted <= 2 * held + 1_000_000:
+    limit = 2 * held + 1_000_000
+    if allow_missing:
+        limit = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 4  # float32 parameters in RAM
+    if wanted <= limit:
         return
     culprits = [f"{key} {value:,}" for key, value in sizes.items() if value not in dims]
     hint = f" (no weight has a dimension of its {', '.join(culprits)})" if culprits else ""

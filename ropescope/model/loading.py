@@ -173,7 +173,7 @@ def _load_directory(
         config = AutoConfig.from_pretrained(str(source), **kwargs)
         check_config(config, source)
         check_weight_files(source)
-        check_sizes_against_weights(config, source, lambda cfg: _on_meta(cfg, trust_remote_code))
+        check_sizes_against_weights(config, source, lambda cfg: _on_meta(cfg, trust_remote_code), allow_missing)
         phase = "its weights"
         model, info = model_class(config).from_pretrained(
             str(source), config=config, dtype=dtype, device_map=device_map, output_loading_info=True, **kwargs
