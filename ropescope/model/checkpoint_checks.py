@@ -195,7 +195,7 @@ def check_gguf_header(path: Path) -> None:
 
     def refuse(what: str) -> ModelLoadError:
         return ModelLoadError(
-            f"GGUF file {path}: {what} (the file holds {size:,} bytes); truncated, corrupt or crafted"
+            f"GGUF file {path}: {what} (the file has {size:,} bytes): truncated or corrupt (or crafted)"
         )
 
     def take(fmt: str, what: str):

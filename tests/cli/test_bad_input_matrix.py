@@ -181,6 +181,51 @@ CLI_ROWS = [
     ("figures", "output path is a file", ["figures", "--only", "F2", "--out", "{inputs}/afile"], "not a directory"),
     ("figures", "--resume with no saved state", ["figures", "--only", "F2", "--resume"], "no interrupted figures run"),
     ("any", "unknown option", ["profile", "--bogus"], "No such option: --bogus"),
+    (
+        "profile",
+        "config asking for more than its weights (memory bomb)",
+        ["profile", "{inputs}/bomb"],
+        "no weight has a dimension of its vocab_size",
+    ),
+    ("profile", "GGUF header counts larger than the file", ["profile", "{inputs}/counts.gguf"], "tensor_count is"),
+    ("profile", "name with terminal escape sequences", ["profile", "no\x1b[2K\rmodel"], "no\\x1b[2K\\rmodel"),
+    (
+        "profile",
+        "output holds the checkpoint",
+        ["profile", "{inputs}/bomb", "--out", "{inputs}", "--overwrite"],
+        "holds the input",
+    ),
+    (
+        "compare",
+        "checksum-valid profile with a field of the wrong type",
+        ["compare", "{inputs}/gemma.safetensors", "{inputs}/wrong_type.safetensors", "--out", "c"],
+        "versions must map package names",
+    ),
+    (
+        "compare",
+        "output holds an input",
+        ["compare", "{inputs}/gemma.safetensors", "{inputs}/llama.safetensors", "--out", "{inputs}", "--overwrite"],
+        "holds the input",
+    ),
+    ("report", "damaged heads.csv", ["report", "{inputs}/damaged_run"], "heads.csv row 1: field 'layer'"),
+    (
+        "report",
+        "output is the run's own profile",
+        ["report", "{inputs}/gemma.safetensors", "--out", "{inputs}/gemma.safetensors"],
+        "is the input",
+    ),
+    (
+        "report",
+        "output file exists",
+        ["report", "{inputs}/gemma.safetensors", "--out", "{inputs}/afile"],
+        "already exists; pass --overwrite",
+    ),
+    (
+        "train-prope",
+        "--resume with other sizes",
+        ["train-prope", "--out", "{inputs}/t2run", "--resume"],
+        "was trained with --layers 1, this command gives 4",
+    ),
 ]
 
 
@@ -240,6 +285,22 @@ def inputs(tmp_path_factory, gemma_dir):
     crafted.save(root / "crafted.safetensors")  # a valid checksum over impossible content
     save_file({"w": np.zeros((1024, 1024), dtype=np.float32)}, str(root / "weights.safetensors"), {"format": "pt"})
     assert np.isfinite(prof.stats["q"].mean.numpy()).all()
+    wrong = ropescope.load_profile(path)
+    wrong.meta["versions"] = "x"  # a string where a mapping belongs, under a valid checksum
+    wrong.save(root / "wrong_type.safetensors")
+    (root / "bomb").mkdir()
+    for item in Path(gemma_dir).iterdir():
+        if item.name != "config.json":
+            (root / "bomb" / item.name).symlink_to(item)
+    config = json.loads((Path(gemma_dir) / "config.json").read_text())
+    (root / "bomb" / "config.json").write_text(json.dumps({**config, "vocab_size": 10**12}))
+    (root / "counts.gguf").write_bytes(b"GGUF" + (3).to_bytes(4, "little") + (10**12).to_bytes(8, "little") + bytes(80))
+    (root / "damaged_run").mkdir()
+    (root / "damaged_run" / "profile.safetensors").write_bytes(path.read_bytes())
+    (root / "damaged_run" / "heads.csv").write_text("layer,head\nx,0\n")
+    (root / "damaged_run" / "agreement.json").write_text("{}")
+    (root / "t2run").mkdir()
+    (root / "t2run" / "config.json").write_text(json.dumps({"layers": 1, "hidden": 128, "heads": 4}))
     return root
 
 
