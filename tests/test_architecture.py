@@ -21,6 +21,7 @@ STAGES = {
     "data": 0,
     "version": 0,
     "files": 1,
+    "records": 1,
     "prompts": 1,
     "progress": 1,
     "model": 2,

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ropescope.errors import ProfileFileError
+from ropescope.errors import ProfileFileError, RunFileError
 from ropescope.files import read_checked, write_checked
 from ropescope.hooks.stats import ChunkNormStats
 from ropescope.profiling.result import TENSORS
+from ropescope.records import Field, check_record
 
 FORMAT = "ropescope-resume-state"
 FORMAT_VERSION = 1
@@ -35,23 +36,26 @@ def save_state(path: Path, key: str, batches_done: int, stats: dict[str, ChunkNo
     write_checked(path, arrays, FORMAT, FORMAT_VERSION, json.dumps(meta, sort_keys=True))
 
 
+_STATE = {"key": Field("text"), "batches_done": Field("int", low=0), "max_seq_len": Field("int", low=0)}
+
+
 def load_state(path: Path, key: str) -> dict:
     """The saved state, if it belongs to the same run (``key``); raises :class:`ProfileFileError`."""
     try:
         arrays, header = read_checked(path, "resume state", FORMAT, (str(FORMAT_VERSION),))
-        meta = json.loads(header["meta"])
+        meta = check_record(json.loads(header["meta"]), _STATE, path)
         if meta.get("key") != key:
             raise ProfileFileError(
                 f"resume state {path} belongs to another model, prompt set or options; delete it to start over"
             )
         return {
-            "batches_done": int(meta["batches_done"]),
-            "max_seq_len": int(meta["max_seq_len"]),
+            "batches_done": meta["batches_done"],
+            "max_seq_len": meta["max_seq_len"],
             "stats": {name: ChunkNormStats.from_arrays(arrays, name) for name in TENSORS},
         }
     except ProfileFileError as exc:
         if "delete it" in str(exc):
             raise
         raise ProfileFileError(f"resume state {path} is unreadable ({exc}); delete it to start over") from None
-    except (KeyError, ValueError, TypeError) as exc:
+    except (KeyError, ValueError, TypeError, RunFileError) as exc:
         raise ProfileFileError(f"resume state {path} is unreadable ({exc}); delete it to start over") from None

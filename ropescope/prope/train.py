@@ -34,6 +34,7 @@ from ropescope.errors import RopescopeError, RunFileError
 from ropescope.files import atomic_path, write_json
 from ropescope.prompts import stdlib_docstrings
 from ropescope.prope.frequencies import p_rope_frequencies
+from ropescope.records import Field, check_table, read_csv
 
 # name -> (theta, p, variant); the rows of the paper's Table 2
 ENCODINGS = {
@@ -114,6 +115,15 @@ _OPTION_OF = {
     "steps": "--steps",
     "warmup": "--steps",
     "checkpoint_every": "--steps",
+}
+
+
+RUNS_TABLE = {  # runs.csv: one finished model per row
+    "encoding": Field("text", choices=tuple(ENCODINGS)),
+    "seed": Field("int", low=0),
+    "steps": Field("int", low=1),
+    "train_loss": Field("number", nan=True),
+    "val_perplexity": Field("number", nan=True),
 }
 
 
@@ -335,7 +345,7 @@ def run_t2(
         out / "config.json", {**asdict(config), "seeds": seeds, "corpus_sha256": digest, "corpus_bytes": len(data)}
     )
     runs_path = out / "runs.csv"
-    runs = pd.read_csv(runs_path) if runs_path.is_file() else pd.DataFrame()
+    runs = check_table(read_csv(runs_path), RUNS_TABLE, runs_path) if runs_path.is_file() else pd.DataFrame()
     for seed in range(seeds):
         for encoding in encodings:
             if len(runs) and ((runs.encoding == encoding) & (runs.seed == seed)).any():

@@ -15,15 +15,9 @@ import pandas as pd
 
 from ropescope.errors import RopescopeError, RunFileError
 from ropescope.profiling.result import load_profile
+from ropescope.records import check_record, read_csv
 from ropescope.report.content import report_data
-from ropescope.report.schemas import (
-    AGREEMENT,
-    check_attention,
-    check_causal_table,
-    check_heads_table,
-    check_record,
-    read_csv,
-)
+from ropescope.report.schemas import AGREEMENT, check_attention, check_causal_table, check_heads_table
 
 
 def _json(path: Path):

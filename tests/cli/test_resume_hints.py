@@ -124,3 +124,28 @@ def test_figures_resume_with_the_printed_command(tmp_path, capsys, monkeypatch, 
     manifest = json.loads((out / runs.MANIFEST).read_text())
     assert sorted(manifest["entries"]) == ["F2", "F8", "F9"]
     assert all((out / name).is_file() for files in manifest["entries"].values() for name in files)
+
+
+def test_damaged_resume_files_are_refused_naming_file_and_field(tmp_path, capsys):
+    """A resume state whose header holds a string where a count belongs (under a valid checksum), and
+    a runs.csv with an unknown encoding, are refused in one line naming the file and the field."""
+    import json as _json
+
+    from ropescope.errors import ProfileFileError
+    from ropescope.files import write_checked
+    from ropescope.hooks.stats import ChunkNormStats
+    from ropescope.profiling import resume
+
+    arrays = ChunkNormStats(1, 1, 2).to_arrays("q")
+    for t in ("k", "v"):
+        arrays.update(ChunkNormStats(1, 1, 2).to_arrays(t))
+    meta = {"key": "k", "batches_done": "many", "max_seq_len": 3}
+    path = tmp_path / "state.safetensors"
+    write_checked(path, arrays, resume.FORMAT, resume.FORMAT_VERSION, _json.dumps(meta))
+    with pytest.raises(ProfileFileError, match="batches_done"):
+        resume.load_state(path, "k")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "runs.csv").write_text("encoding,seed,steps,train_loss,val_perplexity\nALiBi,0,40,1.0,2.0\n")
+    code, err = run_main(["train-prope", "--out", str(out), *TRAIN, "--resume"], capsys)
+    assert code == 1 and "runs.csv row 1: field 'encoding'" in err and "Traceback" not in err, err
