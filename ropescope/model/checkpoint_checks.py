@@ -254,3 +254,45 @@ def check_gguf_header(path: Path) -> None:
         if math.prod(shape) > 8 * size:
             raise refuse(f"tensor {i} has shape {shape}, more elements than the file could hold")
         at += 4 + 8  # type, offset
+
+
+def machine_memory() -> int:
+    """Bytes of memory a model could be loaded into here: physical RAM plus every GPU's."""
+    total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            total += sum(torch.cuda.get_device_properties(i).total_memory for i in range(torch.cuda.device_count()))
+    except Exception:  # noqa: BLE001 - no GPU information: RAM alone
+        pass
+    return total
+
+
+def check_fits_in_memory(config, source, build, bytes_per_parameter: int) -> None:
+    """For a checkpoint whose weights are not on disk yet (a hub id): refuse, before the download,
+    a config whose model cannot fit in this machine's memory at all (a memory bomb from a crafted
+    repository), naming the largest size field. A rough size from the config's own fields decides
+    whether the model is built on the meta device for the exact parameter count."""
+    cfg = config.get_text_config() if hasattr(config, "get_text_config") else config
+    sizes = {key: config_value(cfg, key) for key in ("num_hidden_layers", *_SIZE_FIELDS)}
+    sizes = {k: v for k, v in sizes.items() if isinstance(v, int) and not isinstance(v, bool)}
+    hidden, layers = sizes.get("hidden_size", 1), sizes.get("num_hidden_layers", 1)
+    rough = sizes.get("vocab_size", 1) * hidden + layers * hidden * (4 * hidden + 3 * sizes.get("intermediate_size", 1))
+    memory = machine_memory()
+    if rough * bytes_per_parameter <= memory // 2 and layers <= 10_000:
+        return
+    wanted = rough
+    if layers <= 10_000:
+        try:
+            wanted = sum(p.numel() for p in build(config).parameters())
+        except Exception:  # noqa: BLE001 - cannot be built on the meta device: keep the rough size
+            pass
+    if wanted * bytes_per_parameter > memory:
+        largest = max(sizes, key=lambda k: sizes[k]) if sizes else "its sizes"
+        gib = wanted * bytes_per_parameter / 2**30
+        raise ModelLoadError(
+            f"config of {source} asks for about {wanted:,} parameters ({gib:,.0f} GiB), "
+            f"more than this machine's memory ({memory / 2**30:,.0f} GiB); its largest size field is {largest} "
+            f"{sizes.get(largest, 0):,}"
+        )

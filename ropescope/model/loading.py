@@ -27,6 +27,7 @@ from ropescope.model.anatomy import ModelAnatomy, inspect_model
 from ropescope.model.bundled import BUNDLED, DEFAULT_MODEL, cache_dir, converted
 from ropescope.model.checkpoint_checks import (
     check_config,
+    check_fits_in_memory,
     check_sizes_against_weights,
     check_weight_files,
     unknown_rope_type,
@@ -173,7 +174,11 @@ def _load_directory(
         config = AutoConfig.from_pretrained(str(source), **kwargs)
         check_config(config, source)
         check_weight_files(source)
-        check_sizes_against_weights(config, source, lambda cfg: _on_meta(cfg, trust_remote_code), allow_missing)
+        if hub:  # the weights are not here yet: bound the config by this machine's memory before the download
+            width = torch.finfo(dtype).bits // 8 if dtype is not None and dtype.is_floating_point else 4
+            check_fits_in_memory(config, source, lambda cfg: _on_meta(cfg, trust_remote_code), width)
+        else:
+            check_sizes_against_weights(config, source, lambda cfg: _on_meta(cfg, trust_remote_code), allow_missing)
         phase = "its weights"
         model, info = model_class(config).from_pretrained(
             str(source), config=config, dtype=dtype, device_map=device_map, output_loading_info=True, **kwargs

@@ -212,3 +212,21 @@ def test_credentials_in_the_endpoint_are_never_printed(hub, checkpoints, tmp_pat
     line = one_error_line(result)
     assert "s3cret-pass" not in result.stderr + result.stdout and "alice" not in result.stderr
     assert "***@127.0.0.1" in line, line
+
+
+def test_a_hub_config_too_big_for_this_machine_is_refused_before_the_weights_download(hub, checkpoints, tmp_path):
+    """A crafted hub repository whose config asks for more memory than the machine has is refused
+    once its config.json is read: no weights file is requested."""
+    import json
+    import shutil
+
+    bomb = tmp_path / "bomb"
+    shutil.copytree(checkpoints / "llama", bomb)
+    config = json.loads((bomb / "config.json").read_text())
+    (bomb / "config.json").write_text(json.dumps({**config, "vocab_size": 10**13}))
+    hub.add_directory("ropescope-test/bomb", bomb)
+    line = one_error_line(
+        ropescope_cli(profile_args(checkpoints, tmp_path / "a", "ropescope-test/bomb"), hub_env(tmp_path, hub.url))
+    )
+    assert "more than this machine's memory" in line and "vocab_size 10,000,000,000,000" in line, line
+    assert not [path for method, path in hub.requests if method == "GET" and path.endswith(".safetensors")]
