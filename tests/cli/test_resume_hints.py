@@ -62,7 +62,7 @@ def uninterrupted_training(tmp_path_factory):
     return pd.read_csv(out / "runs.csv")
 
 
-@pytest.mark.parametrize("calls", [25, 41, 70])  # inside the first model, at the second's start, inside it
+@pytest.mark.parametrize("calls", [25, 70])  # inside the first model (after its checkpoint), inside the second
 def test_train_prope_resumes_with_the_printed_command(uninterrupted_training, tmp_path, capsys, monkeypatch, calls):
     import ropescope.prope.train as train
 
@@ -93,20 +93,29 @@ def prompt_file(tmp_path_factory):
     return path
 
 
+PROFILE = ["profile", "--max-tokens", "16", "--batch-size", "1", "--checkpoint-every", "2"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_profile(prompt_file, tmp_path_factory):
+    from ropescope.cli import main
+
+    whole = tmp_path_factory.mktemp("whole") / "run"
+    main([*PROFILE, "--prompts", str(prompt_file), "--out", str(whole)])
+    return load_profile(whole)
+
+
 @pytest.mark.parametrize("calls", [1, 2])  # after the first saved state, after the second
-def test_profile_resumes_with_the_printed_command(prompt_file, tmp_path, capsys, monkeypatch, calls):
+def test_profile_resumes_with_the_printed_command(
+    uninterrupted_profile, prompt_file, tmp_path, capsys, monkeypatch, calls
+):
     import ropescope.cli.profile as profile_cli
 
-    common = ["profile", "--prompts", str(prompt_file), "--max-tokens", "16", "--batch-size", "1"]
-    common += ["--checkpoint-every", "2"]
-    whole = tmp_path / "whole"
-    assert run_main([*common, "--out", str(whole)], capsys)[0] == 0
     out = tmp_path / "resumed"
-    resumed = _run_interrupted_then_resumed(
-        [*common, "--out", str(out)], capsys, monkeypatch, profile_cli, "save_state", calls
-    )
+    argv = [*PROFILE, "--prompts", str(prompt_file), "--out", str(out)]
+    resumed = _run_interrupted_then_resumed(argv, capsys, monkeypatch, profile_cli, "save_state", calls)
     assert resumed[-1] == "--resume"
-    first, second = load_profile(whole), load_profile(out)
+    first, second = uninterrupted_profile, load_profile(out)
     for tensor in ("q", "k", "v"):
         torch.testing.assert_close(first.stats[tensor].mean, second.stats[tensor].mean, rtol=0, atol=0)
         torch.testing.assert_close(first.stats[tensor].count, second.stats[tensor].count, rtol=0, atol=0)
