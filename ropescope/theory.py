@@ -1,4 +1,4 @@
-"""The paper's theory, computed (PAPER_SPEC sections 2-4): decay curves, hand-built positional heads,
+"""The paper's theory, computed (the paper's Sections 3, 5 and 6): decay curves, hand-built positional heads,
 the NoPE counter-example and the breaking of one-frequency semantic matches.
 
 Convention: a query at position ``m`` and a key at ``n <= m`` score ``<R^m q, R^n k> = q^T R^(n-m) k``;

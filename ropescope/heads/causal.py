@@ -1,4 +1,4 @@
-"""The causal test of the frequency explanation (PAPER_SPEC section 2): zero chunks of a positional
+"""The causal test of the frequency explanation (the paper's Section 5): zero chunks of a positional
 head's query and measure how much of its attention on its offset survives."""
 
 from __future__ import annotations

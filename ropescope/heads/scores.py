@@ -1,6 +1,6 @@
 """Attention-offset scores, per-chunk logit attribution and classification of every head.
 
-For every layer and query head, over all prompts (PAPER_SPEC section 2):
+For every layer and query head, over all prompts (the paper's Section 5):
 
 - ``offset_d`` (d = 0..K): mean attention probability on the key ``d`` tokens back, over query rows
   ``i >= d + 1`` that can see that key (so the key is never the first token). ``offset_0`` is

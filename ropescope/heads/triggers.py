@@ -1,4 +1,4 @@
-"""Search for trigger-token heads like the paper's apostrophe head (PAPER_SPEC F7, F12, F17).
+"""Search for trigger-token heads like the paper's apostrophe head (the paper's Figures 7, 12 and 17).
 
 Such a head sends the token right after a trigger token (an apostrophe, in Gemma 7B) to the
 trigger, and every other token to BOS. For every head and every previous-token string ``t`` seen

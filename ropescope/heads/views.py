@@ -1,4 +1,4 @@
-"""One head on one prompt: its attention map, raw logits, per-token chunk norms (PAPER_SPEC F5-F7,
+"""One head on one prompt: its attention map, raw logits, per-token chunk norms (the paper's Figures 5-7,
 F12, F14-F16) and the Cauchy-Schwarz table (T3-T5).
 
 Logits are the model's own: ``scaling * q.k`` with soft-capping where the model applies it, on

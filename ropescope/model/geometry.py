@@ -1,6 +1,6 @@
 """RoPE geometry: the exact frequencies, rotary dimensions and pair layout of a loaded model.
 
-Conventions (PAPER_SPEC section 0): the rotary part of a head vector has ``r`` dimensions, cut into
+Conventions (the paper's notation): the rotary part of a head vector has ``r`` dimensions, cut into
 ``r/2`` two-dimensional *chunks*. Chunk ``k`` turns by ``g_k`` radians per token; chunk 0 is the
 fastest. In the ``halves`` layout (Hugging Face ``rotate_half``) chunk ``k`` is dims ``(k, k + r/2)``;
 in the ``interleaved`` layout (GPT-J, Cohere, GLM) it is dims ``(2k, 2k + 1)``.
@@ -197,7 +197,7 @@ class RopeGeometry:
         """First chunk that turns less than ``max_angle`` radians across ``context`` tokens
         (or across the layer's sliding window, if shorter).
 
-        Chunks at or after the returned index are on the "semantic" side (PAPER_SPEC section 3);
+        Chunks at or after the returned index are on the "semantic" side (the paper's Section 6);
         ``layer_chunks(layer)`` means no chunk qualifies.
         """
         lr = self.layers[layer]

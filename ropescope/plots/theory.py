@@ -1,4 +1,4 @@
-"""Figures of the theory (PAPER_SPEC sections 2-4): decay curves, a peak at any distance, the NoPE
+"""Figures of the theory (the paper's Sections 3, 5 and 6): decay curves, a peak at any distance, the NoPE
 counter-example, hand-built positional heads and the breaking of one-frequency semantic matches."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Figures of frequency usage (PAPER_SPEC F3, F4, F13), in one consistent style.
+"""Figures of frequency usage (the paper's Figures 3, 4 and 13), in one consistent style.
 
 Every map puts chunk 0 (the highest frequency) at the top, colours the mean chunk 2-norm with a
 light-to-dark sequential map, and, for q and k, marks the *semantic boundary*: below the solid line

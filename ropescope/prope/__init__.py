@@ -1,4 +1,4 @@
-"""Analysis: what happens when RoPE frequencies are removed (p-RoPE, PAPER_SPEC section 5).
+"""Analysis: what happens when RoPE frequencies are removed (p-RoPE, the paper's Section 6.1 and Appendix D).
 
 - :mod:`~ropescope.prope.frequencies`: the p-RoPE variants' frequencies from the model's own;
 - :mod:`~ropescope.prope.interventions`: :func:`p_rope` and :func:`ablate_chunks` on a loaded model;

@@ -1,4 +1,4 @@
-"""p-RoPE frequencies (PAPER_SPEC section 5): which chunks keep rotating, and how fast.
+"""p-RoPE frequencies (the paper's Section 6.1 and Appendix D): which chunks keep rotating, and how fast.
 
 ``p`` in [0, 1] is the fraction of a head's ``r/2`` chunks that keep rotating; ``n_keep =
 int(p * r/2)`` as in the paper's ``apply_p_rope``. Variants:

@@ -96,7 +96,7 @@ def reproduction_rows(
     agreement: dict | None = None,
     causal: pd.DataFrame | None = None,
 ) -> list[dict]:
-    """The paper's claims (PAPER_SPEC ids) next to what this run measured."""
+    """The paper's claims (ids are its figure numbers: F3 is Figure 3) next to what this run measured."""
     rows = []
     for tensor, name in (("k", "keys"), ("q", "queries")):
         with np.errstate(invalid="ignore", divide="ignore"):
