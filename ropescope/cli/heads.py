@@ -26,7 +26,7 @@ from ropescope.cli.common import (
     user_path,
     where_it_runs,
 )
-from ropescope.cli.report import REPORT_OPTION, write_run_report
+from ropescope.cli.report import REPORT_OPTION
 from ropescope.errors import RopescopeError
 from ropescope.files import write_table
 from ropescope.heads.causal import causal_test
@@ -51,6 +51,7 @@ from ropescope.plots.heads_position import heads_by_position_figure
 from ropescope.plots.style import save_figure
 from ropescope.profiling.run import check_profile_options
 from ropescope.prompts import load_prompts
+from ropescope.report import report_data, write_report
 
 TABLE_COLUMNS = [
     "layer",
@@ -127,7 +128,7 @@ def heads_command(
     name = model_stem(model)
     attention = prompt_attention(loaded, tokenizer, texts[0])  # every head on the first prompt, for the report
     with output_directory(out) as tmp:
-        table.to_csv(tmp / "heads.csv", index=False)  # the report reads this one
+        table.to_csv(tmp / "heads.csv", index=False)  # what `ropescope report` reads back later
         if table_format != "csv":
             write_table(table, tmp / "heads", table_format)
         write_table(long_head_table(table), tmp / "heads_long", table_format)
@@ -156,8 +157,11 @@ def heads_command(
             write_table(position_score_table(report), tmp / "heads_by_position", table_format)
             write_table(distance_term_table(report), tmp / "heads_distance_terms", table_format)
             save_figure(heads_by_position_figure(report, model), tmp / f"heads_by_position_{name}")
-        if report_page:
-            write_run_report(tmp)
+        if report_page:  # from the results in memory, not from the files just written
+            data = report_data(
+                report.profile, heads=table, agreement=saved, causal=causal, attention=attention, threshold=threshold
+            )
+            write_report(data, tmp / "report.html")
     counts = table["class"].value_counts().reindex(table["class"].cat.categories).fillna(0).astype(int)
     echo("heads per class: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     echo(

@@ -29,7 +29,7 @@ from ropescope.cli.common import (
     user_path,
     where_it_runs,
 )
-from ropescope.cli.report import REPORT_OPTION, write_run_report
+from ropescope.cli.report import REPORT_OPTION
 from ropescope.errors import Interrupted, RopescopeError
 from ropescope.files import write_table
 from ropescope.model.bundled import DEFAULT_MODEL, model_status
@@ -41,6 +41,7 @@ from ropescope.profiling.resume import load_state, run_key, save_state
 from ropescope.profiling.run import check_profile_options, profile
 from ropescope.profiling.summary import summary_text
 from ropescope.prompts import load_prompts
+from ropescope.report import report_data, write_report
 
 
 @where_it_runs
@@ -144,8 +145,8 @@ def profile_command(
         if by_position:
             write_table(result.frame_by_position(), tmp / "chunk_norms_by_position", table_format)
             save_figure(position_usage_figure(result), tmp / f"position_usage_{model_stem(model)}")
-        if report_page:
-            write_run_report(tmp)
+        if report_page:  # from the profile in memory
+            write_report(report_data(result), tmp / "report.html")
     shutil.rmtree(state_path.parent, ignore_errors=True)
     echo(text)
     extra = ", report.html" if report_page else ""

@@ -39,11 +39,6 @@ def report_command(
     echo(f"wrote {target} ({target.stat().st_size / 1e6:.1f} MB); open it in any browser, offline")
 
 
-def write_run_report(folder: Path) -> Path:
-    """``folder/report.html`` from the run files already in ``folder``."""
-    return write_report(read_run(folder), Path(folder) / "report.html")
-
-
 def write_figures_report(context) -> Path:
     """``report.html`` in a ``figures`` output directory, from the run's own profile and head scan
     (computed now if no entry needed them) and its causal test CSV when the HEADS entry wrote one."""

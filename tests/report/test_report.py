@@ -184,6 +184,12 @@ def test_report_in_a_real_browser(tiny_run, tmp_path):
         assert len(log.requests) == 1
 
 
+def _page_data(path: Path) -> dict:
+    text = path.read_text(encoding="utf-8")
+    start = text.index('id="report-data">') + len('id="report-data">')
+    return json.loads(text[start : text.index("</script>", start)])
+
+
 def test_heads_report_on_real_gemma_in_a_browser(tmp_path):
     prompts = tmp_path / "p.txt"
     prompts.write_text("To be, or not to be, that is the question.\n\nAll the world's a stage, and all the men.\n")
@@ -197,6 +203,8 @@ def test_heads_report_on_real_gemma_in_a_browser(tmp_path):
     assert data["threshold"] == 0.5 and len(data["heads"]) == 72 and len(data["attention"]["heads"]) == 72
     again = run_cli("report", str(out), "--out", str(tmp_path / "again.html"))
     assert again.returncode == 0, again.stderr
+    # --report draws from the results in memory; `report` reads the files back: the same data
+    assert _page_data(out / "report.html") == _page_data(tmp_path / "again.html")
     with open_page(out / "report.html") as (page, log):
         assert page.locator("#head-table tbody tr").count() == 72
         assert page.inner_text("header h1") == "ropescope report: gemma-3-270m"
