@@ -30,6 +30,7 @@ from ropescope.cli.report import REPORT_OPTION
 from ropescope.errors import RopescopeError
 from ropescope.files import write_table
 from ropescope.heads.causal import causal_test
+from ropescope.heads.defaults import ABLATE_CHUNKS, CAUSAL_DRAWS, HF_FRACTION, MAX_OFFSET, THRESHOLD, VIEW_TOKENS
 from ropescope.heads.scan import (
     POSITIONAL,
     check_scan_options,
@@ -73,15 +74,15 @@ def heads_command(
     model: str = typer.Argument(DEFAULT_MODEL, help=MODEL_HELP),
     prompts: str = typer.Option("shakespeare", help=PROMPTS_HELP),
     max_tokens: int = typer.Option(None, min=1, help="Cut prompts to this many tokens.", show_default="model context"),
-    max_offset: int = typer.Option(8, min=1, help="Score offsets 0..K."),
+    max_offset: int = typer.Option(MAX_OFFSET, min=1, help="Score offsets 0..K."),
     threshold: float = typer.Option(
-        0.5, min=0, max=1, help="Mean attention that makes a head diagonal, previous-token, ..."
+        THRESHOLD, min=0, max=1, help="Mean attention that makes a head diagonal, previous-token, ..."
     ),
     hf_fraction: float = typer.Option(
-        0.125, min=0, max=1, help="Fraction of fastest chunks counted as high frequency."
+        HF_FRACTION, min=0, max=1, help="Fraction of fastest chunks counted as high frequency."
     ),
-    ablate: int = typer.Option(8, min=1, help="Chunks zeroed in the causal test."),
-    draws: int = typer.Option(5, min=0, help="Random draws of chunks in the causal test."),
+    ablate: int = typer.Option(ABLATE_CHUNKS, min=1, help="Chunks zeroed in the causal test."),
+    draws: int = typer.Option(CAUSAL_DRAWS, min=0, help="Random draws of chunks in the causal test."),
     out: Path = typer.Option(None, help="Output directory.", show_default="runs/MODEL-heads"),
     overwrite: bool = typer.Option(False, help=OVERWRITE_HELP),
     by_position: bool = typer.Option(
@@ -149,7 +150,7 @@ def heads_command(
             top = table[table["class"] == cls]
             if len(top):
                 layer, head = int(top.iloc[0]["layer"]), int(top.iloc[0]["head"])
-                view = head_view(loaded, tokenizer, layer, head, texts[0], max_tokens=40)
+                view = head_view(loaded, tokenizer, layer, head, texts[0], max_tokens=VIEW_TOKENS)
                 stem = f"{cls.replace('/', '-')}_L{layer}H{head}_{name}"
                 save_figure(attention_figure(view, model), tmp / f"attention_{stem}")
                 save_figure(chunk_norms_figure(view, model), tmp / f"chunk_norms_{stem}")
@@ -181,7 +182,7 @@ def head_command(
     layer: int = typer.Argument(..., help="Layer, 0-based."),
     head: int = typer.Argument(..., help="Query head, 0-based."),
     prompt: str = typer.Option(..., help="The prompt text."),
-    max_tokens: int = typer.Option(40, help="Cut the prompt to this many tokens."),
+    max_tokens: int = typer.Option(VIEW_TOKENS, help="Cut the prompt to this many tokens."),
     rows: str = typer.Option("0:7", help="Query tokens of the Cauchy-Schwarz table, FIRST:LAST."),
     out: Path = typer.Option(None, help="Output directory.", show_default="runs/MODEL-L{layer}H{head}"),
     overwrite: bool = typer.Option(False, help=OVERWRITE_HELP),

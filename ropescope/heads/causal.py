@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ropescope.errors import PromptError
+from ropescope.heads.defaults import ABLATE_CHUNKS, CAUSAL_DRAWS
 from ropescope.heads.scan import prompt_by_prompt, require_full_heads
 from ropescope.heads.scores import HeadScoreReducer
 from ropescope.model.anatomy import inspect_model
@@ -23,8 +24,8 @@ def causal_test(
     texts: Sequence[str],
     heads: Sequence[tuple[int, int, int]],
     *,
-    n_chunks: int = 8,
-    draws: int = 5,
+    n_chunks: int = ABLATE_CHUNKS,
+    draws: int = CAUSAL_DRAWS,
     seed: int = 0,
     max_tokens: int | None = None,
 ) -> pd.DataFrame:

@@ -31,6 +31,7 @@ import torch
 from ropescope.errors import PromptError, UnsupportedModelError
 from ropescope.heads.attention import row_logsumexp
 from ropescope.heads.by_position import PositionHeadArrays, PositionHeadReducer, log_distances
+from ropescope.heads.defaults import HF_FRACTION, MAX_OFFSET, THRESHOLD
 from ropescope.heads.gate import check_attention_rule
 from ropescope.heads.scores import HeadArrays, HeadScoreReducer
 from ropescope.hooks.position import position_edges
@@ -97,9 +98,9 @@ def scan_heads(
     texts: Sequence[str],
     *,
     max_tokens: int | None = None,
-    max_offset: int = 8,
-    threshold: float = 0.5,
-    hf_fraction: float = 0.125,
+    max_offset: int = MAX_OFFSET,
+    threshold: float = THRESHOLD,
+    hf_fraction: float = HF_FRACTION,
     model_id: str | None = None,
     prompt_set: str = "custom",
     progress: Callable[[int], None] | bool | None = None,
@@ -163,7 +164,9 @@ def prompt_by_prompt(model, tokenizer, texts, on_qk, tensors: tuple[str, ...], *
     return profile(inspect_model(model), tokenizer, texts, batch_size=1, on_qk=on_qk, tensors=tensors, **options)
 
 
-def check_scan_options(*, max_offset: int = 8, threshold: float = 0.5, hf_fraction: float = 0.125) -> None:
+def check_scan_options(
+    *, max_offset: int = MAX_OFFSET, threshold: float = THRESHOLD, hf_fraction: float = HF_FRACTION
+) -> None:
     """Refuse impossible options before any work (the command line calls this before loading)."""
     if not max_offset >= 1:
         raise PromptError(f"max_offset must be at least 1, got {max_offset}")

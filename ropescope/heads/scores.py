@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ropescope.heads.attention import first_visible, last_visible, row_logsumexp, visible
+from ropescope.heads.defaults import MAX_OFFSET
 from ropescope.hooks.precision import in_full_float32
 from ropescope.model.anatomy import LogitRule
 from ropescope.model.geometry import RopeGeometry, split_pairs
@@ -144,7 +145,7 @@ class HeadScoreReducer:
         geometry: RopeGeometry,
         rules: Sequence[LogitRule],
         n_heads: int,
-        max_offset: int = 8,
+        max_offset: int = MAX_OFFSET,
         block: int = 256,
         layers: set[int] | None = None,
     ):

@@ -15,6 +15,7 @@ import torch
 
 from ropescope.errors import PromptError
 from ropescope.heads.attention import attention_blocks
+from ropescope.heads.defaults import REPORT_TOKENS
 from ropescope.hooks import capture
 from ropescope.model.anatomy import inspect_model
 from ropescope.model.geometry import chunk_norms
@@ -113,9 +114,6 @@ def _prompt_ids(tokenizer, text: str, max_tokens: int) -> list[int]:
     if not 0 < max_tokens <= MAX_VIEW_TOKENS:
         raise PromptError(f"max_tokens must be in 1..{MAX_VIEW_TOKENS} for a per-prompt view, got {max_tokens}")
     return tokenizer(text, add_special_tokens=True)["input_ids"][:max_tokens]
-
-
-REPORT_TOKENS = 24  # tokens of a prompt whose attention the HTML report shows for every head
 
 
 def prompt_attention(model, tokenizer, text: str, max_tokens: int = REPORT_TOKENS) -> dict:

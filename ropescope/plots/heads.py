@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from ropescope.heads.defaults import THRESHOLD
 from ropescope.heads.views import HeadView
 from ropescope.plots.style import (
     CLASS_COLOURS,
@@ -156,7 +157,7 @@ def cauchy_schwarz_figure(table: pd.DataFrame, view: HeadView, model_id: str, cl
 
 
 def heads_scatter_figure(
-    table: pd.DataFrame, model_id: str, hf_fraction: float, agreement: dict, threshold: float = 0.5, *, ax=None
+    table: pd.DataFrame, model_id: str, hf_fraction: float, agreement: dict, threshold: float = THRESHOLD, *, ax=None
 ):
     """Every head: largest offset score against high-frequency usage, coloured by class, with the
     classification threshold drawn; positional heads labelled ``L<layer>H<head>`` (0-based)."""
