@@ -8,7 +8,6 @@ line and exit status 130 or 143, not a traceback.
 
 from __future__ import annotations
 
-import importlib
 import signal
 import sys
 
@@ -33,11 +32,4 @@ def main(argv: list[str] | None = None) -> None:
     run(argv)
 
 
-def __getattr__(name: str):
-    """``ropescope.cli.app`` (the typer app), imported on first use."""
-    if name == "app":
-        return importlib.import_module("ropescope.cli.app").app
-    raise AttributeError(f"module 'ropescope.cli' has no attribute {name!r}")
-
-
-__all__ = ["app", "main"]
+__all__ = ["main"]  # the typer app itself: ropescope.cli.app.app
