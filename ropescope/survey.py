@@ -462,7 +462,7 @@ def _reason(exc: BaseException) -> str:
 
 
 def markdown(rows: list[FamilyRow]) -> str:
-    """The table as Markdown (what the README shows)."""
+    """The table as Markdown (what the docs' families page, docs/reference/families.md, shows)."""
     header = ["family", "layout", "rotary dims", "RoPE scaling", "sliding window", "NoPE layers"]
     header += ["profile", "heads", "p-RoPE"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

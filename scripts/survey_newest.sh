@@ -4,10 +4,10 @@
 #   bash scripts/survey_newest.sh            # newest release
 #   bash scripts/survey_newest.sh 5.24.0     # a chosen version
 # It builds a throw-away venv (.venv-newest) from requirements/constraints.txt with only
-# transformers left free, prints the families table and its difference from the README's table,
+# transformers left free, prints the families table and its difference from the docs' table (docs/reference/families.md),
 # and runs the exactness tests of every "yes" (tests/model/test_families.py). When they pass,
 # adopt the version: update transformers in requirements/constraints.txt, paste the table into the
-# README (ropescope families --markdown) and run the whole suite.
+# docs/reference/families.md (ropescope families --markdown) and run the whole suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VERSION=${1:-}
@@ -21,7 +21,7 @@ PIP=("$VENV/bin/python" -m pip install -q --disable-pip-version-check -c "$VENV/
 NEW=$("$VENV/bin/python" -c "import transformers; print(transformers.__version__)")
 echo "transformers $NEW (locked: $(grep '^transformers==' requirements/constraints.txt))"
 "$VENV/bin/ropescope" families --markdown > "$VENV/families.md"
-awk '/^\| family \| layout/{on=1} on&&/^\|/{print} on&&!/^\|/{if(on)exit}' README.md > "$VENV/readme-families.md"
-echo "--- README table vs transformers $NEW:"
+awk '/^\| family \| layout/{on=1} on&&/^\|/{print} on&&!/^\|/{if(on)exit}' docs/reference/families.md > "$VENV/readme-families.md"
+echo "--- docs table vs transformers $NEW:"
 diff "$VENV/readme-families.md" <(grep '^|' "$VENV/families.md") || true
 "$VENV/bin/python" -m pytest -q tests/model/test_families.py -k "not readme"

@@ -35,9 +35,10 @@ class PageLog:
 
 
 @contextmanager
-def open_page(path: Path, width: int = 1400, height: int = 1000):
-    """(page, log) of ``path`` opened from disk; the test is skipped when no Chromium is installed,
-    unless ROPESCOPE_REQUIRE_BROWSER=1 (CI), where that is a failure."""
+def open_page(path: Path | str, width: int = 1400, height: int = 1000, ready: str = "body[data-ready=true]"):
+    """(page, log) of ``path`` (a file, or a URL) opened once ``ready`` (a CSS selector; the report marks its
+    body when drawn) is on the page; the test is skipped when no Chromium is installed, unless
+    ROPESCOPE_REQUIRE_BROWSER=1 (CI), where that is a failure."""
     playwright_api = pytest.importorskip("playwright.sync_api")
     executable = chromium_path()
     if executable is None:
@@ -52,8 +53,8 @@ def open_page(path: Path, width: int = 1400, height: int = 1000):
             page.on("console", lambda m: log.console_errors.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: log.page_errors.append(str(e)))
             page.on("request", lambda r: log.requests.append(r.url))
-            page.goto(path.resolve().as_uri())
-            page.wait_for_selector("body[data-ready=true]", timeout=20_000)
+            page.goto(path if isinstance(path, str) else path.resolve().as_uri())
+            page.wait_for_selector(ready, timeout=20_000)
             yield page, log
         finally:
             browser.close()

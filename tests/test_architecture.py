@@ -1,6 +1,6 @@
 """The tree is the pipeline: every import inside ropescope goes from a later stage to an earlier one
 (or stays within its own wing), no module imports itself back through a loop, and the quick start in
-the package docstring (the same code as the README's first Python block) runs as written."""
+the package docstring (the code of the docs' Python page; the README shows its first lines) runs as written."""
 
 import ast
 import re
@@ -13,6 +13,7 @@ import ropescope
 
 PACKAGE = Path(ropescope.__file__).parent
 README = Path(__file__).resolve().parents[1] / "README.md"
+PYTHON_PAGE = README.parent / "docs" / "how-to" / "python.md"
 
 # Stage of every wing, in pipeline order; a module may import its own wing or an earlier stage only.
 # Wings on the same stage (heads, prope) do not import each other.
@@ -119,10 +120,17 @@ def _docstring_quick_start() -> str:
     return textwrap.dedent("\n".join(lines)).strip()
 
 
-def test_readme_quick_start_is_the_package_quick_start():
-    python = README.read_text(encoding="utf-8").split("### Python", 1)[1]
-    first_block = re.search(r"```python\n(.*?)```", python, re.S).group(1).strip()
-    assert first_block == _docstring_quick_start()
+def test_readme_and_python_page_show_the_package_quick_start():
+    """The Python page of the docs shows the package's quick start as it is; the README's six-line
+    example is its first lines (in order), so both run as the test below runs the quick start."""
+    page = PYTHON_PAGE.read_text(encoding="utf-8")
+    assert re.search(r"```python\n(.*?)```", page, re.S).group(1).strip() == _docstring_quick_start()
+    readme = re.search(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S).group(1).strip()
+    quick = _docstring_quick_start().split("\n")
+    lines = [line for line in readme.split("\n") if line.strip()]
+    assert 4 <= len(lines) <= 8
+    positions = [quick.index(line) for line in lines]  # ValueError: a README line not in the quick start
+    assert positions == sorted(positions)
 
 
 @pytest.mark.real

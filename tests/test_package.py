@@ -50,6 +50,19 @@ def test_the_wheel_holds_every_package_file(dist):
     assert sdist.stat().st_size > 0
 
 
+def test_twine_check_passes(dist):
+    """The metadata and the README rendered as PyPI would render it (``twine check --strict``)."""
+    pytest.importorskip("twine")
+    result = subprocess.run(
+        [sys.executable, "-m", "twine", "check", "--strict", *map(str, sorted(dist.iterdir()))],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("PASSED") == 2
+
+
 def test_the_installed_wheel_profiles_and_reports_outside_the_repository(dist, tmp_path):
     (wheel,) = dist.glob("ropescope-*.whl")
     venv = tmp_path / "venv"

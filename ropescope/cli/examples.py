@@ -54,7 +54,7 @@ EXAMPLES = {
     ],
     "prope": [
         (
-            "the README's p-RoPE table",
+            "the p-RoPE table of the docs (docs/how-to/prope.md)",
             "ropescope prope gemma-3-270m --p 0.25,0.5,0.75,1 --variants all --context 512",
         ),
         (

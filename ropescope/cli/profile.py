@@ -218,7 +218,7 @@ def models_command() -> None:
 
 def families_command(
     markdown_table: bool = typer.Option(
-        False, "--markdown", help="Print the table as Markdown (as the README shows it)."
+        False, "--markdown", help="Print the table as Markdown (as the docs' families page shows it)."
     ),
     only: str = typer.Option(None, help="Comma list of model types to check, e.g. llama,gemma2 (default: all)."),
 ) -> None:

@@ -73,7 +73,7 @@ def known_ids() -> str:
 
 
 def markdown_table() -> str:
-    """The README's table of figure ids (the same list ``figures --help`` prints)."""
+    """The table of figure ids on the docs' reproduction page (the same list ``figures --help`` prints)."""
     drawn_by: dict[str, list[str]] = {}
     for alias, entry in ALIASES.items():
         drawn_by.setdefault(entry, []).append(alias)

@@ -122,12 +122,3 @@ def test_no_two_committed_figures_are_identical():
         assert digest not in digests, f"{path.name} is a copy of {digests.get(digest)}"
         digests[digest] = path.name
     assert len(digests) >= 15
-
-
-def test_readme_lists_the_figure_ids_figures_help_prints():
-    from ropescope.figures.registry import known_ids, markdown_table
-
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    assert markdown_table() in readme  # regenerate with: python -c "...registry import markdown_table"
-    for figure_id in markdown_table().split("\n")[2:-1]:
-        assert figure_id.split("|")[1].strip() in known_ids()

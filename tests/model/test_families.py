@@ -5,7 +5,7 @@ and p-RoPE. Here every "yes" is re-checked against recomputations that share no 
 survey or the capture path: chunk-norm statistics from q and k recorded by this file's own wrapper
 of the family's ``apply_rotary_pos_emb`` and v cut out of the value projection by hand, averaged in
 NumPy; previous-token scores from the model's own eager ``output_attentions``; p = 1 logits equal
-bit for bit. The README's family table is the survey's output."""
+bit for bit. The docs' families table (docs/reference/families.md) is the survey's output."""
 
 from __future__ import annotations
 
@@ -88,9 +88,9 @@ def test_named_families_are_supported(rows):
     assert sum(r.supported for r in rows) >= len(NAMED)
 
 
-def test_readme_shows_the_table(rows):
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    assert markdown(rows) in readme, "regenerate it: ropescope families --markdown"
+def test_docs_show_the_table(rows):
+    page = (REPO / "docs" / "reference" / "families.md").read_text(encoding="utf-8")
+    assert markdown(rows) in page, "regenerate it: ropescope families --markdown"
 
 
 def _as_heads_first(x, seq: int, head_dim: int):
