@@ -6,7 +6,9 @@ with ``X-Repo-Commit``, ``ETag`` and ``Content-Length``; errors as status plus `
 file list, which ``snapshot_download`` and sharded checkpoints need) are answered too.
 ``gated`` repositories answer every file with 403 ``GatedRepo``; unknown repositories 404
 ``RepoNotFound``; unknown files of a known repository 404 ``EntryNotFound``; a file named in
-``truncate`` is cut off half-way through its body (an interrupted download). Nothing outside the
+``truncate`` is cut off half-way through its body (an interrupted download). A repository may have
+other revisions (``add_directory(..., revision="step-100")``), each with its own files and commit
+hash; an unknown revision answers 404 ``RevisionNotFound``. Nothing outside the
 loopback interface is ever contacted, and every request is logged in ``requests``.
 """
 
@@ -20,6 +22,11 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def commit_of(revision: str) -> str:
+    """The commit hash the stand-in gives ``revision`` (``COMMIT`` for main)."""
+    return COMMIT if revision == "main" else hashlib.sha1(revision.encode()).hexdigest()
 
 
 def _etag(path: Path) -> str:
@@ -50,6 +57,7 @@ def char_tokenizer(directory: Path) -> None:
 class HubStandIn:
     def __init__(self):
         self.repos: dict[str, dict[str, Path]] = {}
+        self.revisions: dict[tuple[str, str], dict[str, Path]] = {}
         self.gated: set[str] = set()
         self.truncate: set[tuple[str, str]] = set()
         self.requests: list[tuple[str, str]] = []
@@ -60,9 +68,23 @@ class HubStandIn:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def add_directory(self, repo: str, directory: Path) -> None:
-        """Serve every file of ``directory`` as repository ``repo``."""
-        self.repos[repo] = {p.name: p for p in Path(directory).iterdir() if p.is_file()}
+    def add_directory(self, repo: str, directory: Path, revision: str = "main") -> None:
+        """Serve every file of ``directory`` as repository ``repo`` (at ``revision``: a branch or tag)."""
+        files = {p.name: p for p in Path(directory).iterdir() if p.is_file()}
+        if revision == "main":
+            self.repos[repo] = files
+        else:
+            self.repos.setdefault(repo, {})
+            self.revisions[(repo, revision)] = files
+
+    def resolve(self, repo: str, revision: str) -> tuple[str, dict[str, Path]] | None:
+        """(commit hash, files) of ``repo`` at ``revision`` (a name or a commit hash), or None."""
+        if revision in ("main", COMMIT):
+            return COMMIT, self.repos[repo]
+        for (name, rev), files in self.revisions.items():
+            if name == repo and revision in (rev, commit_of(rev)):
+                return commit_of(rev), files
+        return None
 
     def __enter__(self) -> HubStandIn:
         self._thread.start()
@@ -93,19 +115,23 @@ class HubStandIn:
                 if "/resolve/" not in path:
                     return self._error(404, "EntryNotFound")
                 repo, rest = path.lstrip("/").split("/resolve/", 1)
-                filename = rest.split("/", 1)[1] if "/" in rest else ""
+                revision, filename = rest.split("/", 1) if "/" in rest else (rest, "")
                 if repo in hub.gated:
                     return self._error(403, "GatedRepo", "Access to model is restricted: you must be authenticated")
                 if repo not in hub.repos:
                     return self._error(404, "RepoNotFound", "Repository not found")
-                path = hub.repos[repo].get(filename)
+                found = hub.resolve(repo, revision)
+                if found is None:
+                    return self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
+                commit, files = found
+                path = files.get(filename)
                 if path is None:
                     return self._error(404, "EntryNotFound", "Entry not found")
                 size = path.stat().st_size
                 self.send_response(200)
                 self.send_header("Content-Length", str(size))
                 self.send_header("ETag", f'"{_etag(path)}"')
-                self.send_header("X-Repo-Commit", COMMIT)
+                self.send_header("X-Repo-Commit", commit)
                 self.send_header("Accept-Ranges", "none")
                 self.end_headers()
                 if body:
@@ -122,23 +148,27 @@ class HubStandIn:
 
             def _api(self, rest: str):
                 """Model info (``{repo}`` or ``{repo}/revision/{rev}``) or the file tree (``{repo}/tree/{rev}``)."""
-                repo, kind = rest, "info"
+                repo, kind, revision = rest, "info", "main"
                 for marker, name in (("/tree/", "tree"), ("/revision/", "info")):
                     if marker in rest:
-                        repo, kind = rest.split(marker, 1)[0], name
+                        repo, revision = rest.split(marker, 1)
+                        kind, revision = name, revision.split("/", 1)[0] or "main"
                         break
                 if repo in hub.gated:
                     return self._error(403, "GatedRepo", "Access to model is restricted: you must be authenticated")
                 if repo not in hub.repos:
                     return self._error(404, "RepoNotFound", "Repository not found")
-                files = hub.repos[repo]
+                found = hub.resolve(repo, revision)
+                if found is None:
+                    return self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
+                sha, files = found
                 if kind == "tree":
                     value = [
                         {"type": "file", "path": name, "size": p.stat().st_size, "oid": _etag(p)[:40]}
                         for name, p in sorted(files.items())
                     ]
                 else:
-                    value = {"id": repo, "modelId": repo, "sha": COMMIT, "private": False, "gated": False}
+                    value = {"id": repo, "modelId": repo, "sha": sha, "private": False, "gated": False}
                     value["siblings"] = [{"rfilename": name} for name in sorted(files)]
                 data = json.dumps(value).encode()
                 self.send_response(200)

@@ -59,6 +59,10 @@ LOAD_PARAMETERS = {
         bool,
         typer.Option(False, help="Use the local Hugging Face cache only, never download (or HF_HUB_OFFLINE=1)."),
     ),
+    "revision": (
+        str,
+        typer.Option(None, help="Hub ids: the branch, tag or commit to load (as from_pretrained; default: main)."),
+    ),
     "trust_remote_code": (bool, typer.Option(False, help="Allow a checkpoint's own Python code to run.")),
     "tokenizer": (
         str,

@@ -114,7 +114,7 @@ def heads_command(
             max_offset=max_offset,
             threshold=threshold,
             hf_fraction=hf_fraction,
-            model_id=model,
+            model_id=loaded.name,
             prompt_set=Path(prompts).name if os.sep in prompts else prompts,
             progress=lambda n: update(completed=n),
             by_position=by_position,

@@ -121,7 +121,7 @@ def profile_command(
                 max_tokens=max_tokens,
                 batch_size=batch_size,
                 include_bos=include_bos,
-                model_id=model,
+                model_id=loaded.name,
                 prompt_set=Path(prompts).name if os.sep in prompts else prompts,
                 progress=lambda done: update(completed=done),
                 checkpoint=saver,

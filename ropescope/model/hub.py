@@ -38,19 +38,22 @@ def endpoint() -> str:
     return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
 
 
-def probe(repo: str, offline: bool, known: str) -> None:
-    """Fetch (or find in the cache) the repository's ``config.json``, so that a gated, missing or
-    unreachable repository fails here with its own one-line message. ``known`` lists the bundled
-    names for the message of an unknown id."""
+def probe(repo: str, offline: bool, known: str, revision: str | None = None) -> None:
+    """Fetch (or find in the cache) the repository's ``config.json`` at ``revision`` (a branch, tag
+    or commit; None: the default branch), so that a gated, missing or unreachable repository, or a
+    revision it does not have, fails here with its own one-line message. ``known`` lists the
+    bundled names for the message of an unknown id."""
     from huggingface_hub import hf_hub_download
 
     try:
-        hf_hub_download(repo, "config.json", local_files_only=offline)
+        hf_hub_download(repo, "config.json", revision=revision, local_files_only=offline)
     except Exception as exc:  # noqa: BLE001 - every failure is mapped to one line or re-raised
-        raise explain(repo, exc, offline, known) from None
+        raise explain(repo, exc, offline, known, revision) from None
 
 
-def explain(repo: str, exc: BaseException, offline: bool, known: str = "") -> BaseException:
+def explain(
+    repo: str, exc: BaseException, offline: bool, known: str = "", revision: str | None = None
+) -> BaseException:
     """The one-line :class:`ModelLoadError` for a failed download or cache look-up of ``repo``
     (``exc`` itself when it is none of the hub's failures)."""
     from huggingface_hub import errors
@@ -66,7 +69,10 @@ def explain(repo: str, exc: BaseException, offline: bool, known: str = "") -> Ba
             f"unknown model {repo!r}: the hub ({where}) has no such model; check the id, or {LOGIN} if it is private"
         )
     if any(isinstance(e, errors.RevisionNotFoundError) for e in chain):
-        return ModelLoadError(f"model {repo} has no such revision on the hub ({where})")
+        named = f" {revision!r}" if revision else ""
+        return ModelLoadError(
+            f"model {repo} has no revision{named} on the hub ({where}); name a branch, tag or commit it has"
+        )
     if any(isinstance(e, errors.RemoteEntryNotFoundError) for e in chain):
         return ModelLoadError(f"model {repo} on the hub ({where}) has no config.json: not a transformers checkpoint")
     disk = next((e for e in chain if isinstance(e, OSError) and e.errno in DISK_FULL), None)

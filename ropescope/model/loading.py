@@ -83,6 +83,7 @@ def load_model(
     offline: bool = False,
     allow_missing_weights: bool = False,
     tokenizer: str | None = None,
+    revision: str | None = None,
 ) -> LoadedModel:
     """Load ``name`` (see module docstring) as a :class:`LoadedModel` in eval mode.
 
@@ -93,17 +94,29 @@ def load_model(
     unexpected or mis-shaped weights, which transformers would fill with random values) is refused
     unless ``allow_missing_weights``. ``tokenizer`` names where the tokenizer comes from when the
     checkpoint has none of its own (a bundled model, a directory or a hub id); a checkpoint whose
-    tokenizer cannot encode text is refused. Raises :class:`ModelLoadError`.
+    tokenizer cannot encode text is refused. ``revision`` (hub ids only) is the branch, tag or
+    commit to load, as in ``from_pretrained`` (default: the repository's default branch); the
+    loaded model's name is then ``"{name}@{revision}"``, so every profile and table names it.
+    Raises :class:`ModelLoadError`.
     """
     if dtype not in DTYPES:
         raise ModelLoadError(f"unknown dtype {dtype!r}; expected one of {', '.join(DTYPES)}")
     if device is not None and device_map is not None:
         raise ModelLoadError("give either a device or a device map, not both")
     offline = offline_mode(offline)
-    directory = _resolve(name, offline)
+    if revision is not None:
+        revision = _check_revision(name, revision)
+    directory = _resolve(name, offline, revision)
     tokenizer_source = _resolve(tokenizer, offline) if tokenizer else None
     model, tokenizer = _load_directory(
-        directory, DTYPES[dtype], device_map, trust_remote_code, offline, allow_missing_weights, tokenizer_source
+        directory,
+        DTYPES[dtype],
+        device_map,
+        trust_remote_code,
+        offline,
+        allow_missing_weights,
+        tokenizer_source,
+        revision,
     )
     check_tokenizer(tokenizer, tokenizer_source or directory)
     embeddings = model.get_input_embeddings()
@@ -119,8 +132,20 @@ def load_model(
         except (RuntimeError, AssertionError) as exc:
             raise ModelLoadError(f"cannot move the model to device {device!r}: {exc}") from None
     model.eval()
+    if revision is not None:
+        name = f"{name}@{revision}"
     model.name_or_path = name
     return LoadedModel(name, model, tokenizer)
+
+
+def _check_revision(name: str, revision: str) -> str:
+    """``revision`` as given, refused in one line when it cannot name a hub revision of ``name``."""
+    unprintable = any(c.isspace() or not c.isprintable() for c in str(revision))
+    if not isinstance(revision, str) or not revision.strip() or unprintable:
+        raise ModelLoadError(f"revision {revision!r} is not a branch, tag or commit name")
+    if name in BUNDLED or Path(name).expanduser().exists() or name.endswith(".gguf") or not looks_like_hub_id(name):
+        raise ModelLoadError(f"--revision applies to hub ids only; {name} is a local or bundled model")
+    return revision
 
 
 def checkpoint_dir(name: str, offline: bool = False) -> str:
@@ -130,7 +155,7 @@ def checkpoint_dir(name: str, offline: bool = False) -> str:
     return str(_resolve(name, offline_mode(offline)))
 
 
-def _resolve(name: str, offline: bool = False) -> Path | str:
+def _resolve(name: str, offline: bool = False, revision: str | None = None) -> Path | str:
     """A local directory (bundled and GGUF models: the converted cache) or a hub id whose
     ``config.json`` is now in the Hugging Face cache."""
     if name in BUNDLED:
@@ -147,7 +172,7 @@ def _resolve(name: str, offline: bool = False) -> Path | str:
             raise ModelLoadError(f"directory {name} is not a checkpoint (no config.json)")
         return path
     if looks_like_hub_id(name):
-        probe(name, offline, ", ".join(BUNDLED))
+        probe(name, offline, ", ".join(BUNDLED), revision)
         return name
     raise ModelLoadError(
         f"unknown model {name!r}: not a bundled model ({', '.join(BUNDLED)}), an existing path, "
@@ -163,12 +188,15 @@ def _load_directory(
     offline: bool,
     allow_missing: bool,
     tokenizer_source: Path | str | None = None,
+    revision: str | None = None,
 ):
     from safetensors import SafetensorError
     from transformers import AutoConfig, AutoTokenizer
 
     hub = isinstance(source, str)
     kwargs = {"local_files_only": offline or not hub, "trust_remote_code": trust_remote_code}
+    if revision is not None:
+        kwargs["revision"] = revision
     config, phase = None, "its config.json"
     try:
         config = AutoConfig.from_pretrained(str(source), **kwargs)
@@ -187,14 +215,14 @@ def _load_directory(
         if tokenizer_source is not None:
             local = offline or not isinstance(tokenizer_source, str)
             tokenizer = _converted_tokenizer(tokenizer_source) or AutoTokenizer.from_pretrained(
-                str(tokenizer_source), **{**kwargs, "local_files_only": local}
+                str(tokenizer_source), **{**kwargs, "local_files_only": local, "revision": None}
             )
         else:
             tokenizer = _converted_tokenizer(source) or AutoTokenizer.from_pretrained(str(source), **kwargs)
     except ModelLoadError:
         raise
     except Exception as exc:  # noqa: BLE001 - whatever a checkpoint's files hold becomes one line naming the part
-        mapped = explain(source, exc, offline, ", ".join(BUNDLED)) if hub else exc
+        mapped = explain(source, exc, offline, ", ".join(BUNDLED), revision) if hub else exc
         if mapped is not exc:
             raise mapped from None
         rope_type = unknown_rope_type(config, exc) if config is not None else None

@@ -104,6 +104,8 @@ CLI_ROWS = [
         "No space left on device",
     ),
     ("profile", "--resume with no saved state", ["profile", "--resume", "--out", "run"], "--resume: no saved state"),
+    ("profile", "--revision of a bundled model", ["profile", "--revision", "v1"], "--revision applies to hub ids only"),
+    ("heads", "--revision that names nothing", ["heads", "org/x", "--revision", "a b"], "is not a branch, tag"),
     ("plot", "missing saved profile", ["plot", "{inputs}/missing.safetensors"], "no saved profile"),
     ("plot", "truncated saved profile", ["plot", "{inputs}/cut.safetensors"], "not a readable ropescope profile"),
     ("plot", "tampered saved profile", ["plot", "{inputs}/tampered.safetensors"], "checksum"),

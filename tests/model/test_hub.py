@@ -31,6 +31,14 @@ def checkpoints(tmp_path_factory):
     tiny.save_pretrained(root / "sharded", max_shard_size="40KB")  # as large checkpoints come
     char_tokenizer(root / "sharded")
     char_tokenizer(root / "llama")
+    import torch
+
+    with torch.no_grad():  # a later training step: other weights, the same architecture
+        for module in tiny.modules():
+            if hasattr(module, "q_proj"):
+                module.q_proj.weight.mul_(2.0)
+    tiny.save_pretrained(root / "llama-step-100")
+    char_tokenizer(root / "llama-step-100")
     import transformers
 
     gpt2 = transformers.AutoModelForCausalLM.from_config(
@@ -47,6 +55,7 @@ def checkpoints(tmp_path_factory):
 def hub(checkpoints):
     with HubStandIn() as server:
         server.add_directory(TINY, checkpoints / "llama")
+        server.add_directory(TINY, checkpoints / "llama-step-100", revision="step-100")
         server.add_directory("ropescope-test/gated-llama", checkpoints / "llama")
         server.gated.add("ropescope-test/gated-llama")
         server.add_directory("tiny-gpt2", checkpoints / "gpt2")
@@ -116,6 +125,41 @@ def test_first_download_then_the_cache_offline(hub, checkpoints, tmp_path):
     local = ropescope_cli(profile_args(checkpoints, tmp_path / "c", str(checkpoints / "llama")), env)
     assert local.returncode == 0, local.stderr
     assert (ropescope.load_profile(tmp_path / "c").stats["q"].mean == a).all()
+
+
+def test_revision_loads_that_revision(hub, checkpoints, tmp_path):
+    """``--revision`` loads a branch or tag of a hub id (here the stand-in's ``step-100``, whose query
+    weights are twice main's): the profile equals that directory's own, names the revision, differs
+    from main's, is served from the cache afterwards, and a revision the repository lacks, or one
+    given for a local model, is one error line."""
+    env = hub_env(tmp_path, hub.url)
+    step = ropescope_cli([*profile_args(checkpoints, tmp_path / "step"), "--revision", "step-100"], env)
+    assert step.returncode == 0, step.stderr
+    local = ropescope_cli(profile_args(checkpoints, tmp_path / "local", str(checkpoints / "llama-step-100")), env)
+    main = ropescope_cli(profile_args(checkpoints, tmp_path / "main"), env)
+    assert local.returncode == 0 and main.returncode == 0, local.stderr + main.stderr
+    profiles = {name: ropescope.load_profile(tmp_path / name) for name in ("step", "local", "main")}
+    assert (profiles["step"].stats["q"].mean == profiles["local"].stats["q"].mean).all()
+    assert not (profiles["step"].stats["q"].mean == profiles["main"].stats["q"].mean).all()
+    assert (profiles["step"].stats["v"].mean[0] == profiles["main"].stats["v"].mean[0]).all()  # the same input
+    assert profiles["step"].meta["model_id"] == f"{TINY}@step-100"
+    assert any("/resolve/step-100/" in path for _, path in hub.requests)
+
+    hub.requests.clear()
+    cached = ropescope_cli(
+        [*profile_args(checkpoints, tmp_path / "cached"), "--revision", "step-100", "--offline"], env
+    )
+    assert cached.returncode == 0, cached.stderr
+    assert hub.requests == []
+    assert (ropescope.load_profile(tmp_path / "cached").stats["q"].mean == profiles["step"].stats["q"].mean).all()
+
+    missing = ropescope_cli([*profile_args(checkpoints, tmp_path / "x"), "--revision", "no-such-branch"], env)
+    assert "has no revision 'no-such-branch'" in one_error_line(missing)
+    local_rev = ropescope_cli(
+        [*profile_args(checkpoints, tmp_path / "y", str(checkpoints / "llama")), "--revision", "step-100"], env
+    )
+    assert "--revision applies to hub ids only" in one_error_line(local_rev)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 
 
 def test_sharded_checkpoint(hub, checkpoints, tmp_path):
