@@ -56,10 +56,12 @@ _WHERE = {
     "p_rope": "ropescope.prope",
     "perplexity": "ropescope.prope",
     "prope_table": "ropescope.prope",
+    "sweep_revisions": "ropescope.dynamics",
 }
 _LAZY = ("plots", "figures", "theory")
 
 if TYPE_CHECKING:  # what type checkers and editors see
+    from ropescope.dynamics import sweep_revisions
     from ropescope.heads import (
         HeadReport,
         HeadView,
@@ -122,5 +124,6 @@ __all__ = [
     "scan_heads",
     "search_trigger_heads",
     "summary_text",
+    "sweep_revisions",
     "zero_chunks",
 ]

@@ -32,6 +32,7 @@ from ropescope.cli.profile import (  # noqa: E402
 )
 from ropescope.cli.prope import prope_command, train_prope_command  # noqa: E402
 from ropescope.cli.report import report_command  # noqa: E402
+from ropescope.cli.sweep import sweep_command  # noqa: E402
 from ropescope.errors import Interrupted, RopescopeError  # noqa: E402
 
 app = typer.Typer(
@@ -109,6 +110,7 @@ COMMANDS = {
     "figures": figures_command,
     "report": report_command,
     "compare": compare_command,
+    "sweep": sweep_command,
 }
 for _name, _command in COMMANDS.items():
     app.command(_name, epilog=epilog(_name))(_command)

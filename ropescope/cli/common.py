@@ -75,19 +75,23 @@ LOAD_PARAMETERS = {
 }
 
 
-def where_it_runs(command: Callable) -> Callable:
-    """Give ``command`` the options of :data:`LOAD_PARAMETERS` and hand them to it gathered as one
-    ``model_options`` keyword: the keyword arguments of :func:`~ropescope.model.load_model`."""
+def where_it_runs(command: Callable | None = None, *, without: tuple[str, ...] = ()) -> Callable:
+    """Give ``command`` the options of :data:`LOAD_PARAMETERS` (less those named in ``without``)
+    and hand them to it gathered as one ``model_options`` keyword: the keyword arguments of
+    :func:`~ropescope.model.load_model`. Used as ``@where_it_runs`` or ``@where_it_runs(without=...)``."""
+    if command is None:
+        return functools.partial(where_it_runs, without=without)
+    parameters = {name: value for name, value in LOAD_PARAMETERS.items() if name not in without}
     signature = inspect.signature(command, eval_str=True)
     own = [p for p in signature.parameters.values() if p.name != "model_options"]
     added = [
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
-        for name, (kind, option) in LOAD_PARAMETERS.items()
+        for name, (kind, option) in parameters.items()
     ]
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        chosen = {name: kwargs.pop(name) for name in LOAD_PARAMETERS}
+        chosen = {name: kwargs.pop(name) for name in parameters}
         chosen["dtype"] = DType(chosen["dtype"]).value
         return command(*args, model_options=chosen, **kwargs)
 
@@ -102,9 +106,10 @@ def say(message: str) -> None:
     typer.echo(printable(message), err=True)
 
 
-def echo(message: str) -> None:
-    """Write ``message`` (made :func:`printable`) to standard output: a command's result."""
-    typer.echo(printable(message))
+def echo(message: str, nl: bool = True) -> None:
+    """Write ``message`` (made :func:`printable`) to standard output: a command's result (``nl``:
+    end it with a newline)."""
+    typer.echo(printable(message), nl=nl)
 
 
 def model_stem(model: str) -> str:

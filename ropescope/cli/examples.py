@@ -1,4 +1,5 @@
-"""Examples shown at the end of each command's ``--help`` (each runs as written on the bundled model)."""
+"""Examples shown at the end of each command's ``--help`` (each runs as written on the bundled model,
+except ``sweep``'s, which needs a hub repository whose revisions are training checkpoints)."""
 
 EXAMPLES = {
     "profile": [
@@ -93,6 +94,18 @@ EXAMPLES = {
     "report": [
         ("the page of a head scan (run 'ropescope heads' first)", "ropescope report runs/gemma-3-270m-heads"),
         ("a profile run's page, written elsewhere", "ropescope report runs/gemma-3-270m --out usage.html"),
+    ],
+    "sweep": [
+        (
+            "Pythia's published training checkpoints (hub revisions), short prompts",
+            "ropescope sweep EleutherAI/pythia-160m --revisions step1000,step8000,step33000,step143000 "
+            "--max-tokens 256",
+        ),
+        (
+            "continue an interrupted sweep",
+            "ropescope sweep EleutherAI/pythia-160m --revisions step1000,step8000,step33000,step143000 "
+            "--max-tokens 256 --resume",
+        ),
     ],
 }
 

@@ -51,18 +51,13 @@ def snapshot_texts(valid: np.ndarray, seq_len: int, windows: int = SNAPSHOT_WIND
     return [bytes(valid[s : s + seq_len]).decode("latin-1") for s in starts]
 
 
-def snapshot_row(model, texts: list[str]) -> tuple[dict, object]:
-    """The row's numbers (see the module docstring) and the profile they come from."""
-    was_training = model.training
-    model.eval()
-    try:
-        report = scan_heads(model, ByteTokenizer(), texts)
-    finally:
-        model.train(was_training)
+def scan_numbers(report) -> dict:
+    """The numbers of one snapshot (see the module docstring) from a head scan (``HeadReport``: its
+    table and the q/k profile it ran on)."""
     prof, table = report.profile, report.table
     with np.errstate(invalid="ignore", divide="ignore"):
         shares = {t: band_shares(prof, t) for t in ("q", "k")}
-    row = {
+    return {
         "q_slowest": float(np.nanmean(shares["q"][:, -1])),
         "k_slowest": float(np.nanmean(shares["k"][:, -1])),
         "q_fastest": float(np.nanmean(shares["q"][:, 0])),
@@ -71,7 +66,17 @@ def snapshot_row(model, texts: list[str]) -> tuple[dict, object]:
         "diagonal": float(table["offset_0"].max()),
         "n_positional": int(table["class"].isin(POSITIONAL).sum()),
     }
-    return row, prof
+
+
+def snapshot_row(model, texts: list[str]) -> tuple[dict, object]:
+    """The row's numbers (see the module docstring) and the profile they come from."""
+    was_training = model.training
+    model.eval()
+    try:
+        report = scan_heads(model, ByteTokenizer(), texts)
+    finally:
+        model.train(was_training)
+    return scan_numbers(report), report.profile
 
 
 class TrainingRecorder:

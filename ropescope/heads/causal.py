@@ -10,7 +10,7 @@ import pandas as pd
 
 from ropescope.errors import PromptError
 from ropescope.heads.defaults import ABLATE_CHUNKS, CAUSAL_DRAWS
-from ropescope.heads.scan import prompt_by_prompt, require_full_heads
+from ropescope.heads.scan import prompt_by_prompt
 from ropescope.heads.scores import HeadScoreReducer
 from ropescope.model.anatomy import inspect_model
 from ropescope.model.geometry import chunk_dims
@@ -40,7 +40,6 @@ def causal_test(
     """
     texts = check_texts(texts)
     anatomy = inspect_model(model)
-    require_full_heads(anatomy)
     geometry = anatomy.geometry
     n_total = min((geometry.layer_chunks(layer) for layer, _, _ in heads), default=geometry.n_chunks)
     if not 0 < n_chunks <= n_total:

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ropescope.errors import PromptError, UnsupportedModelError
+from ropescope.errors import PromptError
 from ropescope.heads.attention import row_logsumexp
 from ropescope.heads.by_position import PositionHeadArrays, PositionHeadReducer, log_distances
 from ropescope.heads.defaults import HF_FRACTION, MAX_OFFSET, THRESHOLD
@@ -36,7 +36,7 @@ from ropescope.heads.gate import check_attention_rule
 from ropescope.heads.scores import HeadArrays, HeadScoreReducer
 from ropescope.hooks.position import position_edges
 from ropescope.hooks.precision import full_float32
-from ropescope.model.anatomy import ModelAnatomy, inspect_model
+from ropescope.model.anatomy import inspect_model
 from ropescope.model.loading import tokenizer_of
 from ropescope.profiling.bands import quarters
 from ropescope.profiling.result import Profile
@@ -114,7 +114,6 @@ def scan_heads(
     texts = check_texts(texts)
     check_scan_options(max_offset=max_offset, threshold=threshold, hf_fraction=hf_fraction)
     anatomy = inspect_model(model)
-    require_full_heads(anatomy)
     first = tokenizer_of(model, tokenizer)(texts[0], add_special_tokens=True)["input_ids"]
     if len(first):
         check_attention_rule(anatomy, torch.tensor([list(first)]))  # no head score is silently wrong
@@ -174,16 +173,6 @@ def check_scan_options(
         raise PromptError(f"threshold must be in (0, 1], got {threshold}")
     if not 0 < hf_fraction <= 1:
         raise PromptError(f"hf_fraction must be in (0, 1], got {hf_fraction}")
-
-
-def require_full_heads(anatomy: ModelAnatomy) -> None:
-    """Head scores need the whole head vector at RoPE (Phi passes only the rotary part)."""
-    geometry = anatomy.geometry
-    if geometry.rotary_dim < geometry.head_dim and anatomy.model_type == "phi":
-        raise UnsupportedModelError(
-            "head scores need the unrotated dims of a partial-rotary head, which Phi does not pass "
-            "to apply_rotary_pos_emb; frequency profiles work for Phi, head scores do not yet"
-        )
 
 
 def hf_scores(prof: Profile, hf_fraction: float) -> np.ndarray:

@@ -22,7 +22,15 @@ from ropescope.hooks.position import PositionStats, bucket_slices
 from ropescope.hooks.rope_call import RopeCallHooks
 from ropescope.hooks.stats import ChunkNormStats
 from ropescope.model.anatomy import ModelAnatomy
-from ropescope.model.families import family_adapter, is_mla, post_rope_norm, temperature_tuned, value_module, values_of
+from ropescope.model.families import (
+    family_adapter,
+    is_mla,
+    pass_sources,
+    post_rope_norm,
+    temperature_tuned,
+    value_module,
+    values_of,
+)
 from ropescope.model.geometry import chunk_norms, rotate
 
 # Max |ours - model's| / max |model's| accepted by the geometry self-check, by model dtype.
@@ -80,6 +88,10 @@ class Capture(RopeCallHooks):
         # a norm applied after RoPE (Llama 4's qk_norm): head scores wait for its two outputs (q, then k)
         self._post_norm = {site.layer: norms for site in anatomy.hooked_sites if (norms := post_rope_norm(site))}
         self._normed: dict[int, list[torch.Tensor]] = {}
+        # partial rotary layers that hand RoPE only their rotary dims (Phi, StableLM, Persimmon): the
+        # whole pre-RoPE q and k, read from the modules that make them, for head scores
+        self._whole: dict[int, dict[str, torch.Tensor]] = {}
+        self._whole_unreadable: dict[int, str] = {}
         self._rotated_shape: dict[int, torch.Size] = {}  # a post-norm layer's q at RoPE, heads first
         # with ``by_position`` (bucket edges, see hooks.position): the same statistics per position bucket
         self.by_position = None
@@ -103,6 +115,19 @@ class Capture(RopeCallHooks):
                 self._handles.append(query.register_forward_hook(self._mla_part(layer, "q_pass")))
                 self._handles.append(module.kv_b_proj.register_forward_hook(self._mla_part(layer, "k_nope")))
                 self._handles.append(module.register_forward_hook(self._mla_scores(layer)))
+            for site in self.anatomy.hooked_sites:
+                layer = site.layer
+                partial = self.geometry.layer_rotary_dim(layer) < self.geometry.layer_head_dim(layer)
+                if not partial or layer in self._mla or layer in self.geometry.nope_layers:
+                    continue
+                try:
+                    q_source, k_source, packing = pass_sources(site)
+                except UnsupportedModelError as exc:
+                    self._whole_unreadable[layer] = str(exc)  # refused only if its RoPE call needs it
+                    continue
+                sources = {"qk": q_source} if q_source is k_source else {"q": q_source, "k": k_source}
+                for kinds, source in sources.items():
+                    self._handles.append(source.register_forward_hook(self._keep_whole(layer, kinds, packing)))
             for layer, norms in self._post_norm.items():
                 for norm in dict.fromkeys(norms):  # one module called twice (q, then k), or one each
                     self._handles.append(norm.register_forward_hook(self._keep_normed(layer)))
@@ -123,12 +148,14 @@ class Capture(RopeCallHooks):
             if self.on_qk is not None:
                 self._mla_parts.setdefault(layer, {}).update(q_rot=q_rot.detach(), k_rot=k_rot.detach())
             return q_rot, k_rot
+        whole = self._whole.pop(layer, None)
         if self.on_qk is not None and q.shape[-1] != head_dim:
-            raise UnsupportedModelError(
-                f"head scores need the whole head vector at RoPE, but model type {self.anatomy.model_type!r} "
-                f"passes only {q.shape[-1]} of its {head_dim} dims to apply_rotary_pos_emb; "
-                "frequency profiles work, head scores do not"
-            )
+            q_rot, k_rot = rotate_as_model(q, k, cos, sin)
+            self._record_qk(layer, q, k, q_rot, k_rot)
+            with torch.no_grad():
+                q_all, k_all = self._whole_vectors(layer, whole, q, k, q_rot, k_rot, head_dim)
+                self.on_qk(layer, q_all, k_all, self._token_mask(q.shape[2]))
+            return q_rot, k_rot
         q_rot, k_rot = rotate_as_model(q, k, cos, sin)
         self._record_qk(layer, q, k, q_rot, k_rot)
         if self.on_qk is not None and layer in self._sources:
@@ -139,6 +166,54 @@ class Capture(RopeCallHooks):
             with torch.no_grad():
                 self.on_qk(layer, q_rot.detach(), k_rot.detach(), self._token_mask(q.shape[2]))
         return q_rot, k_rot
+
+    def _keep_whole(self, layer: int, kinds: str, packing: str):
+        """Keep the output of the module that makes a partial rotary layer's whole q (or k, or both)."""
+
+        def hook(module, args, output):
+            output = output.detach()
+            kept = self._whole.setdefault(layer, {})
+            if packing == "per_head_qkv":  # per head [q, k, v]
+                batch, seq = output.shape[:2]
+                per_head = output.view(batch, seq, self.anatomy.layer_kv_heads(layer), -1)
+                d = per_head.shape[-1] // 3
+                kept["q"], kept["k"] = per_head[..., :d], per_head[..., d : 2 * d]
+            else:
+                kept[kinds] = output
+
+        return hook
+
+    def _whole_vectors(self, layer, whole, q, k, q_rot, k_rot, head_dim):
+        """``[q_rot | q_pass]`` and ``[k_rot | k_pass]`` of a layer that hands RoPE only its rotary
+        dims (the order the model concatenates them in; a dot product is the same in any order).
+        The pass parts come from the module outputs kept by :meth:`_keep_whole`, read in whichever
+        layout reproduces the RoPE input exactly; anything else is refused, never guessed."""
+        r = q.shape[-1]
+        if whole is None or set(whole) != {"q", "k"}:
+            reason = self._whole_unreadable.get(layer, "")
+            raise UnsupportedModelError(
+                f"head scores need the whole head vector, but model type {self.anatomy.model_type!r} passes only "
+                f"{r} of its {head_dim} dims to apply_rotary_pos_emb and the rest was not seen"
+                + (f" ({reason})" if reason else "")
+            )
+        out = []
+        for name, pre, rotated in (("q", q, q_rot), ("k", k, k_rot)):
+            x, found = whole[name], None
+            candidates = [x.view(*x.shape[:2], pre.shape[1], -1).transpose(1, 2)] if x.dim() == 3 else []
+            if x.dim() == 4:
+                candidates = [x, x.transpose(1, 2)]
+            for candidate in candidates:
+                if candidate.shape[:3] == pre.shape[:3] and candidate.shape[-1] == head_dim:
+                    if torch.equal(candidate[..., :r], pre.detach()):
+                        found = candidate
+                        break
+            if found is None:
+                raise UnsupportedModelError(
+                    f"layer {layer}: the whole {name} read for head scores does not hold the {name} handed to "
+                    "apply_rotary_pos_emb, so its unrotated dims cannot be trusted"
+                )
+            out.append(torch.cat([rotated.detach(), found[..., r:].to(rotated.dtype)], dim=-1))
+        return out[0], out[1]
 
     @torch.no_grad()
     def at_shared(self, layer, q, q_rot):

@@ -45,6 +45,8 @@ FAMILIES: dict[str, FamilyAdapter] = {
     "qwen3": DEFAULT,
     "phi": DEFAULT,
     "phi3": FamilyAdapter(value_module="qkv_proj", value_packing="qkv"),
+    "phi4_multimodal": FamilyAdapter(value_module="qkv_proj", value_packing="qkv"),
+    "persimmon": FamilyAdapter(value_module="query_key_value", value_packing="per_head_qkv"),
     "gpt_neox": FamilyAdapter(value_module="query_key_value", value_packing="per_head_qkv"),
     "gpt_neox_japanese": FamilyAdapter(value_module="query_key_value", value_packing="per_head_qkv"),
     "olmo2": DEFAULT,
@@ -73,6 +75,30 @@ def config_value(cfg, key: str):
         if "per-layer" in str(exc):
             return None
         raise
+
+
+def pass_sources(site: AttentionSite) -> tuple[torch.nn.Module, torch.nn.Module, str]:
+    """Where the unrotated dims of a partially rotary layer's q and k can be read when the layer hands
+    only its rotary dims to the RoPE function and concatenates the rest afterwards (Phi, StableLM,
+    Persimmon / Fuyu): ``(q_module, k_module, packing)``, the modules whose outputs hold the whole
+    head vector just before the split. ``packing`` is ``"heads"`` (a per-head norm's 4-D output, in
+    either axis order), ``"flat"`` (a projection's ``[B, S, H*D]``) or ``"per_head_qkv"`` (one fused
+    projection, per head ``[q, k, v]``). Which part is which is checked against the RoPE input
+    itself on every call (:meth:`ropescope.hooks.observe.Capture.at_rope`)."""
+    module = site.module
+    norms = [getattr(module, name, None) for name in ("q_layernorm", "k_layernorm")]
+    if getattr(module, "qk_layernorm", False) and all(isinstance(n, torch.nn.Module) for n in norms):
+        return norms[0], norms[1], "heads"
+    projections = [getattr(module, name, None) for name in ("q_proj", "k_proj")]
+    if all(isinstance(p, torch.nn.Module) for p in projections):
+        return projections[0], projections[1], "flat"
+    fused = getattr(module, "query_key_value", None)
+    if isinstance(fused, torch.nn.Module):
+        return fused, fused, "per_head_qkv"
+    raise UnsupportedModelError(
+        f"layer {site.layer}: its unrotated q and k dims come out of no module ropescope can read "
+        "(no q_layernorm/k_layernorm, q_proj/k_proj or query_key_value)"
+    )
 
 
 def is_mla(module: torch.nn.Module) -> bool:

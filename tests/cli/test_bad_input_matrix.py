@@ -106,6 +106,13 @@ CLI_ROWS = [
     ("profile", "--resume with no saved state", ["profile", "--resume", "--out", "run"], "--resume: no saved state"),
     ("profile", "--revision of a bundled model", ["profile", "--revision", "v1"], "--revision applies to hub ids only"),
     ("heads", "--revision that names nothing", ["heads", "org/x", "--revision", "a b"], "is not a branch, tag"),
+    ("sweep", "--revisions naming nothing", ["sweep", "org/x", "--revisions", " , "], "--revisions names no revision"),
+    (
+        "sweep",
+        "--resume with no saved state",
+        ["sweep", "org/x", "--revisions", "a", "--resume", "--out", "run"],
+        "--resume: no saved state",
+    ),
     ("plot", "missing saved profile", ["plot", "{inputs}/missing.safetensors"], "no saved profile"),
     ("plot", "truncated saved profile", ["plot", "{inputs}/cut.safetensors"], "not a readable ropescope profile"),
     ("plot", "tampered saved profile", ["plot", "{inputs}/tampered.safetensors"], "checksum"),

@@ -214,8 +214,14 @@ def test_page_as_a_reader_sees_it(served, page):
 
 def test_search_finds_a_page(served):
     with open_page(served + "index.html", ready="article") as (browser_page, log):
-        browser_page.fill("input.md-search__input", "proportional")
-        browser_page.wait_for_selector(".md-search-result__item", timeout=20_000)
+        for _ in range(30):  # the search index loads in a worker; a query typed before it is ready is dropped
+            browser_page.fill("input.md-search__input", "")
+            browser_page.fill("input.md-search__input", "proportional")
+            try:
+                browser_page.wait_for_selector(".md-search-result__item", timeout=2_000)
+                break
+            except Exception:  # noqa: BLE001 - playwright's TimeoutError: try again
+                continue
         hits = browser_page.locator(".md-search-result__item a").evaluate_all("links => links.map(a => a.href)")
     assert any("own-checkpoint.html" in h for h in hits), hits
     assert not log.page_errors and not log.console_errors

@@ -45,7 +45,7 @@ def eager_offset_scores(model, texts):
     return sums / rows[:, None, :]
 
 
-@pytest.mark.parametrize("family", ["gemma2", "gemma3", "llama", "qwen3", "mistral", "cohere"])
+@pytest.mark.parametrize("family", ["gemma2", "gemma3", "llama", "qwen3", "mistral", "cohere", "phi"])
 def test_blockwise_scores_equal_eager_attention_weights(family):
     model = tiny_model(family)
     geometry = ropescope.read_geometry(model)
@@ -188,7 +188,48 @@ def test_scan_heads_table_and_bad_input():
     assert -1 <= agreement["spearman"] <= 1
     with pytest.raises(PromptError, match="prompt 0 is empty"):
         scan_heads(model, CharTokenizer(), ["", ""])
-    with pytest.raises(UnsupportedModelError, match="Phi"):
+
+
+@pytest.mark.parametrize(
+    "family, overrides",
+    [("phi", {"qk_layernorm": True}), ("stablelm", {"qk_layernorm": True}), ("persimmon", None), ("stablelm", None)],
+)
+def test_partial_rotary_heads_see_the_unrotated_dims(family, overrides):
+    """Phi, StableLM and Persimmon hand RoPE only their rotary dims and concatenate the rest after;
+    head scores read the rest where the model makes it (its QK layer norm, per-head projection or fused
+    projection) and equal the model's own eager attention weights."""
+    from ropescope.survey import TEXTS as SURVEY_TEXTS
+    from ropescope.survey import CharTokenizer as SurveyTokenizer
+    from ropescope.survey import tiny_model as survey_model
+
+    model = survey_model(family, overrides)
+    geometry = ropescope.read_geometry(model)
+    assert geometry.rotary_dim < geometry.head_dim
+    reducer = HeadScoreReducer(
+        geometry, inspect_model(model, geometry).logit_rules, model.config.num_attention_heads, K, block=5
+    )
+    ropescope.profile(model, SurveyTokenizer(), SURVEY_TEXTS, batch_size=1, on_qk=reducer, tensors=())
+    cfg, rows = model.config, 0
+    expected = np.zeros((cfg.num_hidden_layers, cfg.num_attention_heads))
+    for text in SURVEY_TEXTS:  # offset 1 from output_attentions, by explicit loops (keys after BOS)
+        ids = torch.tensor([SurveyTokenizer()(text)["input_ids"]])
+        with torch.no_grad():
+            attentions = model(input_ids=ids, output_attentions=True).attentions
+        for layer, att in enumerate(attentions):
+            for i in range(2, ids.shape[1]):
+                expected[layer] += att[0, :, i, i - 1].double().numpy()
+        rows += ids.shape[1] - 2
+    np.testing.assert_allclose(reducer.arrays.offset_scores()[..., 1], expected / rows, rtol=1e-5, atol=1e-6)
+
+
+def test_partial_rotary_heads_refused_when_the_unrotated_dims_are_not_seen(monkeypatch):
+    import ropescope.hooks.observe as observe
+
+    def unreadable(site):
+        raise UnsupportedModelError(f"layer {site.layer}: nothing to read")
+
+    monkeypatch.setattr(observe, "pass_sources", unreadable)
+    with pytest.raises(UnsupportedModelError, match="passes only 8 of its 16 dims"):
         scan_heads(tiny_model("phi"), CharTokenizer(), TEXTS)
 
 

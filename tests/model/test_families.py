@@ -88,6 +88,23 @@ def test_named_families_are_supported(rows):
     assert sum(r.supported for r in rows) >= len(NAMED)
 
 
+def test_the_command_prints_the_table(rows):
+    """``ropescope families --markdown`` (the command that regenerates the docs' table) prints the
+    survey's rows, and without ``--markdown`` one aligned line per family."""
+    import subprocess
+
+    only = ["llama", "phi3", "persimmon"]
+    run = [sys.executable, "-m", "ropescope", "families", "--only", ",".join(only)]
+    table = subprocess.run([*run, "--markdown"], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert table.returncode == 0, table.stderr
+    assert table.stdout == markdown([r for r in rows if r.family in only])
+    plain = subprocess.run(run, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert plain.returncode == 0, plain.stderr
+    lines = plain.stdout.splitlines()
+    assert sorted(line.split()[0] for line in lines[1:-1]) == sorted(only)
+    assert lines[-1].startswith("3 of 3 RoPE families")
+
+
 def test_docs_show_the_table(rows):
     page = (REPO / "docs" / "reference" / "families.md").read_text(encoding="utf-8")
     assert markdown(rows) in page, "regenerate it: ropescope families --markdown"

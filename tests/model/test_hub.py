@@ -162,6 +162,52 @@ def test_revision_loads_that_revision(hub, checkpoints, tmp_path):
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 
 
+def test_sweep_over_revisions_and_its_resume(hub, checkpoints, tmp_path):
+    """``ropescope sweep`` through the stand-in hub: one row per revision equal to scanning that
+    revision's directory directly, each revision's profile kept, a figure; a sweep that stops at a
+    revision the hub does not have yet continues with ``--resume`` without loading the finished
+    revisions again, and ends with the same table as an uninterrupted sweep."""
+    import pandas as pd
+
+    from ropescope.dynamics.snapshots import scan_numbers
+    from ropescope.heads.scan import scan_heads
+
+    env = hub_env(tmp_path, hub.url)
+    prompts = str(checkpoints / "prompts.txt")
+    args = ["sweep", TINY, "--prompts", prompts, "--max-tokens", "16"]
+    whole = ropescope_cli([*args, "--revisions", "main,step-100", "--out", str(tmp_path / "whole")], env)
+    assert whole.returncode == 0, whole.stderr
+    table = pd.read_csv(tmp_path / "whole" / "sweep.csv")
+    assert list(table.revision) == ["main", "step-100"] and table.step.isna()[0] and table.step[1] == 100
+    texts = ropescope.load_prompts(prompts)
+    for row, directory in zip(table.itertuples(), ["llama", "llama-step-100"], strict=True):
+        loaded = ropescope.load_model(str(checkpoints / directory))
+        expected = scan_numbers(scan_heads(loaded, loaded.tokenizer, texts, max_tokens=16))
+        for column, value in expected.items():
+            assert getattr(row, column) == pytest.approx(value, rel=1e-12, abs=1e-15), (directory, column)
+    kept = sorted(p.name for p in (tmp_path / "whole" / "profiles").iterdir())
+    assert kept == ["0001-main.safetensors", "0002-step-100.safetensors"]
+    assert ropescope.load_profile(tmp_path / "whole" / "profiles" / kept[1]).meta["model_id"] == f"{TINY}@step-100"
+    assert (tmp_path / "whole" / "sweep.png").stat().st_size > 10_000
+
+    # a revision the hub does not have yet: the sweep stops there, keeping main in the state
+    later = ["--revisions", "main,step-200", "--out", str(tmp_path / "later")]
+    stopped = ropescope_cli([*args, *later], env)
+    assert "has no revision 'step-200'" in one_error_line(stopped)
+    assert not (tmp_path / "later").exists() and (tmp_path / "later.resume" / "0001-main.json").is_file()
+    hub.add_directory(TINY, checkpoints / "llama-step-100", revision="step-200")
+    hub.requests.clear()
+    resumed = ropescope_cli([*args, *later, "--resume"], env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert not any("/resolve/main/" in path for _, path in hub.requests)  # main was not loaded again
+    again = pd.read_csv(tmp_path / "later" / "sweep.csv")
+    numbers = [c for c in table.columns if c not in ("revision", "step")]
+    assert (again[numbers].to_numpy() == table[numbers].to_numpy()).all()
+    assert not (tmp_path / "later.resume").exists()
+    unknown = ropescope_cli([*args, "--revisions", "main", "--out", str(tmp_path / "z"), "--resume"], env)
+    assert "--resume: no saved state" in one_error_line(unknown)
+
+
 def test_sharded_checkpoint(hub, checkpoints, tmp_path):
     assert len(list((checkpoints / "sharded").glob("model-*-of-*.safetensors"))) > 1
     env = hub_env(tmp_path, hub.url)
