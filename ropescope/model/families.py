@@ -203,6 +203,35 @@ def output_order(function, kind: str, dims: int) -> tuple[torch.Tensor, torch.Te
     return order, torch.argsort(order)
 
 
+def rotation_layout(function, kind: str, dims: int) -> str | None:
+    """The pair layout ``function`` rotates, read by calling it at a quarter turn (cos 0, sin 1) on
+    the vector ``1 .. dims``: ``"halves"`` when the output is ``[-x2, x1]`` (dims ``k`` and
+    ``k + dims/2`` pair up), ``"interleaved"`` when it is ``(-x[2k+1], x[2k])`` pair by pair; None
+    where the call cannot be made this way or the output is neither (then ``rotate_half`` or the
+    family table decides, and the geometry self-check verifies). This reads the helper the function
+    really calls (GLM-4V's ``apply_rotary_pos_emb`` rotates with ``rotate_half_llm``, interleaved,
+    while its module's ``rotate_half`` pairs halves)."""
+    if kind == "complex" or dims < 2 or dims % 2:
+        return None
+    x = torch.arange(1.0, dims + 1.0).view(1, 1, 1, dims)
+    for width in (dims, dims // 2):
+        cos, sin = torch.zeros(1, 1, width), torch.ones(1, 1, width)
+        try:
+            with torch.no_grad():
+                out = function(x, x.clone(), cos, sin)[0] if kind == "pair" else function(x, cos, sin)
+        except (RuntimeError, ValueError, IndexError, TypeError):
+            continue
+        if out.shape != x.shape:
+            return None
+        half = dims // 2
+        if torch.equal(out, torch.cat([-x[..., half:], x[..., :half]], dim=-1)):
+            return "halves"
+        if torch.equal(out, torch.stack([-x[..., 1::2], x[..., 0::2]], dim=-1).flatten(-2)):
+            return "interleaved"
+        return None
+    return None
+
+
 def forward_code(site: AttentionSite):
     """The code object of the layer's attention ``forward`` where that forward names its RoPE
     function (so calls made anywhere else inside the layer are not the attention's); None where it

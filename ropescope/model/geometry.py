@@ -31,6 +31,7 @@ from ropescope.model.families import (
     other_layers,
     output_order,
     pair_layout_of_order,
+    rotation_layout,
     text_config,
 )
 from ropescope.model.nope import layers_without_rope, rope_functions_called
@@ -491,8 +492,10 @@ def _nope_and_other_layers(model: torch.nn.Module, sites) -> tuple[set[int], dic
 
 
 def _called_function_layout(model: torch.nn.Module, sites, rotary_dim: int) -> str | None:
-    """The pair layout implied by the RoPE function the layers call, where that function reorders its
-    output (DeepSeek-style interleaved MLA: interleaved pairs in, halves out); None otherwise."""
+    """The pair layout of the RoPE function the layers call: implied by the order of its output where
+    it reorders it (DeepSeek-style interleaved MLA: interleaved pairs in, halves out), else read off
+    the function at a quarter turn (:func:`~ropescope.model.families.rotation_layout`); None where
+    neither can be read."""
     if not sites:
         return None
     by_name = {
@@ -508,8 +511,13 @@ def _called_function_layout(model: torch.nn.Module, sites, rotary_dim: int) -> s
             if kind == "complex":  # view_as_complex on [..., pairs, 2]: dims 2k and 2k+1 are one number
                 layouts.add("interleaved")
                 continue
-            order = output_order(getattr(code, name), kind, rotary_dim)
-            layouts.add(pair_layout_of_order(order[0] if order is not None else None))
+            function = getattr(code, name)
+            order = output_order(function, kind, rotary_dim)
+            if order is not None:
+                layouts.add(pair_layout_of_order(order[0]))
+            else:  # output in input order: which pairs it turns, read off the function itself
+                layouts.add(rotation_layout(function, kind, rotary_dim))
+    layouts.discard(None)
     if len(layouts) > 1:
         raise UnsupportedModelError("its layers call RoPE functions with different pair layouts; ropescope reads one")
     return layouts.pop() if layouts else None
