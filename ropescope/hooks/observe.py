@@ -363,7 +363,8 @@ class Capture(RopeCallHooks):
         scaling shows up within those positions). About 1 ms a layer, once per capture. Returns
         whether anything was compared (False when every value was non-finite: checked again later)."""
         lr = self.geometry.layers[layer]
-        inv_freq = torch.as_tensor(lr.inv_freq, dtype=torch.float32, device=pre.device)
+        # turn -1: the model turns its pairs the other way (NanoChat), i.e. by -m*g
+        inv_freq = torch.as_tensor(lr.inv_freq * self.geometry.turn, dtype=torch.float32, device=pre.device)
         positions = self._positions[:1, None, :VERIFY_TOKENS]  # [1, 1, S] against [1, H, S, r]
         ours = rotate(pre, positions, inv_freq, self.geometry.layout, lr.attention_scaling)
         theirs = post.float()

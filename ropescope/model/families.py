@@ -204,13 +204,21 @@ def output_order(function, kind: str, dims: int) -> tuple[torch.Tensor, torch.Te
 
 
 def rotation_layout(function, kind: str, dims: int) -> str | None:
-    """The pair layout ``function`` rotates, read by calling it at a quarter turn (cos 0, sin 1) on
-    the vector ``1 .. dims``: ``"halves"`` when the output is ``[-x2, x1]`` (dims ``k`` and
-    ``k + dims/2`` pair up), ``"interleaved"`` when it is ``(-x[2k+1], x[2k])`` pair by pair; None
-    where the call cannot be made this way or the output is neither (then ``rotate_half`` or the
-    family table decides, and the geometry self-check verifies). This reads the helper the function
-    really calls (GLM-4V's ``apply_rotary_pos_emb`` rotates with ``rotate_half_llm``, interleaved,
-    while its module's ``rotate_half`` pairs halves)."""
+    """The pair layout ``function`` rotates (see :func:`quarter_turn`), or None."""
+    found = quarter_turn(function, kind, dims)
+    return found[0] if found is not None else None
+
+
+def quarter_turn(function, kind: str, dims: int) -> tuple[str, int] | None:
+    """Which pairs ``function`` rotates, and which way, read by calling it at a quarter turn (cos 0,
+    sin 1) on the vector ``1 .. dims``: ``("halves", 1)`` when the output is ``[-x2, x1]`` (dims ``k``
+    and ``k + dims/2`` pair up, turned counter-clockwise as in the RoPE paper), ``("interleaved", 1)``
+    when it is ``(-x[2k+1], x[2k])`` pair by pair, and turn ``-1`` for the same pairs turned the other
+    way (``[x2, -x1]``: NanoChat's ``rotate_half``); None where the call cannot be made this way or
+    the output is none of these (then ``rotate_half`` or the family table decides, and the geometry
+    self-check verifies). This reads the helper the function really calls (GLM-4V's
+    ``apply_rotary_pos_emb`` rotates with ``rotate_half_llm``, interleaved, while its module's
+    ``rotate_half`` pairs halves)."""
     if kind == "complex" or dims < 2 or dims % 2:
         return None
     x = torch.arange(1.0, dims + 1.0).view(1, 1, 1, dims)
@@ -224,10 +232,13 @@ def rotation_layout(function, kind: str, dims: int) -> str | None:
         if out.shape != x.shape:
             return None
         half = dims // 2
-        if torch.equal(out, torch.cat([-x[..., half:], x[..., :half]], dim=-1)):
-            return "halves"
-        if torch.equal(out, torch.stack([-x[..., 1::2], x[..., 0::2]], dim=-1).flatten(-2)):
-            return "interleaved"
+        halves = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+        interleaved = torch.stack([-x[..., 1::2], x[..., 0::2]], dim=-1).flatten(-2)
+        for layout, turned in (("halves", halves), ("interleaved", interleaved)):
+            if torch.equal(out, turned):
+                return layout, 1
+            if torch.equal(out, -turned):
+                return layout, -1
         return None
     return None
 
@@ -263,12 +274,15 @@ def complex_head_axis(function, dims: int) -> int:
     return fits[0]
 
 
-POST_ROPE_NORMS = (("qk_norm", "qk_norm"), ("query_layernorm", "key_layernorm"))  # Llama 4; Hunyuan
+# norms a layer may apply after RoPE (only where its forward calls them after the RoPE function):
+# Llama 4's qk_norm; Hunyuan's query/key layernorm; NanoChat's q_norm/k_norm ("RoPE -> Norm")
+POST_ROPE_NORMS = (("qk_norm", "qk_norm"), ("query_layernorm", "key_layernorm"), ("q_norm", "k_norm"))
 
 
 def post_rope_norm(site: AttentionSite) -> tuple[torch.nn.Module, torch.nn.Module] | None:
     """The norms a layer applies to q and k *after* RoPE (Llama 4's L2 ``qk_norm``, one module called
-    on q then on k; Hunyuan's ``query_layernorm`` and ``key_layernorm``), read off its ``forward``:
+    on q then on k; Hunyuan's ``query_layernorm`` and ``key_layernorm``; NanoChat's ``q_norm`` and
+    ``k_norm``, where most families call those before RoPE), read off its ``forward``:
     the attention uses the normalised tensors, so head scores take them from those modules; None
     where the layer has none."""
     source = forward_source(site.module)

@@ -31,7 +31,7 @@ from ropescope.model.families import (
     other_layers,
     output_order,
     pair_layout_of_order,
-    rotation_layout,
+    quarter_turn,
     text_config,
 )
 from ropescope.model.nope import layers_without_rope, rope_functions_called
@@ -91,6 +91,7 @@ class RopeGeometry:
     rotary_dim: int
     layout: str
     layers: tuple[LayerRope, ...]
+    turn: int = 1  # 1: pairs turn counter-clockwise by +m*g (the paper's RoPE); -1: the other way (NanoChat)
 
     @property
     def n_chunks(self) -> int:
@@ -207,13 +208,14 @@ class RopeGeometry:
 
     def with_layout(self, layout: str) -> RopeGeometry:
         """The same frequencies with another pair layout (used to test the self-check)."""
-        return RopeGeometry(self.head_dim, self.rotary_dim, check_layout(layout), self.layers)
+        return RopeGeometry(self.head_dim, self.rotary_dim, check_layout(layout), self.layers, self.turn)
 
     def to_dict(self) -> dict:
         return {
             "head_dim": self.head_dim,
             "rotary_dim": self.rotary_dim,
             "layout": self.layout,
+            **({"turn": self.turn} if self.turn != 1 else {}),
             "layers": [
                 {
                     "inv_freq": [float(g) for g in lr.inv_freq],
@@ -263,6 +265,7 @@ class RopeGeometry:
             _optional_int(d.get("rotary_dim"), "geometry rotary_dim", required=True),
             check_layout(d.get("layout")),
             tuple(layers),
+            _turn(d.get("turn", 1)),
         )
 
 
@@ -441,16 +444,10 @@ def read_geometry(model: torch.nn.Module, layout: str | None = None) -> RopeGeom
         replace(lr, inv_freq=np.zeros(rotary_dim // 2)) if not lr.attention else lr for lr in layers
     ]  # a hybrid's other layers: no chunk, as wide as the rest
     layers = [_relative_sizes(lr, head_dim, wide_kv) for lr in layers]
-    chosen = (
-        check_layout(layout)
-        if layout
-        else (
-            _called_function_layout(model, sites, rotary_dim)
-            or detect_layout(model)
-            or family_adapter(cfg.model_type).layout
-        )
-    )
-    return RopeGeometry(head_dim, rotary_dim, chosen, tuple(layers))
+    called, turn = _called_function_layout(model, sites, rotary_dim)
+    found = called or detect_layout(model) or family_adapter(cfg.model_type).layout
+    chosen = check_layout(layout) if layout else found
+    return RopeGeometry(head_dim, rotary_dim, chosen, tuple(layers), turn)
 
 
 PER_LAYER_HEAD_FIELDS = ("num_attention_heads",)
@@ -491,13 +488,19 @@ def _nope_and_other_layers(model: torch.nn.Module, sites) -> tuple[set[int], dic
     return layers_without_rope(model, sites), other_layers(model, sites)
 
 
-def _called_function_layout(model: torch.nn.Module, sites, rotary_dim: int) -> str | None:
+def _turn(value) -> int:
+    if type(value) is not int or value not in (1, -1):
+        raise ValueError(f"geometry turn must be 1 or -1, got {value!r}")
+    return value
+
+
+def _called_function_layout(model: torch.nn.Module, sites, rotary_dim: int) -> tuple[str | None, int]:
     """The pair layout of the RoPE function the layers call: implied by the order of its output where
     it reorders it (DeepSeek-style interleaved MLA: interleaved pairs in, halves out), else read off
     the function at a quarter turn (:func:`~ropescope.model.families.rotation_layout`); None where
     neither can be read."""
     if not sites:
-        return None
+        return None, 1
     by_name = {
         (id(site.code_module), name): (site.code_module, name, site.rope_call)
         for site in sites
@@ -509,18 +512,18 @@ def _called_function_layout(model: torch.nn.Module, sites, rotary_dim: int) -> s
         for name in called.get(site.layer, ()):
             code, _, kind = by_name[(id(site.code_module), name)]
             if kind == "complex":  # view_as_complex on [..., pairs, 2]: dims 2k and 2k+1 are one number
-                layouts.add("interleaved")
+                layouts.add(("interleaved", 1))
                 continue
             function = getattr(code, name)
             order = output_order(function, kind, rotary_dim)
             if order is not None:
-                layouts.add(pair_layout_of_order(order[0]))
-            else:  # output in input order: which pairs it turns, read off the function itself
-                layouts.add(rotation_layout(function, kind, rotary_dim))
+                layouts.add((pair_layout_of_order(order[0]), 1))
+            else:  # output in input order: which pairs it turns, and which way, read off the function
+                layouts.add(quarter_turn(function, kind, rotary_dim))
     layouts.discard(None)
     if len(layouts) > 1:
         raise UnsupportedModelError("its layers call RoPE functions with different pair layouts; ropescope reads one")
-    return layouts.pop() if layouts else None
+    return layouts.pop() if layouts else (None, 1)
 
 
 def _config_head_dim(cfg, n_heads: int) -> int:
