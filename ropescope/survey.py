@@ -109,6 +109,10 @@ VARIANTS = {
 }
 # NoPE layers: SmolLM3 skips RoPE on every fourth layer, Cohere 2 (Command R7B) on its global layers
 VARIANTS["smollm3 (NoPE layer 3)"] = ("smollm3", dict(num_hidden_layers=4))
+# Falcon's three fused query-key-value layouts: multi-query (the default row), one key per head, and
+# the new decoder architecture (Falcon 40B / 180B: grouped keys broadcast to every query head)
+VARIANTS["falcon (one key per head)"] = ("falcon", dict(multi_query=False))
+VARIANTS["falcon (new decoder architecture)"] = ("falcon", dict(new_decoder_architecture=True, num_kv_heads=2))
 VARIANTS["cohere2 (NoPE global layer)"] = (
     "cohere2",
     dict(num_hidden_layers=4, layer_types=["sliding_attention"] * 3 + ["full_attention"]),

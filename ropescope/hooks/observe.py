@@ -350,7 +350,8 @@ class Capture(RopeCallHooks):
             if mla is not None:  # kv_b_proj: per head [k_nope | v]
                 v = _per_head(output, self.n_heads)[..., mla.qk_nope_head_dim :].transpose(1, 2)
             else:
-                v = values_of(output, packing, self.n_heads, self.anatomy.layer_v_heads(layer))
+                attention = self.anatomy.sites_by_layer[layer].module
+                v = values_of(output, packing, self.n_heads, self.anatomy.layer_v_heads(layer), attention)
             norms = chunk_norms(v[..., : self.geometry.layer_rotary_dim(layer)], self.geometry.layout)
             self._add("v", layer, norms, self._token_mask(v.shape[2]))
 

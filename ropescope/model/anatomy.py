@@ -18,7 +18,7 @@ import torch
 
 from ropescope.errors import RopescopeError
 from ropescope.model.families import AttentionSite, attention_sites, config_value, text_config
-from ropescope.model.geometry import RopeGeometry, read_geometry
+from ropescope.model.geometry import RopeGeometry, module_kv_heads, read_geometry
 
 
 def is_bridge(model) -> bool:
@@ -75,11 +75,7 @@ class ModelAnatomy:
         layers differ, the most of the config's count and any layer's (Gemma 4's global layers have
         fewer: :meth:`layer_kv_heads`)."""
         wide = int(config_value(self.config, "num_key_value_heads") or 0)
-        counts = [
-            self.n_heads // groups
-            for site in self.hooked_sites
-            if isinstance(groups := getattr(site.module, "num_key_value_groups", None), int) and groups > 0
-        ]
+        counts = [kv for site in self.hooked_sites if (kv := module_kv_heads(site.module, self.n_heads))]
         return max([wide, *counts]) or self.n_heads
 
     def layer_kv_heads(self, layer: int) -> int:

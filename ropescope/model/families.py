@@ -23,8 +23,9 @@ class FamilyAdapter:
     """What differs between families: the RoPE pair layout (used only where the family's own
     ``rotate_half`` does not tell it, :func:`detect_layout`), the module whose output holds the
     values, and how the values sit in that output: ``"alone"`` (``v_proj``: ``[B, S, kv*d]``),
-    ``"qkv"`` (one fused projection ``[q | k | v]``, Phi-3) or ``"per_head_qkv"`` (per head
-    ``[q, k, v]`` blocks, GPT-NeoX)."""
+    ``"qkv"`` (one fused projection ``[q | k | v]``, Phi-3), ``"per_head_qkv"`` (per head
+    ``[q, k, v]`` blocks, GPT-NeoX) or ``"split_heads"`` (the attention module's own ``_split_heads``
+    cuts the fused projection, Falcon's three layouts)."""
 
     layout: str = "halves"
     value_module: str = "v_proj"
@@ -47,6 +48,7 @@ FAMILIES: dict[str, FamilyAdapter] = {
     "phi3": FamilyAdapter(value_module="qkv_proj", value_packing="qkv"),
     "phi4_multimodal": FamilyAdapter(value_module="qkv_proj", value_packing="qkv"),
     "persimmon": FamilyAdapter(value_module="query_key_value", value_packing="per_head_qkv"),
+    "falcon": FamilyAdapter(value_module="query_key_value", value_packing="split_heads"),
     "gpt_neox": FamilyAdapter(value_module="query_key_value", value_packing="per_head_qkv"),
     "gpt_neox_japanese": FamilyAdapter(value_module="query_key_value", value_packing="per_head_qkv"),
     "olmo2": DEFAULT,
@@ -388,9 +390,15 @@ def detect_layout(model: torch.nn.Module) -> str | None:
     return None
 
 
-def values_of(output: torch.Tensor, packing: str, n_heads: int, n_kv: int) -> torch.Tensor:
-    """``[B, kv_heads, S, d]`` values out of the value module's output ``[B, S, ...]``."""
+def values_of(
+    output: torch.Tensor, packing: str, n_heads: int, n_kv: int, attention: torch.nn.Module | None = None
+) -> torch.Tensor:
+    """``[B, kv_heads, S, d]`` values out of the value module's output ``[B, S, ...]`` (``attention``:
+    the layer's attention module, whose own ``_split_heads`` cuts a ``"split_heads"`` projection)."""
     batch, seq = output.shape[0], output.shape[1]
+    if packing == "split_heads":  # Falcon: the module's own cut, then its forward's [B, kv, S, d]
+        value = attention._split_heads(output)[2]
+        return value.transpose(1, 2).reshape(batch, n_kv, seq, -1)
     if packing == "qkv":  # [q (heads*d) | k (kv*d) | v (kv*d)]
         d = output.shape[-1] // (n_heads + 2 * n_kv)
         return output[..., (n_heads + n_kv) * d :].reshape(batch, seq, n_kv, d).transpose(1, 2)

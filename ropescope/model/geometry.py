@@ -530,9 +530,24 @@ def _config_head_dim(cfg, n_heads: int) -> int:
     return int(config_value(cfg, "head_dim") or cfg.hidden_size // n_heads)
 
 
+def module_kv_heads(module: torch.nn.Module, n_heads: int) -> int | None:
+    """The key heads an attention module hands its RoPE call, read off the module: ``n_heads /
+    num_key_value_groups``, or Falcon's ``num_kv_heads`` (1 under multi-query attention; all
+    ``n_heads`` under its new decoder architecture, which broadcasts the keys to every query head
+    before RoPE); None where the module says neither."""
+    groups = getattr(module, "num_key_value_groups", None)
+    if isinstance(groups, int) and groups > 0 and n_heads % groups == 0:
+        return n_heads // groups
+    own = getattr(module, "num_kv_heads", None)
+    if isinstance(own, int) and own > 0:
+        return n_heads if getattr(module, "new_decoder_architecture", False) is True else own
+    return None
+
+
 def _layer_head_sizes(cfg, sites, n_layers: int, n_heads: int):
     """Each attention layer's head size at RoPE, key-head count and value-head count, read off its
-    attention module (``head_dim``, ``num_key_value_groups``; MLA: ``qk_rope_head_dim``, one key,
+    attention module (``head_dim``, ``num_key_value_groups`` or Falcon's ``num_kv_heads``, the key heads
+    as the RoPE call sees them; MLA: ``qk_rope_head_dim``, one key,
     a value per query head), else the config's model-wide values; and the model-wide KV-head count:
     the most of the config's and any layer's (MiMo-V2-Flash's sliding layers have more than its config
     says)."""
@@ -542,10 +557,8 @@ def _layer_head_sizes(cfg, sites, n_layers: int, n_heads: int):
     for site in sites or ():
         module = site.module
         own_dim = module.qk_rope_head_dim if is_mla(module) else getattr(module, "head_dim", None)
-        groups = getattr(module, "num_key_value_groups", None)
         head_dims[site.layer] = int(own_dim) if isinstance(own_dim, int) and own_dim > 0 else None
-        kv = n_heads // groups if isinstance(groups, int) and groups > 0 and n_heads % groups == 0 else None
-        kv_heads[site.layer] = kv or int(wide_kv or n_heads)
+        kv_heads[site.layer] = module_kv_heads(module, n_heads) or int(wide_kv or n_heads)
         if is_mla(module):
             kv_heads[site.layer], v_heads[site.layer] = 1, n_heads
     if any(d is None for d in head_dims.values()) or not head_dims:

@@ -202,6 +202,8 @@ def _recorded_qkv(model, ids):
             target, cut = module.v_proj, None
         elif hasattr(module, "qkv_proj"):  # Phi-3: [q | k | v]
             target, cut = module.qkv_proj, "tail"
+        elif hasattr(module, "_split_heads"):  # Falcon: the module's own cut of its fused projection
+            target, cut = module.query_key_value, ("split", module)
         else:  # GPT-NeoX: per head [q, k, v]
             target, cut = module.query_key_value, "per_head"
 
@@ -273,7 +275,9 @@ def _slow_profile(model, geometry, n_heads, n_kv):
             out = out[0].numpy()  # [S, width]
             if out.ndim == 3:  # MLA's up-projection runs on [B, 1, S, latent]
                 out = out[0]
-            if isinstance(cut, tuple):  # MLA: per query head [k_nope | v]
+            if isinstance(cut, tuple) and cut[0] == "split":  # Falcon: [S, heads, d] from its own code
+                v = cut[1]._split_heads(torch.from_numpy(out)[None])[2][0].numpy()
+            elif isinstance(cut, tuple):  # MLA: per query head [k_nope | v]
                 v = out.reshape(out.shape[0], n_heads, -1)[..., cut[1] :]
             elif cut == "tail":
                 d = out.shape[-1] // (n_heads + 2 * n_kv)
@@ -414,7 +418,7 @@ def test_every_supported_family_p_rope_turns_exactly_the_chunks_it_names(rows):
         for layer, (pre, post, name) in zip(geometry.rotating_layers, seen, strict=False):
             g = np.array(geometry.frequencies(layer))
             g[int(0.5 * len(g)) :] = 0.0
-            angles = np.arange(ids.shape[1])[:, None] * g[None, :]
+            angles = np.arange(ids.shape[1])[:, None] * g[None, :] * geometry.turn  # NanoChat turns by -m*g
             if kwargs_of[id(pre)] == 2:  # [B, S, H, D] (unsqueeze_dim=2): heads first, as _slow_rotate takes them
                 pre, post = pre.transpose(0, 2, 1, 3), post.transpose(0, 2, 1, 3)
             expected = _slow_rotate(pre[0][..., :r], angles, geometry.layout, geometry.layers[layer].attention_scaling)
