@@ -55,7 +55,7 @@ def slow_chunk_norms(x: np.ndarray, rotary_dim: int, layout: str) -> np.ndarray:
 
 
 def reference_stats(model, token_rows, rotary_dim, layout, bos_id, include_bos=False, pad_id=0):
-    """Per tensor: dict(mean, std, max [L, H, C], count [L]) over real tokens, prompt by prompt."""
+    """Per tensor: dict(mean, std, max, rms [L, H, C], count [L]) over real tokens, prompt by prompt."""
     cfg = model.config
     n_heads = cfg.num_attention_heads
     n_kv = cfg.num_key_value_heads
@@ -78,6 +78,7 @@ def reference_stats(model, token_rows, rotary_dim, layout, bos_id, include_bos=F
             "mean": np.stack([s.mean(axis=0) for s in stacked]),
             "std": np.stack([s.std(axis=0) for s in stacked]),
             "max": np.stack([s.max(axis=0) for s in stacked]),
+            "rms": np.stack([np.sqrt((s**2).mean(axis=0)) for s in stacked]),
             "count": np.array([s.shape[0] for s in stacked]),
         }
     return out

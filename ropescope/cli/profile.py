@@ -140,6 +140,7 @@ def profile_command(
     with output_directory(out) as tmp:
         result.save(tmp / "profile.safetensors")
         write_table(result.frame(), tmp / "chunk_norms", table_format)
+        write_table(result.massive_values(), tmp / "massive_values", table_format)
         (tmp / "summary.txt").write_text(text, encoding="utf-8")
         write_profile_figures(result, tmp, head_layer=head_layer)
         if by_position:
@@ -150,7 +151,8 @@ def profile_command(
     shutil.rmtree(state_path.parent, ignore_errors=True)
     echo(text)
     extra = ", report.html" if report_page else ""
-    echo(f"wrote {out}/ (profile.safetensors, chunk_norms.{table_format}, summary.txt, figures{extra})")
+    tables = f"chunk_norms.{table_format}, massive_values.{table_format}"
+    echo(f"wrote {out}/ (profile.safetensors, {tables}, summary.txt, figures{extra})")
 
 
 def _init_distributed(device: str | None) -> None:

@@ -99,6 +99,23 @@ class Profile:
         heads, chunks = self.geometry.layer_sizes(mean.shape[0], tensor)[layer]
         return mean[:heads, :chunks]
 
+    def massive_values(self, threshold: float = 5.0, tensors: tuple[str, ...] = ("q", "k")) -> pd.DataFrame:
+        """The massive query and key chunks (Jin et al., ICML 2025; their ``lambda = 5``): one row
+        per (tensor, layer, head, chunk) whose root-mean-square norm over the counted tokens exceeds
+        ``threshold`` times its head's mean over chunks, with its frequency, wavelength, ratio and
+        whether it is on the slow (low-frequency) side of the 1-radian boundary. See
+        :mod:`ropescope.profiling.massive`."""
+        from ropescope.profiling.massive import massive_table
+
+        return massive_table(self, threshold, tensors)
+
+    def concentration(self, tensor: str = "q") -> np.ndarray:
+        """``[layers, heads]``: each head's largest root-mean-square chunk norm over its mean (1 =
+        flat; massive values start at 5)."""
+        from ropescope.profiling.massive import concentration
+
+        return concentration(self._stats(tensor))
+
     def _measured_mean(self, tensor: str) -> np.ndarray:
         """``[layers, heads, chunks]`` mean chunk norm, NaN on layers that counted no token (not 0:
         nothing was measured there)."""

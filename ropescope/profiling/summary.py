@@ -74,6 +74,17 @@ def summary_text(profile: Profile) -> str:
             f"{tensor}: the slowest quarter dominates in {slow} of {len(part)} layers, the fastest quarter in {fast}."
             + (f" Layers {', '.join(map(str, empty))} had no finite tokens and are left out." if empty else "")
         )
+    massive = profile.massive_values()
+    if len(massive):
+        counts = []
+        for tensor in dict.fromkeys(massive.tensor):
+            mine = massive.tensor == tensor
+            counts.append(f"{tensor} {int(mine.sum())} ({int((mine & massive.slow).sum())} on the slow side)")
+        lines.append(
+            "Massive chunks (root-mean-square norm above 5x their head's mean, Jin et al. 2025): "
+            + ", ".join(counts)
+            + "; see massive_values."
+        )
     lost = {t: n for t, n in (m.get("nonfinite_tokens") or {}).items() if any(n)}
     if lost:
         parts = [f"{t} {sum(n):,} (layers {', '.join(str(i) for i, c in enumerate(n) if c)})" for t, n in lost.items()]
