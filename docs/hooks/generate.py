@@ -76,6 +76,7 @@ def _cli() -> str:
             else:
                 label = " / ".join(f"`{o}`" for o in [*param.opts, *param.secondary_opts])
                 kind = "flag" if param.is_flag or param.secondary_opts else _type_name(param)
+                kind += " (required)" if param.required else ""
             default = param.default.value if hasattr(param.default, "value") else param.default
             shown = "" if default is None or callable(default) or default == () else f"`{default}`"
             rows.append(f"| {label} | {_cell(kind)} | {shown} | {_cell(' '.join((param.help or '').split()))} |")
