@@ -34,6 +34,7 @@ CLASS_COLOURS = {
 PALETTE = {"query": "#d62828", "key": "#1d3557", "offset": "#f77f00", "sink": "#457b9d", "masked": MASKED_COLOUR}
 BOUNDARY_STYLE = {"color": "#00b4d8", "linewidth": 1.8}
 TRAINED_STYLE = {"color": "#2a9d8f", "linewidth": 1.4, "linestyle": "--"}
+CRITICAL_STYLE = {"color": "#e76f51", "linewidth": 1.3, "linestyle": "-."}  # period longer than the context
 SCALES = ("p99", "linear", "log")
 ROBUST_PERCENTILE = 99.0
 

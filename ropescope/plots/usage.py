@@ -3,8 +3,10 @@
 Every map puts chunk 0 (the highest frequency) at the top, colours the mean chunk 2-norm with a
 light-to-dark sequential map, and, for q and k, marks the *semantic boundary*: below the solid line
 a chunk turns less than one radian across the longest profiled prompt; below the dashed line, less
-than one radian across the model's configured context. Both distances are capped at a layer's
-sliding-attention window, the farthest a query of that layer can look back.
+than one radian across the model's configured context; below the dash-dotted line, less than one
+full turn (its period ``2 pi / g`` is longer than the context: the *critical dimension* of Liu et
+al., ICLR 2024, from which on a chunk never completes a period during training). Every distance is
+capped at a layer's sliding-attention window, the farthest a query of that layer can look back.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 
 from ropescope.errors import printable
 from ropescope.files import name_part
-from ropescope.plots.style import BOUNDARY_STYLE, TRAINED_STYLE, axes_for, draw_map, save_figure
+from ropescope.plots.style import BOUNDARY_STYLE, CRITICAL_STYLE, TRAINED_STYLE, axes_for, draw_map, save_figure
 from ropescope.profiling.result import TENSOR_PLURALS, Profile
 
 
@@ -50,11 +52,13 @@ def _mark_boundaries(ax, profile: Profile, layers: list[int], columns: int, lege
     seen = int(profile.meta["max_seq_len"])
     windowed = ", or the window" if any(geometry.layers[i].window for i in layers) else ""
     trained = profile.meta.get("context_length")
-    lines = [(seen, BOUNDARY_STYLE, f"< 1 rad over {seen:,} tokens (profiled)")]
+    lines = [(seen, 1.0, BOUNDARY_STYLE, f"< 1 rad over {seen:,} tokens (profiled)")]
     if trained:
-        lines.append((trained, TRAINED_STYLE, f"< 1 rad over {trained:,} tokens (context){windowed}"))
-    for span, style, label in lines:
-        per_column = [geometry.semantic_boundary(i, span) for i in layers]
+        lines.append((trained, 1.0, TRAINED_STYLE, f"< 1 rad over {trained:,} tokens (context){windowed}"))
+        critical = f"period > {trained:,} tokens{windowed} (critical dimension)"
+        lines.append((trained, 2 * np.pi, CRITICAL_STYLE, critical))
+    for span, angle, style, label in lines:
+        per_column = [geometry.semantic_boundary(i, span, max_angle=angle) for i in layers]
         _boundary_steps(ax, per_column * columns if len(layers) == 1 else per_column, style, label)
     per_column = [_first_unrotated(geometry, i) if geometry.layers[i].rope else np.nan for i in layers]
     if not np.isnan(per_column).all():

@@ -122,3 +122,19 @@ def test_no_two_committed_figures_are_identical():
         assert digest not in digests, f"{path.name} is a copy of {digests.get(digest)}"
         digests[digest] = path.name
     assert len(digests) >= 15
+
+
+def test_maps_mark_the_critical_dimension(tiny_profile):
+    """The dash-dotted line of every q/k map sits at each layer's first chunk whose period 2 pi / g
+    is longer than the configured context (or the layer's window): found here by an explicit loop."""
+    geometry, context = tiny_profile.geometry, tiny_profile.meta["context_length"]
+    fig = layer_usage_figure(tiny_profile)
+    for axis in fig.axes[:2]:  # queries and keys
+        (line,) = [ln for ln in axis.get_lines() if "critical dimension" in ln.get_label()]
+        expected = []
+        for layer in range(geometry.n_layers):
+            g = geometry.frequencies(layer)
+            span = min(context, geometry.layers[layer].window or context)
+            expected.append(next((c for c in range(len(g)) if 2 * np.pi / g[c] > span), len(g)))
+        np.testing.assert_array_equal(line.get_ydata()[:-1], np.array(expected, dtype=float) - 0.5)
+    plt.close(fig)
