@@ -202,7 +202,7 @@ def _recorded_qkv(model, ids):
             target, cut = module.v_proj, None
         elif hasattr(module, "qkv_proj"):  # Phi-3: [q | k | v]
             target, cut = module.qkv_proj, "tail"
-        elif hasattr(module, "_split_heads"):  # Falcon: the module's own cut of its fused projection
+        elif hasattr(module, "new_decoder_architecture"):  # Falcon: its own _split_heads cuts the projection
             target, cut = module.query_key_value, ("split", module)
         else:  # GPT-NeoX: per head [q, k, v]
             target, cut = module.query_key_value, "per_head"
