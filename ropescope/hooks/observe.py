@@ -245,6 +245,7 @@ class Capture(RopeCallHooks):
         super().remove()
         self._source_keys.clear()
         self._mla_parts.clear()
+        self._whole.clear()  # partial-rotary layers' kept q/k outputs: nothing outlives the capture
 
     def _keep_normed(self, layer: int):
         def hook(module, args, output):
