@@ -43,14 +43,16 @@ def test_overflowing_float32_sums_of_finite_norms_are_exact():
     assert np.isfinite(stats.m2.numpy()).all()
 
 
-def test_full_float32_pins_and_restores_the_matmul_precision():
+def test_full_float32_pins_and_restores_the_matmul_precision(monkeypatch):
     matmul = torch.backends.cuda.matmul
     seen = []
+    isfinite = torch.isfinite
 
-    class Spy(ChunkNormStats):
-        def _merge_layer(self, *args):  # runs inside update, after its matrix products
-            seen.append(matmul.fp32_precision)
-            super()._merge_layer(*args)
+    def spy(*args):  # runs inside update, among its reductions
+        seen.append(matmul.fp32_precision)
+        return isfinite(*args)
+
+    monkeypatch.setattr(torch, "isfinite", spy)
 
     before = matmul.fp32_precision
     try:
@@ -58,7 +60,7 @@ def test_full_float32_pins_and_restores_the_matmul_precision():
         with full_float32():
             assert matmul.fp32_precision == "ieee"
         assert matmul.fp32_precision == "tf32"
-        Spy(1, 1, 2).update(0, torch.ones(1, 1, 3, 2), torch.ones(1, 3, dtype=torch.bool))
+        ChunkNormStats(1, 1, 2).update(0, torch.ones(1, 1, 3, 2), torch.ones(1, 3, dtype=torch.bool))
         assert seen == ["ieee"] and matmul.fp32_precision == "tf32"
     finally:
         matmul.fp32_precision = before
