@@ -11,7 +11,7 @@ the families that hold RoPE frequencies. For each it runs the three checks that 
   padded batch, whose geometry self-check re-rotates every layer's captured pre-RoPE q and k with
   the frequencies read from the model's buffers and compares with the model's own rotation;
 - **heads**: every layer's attention recomputed from the captured post-RoPE q and k with the
-  layer's logit rule (:mod:`ropescope.heads.attention`) equals the model's own eager
+  layer's logit rule (:mod:`ropescope.hooks.attention`) equals the model's own eager
   ``output_attentions`` to 1e-5;
 - **p-RoPE**: p = 1 leaves the logits bit-identical and p = 0.5 changes them.
 

@@ -1,6 +1,7 @@
 """Analysis: which heads are positional, which frequencies build them, and a causal test of it.
 
-- :mod:`~ropescope.heads.attention`: a layer's attention recomputed block by block from post-RoPE q, k;
+- (a layer's attention recomputed block by block from post-RoPE q, k lives with the hooks:
+  :mod:`~ropescope.hooks.attention`, shared with :mod:`~ropescope.hooks.reducers`);
 - :mod:`~ropescope.heads.scores`: offset and sink scores and per-chunk logit attribution, streamed;
 - :mod:`~ropescope.heads.scan`: :func:`scan_heads` (the head table, classes, agreement);
 - :mod:`~ropescope.heads.causal`: :func:`causal_test` (zero a head's fastest / slowest / random chunks);

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ropescope.heads.attention import row_logsumexp, visible
 from ropescope.heads.scores import GroupedPairs, target_terms
+from ropescope.hooks.attention import row_logsumexp, visible
 from ropescope.hooks.precision import in_full_float32
 from ropescope.model.anatomy import LogitRule
 from ropescope.model.geometry import RopeGeometry
@@ -66,6 +66,9 @@ class PositionHeadReducer:
     """``on_qk`` consumer filling :class:`PositionHeadArrays` (one prompt per forward pass).
 
     The sums stay on the device of q and k through the scan; :attr:`arrays` copies them once, when read."""
+
+    whole_prompts = True  # scores over each prompt's own attention rows
+    uses_lse = True  # takes each row's softmax normaliser (shared with other reducers of the run)
 
     def __init__(
         self,

@@ -10,11 +10,11 @@ import pandas as pd
 
 from ropescope.errors import PromptError
 from ropescope.heads.defaults import ABLATE_CHUNKS, CAUSAL_DRAWS
-from ropescope.heads.scan import prompt_by_prompt
 from ropescope.heads.scores import HeadScoreReducer
 from ropescope.model.anatomy import inspect_model
 from ropescope.model.geometry import chunk_dims
 from ropescope.model.loading import tokenizer_of
+from ropescope.profiling.run import profile
 from ropescope.prompts import check_texts
 
 
@@ -75,8 +75,8 @@ def causal_test(
                 q[head][:, dims[layer][chunks].ravel()] = 0.0
             reducer.add(layer, q, k_rot[0].float())
 
-    tokenizer = tokenizer_of(model, tokenizer)
-    prompt_by_prompt(anatomy, tokenizer, texts, on_qk, (), max_tokens=max_tokens)
+    on_qk.whole_prompts = True  # head scores: one prompt per forward pass
+    profile(anatomy, tokenizer_of(model, tokenizer), texts, reducers=[on_qk], tensors=(), max_tokens=max_tokens)
     rows = []
     for layer, head, offset in heads:
         base = reducers[(layer, head, "none")].arrays.offset_scores()[layer, head, offset]

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import torch
 
 from ropescope.errors import UnsupportedModelError
-from ropescope.heads.attention import attention_blocks
+from ropescope.hooks.attention import attention_blocks
 from ropescope.hooks.precision import full_float32
 from ropescope.model.anatomy import ModelAnatomy
 

@@ -29,13 +29,11 @@ import pandas as pd
 import torch
 
 from ropescope.errors import PromptError
-from ropescope.heads.attention import row_logsumexp
 from ropescope.heads.by_position import PositionHeadArrays, PositionHeadReducer, log_distances
 from ropescope.heads.defaults import HF_FRACTION, MAX_OFFSET, THRESHOLD
 from ropescope.heads.gate import check_attention_rule
 from ropescope.heads.scores import HeadArrays, HeadScoreReducer
 from ropescope.hooks.position import position_edges
-from ropescope.hooks.precision import full_float32
 from ropescope.model.anatomy import inspect_model
 from ropescope.model.loading import tokenizer_of
 from ropescope.profiling.bands import quarters
@@ -105,11 +103,16 @@ def scan_heads(
     prompt_set: str = "custom",
     progress: Callable[[int], None] | bool | None = None,
     by_position: bool = False,
+    reducers: Sequence[Callable] = (),
+    tensors: tuple[str, ...] = ("q", "k"),
 ) -> HeadReport:
     """Score, explain and classify every head of ``model`` over ``texts`` in one pass.
 
     ``by_position`` also splits the offset scores by query position and measures every chunk's
     logit term against relative distance (:mod:`ropescope.heads.by_position`), in the same pass.
+    ``reducers`` (:mod:`ropescope.hooks.reducers`) see the same forward passes, and ``tensors``
+    chooses the chunk-norm statistics kept alongside (``("q", "k", "v")``: the report's ``profile``
+    is then the whole profile of these prompts, taken one prompt per pass, in the same run).
     """
     texts = check_texts(texts)
     check_scan_options(max_offset=max_offset, threshold=threshold, hf_fraction=hf_fraction)
@@ -118,7 +121,7 @@ def scan_heads(
     if len(first):
         check_attention_rule(anatomy, torch.tensor([list(first)]))  # no head score is silently wrong
     reducer = HeadScoreReducer(anatomy.geometry, anatomy.logit_rules, anatomy.n_heads, max_offset)
-    on_qk, positional = reducer, None
+    positional = None
     if by_position:
         context = anatomy.context_length or 8192
         longest = min(max_tokens or context, context)
@@ -130,19 +133,13 @@ def scan_heads(
             position_edges(anatomy.context_length),
             log_distances(longest),
         )
-
-        def on_qk(layer, q_rot, k_rot, mask):  # both need each row's normaliser: computed once
-            with full_float32():
-                lse = row_logsumexp(q_rot[0].float(), k_rot[0].float(), anatomy.logit_rules[layer], reducer.block)
-            reducer(layer, q_rot, k_rot, mask, lse)
-            positional(layer, q_rot, k_rot, mask, lse)
-
-    prof = prompt_by_prompt(
-        model,
-        tokenizer,
+    # every reducer sees the same forward passes; those that need each row's normaliser share it
+    prof = profile(
+        anatomy,
+        tokenizer_of(model, tokenizer),
         texts,
-        on_qk,
-        ("q", "k"),
+        reducers=[reducer, *([positional] if positional is not None else []), *reducers],
+        tensors=tuple(dict.fromkeys(("q", "k", *tensors))),
         max_tokens=max_tokens,
         model_id=model_id,
         prompt_set=prompt_set,
@@ -153,14 +150,6 @@ def scan_heads(
     table = head_table(reducer.arrays, prof, threshold, hf_fraction)
     arrays = positional.arrays if positional is not None else None
     return HeadReport(table, reducer.arrays, prof, max_offset, threshold, hf_fraction, arrays)
-
-
-def prompt_by_prompt(model, tokenizer, texts, on_qk, tensors: tuple[str, ...], **options) -> Profile:
-    """Run ``texts`` one prompt per forward pass, handing every layer's post-RoPE q and k to ``on_qk``
-    (head scores need whole prompts); ``tensors`` are profiled alongside. ``options`` go to
-    :func:`~ropescope.profiling.run.profile`."""
-    tokenizer = tokenizer_of(model, tokenizer)
-    return profile(inspect_model(model), tokenizer, texts, batch_size=1, on_qk=on_qk, tensors=tensors, **options)
 
 
 def check_scan_options(

@@ -13,7 +13,7 @@ For every layer and query head, over all prompts (the paper's Section 5):
   over all *other* visible keys of the same rows.
 
 All of it is reduced per layer from post-RoPE q and k as they pass (block-wise attention, see
-:mod:`ropescope.heads.attention`), one prompt at a time.
+:mod:`ropescope.hooks.attention`), one prompt at a time.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from ropescope.heads.attention import first_visible, last_visible, row_logsumexp, visible
 from ropescope.heads.defaults import MAX_OFFSET
+from ropescope.hooks.attention import first_visible, last_visible, row_logsumexp, visible
 from ropescope.hooks.precision import in_full_float32
 from ropescope.model.anatomy import LogitRule
 from ropescope.model.geometry import RopeGeometry, split_pairs
@@ -134,11 +134,14 @@ _ALL = slice(None)
 
 
 class HeadScoreReducer:
-    """``on_qk`` consumer for :func:`ropescope.hooks.capture` filling :class:`HeadArrays`
+    """A reducer (:mod:`ropescope.hooks.reducers`) filling :class:`HeadArrays`
     (``layers``: only these layers; :meth:`add` scores a query the caller altered, as the causal test does).
 
     The sums stay on the device of q and k through the whole scan (no copy to the host per layer or
     prompt); :attr:`arrays` copies them once, when read."""
+
+    whole_prompts = True  # scores over each prompt's own attention rows
+    uses_lse = True  # takes each row's softmax normaliser (shared with other reducers of the run)
 
     def __init__(
         self,
@@ -177,7 +180,7 @@ class HeadScoreReducer:
     def add(self, layer: int, q: torch.Tensor, k: torch.Tensor, lse: torch.Tensor | None = None) -> None:
         """Accumulate one prompt's ``q[H, S, D]``, ``k[Hkv, S, D]`` (post-RoPE) of ``layer``.
 
-        Each row's softmax normaliser (:func:`~ropescope.heads.attention.row_logsumexp`) is the only
+        Each row's softmax normaliser (:func:`~ropescope.hooks.attention.row_logsumexp`) is the only
         pass over all keys; the attention on each target key (offset ``d``, the first token) is
         ``exp(logit - LSE)`` of that one logit, which the per-chunk attribution computes anyway
         (``lse``: that normaliser, ``[H, S]``, where the caller already has it).

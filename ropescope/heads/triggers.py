@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ropescope.heads.attention import attention_blocks
 from ropescope.hooks import capture
+from ropescope.hooks.attention import attention_blocks
 from ropescope.model.anatomy import inspect_model
 from ropescope.prompts import check_texts
 

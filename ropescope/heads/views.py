@@ -14,9 +14,9 @@ import pandas as pd
 import torch
 
 from ropescope.errors import PromptError
-from ropescope.heads.attention import attention_blocks
 from ropescope.heads.defaults import REPORT_TOKENS
 from ropescope.hooks import capture
+from ropescope.hooks.attention import attention_blocks
 from ropescope.model.anatomy import inspect_model
 from ropescope.model.geometry import chunk_norms
 from ropescope.model.loading import tokenizer_of

@@ -8,6 +8,10 @@
 Both go through the same wrapped ``apply_rotary_pos_emb`` (:mod:`~ropescope.hooks.rope_call`) and
 nest: ``with capture(m) as cap, intervene(m, ...)`` observes the edited model (the intervention
 wraps the call the capture already wraps, so the capture sees the edited q, k and angles).
+
+Reducers of the post-RoPE q and k (head scores, your own) plug into a capture through
+:mod:`~ropescope.hooks.reducers`; :mod:`~ropescope.hooks.attention` recomputes a layer's attention
+block by block for them.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from ropescope.errors import UnsupportedModelError
 from ropescope.hooks.bridge import BridgeCapture
 from ropescope.hooks.intervene import Intervention, zero_chunks
 from ropescope.hooks.observe import Capture
+from ropescope.hooks.reducers import Reducer, fan_out
 from ropescope.hooks.stats import ChunkNormStats
 from ropescope.model.anatomy import inspect_model
 from ropescope.model.geometry import RopeGeometry
@@ -33,10 +38,15 @@ def capture(model, geometry: RopeGeometry | None = None, **options) -> Iterator[
 
     ``model`` is a Hugging Face model, a :class:`~ropescope.model.LoadedModel` or a TransformerLens
     ``TransformerBridge``. ``options`` are those of :class:`Capture` (``include_bos``,
-    ``verify_geometry``, ``tensors``, ``on_qk``). Every hook and patch is removed on exit, also when
-    the block raises.
+    ``verify_geometry``, ``tensors``, ``on_qk``), and ``reducers``: a list of reducers
+    (:mod:`~ropescope.hooks.reducers`) that all see every layer's post-RoPE q and k (instead of one
+    ``on_qk``). Every hook and patch is removed on exit, also when the block raises.
     """
     anatomy = inspect_model(model, geometry)
+    if "reducers" in options:
+        if options.get("on_qk") is not None:
+            raise TypeError("pass either on_qk or reducers, not both")
+        options["on_qk"] = fan_out(anatomy, options.pop("reducers"))
     cap = (BridgeCapture if anatomy.bridge else Capture)(anatomy, **options)
     try:
         cap.install()
@@ -96,4 +106,13 @@ def intervene(
         hooks.remove()
 
 
-__all__ = ["BridgeCapture", "Capture", "ChunkNormStats", "Intervention", "capture", "intervene", "zero_chunks"]
+__all__ = [
+    "BridgeCapture",
+    "Capture",
+    "ChunkNormStats",
+    "Intervention",
+    "Reducer",
+    "capture",
+    "intervene",
+    "zero_chunks",
+]

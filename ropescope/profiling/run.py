@@ -19,6 +19,7 @@ import torch
 from ropescope.errors import NumericsError, PromptError, RopescopeError, UnsupportedModelError
 from ropescope.hooks import capture
 from ropescope.hooks.position import position_edges
+from ropescope.hooks.reducers import fan_out, whole_prompts
 from ropescope.model.anatomy import ModelAnatomy, inspect_model
 from ropescope.model.geometry import RopeGeometry
 from ropescope.model.loading import tokenizer_of
@@ -75,7 +76,7 @@ def profile(
     model_id: str | None = None,
     prompt_set: str = "custom",
     progress: Callable[[int], None] | bool | None = None,
-    on_qk: Callable | None = None,
+    reducers: Sequence[Callable] = (),
     tensors: tuple[str, ...] = ("q", "k", "v"),
     checkpoint: Callable | None = None,
     checkpoint_every: int = 10,
@@ -91,8 +92,9 @@ def profile(
     the same token at position 0 of every prompt, an attention sink with atypically large
     activations, and counting it would weight one outlier by the number of prompts.
     ``progress(n)`` is called after each batch with the number of prompts done (``progress=True``
-    draws a bar: a notebook widget in Jupyter, :mod:`ropescope.progress` otherwise); ``on_qk`` is
-    handed to :func:`~ropescope.hooks.capture` (extra reducers, e.g. head scores).
+    draws a bar: a notebook widget in Jupyter, :mod:`ropescope.progress` otherwise).
+    ``reducers`` see every layer's post-RoPE q and k in the same forward passes (head scores, your
+    own: :mod:`ropescope.hooks.reducers`); one that needs whole prompts makes every batch one prompt.
     ``checkpoint(batches_done, stats, max_seq_len)`` is called every ``checkpoint_every`` batches;
     ``resume`` (``{"batches_done", "stats", "max_seq_len"}``, see :mod:`ropescope.profiling.resume`) continues
     from such a state. Batches are formed deterministically, so a resumed run gives exactly the
@@ -114,6 +116,10 @@ def profile(
     )
     anatomy = inspect_model(model, geometry)
     tokenizer = tokenizer_of(model, tokenizer)
+    reducers = list(reducers)
+    if whole_prompts(reducers):
+        batch_size = 1
+    on_qk = fan_out(anatomy, reducers)
     if chunk_tokens is not None and (on_qk is not None or anatomy.bridge):
         raise RopescopeError("chunk_tokens works with chunk-norm profiling of a Hugging Face model only")
     if by_position and (anatomy.bridge or resume is not None or checkpoint is not None or rank_and_world()[1] > 1):

@@ -9,11 +9,11 @@ from tiny import TEXTS, CharTokenizer, tiny_model
 
 import ropescope
 from ropescope.errors import PromptError, UnsupportedModelError
-from ropescope.heads.attention import attention_blocks
 from ropescope.heads.causal import causal_test
 from ropescope.heads.scan import _classify, scan_heads
 from ropescope.heads.scores import HeadScoreReducer
 from ropescope.hooks import zero_chunks
+from ropescope.hooks.attention import attention_blocks
 from ropescope.model.anatomy import LogitRule, inspect_model
 from ropescope.model.families import attention_sites
 from ropescope.model.geometry import chunk_dims
@@ -52,7 +52,7 @@ def test_blockwise_scores_equal_eager_attention_weights(family):
     reducer = HeadScoreReducer(
         geometry, inspect_model(model, geometry).logit_rules, model.config.num_attention_heads, K, block=7
     )
-    ropescope.profile(model, CharTokenizer(), TEXTS, batch_size=1, on_qk=reducer, tensors=())
+    ropescope.profile(model, CharTokenizer(), TEXTS, batch_size=1, reducers=[reducer], tensors=())
     expected = eager_offset_scores(model, TEXTS)
     got = np.concatenate([reducer.arrays.offset_scores(), reducer.arrays.sink_scores()[..., None]], axis=-1)
     if family == "gemma2":
@@ -110,7 +110,7 @@ def test_attribution_adds_up_to_the_logits(monkeypatch):
     with torch.no_grad():
         model(input_ids=ids)
     monkeypatch.undo()
-    ropescope.profile(model, CharTokenizer(), [text], batch_size=1, on_qk=reducer, tensors=())
+    ropescope.profile(model, CharTokenizer(), [text], batch_size=1, reducers=[reducer], tensors=())
     target, _ = reducer.arrays.target_attribution()
     pass_part = reducer.arrays.target_pass_sum / reducer.arrays.target_rows[:, None, :]
     for layer, (q, k) in seen.items():
@@ -166,7 +166,7 @@ def test_causal_test_equals_running_the_intervention():
         with torch.no_grad():
             for text in TEXTS:
                 ids = torch.tensor([CharTokenizer()(text)["input_ids"]])
-                with ropescope.capture(model, on_qk=reducer, tensors=()), ropescope.intervene(model, edit_q=edit):
+                with ropescope.capture(model, reducers=[reducer], tensors=()), ropescope.intervene(model, edit_q=edit):
                     model(input_ids=ids)
         assert reducer.arrays.offset_scores()[1, 2, 1] == pytest.approx(row.score, rel=1e-5)
     assert table.loc[table.condition == "none", "change"].item() == 0.0
@@ -208,7 +208,7 @@ def test_partial_rotary_heads_see_the_unrotated_dims(family, overrides):
     reducer = HeadScoreReducer(
         geometry, inspect_model(model, geometry).logit_rules, model.config.num_attention_heads, K, block=5
     )
-    ropescope.profile(model, SurveyTokenizer(), SURVEY_TEXTS, batch_size=1, on_qk=reducer, tensors=())
+    ropescope.profile(model, SurveyTokenizer(), SURVEY_TEXTS, batch_size=1, reducers=[reducer], tensors=())
     cfg, rows = model.config, 0
     expected = np.zeros((cfg.num_hidden_layers, cfg.num_attention_heads))
     for text in SURVEY_TEXTS:  # offset 1 from output_attentions, by explicit loops (keys after BOS)

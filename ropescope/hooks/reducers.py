@@ -1,0 +1,100 @@
+"""The extension point of a run: reducers of every layer's post-RoPE queries and keys.
+
+A run (:func:`ropescope.profile`, :func:`ropescope.scan_heads`) reduces q, k and v to chunk-norm
+statistics inside its hooks. Anything else that should be computed from the same forward passes
+is a *reducer*: an object called once per layer and forward pass with that layer's post-RoPE q and
+k, which folds them into running sums of its own (on their device, without copying activations to
+the host) and is read when the run ends. Pass any number of them as ``reducers=[...]``; they all
+see the same passes, so the profile, the head scores and your own quantity cost one run.
+
+A reducer is any callable ``reducer(layer, q_rot, k_rot, mask)`` where
+
+- ``q_rot`` is ``[batch, query heads, tokens, head dim]`` and ``k_rot`` ``[batch, KV heads, tokens,
+  head dim]``: the post-RoPE q and k exactly as the layer's attention multiplies them (whole heads,
+  also for partial-rotary layers; KV-sharing layers get the keys they attend to);
+- ``mask`` is ``[batch, tokens]`` bool: the tokens the run counts (not padding; not BOS unless
+  ``include_bos``).
+
+Optional attributes change how it is run:
+
+- ``whole_prompts = True``: one prompt per forward pass (``batch`` is 1, ``tokens`` the whole
+  prompt), for quantities over a prompt's own attention rows;
+- ``layers``: a set of layer indices: called for those layers only (``None``: every layer);
+- ``uses_lse = True``: also called with ``lse=`` (``[query heads, tokens]`` float64): the log of
+  each attention row's softmax normaliser under the layer's own rule (scaling, soft-capping,
+  window, sinks), computed once per layer for every reducer that asks. The attention row ``i``
+  pays key ``j`` is ``exp(logit(i, j) - lse[h, i])``. Implies ``whole_prompts``.
+
+Example (the mean post-RoPE query norm of every layer and head)::
+
+    class QueryNorm:
+        def __init__(self, n_layers, n_heads):
+            self.total = torch.zeros(n_layers, n_heads, dtype=torch.float64)
+            self.tokens = torch.zeros(n_layers, dtype=torch.float64)
+
+        def __call__(self, layer, q_rot, k_rot, mask):
+            norms = q_rot.float().norm(dim=-1)                       # [batch, heads, tokens]
+            counted = mask[:, None, :].to(norms.device)
+            self.total[layer] += (norms * counted).sum(dim=(0, 2)).double().cpu()
+            self.tokens[layer] += counted.sum().double().cpu()
+
+    reducer = QueryNorm(n_layers, n_heads)
+    prof = ropescope.profile(model, tokenizer, texts, reducers=[reducer])
+    mean_query_norm = reducer.total / reducer.tokens[:, None]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
+
+import torch
+
+from ropescope.hooks.attention import row_logsumexp
+from ropescope.hooks.precision import full_float32
+from ropescope.model.anatomy import ModelAnatomy
+
+LSE_BLOCK = 256  # query rows per block when a layer's row normalisers are computed for reducers
+
+
+@runtime_checkable
+class Reducer(Protocol):
+    """Called with every layer's post-RoPE ``q_rot``, ``k_rot`` and counted-token ``mask``."""
+
+    def __call__(self, layer: int, q_rot: torch.Tensor, k_rot: torch.Tensor, mask: torch.Tensor) -> None: ...
+
+
+def whole_prompts(reducers: Sequence[Callable]) -> bool:
+    """Whether any of ``reducers`` needs one prompt per forward pass."""
+    return any(getattr(r, "whole_prompts", False) or getattr(r, "uses_lse", False) for r in reducers)
+
+
+def fan_out(anatomy: ModelAnatomy, reducers: Sequence[Callable]) -> Callable | None:
+    """One ``on_qk`` hook for the capture that hands every layer's q and k to each reducer in turn
+    (in the given order), with each row's softmax normaliser computed once per layer for those that
+    set ``uses_lse``. ``None`` when there is no reducer (the hooks then skip the post-RoPE hand-off)."""
+    reducers = list(reducers)
+    for reducer in reducers:
+        if not callable(reducer):
+            raise TypeError(f"a reducer must be callable as reducer(layer, q_rot, k_rot, mask); got {reducer!r}")
+    if not reducers:
+        return None
+    rules = anatomy.logit_rules
+    # rows per block of the normaliser pass: the smallest any reducer asks for (``block``), to bound memory
+    block = min([getattr(r, "block", LSE_BLOCK) for r in reducers if getattr(r, "uses_lse", False)] or [LSE_BLOCK])
+
+    def on_qk(layer, q_rot, k_rot, mask):
+        lse = None
+        for reducer in reducers:
+            only = getattr(reducer, "layers", None)  # a reducer of some layers only
+            if only is not None and layer not in only:
+                continue
+            if getattr(reducer, "uses_lse", False):
+                if lse is None:
+                    with full_float32():
+                        lse = row_logsumexp(q_rot[0].float(), k_rot[0].float(), rules[layer], block)
+                reducer(layer, q_rot, k_rot, mask, lse=lse)
+            else:
+                reducer(layer, q_rot, k_rot, mask)
+
+    return on_qk
