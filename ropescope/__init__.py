@@ -46,6 +46,7 @@ _WHERE = {
     "inspect_model": "ropescope.model",
     "load_model": "ropescope.model",
     "read_geometry": "ropescope.model.geometry",
+    "rope_scaling": "ropescope.model.rope_scaling",
     "Profile": "ropescope.profiling",
     "load_profile": "ropescope.profiling",
     "profile": "ropescope.profiling",
@@ -74,6 +75,7 @@ if TYPE_CHECKING:  # what type checkers and editors see
     from ropescope.hooks import capture, intervene, zero_chunks
     from ropescope.model import LoadedModel, ModelAnatomy, RopeGeometry, checkpoint_dir, inspect_model, load_model
     from ropescope.model.geometry import read_geometry
+    from ropescope.model.rope_scaling import rope_scaling
     from ropescope.profiling import Profile, load_profile, profile, summary_text
     from ropescope.prompts import load_prompts, load_text
     from ropescope.prope import ablate_chunks, p_rope, perplexity, prope_table
@@ -121,6 +123,7 @@ __all__ = [
     "profile",
     "prope_table",
     "read_geometry",
+    "rope_scaling",
     "scan_heads",
     "search_trigger_heads",
     "summary_text",

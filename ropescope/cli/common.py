@@ -63,6 +63,14 @@ LOAD_PARAMETERS = {
         str,
         typer.Option(None, help="Hub ids: the branch, tag or commit to load (as from_pretrained; default: main)."),
     ),
+    "rope_scaling": (
+        str,
+        typer.Option(
+            None,
+            help="Extend the context at inference: TYPE:FACTOR with TYPE linear, yarn or llama3 (e.g. yarn:4), "
+            "as a checkpoint configured with that scaling computes.",
+        ),
+    ),
     "trust_remote_code": (bool, typer.Option(False, help="Allow a checkpoint's own Python code to run.")),
     "tokenizer": (
         str,

@@ -29,7 +29,7 @@ from ropescope.model.bundled import DEFAULT_MODEL
 from ropescope.prompts import load_prompts
 
 
-@where_it_runs
+@where_it_runs(without=("rope_scaling",))  # the paper's figures are of the model as trained
 def figures_command(
     model: str = typer.Argument(DEFAULT_MODEL, help=MODEL_HELP),
     only: str = typer.Option(None, help=f"Comma list of figure ids (default: all): {known_ids()}."),

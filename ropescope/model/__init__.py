@@ -4,7 +4,8 @@
 - :mod:`~ropescope.model.loading`: names (bundled, ``.gguf``, directory, hub id) -> :class:`LoadedModel`;
 - :mod:`~ropescope.model.families`: where each architecture family applies RoPE, finding its attention layers;
 - :mod:`~ropescope.model.geometry`: :class:`RopeGeometry` (frequencies, layout, windows), chunking and rotation;
-- :mod:`~ropescope.model.anatomy`: :class:`ModelAnatomy`, everything analyses need, read once.
+- :mod:`~ropescope.model.anatomy`: :class:`ModelAnatomy`, everything analyses need, read once;
+- :mod:`~ropescope.model.rope_scaling`: context extension at inference (linear, YaRN, Llama 3), restored on exit.
 """
 
 from ropescope.model.anatomy import LogitRule, ModelAnatomy, inspect_model, is_bridge

@@ -33,6 +33,7 @@ from ropescope.model.checkpoint_checks import (
     unknown_rope_type,
 )
 from ropescope.model.hub import explain, looks_like_hub_id, offline_mode, probe
+from ropescope.model.rope_scaling import parse_rope_scaling, scale_rope
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -84,6 +85,7 @@ def load_model(
     allow_missing_weights: bool = False,
     tokenizer: str | None = None,
     revision: str | None = None,
+    rope_scaling: str | None = None,
 ) -> LoadedModel:
     """Load ``name`` (see module docstring) as a :class:`LoadedModel` in eval mode.
 
@@ -97,12 +99,16 @@ def load_model(
     tokenizer cannot encode text is refused. ``revision`` (hub ids only) is the branch, tag or
     commit to load, as in ``from_pretrained`` (default: the repository's default branch); the
     loaded model's name is then ``"{name}@{revision}"``, so every profile and table names it.
-    Raises :class:`ModelLoadError`.
+    ``rope_scaling`` (``"TYPE:FACTOR"``: linear, yarn or llama3, see
+    :mod:`ropescope.model.rope_scaling`) rebuilds the model's RoPE as a checkpoint configured with
+    that scaling would have it, with a context FACTOR times longer; the name then says so
+    (``"gemma-3-270m (yarn x4)"``). Raises :class:`ModelLoadError`.
     """
     if dtype not in DTYPES:
         raise ModelLoadError(f"unknown dtype {dtype!r}; expected one of {', '.join(DTYPES)}")
     if device is not None and device_map is not None:
         raise ModelLoadError("give either a device or a device map, not both")
+    scaling = parse_rope_scaling(rope_scaling) if rope_scaling is not None else None
     offline = offline_mode(offline)
     if revision is not None:
         revision = _check_revision(name, revision)
@@ -134,6 +140,9 @@ def load_model(
     model.eval()
     if revision is not None:
         name = f"{name}@{revision}"
+    if scaling is not None:
+        scale_rope(model, rope_scaling)
+        name = f"{name} ({scaling[0]} x{scaling[1]:g})"
     model.name_or_path = name
     return LoadedModel(name, model, tokenizer)
 

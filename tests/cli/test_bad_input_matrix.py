@@ -104,6 +104,8 @@ CLI_ROWS = [
         "No space left on device",
     ),
     ("profile", "--resume with no saved state", ["profile", "--resume", "--out", "run"], "--resume: no saved state"),
+    ("profile", "--rope-scaling that is not exact", ["profile", "--rope-scaling", "dynamic:2"], "is not supported"),
+    ("heads", "--rope-scaling without a factor", ["heads", "--rope-scaling", "yarn"], "needs a factor"),
     ("profile", "--revision of a bundled model", ["profile", "--revision", "v1"], "--revision applies to hub ids only"),
     ("heads", "--revision that names nothing", ["heads", "org/x", "--revision", "a b"], "is not a branch, tag"),
     ("sweep", "--revisions naming nothing", ["sweep", "org/x", "--revisions", " , "], "--revisions names no revision"),
