@@ -215,17 +215,21 @@ def test_page_as_a_reader_sees_it(served, page):
 def test_search_finds_a_page(served):
     """Typing in the search box lists the page that holds the word. The index is built in a web
     worker after the page loads (seconds on a busy 2-core machine), and a query typed before it is
-    ready is dropped, so the query is typed again until results show (up to two minutes)."""
-    with open_page(served + "index.html", ready="article") as (browser_page, log):
-        hits: list[str] = []
-        for _ in range(60):
-            browser_page.fill("input.md-search__input", "")
-            browser_page.fill("input.md-search__input", "proportional")
-            browser_page.wait_for_timeout(2_000)
-            links = browser_page.locator(".md-search-result__item a")
-            if links.count():
-                hits = links.evaluate_all("links => links.map(a => a.href)")
-                break
+    ready is dropped, so the query is typed again until results show (up to a minute); a worker that
+    never answers (seen once on a machine running two test suites) gets a fresh page, three at most."""
+    hits: list[str] = []
+    for _ in range(3):
+        with open_page(served + "index.html", ready="article") as (browser_page, log):
+            for _ in range(30):
+                browser_page.fill("input.md-search__input", "")
+                browser_page.fill("input.md-search__input", "proportional")
+                browser_page.wait_for_timeout(2_000)
+                links = browser_page.locator(".md-search-result__item a")
+                if links.count():
+                    hits = links.evaluate_all("links => links.map(a => a.href)")
+                    break
+        if hits:
+            break
     assert any("own-checkpoint.html" in h for h in hits), (hits, log.console_errors, log.page_errors)
     assert not log.page_errors and not log.console_errors, (log.page_errors, log.console_errors)
 
