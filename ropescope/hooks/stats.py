@@ -21,8 +21,6 @@ import torch
 
 from ropescope.hooks.precision import in_full_float32
 
-_FOLDED = ("count", "mean", "m2", "max")
-
 
 class ChunkNormStats:
     """Per-(layer, head, chunk) count, mean, m2 and max of chunk norms, accumulated in float64.
@@ -175,7 +173,7 @@ def _zeros_like_running(mean: torch.Tensor, count: torch.Tensor) -> tuple[torch.
     """Running count, sum, sum of squares, maximum (0: norms are >= 0) and tokens offered."""
     return (
         torch.zeros_like(count),
-        torch.zeros_like(mean).nan_to_num_(0.0),
+        torch.zeros_like(mean),
         torch.zeros_like(mean),
         torch.zeros_like(mean),
         torch.zeros_like(count),
