@@ -22,3 +22,12 @@ def gemma():
     import ropescope
 
     return ropescope.load_model("gemma-3-270m")
+
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # one worker per core (pyproject's -n auto): each computes on one thread, and so do the command
+    # lines and notebooks it starts, so the workers share the cores instead of fighting over them
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch  # noqa: E402
+
+    torch.set_num_threads(1)
