@@ -18,6 +18,7 @@ from collections.abc import Callable
 import torch
 
 from ropescope.errors import GeometryMismatchError, UnsupportedModelError
+from ropescope.hooks.model_lse import ModelLse
 from ropescope.hooks.position import PositionStats, bucket_slices
 from ropescope.hooks.rope_call import RopeCallHooks
 from ropescope.hooks.stats import ChunkNormStats
@@ -64,9 +65,15 @@ class Capture(RopeCallHooks):
         tensors: tuple[str, ...] = ("q", "k", "v"),
         on_qk: Callable | None = None,
         by_position: tuple[int, ...] | None = None,
+        model_lse: bool = True,
     ):
         super().__init__(anatomy, include_bos=include_bos)
         self.on_qk = on_qk
+        # reducers that take each row's softmax normaliser get it from the model's own attention
+        # kernel where it computes one (hooks.model_lse; ``model_lse=False``: always recomputed)
+        self._model_lse = None
+        if on_qk is not None and getattr(on_qk, "uses_lse", False) and model_lse:
+            self._model_lse = self.on_qk = ModelLse(on_qk)
         self.verify_geometry = verify_geometry
         self.tensors = tensors
         self.n_heads, self.n_kv_heads = anatomy.n_heads, anatomy.n_kv_heads
@@ -104,6 +111,9 @@ class Capture(RopeCallHooks):
 
     def install(self) -> None:
         super().install()
+        if self._model_lse is not None:
+            self._model_lse.install()  # last: a call held past its layer runs when the pass ends
+            self._handles.append(self.anatomy.base.register_forward_hook(lambda *args: self._model_lse.flush()))
         if self.on_qk is not None:
             for layer, module in self._mla.items():
                 query = getattr(module, "q_b_proj", None) or getattr(module, "q_proj", None)
@@ -241,7 +251,14 @@ class Capture(RopeCallHooks):
                 raise UnsupportedModelError(f"layer {layer} reuses the keys of layer {source}, which were not seen")
             self.on_qk(layer, q_rot, keys, mask)
 
+    def _leave_layer(self, module, args, output):
+        super()._leave_layer(module, args, output)
+        if self._model_lse is not None:
+            self._model_lse.flush()  # the layer's attention handed over no normaliser: recompute it
+
     def remove(self) -> None:
+        if self._model_lse is not None:
+            self._model_lse.remove()
         super().remove()
         self._source_keys.clear()
         self._mla_parts.clear()

@@ -22,8 +22,9 @@ Optional attributes change how it is run:
 - ``layers``: a set of layer indices: called for those layers only (``None``: every layer);
 - ``uses_lse = True``: also called with ``lse=`` (``[query heads, tokens]`` float64): the log of
   each attention row's softmax normaliser under the layer's own rule (scaling, soft-capping,
-  window, sinks), computed once per layer for every reducer that asks. The attention row ``i``
-  pays key ``j`` is ``exp(logit(i, j) - lse[h, i])``. Implies ``whole_prompts``.
+  window, sinks), computed once per layer for every reducer that asks (taken from the model's own
+  attention kernel where it computes it: :mod:`ropescope.hooks.model_lse`). The attention row
+  ``i`` pays key ``j`` is ``exp(logit(i, j) - lse[h, i])``. Implies ``whole_prompts``.
 
 Example (the mean post-RoPE query norm of every layer and head)::
 
@@ -83,8 +84,10 @@ def fan_out(anatomy: ModelAnatomy, reducers: Sequence[Callable]) -> Callable | N
     # rows per block of the normaliser pass: the smallest any reducer asks for (``block``), to bound memory
     block = min([getattr(r, "block", LSE_BLOCK) for r in reducers if getattr(r, "uses_lse", False)] or [LSE_BLOCK])
 
-    def on_qk(layer, q_rot, k_rot, mask):
-        lse = None
+    def on_qk(layer, q_rot, k_rot, mask, lse=None):
+        rule = rules[layer]
+        if lse is not None and (rule.sinks is not None or rule.softcap):
+            lse = None  # a normaliser from the model's kernel covers neither sinks nor soft-capping: recompute
         for reducer in reducers:
             only = getattr(reducer, "layers", None)  # a reducer of some layers only
             if only is not None and layer not in only:
@@ -92,9 +95,12 @@ def fan_out(anatomy: ModelAnatomy, reducers: Sequence[Callable]) -> Callable | N
             if getattr(reducer, "uses_lse", False):
                 if lse is None:
                     with full_float32():
-                        lse = row_logsumexp(q_rot[0].float(), k_rot[0].float(), rules[layer], block)
+                        lse = row_logsumexp(q_rot[0].float(), k_rot[0].float(), rule, block)
                 reducer(layer, q_rot, k_rot, mask, lse=lse)
             else:
                 reducer(layer, q_rot, k_rot, mask)
 
+    # the capture may take each row's normaliser from the model's own attention kernel
+    # (:mod:`ropescope.hooks.model_lse`) and hand it over as ``lse``
+    on_qk.uses_lse = any(getattr(r, "uses_lse", False) for r in reducers)
     return on_qk
