@@ -19,6 +19,10 @@ EXAMPLES = {
             "a training checkpoint saved without tokenizer files: borrow its tokenizer",
             "ropescope profile ./checkpoints/step-1000 --tokenizer google/gemma-3-270m",
         ),
+        (
+            "the context stretched 4x with YaRN at inference (compare with: ropescope compare ... --by chunk)",
+            "ropescope profile gemma-3-270m --rope-scaling yarn:4 --out runs/gemma-yarn4",
+        ),
     ],
     "plot": [
         (
