@@ -68,7 +68,8 @@ LOAD_PARAMETERS = {
         typer.Option(
             None,
             help="Extend the context at inference: TYPE:FACTOR with TYPE linear, yarn or llama3 (e.g. yarn:4), "
-            "as a checkpoint configured with that scaling computes.",
+            "as a checkpoint configured with that scaling computes; LAYER_TYPE=TYPE:FACTOR scales one layer "
+            "type only (e.g. full_attention=linear:8, as Gemma 3 4B-27B ship).",
         ),
     ),
     "trust_remote_code": (bool, typer.Option(False, help="Allow a checkpoint's own Python code to run.")),

@@ -33,7 +33,7 @@ from ropescope.model.checkpoint_checks import (
     unknown_rope_type,
 )
 from ropescope.model.hub import explain, looks_like_hub_id, offline_mode, probe
-from ropescope.model.rope_scaling import parse_rope_scaling, scale_rope
+from ropescope.model.rope_scaling import layer_type_of, parse_rope_scaling, scale_rope
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -142,7 +142,8 @@ def load_model(
         name = f"{name}@{revision}"
     if scaling is not None:
         scale_rope(model, rope_scaling)
-        name = f"{name} ({scaling[0]} x{scaling[1]:g})"
+        only = layer_type_of(rope_scaling)
+        name = f"{name} ({only + ' ' if only else ''}{scaling[0]} x{scaling[1]:g})"
     model.name_or_path = name
     return LoadedModel(name, model, tokenizer)
 

@@ -9,7 +9,9 @@ new frequencies and ``attention_scaling`` from the new modules' buffers as alway
 original module objects and config values come back, so the model is bit-identical to before
 (also when the block raises).
 
-Scalings (``TYPE:FACTOR``, FACTOR > 1: the context grows FACTOR times):
+Scalings (``TYPE:FACTOR``, FACTOR > 1: the context grows FACTOR times; ``LAYER_TYPE=TYPE:FACTOR``
+scales one layer type of a model with RoPE per layer type, e.g. ``full_attention=linear:8`` as
+Gemma 3 4B-27B ship it, the others kept):
 
 - ``linear``: every frequency divided by FACTOR (position interpolation, Chen et al. 2023);
 - ``yarn``: YaRN (Peng et al., ICLR 2024) with transformers' defaults (beta_fast 32, beta_slow 1,
@@ -42,8 +44,19 @@ REFUSED = {
 }
 
 
+def layer_type_of(text: str) -> str | None:
+    """The layer type a scaling is limited to (``"full_attention=linear:8"`` -> ``"full_attention"``), or None."""
+    head, sep, _ = str(text).strip().partition("=")
+    return head.strip() if sep else None
+
+
 def parse_rope_scaling(text: str) -> tuple[str, float]:
-    """``"yarn:4"`` -> ``("yarn", 4.0)``; refuses unknown types and factors that are not > 1."""
+    """``"yarn:4"`` (or ``"full_attention=yarn:4"``) -> ``("yarn", 4.0)``; refuses unknown types and
+    factors that are not > 1."""
+    if layer_type_of(text) is not None:
+        if not layer_type_of(text):
+            raise RopescopeError(f"rope scaling {text!r} names no layer type before '='")
+        text = str(text).split("=", 1)[1]
     kind, _, factor_text = str(text).strip().partition(":")
     kind = kind.strip().lower()
     if kind in REFUSED:
@@ -89,13 +102,20 @@ def _rotary_modules(model: torch.nn.Module) -> list[tuple[torch.nn.Module, str, 
 class _Swap:
     """The rebuilt rotary modules and config values of one scaling, and how to put them in and back."""
 
-    def __init__(self, hf: torch.nn.Module, kind: str, factor: float, context: int, model_type: str):
+    def __init__(self, hf, kind: str, factor: float, context: int, model_type: str, only: str | None = None):
         self.config = text_config(hf)
         params = getattr(self.config, "rope_parameters", None)
         if not isinstance(params, dict) or not params:
             raise UnsupportedModelError(f"model type {model_type!r} keeps no rope_parameters in its config")
-        if all(isinstance(v, dict) for v in params.values()):  # per layer type (Gemma 3)
-            self.params = {t: _scaled_parameters(p, kind, factor, context) for t, p in params.items()}
+        per_type = all(isinstance(v, dict) for v in params.values())  # per layer type (Gemma 3)
+        if only is not None and not per_type:
+            raise RopescopeError(f"model type {model_type!r} has one RoPE for every layer: drop {only + '='!r}")
+        if only is not None and only not in params:
+            raise RopescopeError(f"model type {model_type!r} has no layer type {only!r}: it has {', '.join(params)}")
+        if per_type:
+            self.params = {
+                t: _scaled_parameters(p, kind, factor, context) if only in (None, t) else p for t, p in params.items()
+            }
         else:
             self.params = _scaled_parameters(params, kind, factor, context)
         self.context = int(context * factor)
@@ -134,7 +154,7 @@ def _swap(model, scaling: str) -> _Swap:
         raise RopescopeError("rope scaling works on a Hugging Face model, not a TransformerLens bridge")
     if not anatomy.context_length:
         raise UnsupportedModelError("the model's config states no context length, so a scaling has nothing to extend")
-    return _Swap(anatomy.hf, kind, factor, anatomy.context_length, anatomy.model_type)
+    return _Swap(anatomy.hf, kind, factor, anatomy.context_length, anatomy.model_type, layer_type_of(scaling))
 
 
 def scale_rope(model: torch.nn.Module, scaling: str) -> None:

@@ -145,3 +145,32 @@ def test_profile_of_the_bundled_model_with_yarn_from_the_command_line(tmp_path):
         np.testing.assert_allclose(prof.geometry.layers[layer].inv_freq, inv_freq.numpy(), rtol=1e-7)
         assert prof.geometry.layers[layer].attention_scaling == pytest.approx(scaling)
         assert scaling > 1.0
+
+
+def test_one_layer_type_only_equals_a_checkpoint_configured_so():
+    """Gemma 3 4B-27B ship linear x8 on their global layers only: ``full_attention=linear:8``."""
+    model = tiny_model("gemma3")
+    params = copy.deepcopy(model.config.rope_parameters)
+    params["full_attention"] = dict(params["full_attention"], rope_type="linear", factor=8.0)
+    name, extra, _, _ = FAMILIES["gemma3"]
+    config = getattr(transformers, name)(
+        **{**COMMON, **extra, "rope_parameters": params, "max_position_embeddings": 8 * CONTEXT}
+    )
+    config._attn_implementation = "eager"
+    reference = transformers.AutoModelForCausalLM.from_config(config).eval()
+    reference.load_state_dict(model.state_dict())
+    ids = torch.tensor([CharTokenizer()(TEXTS[3])["input_ids"]])
+    plain = ropescope.read_geometry(model)
+    with rope_scaling(model, "full_attention=linear:8") as scaled:
+        assert torch.equal(_hidden(scaled, ids), _hidden(reference, ids))
+        geometry = ropescope.read_geometry(scaled)
+        for layer, layer_type in enumerate(model.config.layer_types):
+            expected = plain.layers[layer].inv_freq / (8 if layer_type == "full_attention" else 1)
+            np.testing.assert_allclose(geometry.layers[layer].inv_freq, expected, rtol=1e-6)
+    lm = ropescope.model.LoadedModel("tiny", tiny_model("llama"), CharTokenizer())
+    with pytest.raises(RopescopeError, match="one RoPE for every layer"):
+        with rope_scaling(lm, "full_attention=linear:2"):
+            pass
+    with pytest.raises(RopescopeError, match="no layer type 'global'"):
+        with rope_scaling(model, "global=linear:2"):
+            pass
