@@ -50,7 +50,9 @@ from ropescope.plots.heads import (
 )
 from ropescope.plots.heads_position import heads_by_position_figure
 from ropescope.plots.style import save_figure
+from ropescope.plots.usage import write_profile_figures
 from ropescope.profiling.run import check_profile_options
+from ropescope.profiling.summary import summary_text
 from ropescope.prompts import load_prompts
 from ropescope.report import report_data, write_report
 
@@ -90,6 +92,12 @@ def heads_command(
         "--by-position",
         help="Also split offset scores by query position and measure each chunk's logit term against distance.",
     ),
+    with_profile: bool = typer.Option(
+        False,
+        "--with-profile",
+        help="Also profile the values in the same pass: the run directory then holds the whole q, k, v profile "
+        "(chunk_norms table, usage figures), as 'ropescope profile' writes it, taken one prompt per pass.",
+    ),
     report_page: bool = REPORT_OPTION,
     table_format: TableFormat = FORMAT_OPTION,
     model_options: dict | None = None,
@@ -118,6 +126,7 @@ def heads_command(
             prompt_set=Path(prompts).name if os.sep in prompts else prompts,
             progress=lambda n: update(completed=n),
             by_position=by_position,
+            tensors=("q", "k", "v") if with_profile else ("q", "k"),
         )
     table, agreement = report.table, report.agreement()
     positional = table[table["class"].isin(POSITIONAL)]
@@ -138,6 +147,11 @@ def heads_command(
         (tmp / "agreement.json").write_text(json.dumps(saved, indent=2), encoding="utf-8")
         (tmp / "attention.json").write_text(json.dumps(attention), encoding="utf-8")
         report.profile.save(tmp / "profile.safetensors")
+        if with_profile:  # the same files a profile run writes, from the same forward passes
+            write_table(report.profile.frame(), tmp / "chunk_norms", table_format)
+            write_table(report.profile.massive_values(), tmp / "massive_values", table_format)
+            (tmp / "summary.txt").write_text(summary_text(report.profile), encoding="utf-8")
+            write_profile_figures(report.profile, tmp)
         scatter = heads_scatter_figure(table, model, hf_fraction, agreement, threshold)
         save_figure(scatter, tmp / f"heads_scatter_{name}")
         if causal is not None:

@@ -10,6 +10,7 @@ import torch
 from cli_helpers import assert_no_output, assert_one_line_error, run_cli
 from tiny import TEXTS, CharTokenizer, DecodingCharTokenizer, tiny_model
 
+import ropescope
 from ropescope.errors import PromptError, RopescopeError
 from ropescope.heads.scan import scan_heads
 from ropescope.heads.views import cauchy_schwarz_table, head_view
@@ -77,12 +78,23 @@ def test_real_gemma_view_equals_eager_attention(gemma):
     np.testing.assert_allclose(view.attention, eager, rtol=1e-4, atol=1e-5)
 
 
-def test_heads_and_head_commands_end_to_end(tmp_path):
+def test_heads_and_head_commands_end_to_end(tmp_path, gemma):
     prompts = tmp_path / "p.txt"
     prompts.write_text("To be, or not to be, that is the question.\nAll the world's a stage.\n")
     out = tmp_path / "heads"
     result = subprocess.run(
-        [sys.executable, "cli.py", "heads", "--prompts", str(prompts), "--out", str(out), "--draws", "2"],
+        [
+            sys.executable,
+            "cli.py",
+            "heads",
+            "--prompts",
+            str(prompts),
+            "--out",
+            str(out),
+            "--draws",
+            "2",
+            "--with-profile",
+        ],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -91,6 +103,13 @@ def test_heads_and_head_commands_end_to_end(tmp_path):
     assert result.returncode == 0, result.stderr
     assert {"heads.csv", "heads.md", "agreement.json", "profile.safetensors"} <= {p.name for p in out.iterdir()}
     assert "heads per class" in result.stdout and "Spearman" in result.stdout
+    # --with-profile: the whole profile of the same passes, equal to a profile run one prompt per pass
+    assert {"chunk_norms.csv", "massive_values.csv", "summary.txt"} <= {p.name for p in out.iterdir()}
+    assert list(out.glob("fig13_value_usage_per_layer_*.png"))
+    saved = ropescope.load_profile(out / "profile.safetensors")
+    direct = ropescope.profile(gemma, gemma.tokenizer, ropescope.load_prompts(str(prompts)), batch_size=1)
+    for tensor in "qkv":
+        np.testing.assert_allclose(saved.stats[tensor].mean.numpy(), direct.stats[tensor].mean.numpy(), rtol=1e-9)
     single = run_cli(
         "head", "gemma-3-270m", "2", "3", "--prompt", "To be, or not to be", "--out", str(tmp_path / "one")
     )
