@@ -67,8 +67,7 @@ class PositionHeadReducer:
 
     The sums stay on the device of q and k through the scan; :attr:`arrays` copies them once, when read."""
 
-    whole_prompts = True  # scores over each prompt's own attention rows
-    uses_lse = True  # takes each row's softmax normaliser (shared with other reducers of the run)
+    uses_lse = True  # each row's softmax normaliser (shared with the run's other reducers; whole prompts)
 
     def __init__(
         self,

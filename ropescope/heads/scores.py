@@ -140,8 +140,7 @@ class HeadScoreReducer:
     The sums stay on the device of q and k through the whole scan (no copy to the host per layer or
     prompt); :attr:`arrays` copies them once, when read."""
 
-    whole_prompts = True  # scores over each prompt's own attention rows
-    uses_lse = True  # takes each row's softmax normaliser (shared with other reducers of the run)
+    uses_lse = True  # each row's softmax normaliser (shared with the run's other reducers; whole prompts)
 
     def __init__(
         self,

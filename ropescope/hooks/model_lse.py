@@ -9,9 +9,9 @@ until the layer's own attention runs; when that attention is the kernel's flash 
 q the reducers were given, the wrapper calls that same kernel itself (its output is the one
 ``scaled_dot_product_attention`` would return, bit for bit: the same operator on the same inputs,
 grouped keys repeated to their query heads as it repeats them; tested on every call path)
-and hands its LSE to the reducers. Anything else (eager attention, a GPU, half precision, grouped
-another query) runs untouched, and the held call recomputes the LSE
-when the layer ends (:func:`ropescope.hooks.attention.row_logsumexp`), as before.
+and hands its LSE to the reducers. Anything else (eager attention, a GPU, half precision, a query
+other than the one the reducers saw) runs untouched, and the held call recomputes the LSE when the
+layer ends (:func:`ropescope.hooks.attention.row_logsumexp`), as before.
 
 Float32 only: the kernel's LSE of float32 q and k is within 1e-6 of float64; from bfloat16 inputs it
 is the normaliser of the rounded logits, about 5e-5 off, so half precision keeps the recomputation.
@@ -78,43 +78,26 @@ class ModelLse:
         return query.data_ptr() == q.data_ptr() and query.shape == q.shape and query.stride() == q.stride()
 
 
-def _eligible(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa) -> bool:
-    tensors = (query, key, value)
-    if any(t.device.type != "cpu" or t.dtype != torch.float32 for t in tensors):
+def _eligible(query, key, value, options: dict) -> bool:
+    """Whether ``scaled_dot_product_attention(query, key, value, **options)`` runs the CPU flash
+    kernel on one float32 prompt (grouped keys allowed where ``enable_gqa`` asks for them)."""
+    if any(t.device.type != "cpu" or t.dtype != torch.float32 for t in (query, key, value)):
         return False
-    if dropout_p or query.dim() != 4 or query.shape[0] != 1:
+    if options["dropout_p"] or query.dim() != 4 or query.shape[0] != 1:
         return False
-    if key.shape[1] != query.shape[1] and not (enable_gqa and query.shape[1] % key.shape[1] == 0):
+    if key.shape[1] != query.shape[1] and not (options["enable_gqa"] and query.shape[1] % key.shape[1] == 0):
         return False
-    if attn_mask is not None and attn_mask.dtype not in (torch.bool, torch.float32):
+    mask = options["attn_mask"]
+    if mask is not None and mask.dtype not in (torch.bool, torch.float32):
         return False
-    choice = torch._fused_sdp_choice(
-        query,
-        key,
-        value,
-        attn_mask=attn_mask,
-        dropout_p=dropout_p,
-        is_causal=is_causal,
-        scale=scale,
-        enable_gqa=enable_gqa,
-    )
-    return int(choice) == _FLASH
+    return int(torch._fused_sdp_choice(query, key, value, **options)) == _FLASH
 
 
 def _wrapper(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
-    original = _ORIGINAL
+    options = dict(attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale, enable_gqa=enable_gqa)
     taker = next((m for m in reversed(_ACTIVE) if m._takes(query)), None)
-    if taker is None or not _eligible(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa):
-        return original(
-            query,
-            key,
-            value,
-            attn_mask=attn_mask,
-            dropout_p=dropout_p,
-            is_causal=is_causal,
-            scale=scale,
-            enable_gqa=enable_gqa,
-        )
+    if taker is None or not _eligible(query, key, value, options):
+        return _ORIGINAL(query, key, value, **options)
     mask = attn_mask
     if mask is not None and mask.dtype == torch.bool:  # as scaled_dot_product_attention converts it
         mask = torch.where(

@@ -34,14 +34,16 @@ Example (the mean post-RoPE query norm of every layer and head)::
             self.tokens = torch.zeros(n_layers, dtype=torch.float64)
 
         def __call__(self, layer, q_rot, k_rot, mask):
-            norms = q_rot.float().norm(dim=-1)                       # [batch, heads, tokens]
-            counted = mask[:, None, :].to(norms.device)
-            self.total[layer] += (norms * counted).sum(dim=(0, 2)).double().cpu()
-            self.tokens[layer] += counted.sum().double().cpu()
+            if self.total.device != q_rot.device:  # sums stay where the model runs
+                self.total, self.tokens = self.total.to(q_rot.device), self.tokens.to(q_rot.device)
+            norms = q_rot.double().norm(dim=-1)                      # [batch, heads, tokens]
+            counted = mask[:, None, :]
+            self.total[layer] += (norms * counted).sum(dim=(0, 2))
+            self.tokens[layer] += counted.sum()
 
     reducer = QueryNorm(n_layers, n_heads)
     prof = ropescope.profile(model, tokenizer, texts, reducers=[reducer])
-    mean_query_norm = reducer.total / reducer.tokens[:, None]
+    mean_query_norm = (reducer.total / reducer.tokens[:, None]).cpu()  # read once, at the end
 """
 
 from __future__ import annotations

@@ -53,8 +53,9 @@ def layer_type_of(text: str) -> str | None:
 def parse_rope_scaling(text: str) -> tuple[str, float]:
     """``"yarn:4"`` (or ``"full_attention=yarn:4"``) -> ``("yarn", 4.0)``; refuses unknown types and
     factors that are not > 1."""
-    if layer_type_of(text) is not None:
-        if not layer_type_of(text):
+    only = layer_type_of(text)
+    if only is not None:
+        if not only:
             raise RopescopeError(f"rope scaling {text!r} names no layer type before '='")
         text = str(text).split("=", 1)[1]
     kind, _, factor_text = str(text).strip().partition(":")
