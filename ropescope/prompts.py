@@ -15,6 +15,7 @@ from pathlib import Path
 from ropescope.errors import PromptError
 
 BUILTIN_TEXTS = {"heldout": "heldout.txt"}
+LONG_TEXT = "stdlib"  # the built-in evaluation text for long contexts: :func:`stdlib_docstrings`, whole
 BUILTIN_SETS = {
     "shakespeare": "shakespeare.txt",
     "italian": "italian.txt",
@@ -197,13 +198,18 @@ def _jsonl_prompts(text: str, source: str) -> list[str]:
 
 
 def load_text(source: str) -> str:
-    """A built-in held-out text (``heldout``: public-domain English prose) or a UTF-8 file, whole."""
+    """A built-in evaluation text or a UTF-8 file, whole. Built in: ``heldout`` (5.6 kB of
+    public-domain English prose, about 1,300 tokens) and ``stdlib`` (:func:`stdlib_docstrings`,
+    about 400,000 tokens: the text for contexts past a model's trained length)."""
+    if source == LONG_TEXT:
+        return stdlib_docstrings()
     if source in BUILTIN_TEXTS:
         return files("ropescope.data").joinpath(BUILTIN_TEXTS[source]).read_text(encoding="utf-8")
     path = Path(source).expanduser()
     if not path.exists():
         raise PromptError(
-            f"evaluation text {source!r} is neither a built-in text ({', '.join(BUILTIN_TEXTS)}) nor a file"
+            f"evaluation text {source!r} is neither a built-in text "
+            f"({', '.join([*BUILTIN_TEXTS, LONG_TEXT])}) nor a file"
         )
     text = read_text_file(path, f"evaluation text {source}")
     if not text.strip():

@@ -66,6 +66,14 @@ EXAMPLES = {
             "only p-RoPE (drop the slowest), on your text",
             "ropescope prope --variants p --text my_text.txt",
         ),
+        (
+            "perplexity past the trained length, unscaled and with YaRN (one 16k-token window of the long text)",
+            "ropescope prope smollm2-135m --p 1 --text stdlib --context 16384 --windows 1 --extrapolate",
+        ),
+        (
+            "the same window with the context stretched 2x by YaRN",
+            "ropescope prope smollm2-135m --p 1 --text stdlib --context 16384 --windows 1 --rope-scaling yarn:2",
+        ),
     ],
     "train-prope": [
         (

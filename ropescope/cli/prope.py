@@ -34,9 +34,9 @@ from ropescope.model.bundled import DEFAULT_MODEL
 from ropescope.plots.dynamics import training_figure
 from ropescope.plots.prope import prope_figure, t2_figure
 from ropescope.plots.style import save_figure
-from ropescope.prompts import load_text
+from ropescope.prompts import load_prompts, load_text
 from ropescope.prope.frequencies import VARIANTS, check_p
-from ropescope.prope.perplexity import prope_table
+from ropescope.prope.perplexity import BELOW_BAND, prope_table
 from ropescope.prope.train import ENCODINGS, TrainConfig, check_resume_options, check_train_options, run_t2
 
 
@@ -55,17 +55,45 @@ def _fractions(text: str) -> list[float]:
 def _variants(text: str) -> list[str]:
     chosen = list(VARIANTS) if text == "all" else [v.strip() for v in text.split(",") if v.strip()]
     for variant in chosen:
-        check_p(1.0, variant)
+        if variant != BELOW_BAND:
+            check_p(1.0, variant)
     return chosen
+
+
+def _band(loaded, prompts: str):
+    """The model's measured frequency band (queries) from a profile of ``prompts``."""
+    from ropescope.profiling.run import profile
+
+    texts = load_prompts(prompts)
+    with progress("band: profiling", len(texts)) as update:
+        measured = profile(
+            loaded, loaded.tokenizer, texts, tensors=("q",), prompt_set=prompts, progress=lambda n: update(completed=n)
+        )
+    return measured.frequency_band("q")
 
 
 @where_it_runs
 def prope_command(
     model: str = typer.Argument(DEFAULT_MODEL, help=MODEL_HELP),
     p: str = typer.Option("0.25,0.5,0.75,1", "--p", help="Fractions of chunks that keep rotating."),
-    variants: str = typer.Option("all", help="all, or a comma list of: p, reversed, partial."),
-    text: str = typer.Option("heldout", help="Built-in text 'heldout' or a UTF-8 file."),
+    variants: str = typer.Option(
+        "all",
+        help="all (the paper's p, reversed, partial), or a comma list of: p, reversed, partial, below-band "
+        "(no rotation below each layer's measured frequency band, located by profiling --band-prompts first).",
+    ),
+    band_prompts: str = typer.Option(
+        "shakespeare", help="below-band: the prompt set (built-in or a file) whose profile locates the band."
+    ),
+    text: str = typer.Option(
+        "heldout",
+        help="Built-in text 'heldout' (about 1,300 tokens), 'stdlib' (this Python's docstrings, about 400,000 "
+        "tokens: for long contexts) or a UTF-8 file.",
+    ),
     context: int = typer.Option(512, min=2, help="Tokens per evaluation window."),
+    windows: int = typer.Option(None, min=1, help="Evaluate the first N windows only.", show_default="all"),
+    extrapolate: bool = typer.Option(
+        False, help="Allow --context past the model's configured context (length extrapolation, on purpose)."
+    ),
     batch_size: int = typer.Option(4, min=1, help="Windows per forward pass."),
     out: Path = typer.Option(None, help="Output directory.", show_default="runs/MODEL-prope"),
     overwrite: bool = typer.Option(False, help=OVERWRITE_HELP),
@@ -77,7 +105,8 @@ def prope_command(
     check_out(out, overwrite, inputs=(model, text))
     body = load_text(text)
     loaded = load(model, **model_options)
-    runs = 1 + sum(1 for _ in chosen for x in ps if x != 1.0)
+    band = _band(loaded, band_prompts) if BELOW_BAND in chosen else None
+    runs = 1 + sum(1 if v == BELOW_BAND else sum(x != 1.0 for x in ps) for v in chosen)
     with progress("perplexity", runs) as update:
         table = prope_table(
             loaded,
@@ -87,11 +116,16 @@ def prope_command(
             chosen,
             context=context,
             batch_size=batch_size,
+            windows=windows,
+            extrapolate=extrapolate,
+            band=band,
             progress=lambda name: update(advance=0 if name == "rope" else 1, description=name),
         )
     name = model_stem(model)
     with output_directory(out) as tmp:
         table.to_csv(tmp / "prope.csv", index=False)
+        if band is not None:
+            band.to_csv(tmp / "frequency_band.csv", index=False)
         save_figure(prope_figure(table, model, Path(text).name, context), tmp / f"prope_perplexity_{name}")
     echo(f"p-RoPE at inference on {model}, text {text}, windows of {context} tokens:")
     echo(

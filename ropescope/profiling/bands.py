@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 BANDS = ("fastest 25%", "25-50%", "50-75%", "slowest 25%")
 
@@ -35,3 +36,69 @@ def band_shares(profile, tensor: str) -> np.ndarray:
         out[layer] = [row[idx].sum() for idx in quarters(len(row))]
     with np.errstate(invalid="ignore", divide="ignore"):
         return out / out.sum(axis=1, keepdims=True)
+
+
+BAND_LEVEL = 0.5  # a chunk is in a layer's frequency band while its mean norm is >= this x the layer's peak
+
+
+def frequency_band(profile, tensor: str = "q", level: float = BAND_LEVEL) -> pd.DataFrame:
+    """The measured high-norm *frequency band* of every rotating layer (Oka et al., ICLR 2026).
+
+    A layer's usage is its mean chunk norm over heads and counted tokens
+    (:meth:`~ropescope.profiling.result.Profile.layer_usage` of ``tensor``). Its rotating chunks
+    (frequency > 0) are put in frequency order, fastest first; the band is the peak chunk (largest
+    usage) and the unbroken run of chunks around it, in that order, whose usage is at least ``level``
+    times the peak's (full width at half maximum by default). One row per rotating layer with a
+    measured usage: ``layer``, ``peak_chunk``, ``peak_frequency`` (rad/token), ``band_chunks``
+    (how many), ``fastest_frequency`` and ``slowest_frequency`` of the band (rad/token),
+    ``slowest_wavelength`` (tokens per turn of its slowest chunk), ``chunks_below`` (rotating
+    chunks slower than the whole band: what ``below-band`` p-RoPE stops) and ``rotating_chunks``.
+    Chunk indices are the layer's own (0 = fastest in the usual layout).
+    """
+    if not 0 < level <= 1:
+        raise ValueError(f"level must be in (0, 1], got {level}")
+    usage, geometry = profile.layer_usage(tensor), profile.geometry
+    rows = []
+    for layer in geometry.rotating_layers:
+        g = np.asarray(geometry.frequencies(layer), dtype=np.float64)
+        row = usage[layer, : len(g)]
+        rotating = np.nonzero((g > 0) & np.isfinite(row))[0]
+        if not len(rotating):
+            continue
+        order = rotating[np.argsort(-g[rotating], kind="stable")]  # fastest first
+        values = row[order]
+        top = int(np.argmax(values))
+        lo = hi = top
+        while lo > 0 and values[lo - 1] >= level * values[top]:
+            lo -= 1
+        while hi < len(order) - 1 and values[hi + 1] >= level * values[top]:
+            hi += 1
+        band = order[lo : hi + 1]
+        slowest = g[band].min()
+        rows.append(
+            {
+                "layer": layer,
+                "peak_chunk": int(order[top]),
+                "peak_frequency": float(g[order[top]]),
+                "band_chunks": len(band),
+                "fastest_frequency": float(g[band].max()),
+                "slowest_frequency": float(slowest),
+                "slowest_wavelength": float(2 * np.pi / slowest),
+                "chunks_below": int((g[rotating] < slowest).sum()),
+                "rotating_chunks": len(rotating),
+            }
+        )
+    return pd.DataFrame(rows, columns=BAND_COLUMNS)
+
+
+BAND_COLUMNS = [
+    "layer",
+    "peak_chunk",
+    "peak_frequency",
+    "band_chunks",
+    "fastest_frequency",
+    "slowest_frequency",
+    "slowest_wavelength",
+    "chunks_below",
+    "rotating_chunks",
+]

@@ -109,6 +109,15 @@ class Profile:
 
         return massive_table(self, threshold, tensors)
 
+    def frequency_band(self, tensor: str = "q", level: float = 0.5) -> pd.DataFrame:
+        """Each rotating layer's measured high-norm frequency band (Oka et al., ICLR 2026): the
+        peak chunk of the layer's mean chunk norm and the unbroken run of chunks around it, in
+        frequency order, at ``level`` x the peak or more; see
+        :func:`ropescope.profiling.bands.frequency_band`."""
+        from ropescope.profiling.bands import frequency_band
+
+        return frequency_band(self, tensor, level)
+
     def concentration(self, tensor: str = "q") -> np.ndarray:
         """``[layers, heads]``: each head's largest root-mean-square chunk norm over its mean (1 =
         flat; massive values start at 5)."""

@@ -116,6 +116,32 @@ def p_rope(model, p: float, variant: str = "p", layers: Iterable[int] | None = N
         yield editor.reached
 
 
+@contextlib.contextmanager
+def stop_below(model, cutoffs: dict[int, float]):
+    """Inside the block, every chunk of layer ``i`` whose frequency is below ``cutoffs[i]``
+    (rad/token) stops rotating (frequency 0), the others keep their own: the test of Oka et al.
+    (ICLR 2026) with ``cutoffs`` the slowest frequency of each layer's measured band
+    (:func:`below_band_cutoffs`). Layers not in ``cutoffs`` are unchanged. Yields the live view
+    of the layers reached, as :func:`p_rope`."""
+    verify_geometry(model)
+    geometry = inspect_model(model).geometry
+    frequencies = {}
+    for layer, cutoff in cutoffs.items():
+        if layer not in geometry.rotating_layers:
+            raise RopescopeError(f"layer {layer} does not rotate q and k, so it has no band to stop below")
+        own = np.asarray(geometry.frequencies(layer), dtype=np.float64)
+        frequencies[layer] = np.where(own < cutoff, 0.0, own)
+    editor = _angles_editor(geometry, frequencies)
+    with intervene(model, edit_angles=editor):
+        yield editor.reached
+
+
+def below_band_cutoffs(band) -> dict[int, float]:
+    """``{layer: slowest frequency of its band}`` from a
+    :func:`~ropescope.profiling.bands.frequency_band` table, for :func:`stop_below`."""
+    return {int(row.layer): float(row.slowest_frequency) for row in band.itertuples()}
+
+
 def check_reached(reached, layers: Iterable[int], model_type: str) -> None:
     """Raise unless a p-RoPE block's forward passes replaced the rotation of every one of ``layers``."""
     missing = sorted(set(layers) - set(reached))

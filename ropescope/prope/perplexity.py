@@ -25,29 +25,40 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ropescope.errors import NumericsError, PromptError, UnsupportedModelError
+from ropescope.errors import NumericsError, PromptError, RopescopeError, UnsupportedModelError
 from ropescope.model.anatomy import inspect_model
 from ropescope.profiling.run import pad_batch
 from ropescope.prope.frequencies import VARIANTS, check_p
-from ropescope.prope.interventions import check_reached, p_rope
+from ropescope.prope.interventions import below_band_cutoffs, check_reached, p_rope, stop_below
+
+BELOW_BAND = "below-band"  # no rotation below each layer's measured frequency band (Oka et al., ICLR 2026)
 
 
-def token_windows(tokenizer, text: str, context: int, model=None) -> list[list[int]]:
-    """Windows of at most ``context`` tokens (BOS first where the tokenizer has one)."""
+def token_windows(
+    tokenizer, text: str, context: int, model=None, *, extrapolate: bool = False, windows: int | None = None
+) -> list[list[int]]:
+    """Windows of at most ``context`` tokens (BOS first where the tokenizer has one), the first
+    ``windows`` of them (all by default). A ``context`` longer than the model's configured context is
+    refused unless ``extrapolate`` (evaluating past the trained length on purpose)."""
     if context < 2:
         raise PromptError(f"context must be at least 2 tokens, got {context}")
+    if windows is not None and windows < 1:
+        raise PromptError(f"windows must be at least 1, got {windows}")
     limit = inspect_model(model).context_length if model is not None else None
-    if limit and context > limit:
-        raise PromptError(f"context {context} exceeds the model's context of {limit} tokens")
+    if limit and context > limit and not extrapolate:
+        raise PromptError(
+            f"context {context} exceeds the model's context of {limit} tokens "
+            "(--extrapolate evaluates past it on purpose; --rope-scaling extends it)"
+        )
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     bos = getattr(tokenizer, "bos_token_id", None)
     adds_bos = bos is not None and tokenizer("a", add_special_tokens=True)["input_ids"][:1] == [bos]
     step = context - 1 if adds_bos else context
-    windows = [([bos] if adds_bos else []) + ids[i : i + step] for i in range(0, len(ids), step)]
-    windows = [w for w in windows if len(w) >= 2]
-    if not windows:
+    found = [([bos] if adds_bos else []) + ids[i : i + step] for i in range(0, len(ids), step)]
+    found = [w for w in found if len(w) >= 2][:windows]
+    if not found:
         raise PromptError(f"the evaluation text has {len(ids)} tokens; at least 2 are needed")
-    return windows
+    return found
 
 
 def perplexity(
@@ -58,27 +69,45 @@ def perplexity(
     context: int = 512,
     batch_size: int = 4,
     progress: Callable[[int], None] | None = None,
+    windows: int | None = None,
+    extrapolate: bool = False,
+    bucket: int | None = None,
 ) -> dict:
-    """``{"perplexity", "nll" (mean, nats/token), "tokens" (predicted), "windows"}`` of ``text``."""
+    """``{"perplexity", "nll" (mean, nats/token), "tokens" (predicted), "windows"}`` of ``text``
+    (its first ``windows`` windows; ``extrapolate``: see :func:`token_windows`).
+
+    With ``bucket``, also ``"nll_by_position"``: the mean negative log-likelihood (nats/token) of
+    the tokens predicted at window positions ``[b * bucket, (b + 1) * bucket)`` for each ``b``
+    (position = the predicted token's index in its window, 1 = the first predicted), over all
+    windows; NaN where no window reaches. How the loss grows past a trained length shows there.
+    """
+    if bucket is not None and bucket < 1:
+        raise PromptError(f"bucket must be at least 1 token, got {bucket}")
     anatomy = inspect_model(model)
-    windows = token_windows(tokenizer, text, context, anatomy)
+    windows = token_windows(tokenizer, text, context, anatomy, extrapolate=extrapolate, windows=windows)
     base, device = anatomy.base, anatomy.device
     head = anatomy.hf.get_output_embeddings()
     softcap = getattr(anatomy.config, "final_logit_softcapping", None)
     scale = output_scale(anatomy, windows[0])
     total, count = 0.0, 0
+    n_buckets = -(-context // bucket) if bucket else 0
+    by_position = np.zeros((2, n_buckets))  # summed nll, token count per bucket
     with torch.inference_mode():
         for start in range(0, len(windows), batch_size):
             rows = windows[start : start + batch_size]
             ids, mask = pad_batch(rows, 0)
             ids, mask = ids.to(device), mask.to(device)
             hidden = _last_hidden(base, anatomy, input_ids=ids, attention_mask=mask, use_cache=False)
-            nll, n = _window_nll(hidden, ids, mask, head, softcap, scale)
+            nll, n = _window_nll(hidden, ids, mask, head, softcap, scale, by_position, bucket)
             total, count = total + nll, count + n
             if progress:
                 progress(start + len(rows))
     mean = total / count
-    return {"perplexity": math.exp(mean), "nll": mean, "tokens": count, "windows": len(windows)}
+    result = {"perplexity": math.exp(mean), "nll": mean, "tokens": count, "windows": len(windows)}
+    if bucket:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            result["nll_by_position"] = by_position[0] / by_position[1]
+    return result
 
 
 SCALE_TOKENS = 32  # positions of the first window whose logits measure the output multiplier
@@ -133,14 +162,19 @@ def output_scale(anatomy, window: list[int]) -> float:
 LOGIT_ROWS = 256  # positions whose logits are formed at once: 256 x 262,144 float32 = 268 MB for Gemma
 
 
-def _window_nll(hidden, ids, mask, head, softcap, scale: float = 1.0) -> tuple[float, int]:
+def _window_nll(
+    hidden, ids, mask, head, softcap, scale: float = 1.0, by_position=None, bucket=None
+) -> tuple[float, int]:
     """Summed negative log-likelihood (nats) of every predicted token of a padded batch, and their
     number. Only real (unpadded) positions get logits, :data:`LOGIT_ROWS` at a time, each block a
     contiguous ``[rows, vocab]`` matrix (cross-entropy over a transposed ``[batch, vocab, seq]``
-    view was half the cost of a window on CPU)."""
+    view was half the cost of a window on CPU). With ``bucket``, each token's nll and a count are
+    also added to ``by_position[:, position // bucket]`` (see :func:`perplexity`)."""
     keep = mask[:, 1:].bool()
     states = hidden[:, :-1][keep]  # [N, hidden]: the positions that predict a real next token
     targets = ids[:, 1:][keep]
+    if bucket:  # window position of each predicted token (1 = the second token of its window)
+        where = torch.arange(1, ids.shape[1], device=ids.device).expand_as(keep)[keep] // bucket
     total = torch.zeros((), dtype=torch.float64, device=hidden.device)
     for i in range(0, len(targets), LOGIT_ROWS):
         logits = head(states[i : i + LOGIT_ROWS]).float()
@@ -150,6 +184,9 @@ def _window_nll(hidden, ids, mask, head, softcap, scale: float = 1.0) -> tuple[f
             logits = torch.tanh(logits / softcap) * softcap
         nll = torch.nn.functional.cross_entropy(logits, targets[i : i + LOGIT_ROWS], reduction="none")
         total += nll.double().sum()  # per-token values summed in float64
+        if bucket:
+            np.add.at(by_position[0], where[i : i + LOGIT_ROWS].cpu().numpy(), nll.double().cpu().numpy())
+            np.add.at(by_position[1], where[i : i + LOGIT_ROWS].cpu().numpy(), 1)
     return float(total), len(targets)
 
 
@@ -164,6 +201,9 @@ def prope_table(
     batch_size: int = 4,
     layers=None,
     progress: Callable[[str], None] | None = None,
+    windows: int | None = None,
+    extrapolate: bool = False,
+    band: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Perplexity of the unmodified model and of every (variant, p) at inference, no fine-tuning.
 
@@ -171,27 +211,43 @@ def prope_table(
     ``nll``, ``change`` (perplexity minus the unmodified one), ``ratio`` (over it) and ``note``
     (why a perplexity is ``inf``/``nan``: non-finite logits; empty otherwise). A non-finite
     unmodified perplexity is refused (:class:`NumericsError`): there is nothing to compare with. p = 1 of any
-    variant is the unmodified model exactly (tested), so it is not re-run.
+    variant is the unmodified model exactly (tested), so it is not re-run. ``windows`` and
+    ``extrapolate`` as in :func:`perplexity`.
+
+    ``variants`` may also hold ``"below-band"`` (:data:`BELOW_BAND`): every chunk slower than its
+    layer's measured frequency band stops rotating (``band``: a
+    :meth:`~ropescope.profiling.result.Profile.frequency_band` table of this model, required then).
+    Its one row has ``p`` = the fraction of the rotating chunks that keep rotating.
     """
     for variant in variants:
+        if variant == BELOW_BAND:
+            if band is None:
+                raise RopescopeError(
+                    "the below-band variant needs the model's measured frequency band: band=profile.frequency_band()"
+                )
+            continue
         for p in ps:
             check_p(p, variant)
-    token_windows(tokenizer, text, context, model)  # fail early on bad input
+    options = {"context": context, "batch_size": batch_size, "windows": windows, "extrapolate": extrapolate}
+    token_windows(tokenizer, text, context, model, extrapolate=extrapolate, windows=windows)  # fail early
     anatomy = inspect_model(model)
     chosen = range(anatomy.n_layers) if layers is None else layers
     rotating = [i for i in chosen if i in anatomy.geometry.rotating_layers]  # what p-RoPE must reach
     if progress:
         progress("rope")
-    reference = perplexity(model, tokenizer, text, context=context, batch_size=batch_size)
+    reference = perplexity(model, tokenizer, text, **options)
     rows = [{"variant": "rope", "p": 1.0, **reference}]
     for variant in variants:
+        if variant == BELOW_BAND:
+            rows.append(_below_band_row(model, tokenizer, text, band, chosen, anatomy, options, progress))
+            continue
         for p in ps:
             if p == 1.0:
                 continue
             if progress:
                 progress(f"{variant} p={p:g}")
             with p_rope(model, p, variant, layers) as reached:
-                result = perplexity(model, tokenizer, text, context=context, batch_size=batch_size)
+                result = perplexity(model, tokenizer, text, **options)
             check_reached(reached, rotating, anatomy.model_type)
             rows.append({"variant": variant, "p": float(p), **result})
     table = pd.DataFrame(rows)
@@ -208,3 +264,19 @@ def prope_table(
     table["change"] = table["perplexity"] - reference["perplexity"]
     table["ratio"] = table["perplexity"] / reference["perplexity"]
     return table
+
+
+def _below_band_row(model, tokenizer, text, band, chosen, anatomy, options, progress) -> dict:
+    """The ``below-band`` row of :func:`prope_table`."""
+    band = band[band.layer.isin(list(chosen))]
+    missing = sorted(set(chosen) & set(anatomy.geometry.rotating_layers) - set(band.layer))
+    if missing:
+        raise RopescopeError(f"the frequency band has no row for rotating layer(s) {missing[:8]}: profile them first")
+    if progress:
+        progress(BELOW_BAND)
+    cutoffs = below_band_cutoffs(band)
+    with stop_below(model, cutoffs) as reached:
+        result = perplexity(model, tokenizer, text, **options)
+    check_reached(reached, cutoffs, anatomy.model_type)
+    kept = 1.0 - band.chunks_below.sum() / max(band.rotating_chunks.sum(), 1)
+    return {"variant": BELOW_BAND, "p": float(kept), **result}
