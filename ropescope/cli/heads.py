@@ -38,6 +38,8 @@ from ropescope.heads.scan import (
     long_head_table,
     position_score_table,
     scan_heads,
+    sink_heads,
+    sink_position_table,
 )
 from ropescope.heads.views import cauchy_schwarz_table, head_view, prompt_attention
 from ropescope.model.bundled import DEFAULT_MODEL
@@ -48,7 +50,7 @@ from ropescope.plots.heads import (
     heads_scatter_figure,
     logits_figure,
 )
-from ropescope.plots.heads_position import heads_by_position_figure
+from ropescope.plots.heads_position import heads_by_position_figure, sinks_by_frequency_figure
 from ropescope.plots.style import save_figure
 from ropescope.plots.usage import write_profile_figures
 from ropescope.profiling.run import check_profile_options
@@ -172,6 +174,8 @@ def heads_command(
             write_table(position_score_table(report), tmp / "heads_by_position", table_format)
             write_table(distance_term_table(report), tmp / "heads_distance_terms", table_format)
             save_figure(heads_by_position_figure(report, model), tmp / f"heads_by_position_{name}")
+            write_table(sink_position_table(report, sink_heads(report)), tmp / "sinks_by_position", table_format)
+            save_figure(sinks_by_frequency_figure(report, model), tmp / f"sinks_by_frequency_{name}")
         if report_page:  # from the results in memory, not from the files just written
             data = report_data(
                 report.profile, heads=table, agreement=saved, causal=causal, attention=attention, threshold=threshold

@@ -12,6 +12,10 @@
   frequency g, this term falls like cos(g r): slow chunks keep their contribution up to r of
   about 1/g, fast ones lose it within a few tokens (T6.1, F8/F9). Each distance costs one pass over
   the rows (the keys are a contiguous slice), so thousands of tokens stay cheap.
+- **Sinks by frequency and position.** The ``sink`` score (mean attention on the first token, as in
+  :mod:`~ropescope.heads.scores`) per query-position bucket, and every chunk's term of the logit on
+  the first token per bucket: which frequencies build a BOS sink, and whether they keep building it
+  as the query moves away from it (the relative distance to the sink is the query's position).
 """
 
 from __future__ import annotations
@@ -48,12 +52,28 @@ class PositionHeadArrays:
     offset_rows: np.ndarray  # [L, K+1, B]
     term_sum: np.ndarray  # [L, H, R, C]: chunk terms on the key r back
     term_rows: np.ndarray  # [L, R]
+    sink_sum: np.ndarray  # [L, H, B]: attention on the first token
+    sink_term_sum: np.ndarray  # [L, H, B, C]: chunk terms of the logit on the first token
+    sink_rows: np.ndarray  # [L, B]
 
     def offset_scores(self) -> np.ndarray:
         """``[L, H, K+1, B]`` mean attention on each offset per query-position bucket (NaN: no row)."""
         with np.errstate(invalid="ignore", divide="ignore"):
             rows = self.offset_rows[:, None]
             return np.where(rows > 0, self.offset_sum / np.maximum(rows, 1), np.nan)
+
+    def sink_scores(self) -> np.ndarray:
+        """``[L, H, B]`` mean attention on the first token per query-position bucket (NaN: no row)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rows = self.sink_rows[:, None]
+            return np.where(rows > 0, self.sink_sum / np.maximum(rows, 1), np.nan)
+
+    def sink_terms(self) -> np.ndarray:
+        """``[L, H, B, C]`` mean chunk term (logit units) of the logit on the first token per
+        query-position bucket, over the rows that see it (NaN: no row, or a chunk the layer lacks)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rows = self.sink_rows[:, None, :, None]
+            return np.where(rows > 0, self.sink_term_sum / np.maximum(rows, 1), np.nan)
 
     def distance_terms(self) -> np.ndarray:
         """``[L, H, R, C]`` mean chunk term of the logit on the key ``distances[r]`` back."""
@@ -83,13 +103,18 @@ class PositionHeadReducer:
         L, C, B, R = geometry.n_layers, geometry.n_chunks, len(edges) - 1, len(distances)
         self.edges, self.distances = tuple(int(e) for e in edges), tuple(int(d) for d in distances)
         term_sum = torch.zeros(L, n_heads, R, C, dtype=torch.float64)
+        sink_term_sum = torch.zeros(L, n_heads, B, C, dtype=torch.float64)
         for layer in range(L):  # chunks a layer does not have (Gemma 4's smaller heads)
             term_sum[layer, ..., geometry.layer_chunks(layer) :] = torch.nan
+            sink_term_sum[layer, ..., geometry.layer_chunks(layer) :] = torch.nan
         self._sums = {
             "offset_sum": torch.zeros(L, n_heads, max_offset + 1, B, dtype=torch.float64),
             "offset_rows": torch.zeros(L, max_offset + 1, B, dtype=torch.float64),
             "term_sum": term_sum,
             "term_rows": torch.zeros(L, R, dtype=torch.float64),
+            "sink_sum": torch.zeros(L, n_heads, B, dtype=torch.float64),
+            "sink_term_sum": sink_term_sum,
+            "sink_rows": torch.zeros(L, B, dtype=torch.float64),
         }
         self._inner_edges = torch.tensor(self.edges[1:-1])
         self._arrays: PositionHeadArrays | None = None
@@ -114,14 +139,15 @@ class PositionHeadReducer:
             self._inner_edges = self._inner_edges.to(q.device)
         self._arrays = None
         pairs = GroupedPairs.of(q, k, self.geometry.layer_rotary_dim(layer), self.geometry.layout)
+        lse = row_logsumexp(q, k, self.rules[layer], self.block) if lse is None else lse
         self._offsets(layer, q, k, pairs, lse)
+        self._sink(layer, pairs, lse)
         self._terms(layer, pairs, q.shape[1])
 
     def _offsets(self, layer: int, q: torch.Tensor, k: torch.Tensor, pairs: GroupedPairs, lse=None) -> None:
         """``offset_d`` of every head, each row's attention ``exp(logit - LSE)`` added to its query's bucket."""
         rule, K = self.rules[layer], self.max_offset
         heads, seq = q.shape[0], q.shape[1]
-        lse = row_logsumexp(q, k, rule, self.block) if lse is None else lse
         lse = lse.double().reshape(*pairs.qa.shape[:2], seq)
         rows = torch.arange(seq, device=q.device)
         bucket = torch.bucketize(rows, self._inner_edges, right=True)  # [S]: the query's position bucket
@@ -133,6 +159,24 @@ class PositionHeadReducer:
             probs = torch.exp((logit - lse[..., d + 1 :]).masked_fill(seen == 0, -torch.inf))
             sums[:, d].index_add_(1, bucket[d + 1 :], (probs * seen).reshape(heads, -1))
             counts[d].index_add_(0, bucket[d + 1 :], seen)
+
+    def _sink(self, layer: int, pairs: GroupedPairs, lse: torch.Tensor) -> None:
+        """Attention on the first token and its chunk terms, rows ``i >= 1`` that see it, by bucket."""
+        rule, r = self.rules[layer], self.geometry.layer_rotary_dim(layer)
+        seq = pairs.qa.shape[2]
+        if seq < 2:
+            return
+        heads = pairs.qa.shape[0] * pairs.qa.shape[1]
+        rows = torch.arange(1, seq, device=pairs.qa.device)
+        seen = visible(rows, torch.zeros_like(rows), rule)  # [S - 1]
+        bucket = torch.bucketize(rows, self._inner_edges, right=True)
+        term, _, logit = target_terms(pairs, rule, slice(1, None), slice(0, 1))  # one key for all rows
+        lse = lse.double().reshape(*pairs.qa.shape[:2], seq)[..., 1:]
+        probs = torch.exp((logit - lse).masked_fill(~seen.bool(), -torch.inf))
+        self._sums["sink_sum"][layer].index_add_(1, bucket, (probs * seen.double()).reshape(heads, -1))
+        self._sums["sink_rows"][layer].index_add_(0, bucket, seen.double())
+        weighted = (term.double() * seen.double()[:, None]).reshape(heads, -1, term.shape[-1])  # [H, S-1, C]
+        self._sums["sink_term_sum"][layer][:, :, : r // 2].index_add_(1, bucket, weighted)
 
     def _terms(self, layer: int, pairs: GroupedPairs, seq: int) -> None:
         rule, r = self.rules[layer], self.geometry.layer_rotary_dim(layer)

@@ -355,6 +355,53 @@ def distance_term_table(report: HeadReport) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def sink_heads(report: HeadReport, count: int = 4) -> list[tuple[int, int]]:
+    """Up to ``count`` heads to show sinks by frequency for: the bos-sink heads with the largest
+    sink score, or where the scan found none, the heads with the largest sink score."""
+    table = report.table
+    chosen = table[table["class"].astype(str) == "bos-sink"]
+    chosen = (chosen if len(chosen) else table).sort_values("sink", ascending=False, kind="stable").head(count)
+    return [(int(la), int(he)) for la, he in zip(chosen["layer"], chosen["head"], strict=True)]
+
+
+def sink_position_table(report: HeadReport, heads: Sequence[tuple[int, int]] | None = None) -> pd.DataFrame:
+    """Sinks by frequency and position, long form, for ``heads`` (default: every bos-sink head):
+    ``layer``, ``head``, ``class``, ``position_from``, ``position_to`` (query positions, inclusive),
+    ``sink`` (mean attention on the first token over those rows), ``chunk`` (0 = fastest),
+    ``frequency`` (rad/token), ``term`` (the chunk's mean term of the logit on the first token, logit
+    units: ``scaling * (q_c . k_c)`` on post-RoPE q and k), ``rows`` (query rows that see the first
+    token)."""
+    arrays = _require_by_position(report)
+    scores, terms = arrays.sink_scores(), arrays.sink_terms()
+    classes = _classes(report.table)
+    if heads is None:
+        heads = [key for key, cls in sorted(classes.items()) if cls == "bos-sink"]
+    geometry = report.profile.geometry
+    out = []
+    for layer, head in heads:
+        freqs = geometry.frequencies(layer)
+        for b in range(scores.shape[2]):
+            if arrays.sink_rows[layer, b] == 0:
+                continue
+            for chunk in range(geometry.layer_chunks(layer)):
+                out.append(
+                    {
+                        "layer": layer,
+                        "head": head,
+                        "class": classes[(layer, head)],
+                        "position_from": arrays.edges[b],
+                        "position_to": arrays.edges[b + 1] - 1,
+                        "sink": float(scores[layer, head, b]),
+                        "chunk": chunk,
+                        "frequency": float(freqs[chunk]),
+                        "term": float(terms[layer, head, b, chunk]),
+                        "rows": int(arrays.sink_rows[layer, b]),
+                    }
+                )
+    columns = ["layer", "head", "class", "position_from", "position_to", "sink", "chunk", "frequency", "term", "rows"]
+    return pd.DataFrame(out, columns=columns)
+
+
 def _classes(table: pd.DataFrame) -> dict[tuple[int, int], str]:
     return {(int(la), int(he)): str(c) for la, he, c in zip(table["layer"], table["head"], table["class"], strict=True)}
 

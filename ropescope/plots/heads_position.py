@@ -7,7 +7,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ropescope.heads.scan import POSITIONAL, distance_term_table, position_score_table
+from ropescope.heads.scan import POSITIONAL, distance_term_table, position_score_table, sink_heads, sink_position_table
 from ropescope.hooks.position import bucket_labels
 from ropescope.profiling.bands import quarters
 
@@ -69,5 +69,49 @@ def heads_by_position_figure(report, model_id: str):
         ax.set_title(f"{len(heads)} semantic/mixed heads, {where}: dotted = 1 rad at 1/g", fontsize=10)
         ax.legend(fontsize=7, title="chunks", title_fontsize=7)
     fig.suptitle(f"{model_id}: heads by query position and by distance ({report.profile.meta['prompt_set']})")
+    fig.tight_layout()
+    return fig
+
+
+def sinks_by_frequency_figure(report, model_id: str, count: int = 4):
+    """Sinks by frequency: for up to ``count`` bos-sink heads (:func:`~ropescope.heads.scan.sink_heads`),
+    each chunk's mean term of the logit on the first token per query-position bucket (bottom: a
+    diverging map, chunk 0 = fastest at the top; the distance to the sink is the query position
+    itself) under the head's sink score per bucket (top)."""
+    heads = sink_heads(report, count)
+    table = sink_position_table(report, heads)
+    arrays = report.by_position
+    labels = bucket_labels(arrays.edges)
+    found = bool((report.table["class"].astype(str) == "bos-sink").any())
+    n = max(len(heads), 1)
+    fig, axes = plt.subplots(2, n, figsize=(3.6 * n + 1.2, 7.4), squeeze=False, height_ratios=[1, 2.6])
+    for column, (layer, head) in enumerate(heads):
+        part = table[(table.layer == layer) & (table["head"] == head)]
+        buckets = sorted(set(part.position_from))
+        xs = [arrays.edges.index(b) for b in buckets]
+        grid = part.pivot(index="chunk", columns="position_from", values="term").reindex(columns=buckets).to_numpy()
+        sink = part.groupby("position_from").sink.first().reindex(buckets).to_numpy()
+        top, bottom = axes[0, column], axes[1, column]
+        top.plot(range(len(xs)), sink, marker="o", color="#457b9d")
+        top.set(ylim=(0, 1.02), ylabel="attention on the first token (0-1)", xticks=range(len(xs)), xticklabels=[])
+        top.set_title(f"layer {layer} head {head}", fontsize=10)
+        limit = float(np.nanmax(np.abs(grid))) if np.isfinite(grid).any() else 1.0
+        image = bottom.imshow(grid, aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+        bottom.set_xticks(range(len(xs)), [labels[i] for i in xs], rotation=45, ha="right", fontsize=8)
+        bottom.set(xlabel="query position (bucket) = distance to the sink", ylabel="chunk (0 = highest frequency)")
+        fig.colorbar(image, ax=bottom, label="mean chunk term of the logit on the first token (logit units)")
+    if not heads:
+        for ax in axes[:, 0]:
+            ax.set_axis_off()
+    what = (
+        "bos-sink heads"
+        if found
+        else f"no bos-sink head at threshold {report.threshold:g}: strongest first-token heads"
+    )
+    fig.suptitle(
+        f"{model_id}: which frequencies build the attention sink, by query position\n{what} "
+        f"({report.profile.meta['prompt_set']}; red: the chunk raises the first token's logit)",
+        fontsize=10,
+    )
     fig.tight_layout()
     return fig

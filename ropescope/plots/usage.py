@@ -7,6 +7,11 @@ than one radian across the model's configured context; below the dash-dotted lin
 full turn (its period ``2 pi / g`` is longer than the context: the *critical dimension* of Liu et
 al., ICLR 2024, from which on a chunk never completes a period during training). Every distance is
 capped at a layer's sliding-attention window, the farthest a query of that layer can look back.
+
+Per-layer q/k maps also ring the chunks of each layer's measured *frequency band* (Oka et al., ICLR
+2026: the peak chunk and the unbroken run around it at half its mean norm or more,
+:func:`~ropescope.profiling.bands.frequency_band`); per-head q/k maps mark the *massive* chunks
+(root-mean-square norm over 5x the head's mean; Jin et al., ICML 2025).
 """
 
 from __future__ import annotations
@@ -19,7 +24,17 @@ import numpy as np
 
 from ropescope.errors import printable
 from ropescope.files import name_part
-from ropescope.plots.style import BOUNDARY_STYLE, CRITICAL_STYLE, TRAINED_STYLE, axes_for, draw_map, save_figure
+from ropescope.plots.style import (
+    BAND_STYLE,
+    BOUNDARY_STYLE,
+    CRITICAL_STYLE,
+    MASSIVE_STYLE,
+    TRAINED_STYLE,
+    axes_for,
+    draw_map,
+    save_figure,
+)
+from ropescope.profiling.bands import BAND_LEVEL
 from ropescope.profiling.result import TENSOR_PLURALS, Profile
 
 
@@ -69,6 +84,28 @@ def _mark_boundaries(ax, profile: Profile, layers: list[int], columns: int, lege
     ax.set_ylim(max(geometry.layer_chunks(i) for i in layers) - 0.5, -0.5)
     if legend:
         ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.13), fontsize=7, frameon=False)
+
+
+def _mark_band(ax, profile: Profile, tensor: str) -> None:
+    """Ring every chunk of each layer's measured frequency band of ``tensor`` (per-layer maps)."""
+    band = profile.frequency_band(tensor)
+    xs, ys = [], []
+    for row in band.itertuples():
+        g = profile.geometry.frequencies(row.layer)
+        chunks = np.nonzero((g >= row.slowest_frequency) & (g <= row.fastest_frequency))[0]
+        xs += [row.layer] * len(chunks)
+        ys += list(chunks)
+    if xs:
+        label = f"frequency band (>= {BAND_LEVEL:g} x the layer's peak)"
+        ax.scatter(xs, ys, label=label, **BAND_STYLE)
+
+
+def _mark_massive(ax, profile: Profile, layer: int, tensor: str) -> None:
+    """Mark the massive chunks of each head of ``layer`` (per-head maps)."""
+    table = profile.massive_values(tensors=(tensor,))
+    table = table[table.layer == layer]
+    if len(table):
+        ax.scatter(table["head"], table["chunk"], label="massive chunk (RMS > 5x head mean)", **MASSIVE_STYLE)
 
 
 def _hatch(ax, column: int, top: int, height: int, label: str | None, colour: str = "#9a9a9a") -> None:
@@ -148,6 +185,7 @@ def layer_usage_figure(
         axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         _mark_absent(axis, profile, tensor)
         if tensor != "v":
+            _mark_band(axis, profile, tensor)
             _mark_boundaries(axis, profile, layers, len(layers))
         elif profile.geometry.ragged:
             axis.legend(loc="upper left", bbox_to_anchor=(0.0, -0.13), fontsize=7, frameon=False)
@@ -197,6 +235,7 @@ def head_usage_figure(
         draw_map(fig, axis, data, f"{kind[:-1]} (0-based)", title, cmap=cmap, norm=norm, scale=scale)
         axis.set_xticks(range(data.shape[1]))
         if tensor != "v":
+            _mark_massive(axis, profile, layer, tensor)
             _mark_boundaries(axis, profile, [layer], data.shape[1], legend=axis is axes[0])
     if ax is None:
         theta = profile.geometry.layers[layer].theta

@@ -138,3 +138,58 @@ def test_maps_mark_the_critical_dimension(tiny_profile):
             expected.append(next((c for c in range(len(g)) if 2 * np.pi / g[c] > span), len(g)))
         np.testing.assert_array_equal(line.get_ydata()[:-1], np.array(expected, dtype=float) - 0.5)
     plt.close(fig)
+
+
+def _maps(fig) -> list:
+    return [ax for ax in fig.axes if ax.get_title().startswith(("queries", "keys"))]
+
+
+def _scatter(ax, label_start: str) -> np.ndarray:
+    found = [c for c in ax.collections if str(c.get_label()).startswith(label_start)]
+    return found[0].get_offsets() if found else np.empty((0, 2))
+
+
+def test_maps_mark_the_frequency_band_and_the_massive_chunks(tiny_profile):
+    prof = tiny_profile
+    fig = layer_usage_figure(prof, ("q", "k"))
+    for ax, tensor in zip(_maps(fig), ("q", "k"), strict=True):
+        usage = prof.layer_usage(tensor)
+        expected = set()
+        for layer in prof.geometry.rotating_layers:  # slow: the half-maximum run around the peak, by hand
+            row = usage[layer, : prof.geometry.layer_chunks(layer)]
+            top = int(np.nanargmax(row))
+            lo, hi = top, top
+            while lo > 0 and row[lo - 1] >= 0.5 * row[top]:
+                lo -= 1
+            while hi < len(row) - 1 and row[hi + 1] >= 0.5 * row[top]:
+                hi += 1
+            expected |= {(layer, c) for c in range(lo, hi + 1)}
+        got = {(int(x), int(y)) for x, y in _scatter(ax, "frequency band")}
+        assert got == expected
+    plt.close(fig)
+
+
+def test_per_head_maps_mark_the_massive_chunks():
+    import torch
+
+    from ropescope.model.anatomy import inspect_model
+    from ropescope.model.geometry import chunk_dims
+
+    model = tiny_model("llama")
+    geometry = inspect_model(model).geometry
+    head_dim = geometry.head_dim
+    with torch.no_grad():  # one massive query chunk (layer 1, head 2, chunk 3) and one key chunk (layer 2)
+        model.model.layers[1].self_attn.q_proj.weight[2 * head_dim + chunk_dims(geometry, 1)[3]] *= 40
+        model.model.layers[2].self_attn.k_proj.weight[chunk_dims(geometry, 2)[5]] *= 40
+    prof = profile(model, DecodingCharTokenizer(), TEXTS)
+    massive = prof.massive_values(threshold=5.0)
+    assert {("q", 1, 2, 3), ("k", 2, 0, 5)} <= set(
+        zip(massive.tensor, massive.layer, massive["head"], massive.chunk, strict=True)
+    )
+    for layer in range(prof.n_layers):
+        fig = head_usage_figure(prof, layer, ("q", "k"))
+        for ax, tensor in zip(_maps(fig), ("q", "k"), strict=True):
+            rows = massive[(massive.layer == layer) & (massive.tensor == tensor)]
+            got = {(int(x), int(y)) for x, y in _scatter(ax, "massive chunk")}
+            assert got == set(zip(rows["head"], rows["chunk"], strict=True))
+        plt.close(fig)

@@ -13,8 +13,13 @@ from tiny import TEXTS, CharTokenizer, tiny_model  # noqa: E402
 
 import ropescope  # noqa: E402
 from ropescope.heads.by_position import log_distances  # noqa: E402
-from ropescope.heads.scan import distance_term_table, position_score_table  # noqa: E402
-from ropescope.plots.heads_position import heads_by_position_figure  # noqa: E402
+from ropescope.heads.scan import (  # noqa: E402
+    distance_term_table,
+    position_score_table,
+    sink_heads,
+    sink_position_table,
+)
+from ropescope.plots.heads_position import heads_by_position_figure, sinks_by_frequency_figure  # noqa: E402
 
 PROMPTS = [" ".join(TEXTS) * 2, TEXTS[1] * 3]
 
@@ -93,6 +98,55 @@ def test_chunk_terms_by_distance_equal_a_slow_recomputation(scan):
     assert set(terms.quarter) == {1, 2, 3, 4}
 
 
+def test_sinks_by_position_equal_eager_attention_and_a_slow_recomputation(scan):
+    model, tokenizer, report = scan
+    arrays, geometry = report.by_position, report.profile.geometry
+    edges, half = arrays.edges, geometry.rotary_dim // 2
+    sums, rows = np.zeros_like(arrays.sink_sum), np.zeros_like(arrays.sink_rows)
+    terms = np.zeros_like(arrays.sink_term_sum)
+    captured = {}
+
+    def on_qk(layer, q_rot, k_rot, mask):
+        captured[layer] = (q_rot[0].double().clone(), k_rot[0].double().clone())
+
+    rules = ropescope.inspect_model(model).logit_rules
+    for text in PROMPTS:
+        ids = torch.tensor([tokenizer(text)["input_ids"][:150]])
+        with torch.no_grad(), ropescope.capture(model, on_qk=on_qk, tensors=(), include_bos=True):
+            attentions = model(input_ids=ids, output_attentions=True).attentions
+        for layer, att in enumerate(attentions):
+            att = att[0].double().numpy()
+            q, k = captured[layer]
+            k = k.repeat_interleave(q.shape[0] // k.shape[0], dim=0)
+            window = model.config.sliding_window if layer != 1 else None
+            for i in range(1, att.shape[1]):
+                if window is not None and i >= window:
+                    continue  # the first token is out of this row's window
+                b = int(np.searchsorted(edges, i, side="right") - 1)
+                sums[layer, :, b] += att[:, i, 0]
+                rows[layer, b] += 1
+                for c in range(half):  # one chunk at a time, the two dims of the halves layout
+                    terms[layer, :, b, c] += (
+                        rules[layer].scaling * (q[:, i, c] * k[:, 0, c] + q[:, i, c + half] * k[:, 0, c + half]).numpy()
+                    )
+    np.testing.assert_array_equal(rows, arrays.sink_rows)
+    np.testing.assert_allclose(arrays.sink_sum, sums, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(arrays.sink_term_sum, terms, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(arrays.sink_sum.sum(-1), report.arrays.sink_sum, rtol=1e-5)  # buckets add up
+    heads = sink_heads(report, 2)
+    table = sink_position_table(report, heads)
+    assert set(zip(table.layer, table["head"], strict=True)) == set(heads)
+    one = sink_position_table(report, [(1, 3)])  # the global layer: rows at every position see the first token
+    one = one[one.position_from == 16]
+    b = edges.index(16)
+    assert len(one) == half and one.rows.iloc[0] == rows[1, b] > 0
+    np.testing.assert_allclose(one.term, terms[1, 3, b] / rows[1, b], rtol=1e-4)
+    assert one.sink.iloc[0] == pytest.approx(sums[1, 3, b] / rows[1, b], rel=1e-5)
+    fig = sinks_by_frequency_figure(report, "tiny", count=2)
+    assert "which frequencies build the attention sink" in fig._suptitle.get_text()
+    assert sum(1 for a in fig.axes if a.get_ylabel().startswith("chunk")) == 2
+
+
 def test_figure(scan):
     _, _, report = scan
     fig = heads_by_position_figure(report, "tiny")
@@ -108,3 +162,4 @@ def test_heads_by_position_command_on_real_gemma(tmp_path):
     assert result.returncode == 0, result.stderr
     names = {p.name for p in out.iterdir()}
     assert {"heads_by_position.csv", "heads_distance_terms.csv", "heads_by_position_gemma-3-270m.png"} <= names
+    assert {"sinks_by_position.csv", "sinks_by_frequency_gemma-3-270m.png"} <= names
