@@ -355,13 +355,18 @@ def distance_term_table(report: HeadReport) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def sink_heads(report: HeadReport, count: int = 4) -> list[tuple[int, int]]:
-    """Up to ``count`` heads to show sinks by frequency for: the bos-sink heads with the largest
-    sink score, or where the scan found none, the heads with the largest sink score."""
+def sink_heads(report: HeadReport, count: int = 6) -> list[tuple[int, int]]:
+    """Up to ``count`` heads to show sinks by frequency for: the bos-sink heads by sink score, then,
+    where there are fewer, the other heads with the largest sink score."""
     table = report.table
-    chosen = table[table["class"].astype(str) == "bos-sink"]
-    chosen = (chosen if len(chosen) else table).sort_values("sink", ascending=False, kind="stable").head(count)
-    return [(int(la), int(he)) for la, he in zip(chosen["layer"], chosen["head"], strict=True)]
+    is_sink = table["class"].astype(str) == "bos-sink"
+    ordered = pd.concat(
+        [
+            table[is_sink].sort_values("sink", ascending=False, kind="stable"),
+            table[~is_sink].sort_values("sink", ascending=False, kind="stable"),
+        ]
+    ).head(count)
+    return [(int(la), int(he)) for la, he in zip(ordered["layer"], ordered["head"], strict=True)]
 
 
 def sink_position_table(report: HeadReport, heads: Sequence[tuple[int, int]] | None = None) -> pd.DataFrame:

@@ -73,8 +73,9 @@ def heads_by_position_figure(report, model_id: str):
     return fig
 
 
-def sinks_by_frequency_figure(report, model_id: str, count: int = 4):
-    """Sinks by frequency: for up to ``count`` bos-sink heads (:func:`~ropescope.heads.scan.sink_heads`),
+def sinks_by_frequency_figure(report, model_id: str, count: int = 6):
+    """Sinks by frequency: for up to ``count`` heads (the bos-sink heads first, then the strongest
+    other first-token heads: :func:`~ropescope.heads.scan.sink_heads`),
     each chunk's mean term of the logit on the first token per query-position bucket (bottom: a
     diverging map, chunk 0 = fastest at the top; the distance to the sink is the query position
     itself) under the head's sink score per bucket (top)."""
@@ -82,7 +83,7 @@ def sinks_by_frequency_figure(report, model_id: str, count: int = 4):
     table = sink_position_table(report, heads)
     arrays = report.by_position
     labels = bucket_labels(arrays.edges)
-    found = bool((report.table["class"].astype(str) == "bos-sink").any())
+    sinks = int((report.table["class"].astype(str) == "bos-sink").sum())
     n = max(len(heads), 1)
     fig, axes = plt.subplots(2, n, figsize=(3.6 * n + 1.2, 7.4), squeeze=False, height_ratios=[1, 2.6])
     for column, (layer, head) in enumerate(heads):
@@ -94,7 +95,10 @@ def sinks_by_frequency_figure(report, model_id: str, count: int = 4):
         top, bottom = axes[0, column], axes[1, column]
         top.plot(range(len(xs)), sink, marker="o", color="#457b9d")
         top.set(ylim=(0, 1.02), ylabel="attention on the first token (0-1)", xticks=range(len(xs)), xticklabels=[])
-        top.set_title(f"layer {layer} head {head}", fontsize=10)
+        cls = part["class"].iloc[0] if len(part) else ""
+        window = report.profile.geometry.layers[layer].window
+        where = f", window {window:,}" if window else ", global"
+        top.set_title(f"layer {layer} head {head} ({cls}{where})", fontsize=9)
         limit = float(np.nanmax(np.abs(grid))) if np.isfinite(grid).any() else 1.0
         image = bottom.imshow(grid, aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
         bottom.set_xticks(range(len(xs)), [labels[i] for i in xs], rotation=45, ha="right", fontsize=8)
@@ -103,11 +107,13 @@ def sinks_by_frequency_figure(report, model_id: str, count: int = 4):
     if not heads:
         for ax in axes[:, 0]:
             ax.set_axis_off()
-    what = (
-        "bos-sink heads"
-        if found
-        else f"no bos-sink head at threshold {report.threshold:g}: strongest first-token heads"
-    )
+    if not sinks:
+        what = (
+            f"no bos-sink head at threshold {report.threshold:g}: the heads with the most attention on the first token"
+        )
+    else:
+        what = f"the {min(sinks, len(heads))} bos-sink heads with the most attention on the first token"
+        what += ", then the strongest other heads" if sinks < len(heads) else ""
     fig.suptitle(
         f"{model_id}: which frequencies build the attention sink, by query position\n{what} "
         f"({report.profile.meta['prompt_set']}; red: the chunk raises the first token's logit)",
