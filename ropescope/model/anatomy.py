@@ -26,6 +26,20 @@ def is_bridge(model) -> bool:
     return type(model).__module__.startswith("transformer_lens") and hasattr(model, "original_model")
 
 
+def is_nnsight(model) -> bool:
+    """True for an nnsight model wrapper (``LanguageModel``, ``TransformersModel``, ``NNsight``),
+    checked without importing nnsight."""
+    return any(c.__module__.startswith("nnsight.") for c in type(model).__mro__) and "_module" in vars(model)
+
+
+def unwrap_nnsight(model):
+    """The torch module an nnsight wrapper runs; its weights are loaded first (nnsight's
+    ``dispatch()``) where the wrapper was made without them (on the meta device)."""
+    if not getattr(model, "dispatched", True):
+        model.dispatch()
+    return vars(model)["_module"]
+
+
 @dataclass(frozen=True)
 class LogitRule:
     """How one layer turns post-RoPE q.k into attention: logits ``scaling * q.k``, soft-capped as
@@ -197,7 +211,8 @@ class ModelAnatomy:
 
 def inspect_model(model, geometry: RopeGeometry | None = None) -> ModelAnatomy:
     """The :class:`ModelAnatomy` of ``model`` (an anatomy or a loaded model's own is returned as it
-    is; a raw Hugging Face model or bridge is read now).
+    is; a raw Hugging Face model, a TransformerLens bridge or an nnsight wrapper is read now: the
+    wrapper's own Hugging Face model, weights loaded where nnsight left them on the meta device).
 
     ``geometry`` overrides the geometry read from the buffers (e.g. another pair layout, to test the
     self-check). Raises :class:`~ropescope.errors.NoRopeError` for a model without RoPE.
@@ -207,6 +222,8 @@ def inspect_model(model, geometry: RopeGeometry | None = None) -> ModelAnatomy:
         if geometry is None or geometry is anatomy.geometry:
             return anatomy
         model = anatomy.runnable
+    if is_nnsight(model):  # the wrapped Hugging Face model, read and hooked as itself
+        model = unwrap_nnsight(model)
     bridge = is_bridge(model)
     hf = model.original_model if bridge else model
     return ModelAnatomy(model, hf, text_config(hf), geometry or read_geometry(hf), bridge)

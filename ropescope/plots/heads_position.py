@@ -85,7 +85,17 @@ def sinks_by_frequency_figure(report, model_id: str, count: int = 6):
     labels = bucket_labels(arrays.edges)
     sinks = int((report.table["class"].astype(str) == "bos-sink").sum())
     n = max(len(heads), 1)
-    fig, axes = plt.subplots(2, n, figsize=(3.6 * n + 1.2, 7.4), squeeze=False, height_ratios=[1, 2.6])
+    cols, grid_rows = min(n, 3), -(-n // 3)
+    fig, grid = plt.subplots(
+        2 * grid_rows,
+        cols,
+        figsize=(4.6 * cols + 1.0, 7.0 * grid_rows),
+        squeeze=False,
+        height_ratios=[1, 2.6] * grid_rows,
+    )
+    axes = np.stack([np.concatenate(list(grid[0::2])), np.concatenate(list(grid[1::2]))])  # [2, cells]
+    for ax in axes[:, n:].ravel():
+        ax.set_axis_off()
     for column, (layer, head) in enumerate(heads):
         part = table[(table.layer == layer) & (table["head"] == head)]
         buckets = sorted(set(part.position_from))
