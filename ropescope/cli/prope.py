@@ -60,11 +60,10 @@ def _variants(text: str) -> list[str]:
     return chosen
 
 
-def _band(loaded, prompts: str):
-    """The model's measured frequency band (queries) from a profile of ``prompts``."""
+def _band(loaded, texts: list[str], prompts: str):
+    """The model's measured frequency band (queries) from a profile of ``texts`` (the set ``prompts``)."""
     from ropescope.profiling.run import profile
 
-    texts = load_prompts(prompts)
     with progress("band: profiling", len(texts)) as update:
         measured = profile(
             loaded, loaded.tokenizer, texts, tensors=("q",), prompt_set=prompts, progress=lambda n: update(completed=n)
@@ -104,8 +103,9 @@ def prope_command(
     out = user_path(out or default_out(model, "-prope"))
     check_out(out, overwrite, inputs=(model, text))
     body = load_text(text)
+    band_texts = load_prompts(band_prompts) if BELOW_BAND in chosen else None  # bad input refused before loading
     loaded = load(model, **model_options)
-    band = _band(loaded, band_prompts) if BELOW_BAND in chosen else None
+    band = _band(loaded, band_texts, band_prompts) if band_texts is not None else None
     runs = 1 + sum(1 if v == BELOW_BAND else sum(x != 1.0 for x in ps) for v in chosen)
     with progress("perplexity", runs) as update:
         table = prope_table(

@@ -109,6 +109,7 @@ def run_figures(
     out = context.out
     key = run_key(context.model_name, context.prompts, context.load_options)
     done = load_progress(out, key) if resume else {}
+    earlier = _earlier_entries(out, key)  # an --only run keeps the other entries of the same model and prompts
     (out / MANIFEST).unlink(missing_ok=True)  # the run is incomplete until the manifest is back
     for stale in out.parent.glob(f".{out.name}.partial-*"):  # entries a killed run left half-rendered
         shutil.rmtree(stale, ignore_errors=True)
@@ -126,9 +127,21 @@ def run_figures(
             write_json(out / PROGRESS, {"key": key, "done": done})
         if on_done:
             on_done(figure)
-    write_json(out / MANIFEST, {"key": key, "entries": {f.id: done[f.id] for f in figures}})
+    entries = {**earlier, **{f.id: done[f.id] for f in figures}}
+    write_json(out / MANIFEST, {"key": key, "entries": dict(sorted(entries.items()))})
     (out / PROGRESS).unlink(missing_ok=True)
     return skipped
+
+
+def _earlier_entries(out: Path, key) -> dict:
+    """The entries of ``out``'s manifest whose files are all still there, when it was written for
+    the same ``key`` (model, prompts, dtype); none otherwise."""
+    try:
+        manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+        entries = manifest["entries"] if manifest.get("key") == key else {}
+        return {i: files for i, files in entries.items() if all((out / name).is_file() for name in files)}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
 
 
 def _render_entry(figure: Figure, context: FigureContext) -> list[str]:

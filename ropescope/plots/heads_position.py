@@ -129,5 +129,5 @@ def sinks_by_frequency_figure(report, model_id: str, count: int = 6):
         f"({report.profile.meta['prompt_set']}; red: the chunk raises the first token's logit)",
         fontsize=10,
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.55 / fig.get_figheight()))  # room for the two-line title
     return fig

@@ -174,6 +174,13 @@ CLI_ROWS = [
     ("prope", "zero", ["prope", "--batch-size", "0"], "Invalid value for '--batch-size'"),
     ("prope", "too small", ["prope", "--context", "1"], "Invalid value for '--context'"),
     ("prope", "prompt longer than the context", ["prope", "--context", "40000"], "exceeds the model's context"),
+    ("prope", "zero", ["prope", "--windows", "0"], "Invalid value for '--windows'"),
+    (
+        "prope",
+        "missing prompt file",
+        ["prope", "--variants", "below-band", "--band-prompts", "{inputs}/missing.txt"],
+        "neither a built-in set",
+    ),
     ("prope", "empty text file", ["prope", "--text", "{inputs}/empty.txt"], "is empty"),
     ("prope", "binary text file", ["prope", "--text", "{inputs}/binary.txt"], "binary"),
     ("train-prope", "zero", ["train-prope", "--seeds", "0", "--out", "t2"], "Invalid value for '--seeds'"),

@@ -52,6 +52,21 @@ def test_interrupted_run_keeps_whole_entries_only_and_resumes(tmp_path):
     assert not list(tmp_path.glob(".partial-*"))
 
 
+def test_an_only_run_keeps_the_other_entries_of_the_same_model_in_the_manifest(tmp_path):
+    calls = []
+    run_figures([entry("A", calls), entry("B", calls)], FigureContext("m", tmp_path))
+    run_figures([entry("B", calls)], FigureContext("m", tmp_path))  # `figures --only B` into the same directory
+    assert json.loads((tmp_path / MANIFEST).read_text())["entries"] == {
+        "A": ["A_a.csv", "A_b.png"],
+        "B": ["B_a.csv", "B_b.png"],
+    }
+    (tmp_path / "A_b.png").unlink()  # an entry whose files are gone is not listed again
+    run_figures([entry("B", calls)], FigureContext("m", tmp_path))
+    assert sorted(json.loads((tmp_path / MANIFEST).read_text())["entries"]) == ["B"]
+    run_figures([entry("A", calls)], FigureContext("other-model", tmp_path))  # another key: nothing kept
+    assert sorted(json.loads((tmp_path / MANIFEST).read_text())["entries"]) == ["A"]
+
+
 def test_resume_refuses_another_model_or_a_missing_state(tmp_path):
     calls = []
     with pytest.raises(RopescopeError, match="no interrupted figures run"):
