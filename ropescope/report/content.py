@@ -4,7 +4,10 @@ Every number is taken from the profile or head table as saved, never recomputed 
 ``usage[tensor][layer][chunk]`` is :meth:`Profile.layer_usage` (mean chunk 2-norm over counted
 tokens and heads), ``head_usage[tensor][layer][head][chunk]`` is :meth:`Profile.head_usage`,
 ``frequency`` is the layer's RoPE frequency of the chunk (rad/token) and ``wavelength`` its period
-(tokens). The head table is the scan's own (one row per layer and query head).
+(tokens). ``band[tensor]`` lists the ``[layer, chunk]`` cells of each layer's measured frequency
+band (:meth:`Profile.frequency_band`), ``massive[tensor]`` the ``[layer, head, chunk, ratio]`` of
+every massive chunk (:meth:`Profile.massive_values`), both for queries and keys. The head table is
+the scan's own (one row per layer and query head).
 """
 
 from __future__ import annotations
@@ -60,6 +63,25 @@ def _plain(value):
     if isinstance(value, np.generic):
         return value.item()
     return value if isinstance(value, (int, float, str, bool)) or value is None else str(value)
+
+
+def band_cells(profile: Profile, tensor: str) -> list[list[int]]:
+    """``[layer, chunk]`` of every chunk in each layer's measured frequency band of ``tensor``."""
+    cells = []
+    for row in profile.frequency_band(tensor).itertuples():
+        g = profile.geometry.frequencies(row.layer)
+        chunks = np.nonzero((g >= row.slowest_frequency) & (g <= row.fastest_frequency))[0]
+        cells += [[int(row.layer), int(c)] for c in chunks]
+    return cells
+
+
+def massive_cells(profile: Profile, tensor: str) -> list[list]:
+    """``[layer, head, chunk, ratio]`` of every massive chunk of ``tensor`` (ratio to its head's mean)."""
+    table = profile.massive_values(tensors=(tensor,))
+    return [
+        [int(r.layer), int(r.head), int(r.chunk), float(f"{r.ratio:.4g}")]
+        for r in table.itertuples()
+    ]
 
 
 def geometry_data(profile: Profile) -> dict:
@@ -179,6 +201,8 @@ def report_data(
         "geometry": geometry_data(profile),
         "usage": {t: _floats(profile.layer_usage(t)) for t in TENSORS},
         "head_usage": {t: _floats(profile.stats[t].mean.numpy()) for t in TENSORS},
+        "band": {t: band_cells(profile, t) for t in ("q", "k")},
+        "massive": {t: massive_cells(profile, t) for t in ("q", "k")},
         "summary": summary_text(profile),
         "reproduction": reproduction_rows(profile, heads, agreement, causal),
         "heads": _records(heads),

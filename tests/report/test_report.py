@@ -59,6 +59,17 @@ def test_report_numbers_are_the_profiles_own(tiny_run):
     first = data["heads"][0]
     assert first["layer"] == report.table.iloc[0]["layer"] and first["class"] == str(report.table.iloc[0]["class"])
     json.dumps(data, allow_nan=False)  # NaN became null: the page's JSON parses
+    for tensor in ("q", "k"):
+        band = prof.frequency_band(tensor)
+        expected = set()
+        for row in band.itertuples():  # the band's chunks: every chunk between its fastest and slowest frequency
+            g = prof.geometry.frequencies(row.layer)
+            expected |= {
+                (row.layer, c) for c in range(len(g)) if row.slowest_frequency <= g[c] <= row.fastest_frequency
+            }
+        assert {tuple(cell) for cell in data["band"][tensor]} == expected and expected
+        massive = prof.massive_values(tensors=(tensor,))
+        assert [cell[:3] for cell in data["massive"][tensor]] == massive[["layer", "head", "chunk"]].values.tolist()
 
 
 def test_page_is_one_offline_file(tiny_run, tmp_path):
@@ -177,11 +188,23 @@ def test_report_in_a_real_browser(tiny_run, tmp_path):
         page.hover("#usage-map", position={"x": 100, "y": 60})
         tip = page.inner_text("#tooltip")
         assert "frequency" in tip and "wavelength" in tip and "mean chunk norm" in tip
+        layer, chunk = tiny_run[2].profile.frequency_band("q").iloc[0][["layer", "peak_chunk"]].astype(int)
+        box = _cell(page, "#usage-map", chunk, layer, n_rows=len(tiny_run[2].profile.geometry.frequencies(0)))
+        page.hover("#usage-map", position=box)
+        assert "in the layer's frequency band" in page.inner_text("#tooltip")
         pixels = np.frombuffer(page.locator("#usage-map").screenshot(type="png"), dtype=np.uint8)
         assert pixels.std() > 10  # the map is drawn, not blank
         assert not log.console_errors and not log.page_errors, (log.console_errors, log.page_errors)
         assert all(url.startswith("file://") for url in log.requests), log.requests
         assert len(log.requests) == 1
+
+
+def _cell(page, canvas: str, row: int, column: int, n_rows: int) -> dict:
+    """The centre of a heatmap cell in canvas pixels (the page's margins: 58 left, 8 top, 96 right)."""
+    width, height = page.eval_on_selector(canvas, "c => [c.clientWidth, c.clientHeight]")
+    n_cols = len(page.evaluate("JSON.parse(document.getElementById('report-data').textContent).usage.q"))
+    plot_w, plot_h = width - 58 - 96, 420
+    return {"x": 58 + (column + 0.5) * plot_w / n_cols, "y": 8 + (row + 0.5) * plot_h / n_rows}
 
 
 def _page_data(path: Path) -> dict:

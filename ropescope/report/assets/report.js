@@ -167,6 +167,13 @@
     ctx.fillText(opts.barLabel || "", 0, -8);
     ctx.fillText(scale.said, 0, 6);
     ctx.restore();
+    ctx.lineWidth = 1.5;
+    for (const [r, c, colour] of opts.marks || []) {
+      ctx.strokeStyle = colour;
+      ctx.beginPath();
+      ctx.arc(M.l + (c + 0.5) * cw, M.t + (r + 0.5) * ch, Math.max(2.5, Math.min(cw, ch) * 0.42), 0, 2 * Math.PI);
+      ctx.stroke();
+    }
     canvas.onmousemove = (ev) => {
       const rect = canvas.getBoundingClientRect();
       const x = ev.clientX - rect.left - M.l;
@@ -188,6 +195,8 @@
     return out;
   }
   const TENSOR_NAMES = { q: "queries", k: "keys", v: "values" };
+  const BAND_COLOUR = "#00e5ff"; // rings: the layer's measured frequency band (per-layer map)
+  const MASSIVE_COLOUR = "#38b000"; // rings: massive chunks (per-head map)
   const geo = DATA.geometry;
   function chunkHover(layer, chunk, value, what) {
     const L = geo.layers[layer];
@@ -206,7 +215,12 @@
     const tensor = document.getElementById("usage-tensor").value;
     const scale = document.getElementById("usage-scale").value;
     const matrix = transpose(DATA.usage[tensor]); // [chunk][layer]
+    const band = (DATA.band && DATA.band[tensor]) || [];
+    const inBand = new Set(band.map(([l, c]) => l + "," + c));
+    const massive = ((DATA.massive && DATA.massive[tensor]) || []).filter((m) => m[0] === Number(document.getElementById("head-layer").value));
+    const massiveAt = new Map(massive.map(([, h, c, ratio]) => [h + "," + c, ratio]));
     heatmap(document.getElementById("usage-map"), matrix, {
+      marks: band.map(([l, c]) => [c, l, BAND_COLOUR]),
       width: Math.max(360, Math.min(720, 26 * DATA.usage[tensor].length)),
       height: 420,
       scale,
@@ -215,12 +229,17 @@
       xTicks: everyNth(matrix[0].length, 20),
       yTicks: everyNth(matrix.length, 8),
       barLabel: "mean chunk norm (2-norm)",
-      hover: (r, c, v) => chunkHover(c, r, v, TENSOR_NAMES[tensor] + ", mean over tokens and heads"),
+      hover: (r, c, v) => {
+        const lines = chunkHover(c, r, v, TENSOR_NAMES[tensor] + ", mean over tokens and heads");
+        if (inBand.has(c + "," + r)) lines.push(["in the layer's frequency band (ringed)"]);
+        return lines;
+      },
     });
     const layer = Number(document.getElementById("head-layer").value);
     const perHead = transpose(DATA.head_usage[tensor][layer]); // [chunk][head]
     const nHeads = perHead[0].length;
     heatmap(document.getElementById("head-map"), perHead, {
+      marks: massive.map(([, h, c]) => [c, h, MASSIVE_COLOUR]),
       width: Math.max(120, Math.min(560, 48 * nHeads)),
       height: 420,
       scale,
@@ -229,10 +248,15 @@
       xTicks: everyNth(nHeads, 16),
       yTicks: everyNth(perHead.length, 8),
       barLabel: "mean chunk norm (2-norm)",
-      hover: (r, c, v) => chunkHover(layer, r, v, TENSOR_NAMES[tensor] + ", " + (tensor === "q" ? "query" : "KV") + " head " + c),
+      hover: (r, c, v) => {
+        const lines = chunkHover(layer, r, v, TENSOR_NAMES[tensor] + ", " + (tensor === "q" ? "query" : "KV") + " head " + c);
+        const ratio = massiveAt.get(c + "," + r);
+        if (ratio !== undefined) lines.push(["massive chunk: ", [fmt(ratio, 1) + "x its head's mean"]]);
+        return lines;
+      },
     });
     document.getElementById("head-map-caption").textContent =
-      TENSOR_NAMES[tensor] + " per head, layer " + layer + " (0-based)";
+      TENSOR_NAMES[tensor] + " per head, layer " + layer + " (0-based)" + (tensor === "v" ? "" : "; green rings: massive chunks");
   }
 
   // ---- head table ----------------------------------------------------------------------------
