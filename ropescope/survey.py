@@ -60,6 +60,11 @@ SMALL = dict(
     eos_token_id=2,
     vocab_size_per_layer_input=128,  # Gemma 3n / 4 per-layer input embeddings
     hidden_size_per_layer_input=8,
+    n_embd=64,  # GPT-J / CodeGen name their sizes the GPT-2 way (the same values as above)
+    n_layer=2,
+    n_head=4,
+    n_positions=256,
+    rotary_dim=8,  # GPT-J / CodeGen rotate the first 8 of each head's 16 dims
 )
 MAX_PARAMETERS = 20_000_000  # a "tiny" config that stays larger did not shrink (a multimodal wrapper)
 
