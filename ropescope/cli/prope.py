@@ -34,6 +34,7 @@ from ropescope.model.bundled import DEFAULT_MODEL
 from ropescope.plots.dynamics import training_figure
 from ropescope.plots.prope import prope_figure, t2_figure
 from ropescope.plots.style import save_figure
+from ropescope.profiling.bands import BAND_LEVEL
 from ropescope.prompts import load_prompts, load_text
 from ropescope.prope.frequencies import VARIANTS, check_p
 from ropescope.prope.perplexity import BELOW_BAND, prope_table
@@ -60,7 +61,7 @@ def _variants(text: str) -> list[str]:
     return chosen
 
 
-def _band(loaded, texts: list[str], prompts: str):
+def _band(loaded, texts: list[str], prompts: str, level: float = BAND_LEVEL):
     """The model's measured frequency band (queries) from a profile of ``texts`` (the set ``prompts``)."""
     from ropescope.profiling.run import profile
 
@@ -68,7 +69,7 @@ def _band(loaded, texts: list[str], prompts: str):
         measured = profile(
             loaded, loaded.tokenizer, texts, tensors=("q",), prompt_set=prompts, progress=lambda n: update(completed=n)
         )
-    return measured.frequency_band("q")
+    return measured.frequency_band("q", level)
 
 
 @where_it_runs
@@ -82,6 +83,11 @@ def prope_command(
     ),
     band_prompts: str = typer.Option(
         "shakespeare", help="below-band: the prompt set (built-in or a file) whose profile locates the band."
+    ),
+    band_level: float = typer.Option(
+        BAND_LEVEL,
+        help="below-band: a layer's band is its peak chunk and the run around it at this fraction of the peak's "
+        "mean query norm or more.",
     ),
     text: str = typer.Option(
         "heldout",
@@ -103,9 +109,11 @@ def prope_command(
     out = user_path(out or default_out(model, "-prope"))
     check_out(out, overwrite, inputs=(model, text))
     body = load_text(text)
+    if not 0 < band_level <= 1:
+        raise RopescopeError(f"--band-level must be a fraction in (0, 1], got {band_level}")
     band_texts = load_prompts(band_prompts) if BELOW_BAND in chosen else None  # bad input refused before loading
     loaded = load(model, **model_options)
-    band = _band(loaded, band_texts, band_prompts) if band_texts is not None else None
+    band = _band(loaded, band_texts, band_prompts, band_level) if band_texts is not None else None
     runs = 1 + sum(1 if v == BELOW_BAND else sum(x != 1.0 for x in ps) for v in chosen)
     with progress("perplexity", runs) as update:
         table = prope_table(

@@ -175,6 +175,7 @@ CLI_ROWS = [
     ("prope", "too small", ["prope", "--context", "1"], "Invalid value for '--context'"),
     ("prope", "prompt longer than the context", ["prope", "--context", "40000"], "exceeds the model's context"),
     ("prope", "zero", ["prope", "--windows", "0"], "Invalid value for '--windows'"),
+    ("prope", "too large", ["prope", "--band-level", "1.5"], "--band-level must be a fraction in (0, 1], got 1.5"),
     (
         "prope",
         "missing prompt file",
