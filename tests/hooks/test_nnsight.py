@@ -46,6 +46,14 @@ def test_an_nnsight_model_profiles_and_scans_as_the_model_it_wraps(gemma):
         with ropescope.p_rope(wrapped, 0.75):
             changed = model(input_ids=ids).logits
         assert not torch.equal(changed, before)
+        with ropescope.rope_scaling(wrapped, "yarn:2"):
+            scaled = model(input_ids=ids).logits
+        with ropescope.rope_scaling(model, "yarn:2"):
+            assert torch.equal(model(input_ids=ids).logits, scaled)
+        assert torch.equal(model(input_ids=ids).logits, before)  # restored
+        text = ropescope.load_text("heldout")[:1200]
+        ours = ropescope.perplexity(wrapped, tokenizer, text, context=128)["perplexity"]
+        assert ours == ropescope.perplexity(model, tokenizer, text, context=128)["perplexity"]
         with wrapped.trace(ids):  # the wrapper's own tracing is untouched
             logits = wrapped.output.logits.save()
     assert torch.equal(logits, before)
