@@ -141,6 +141,19 @@ class _PerThread:
 _DISPATCH: dict[tuple[int, str], _Dispatch] = {}  # (id(modeling module), function name) -> its dispatcher
 
 
+def _text_decoder(base: torch.nn.Module, sites) -> torch.nn.Module | None:
+    """The module below ``base`` that holds the decoder layers (``layers``, a ModuleList holding the
+    first attention layer), where that is not ``base`` itself: a multimodal wrapper's language model."""
+    if not sites:
+        return None
+    first = sites[0].module
+    for _, module in base.named_modules():
+        layers = getattr(module, "layers", None)
+        if isinstance(layers, torch.nn.ModuleList) and any(first is m for layer in layers for m in layer.modules()):
+            return None if module is base else module
+    return None
+
+
 def _implied_positions(kwargs: dict, batch: int, seq: int, device) -> torch.Tensor:
     """The positions a forward call without ``position_ids`` gives its tokens, as the model computes
     them: ``cache_position`` when passed, else the cached length of ``past_key_values`` onwards (a
@@ -199,6 +212,9 @@ class RopeCallHooks:
         base = self.anatomy.base  # the decoder every forward pass goes through (also the causal LM's)
         self._handles.append(base.register_forward_pre_hook(self._on_model_input, with_kwargs=True))
         sites = self.anatomy.sites
+        inner = _text_decoder(base, sites)
+        if inner is not None:  # a wrapper computes its text decoder's positions (PaliGemma: from 1)
+            self._handles.append(inner.register_forward_pre_hook(self._on_decoder_input, with_kwargs=True))
         for site in sites:
             self._handles.append(site.module.register_forward_pre_hook(self._enter_layer(site.layer)))
             self._handles.append(site.module.register_forward_hook(self._leave_layer))
@@ -287,6 +303,16 @@ class RopeCallHooks:
         self._entered = set()  # the layers this forward pass has run (in this thread)
         if positions.numel():  # kept on the device: read once, by max_seq_len
             self._longest = torch.clamp(positions.max() + 1, min=self._longest)
+
+    def _on_decoder_input(self, module, args, kwargs):
+        """A multimodal wrapper's text decoder: the positions it is handed are the ones its RoPE
+        turns by (PaliGemma counts from 1); taken where they are one row of positions per token."""
+        positions = kwargs.get("position_ids")
+        mask = getattr(self, "_mask", None)
+        if isinstance(positions, torch.Tensor) and mask is not None and positions.shape == mask.shape:
+            self._positions = positions
+            if positions.numel():
+                self._longest = torch.clamp(positions.max() + 1, min=self._longest)
 
     @property
     def max_seq_len(self) -> int:

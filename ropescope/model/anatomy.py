@@ -170,8 +170,11 @@ class ModelAnatomy:
                 softcap = getattr(self.config, "attn_logit_softcapping", None)
             window = self.geometry.layers[site.layer].window
             # True / "all": every token sees every token; "vision" (Gemma 4): only image tokens see each
-            # other, so text prompts stay causal
-            bidirectional = getattr(self.config, "use_bidirectional_attention", False)
+            # other, so text prompts stay causal. A multimodal wrapper builds its text decoder's mask
+            # itself (PaliGemma: bidirectional on an image prefix, causal on text), so there the
+            # wrapper's own config says, not the text config's flag.
+            owner = self.hf.config if self.config is not self.hf.config else self.config
+            bidirectional = getattr(owner, "use_bidirectional_attention", False)
             causal = not (bidirectional is True or bidirectional == "all")
             sinks = getattr(site.module, "sinks", None)
             if isinstance(sinks, torch.Tensor):

@@ -78,10 +78,7 @@ def band_cells(profile: Profile, tensor: str) -> list[list[int]]:
 def massive_cells(profile: Profile, tensor: str) -> list[list]:
     """``[layer, head, chunk, ratio]`` of every massive chunk of ``tensor`` (ratio to its head's mean)."""
     table = profile.massive_values(tensors=(tensor,))
-    return [
-        [int(r.layer), int(r.head), int(r.chunk), float(f"{r.ratio:.4g}")]
-        for r in table.itertuples()
-    ]
+    return [[int(r.layer), int(r.head), int(r.chunk), float(f"{r.ratio:.4g}")] for r in table.itertuples()]
 
 
 def geometry_data(profile: Profile) -> dict:

@@ -396,8 +396,15 @@ def test_every_supported_family_p_rope_turns_exactly_the_chunks_it_names(rows):
 
             return wrapped
 
+        positions_of = {}  # layer -> the positions its attention is handed (PaliGemma counts from 1)
+
+        def enter(mod, a, kw, layer, _running=running, _positions=positions_of):
+            _running[0] = layer
+            if isinstance(kw.get("position_ids"), torch.Tensor):
+                _positions[layer] = kw["position_ids"][0].numpy()
+
         handles = [
-            m.register_forward_pre_hook(lambda mod, a, layer=layer, _running=running: _running.__setitem__(0, layer))
+            m.register_forward_pre_hook(functools.partial(enter, layer=layer), with_kwargs=True)
             for layer, m in attention.items()
         ]
         ids = torch.tensor([CharTokenizer()(TEXTS[1])["input_ids"]])
@@ -418,7 +425,8 @@ def test_every_supported_family_p_rope_turns_exactly_the_chunks_it_names(rows):
         for layer, (pre, post, name) in zip(geometry.rotating_layers, seen, strict=False):
             g = np.array(geometry.frequencies(layer))
             g[int(0.5 * len(g)) :] = 0.0
-            angles = np.arange(ids.shape[1])[:, None] * g[None, :] * geometry.turn  # NanoChat turns by -m*g
+            where = positions_of.get(layer, np.arange(ids.shape[1]))
+            angles = where[:, None] * g[None, :] * geometry.turn  # NanoChat turns by -m*g
             if kwargs_of[id(pre)] == 2:  # [B, S, H, D] (unsqueeze_dim=2): heads first, as _slow_rotate takes them
                 pre, post = pre.transpose(0, 2, 1, 3), post.transpose(0, 2, 1, 3)
             expected = _slow_rotate(pre[0][..., :r], angles, geometry.layout, geometry.layers[layer].attention_scaling)
