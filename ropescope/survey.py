@@ -48,6 +48,7 @@ SMALL = dict(
     num_local_experts=4,
     n_routed_experts=4,
     num_experts_per_tok=2,
+    top_k_experts=2,  # Gemma 4 / DiffusionGemma name it so
     sliding_window=8,
     kv_lora_rank=16,
     q_lora_rank=16,
