@@ -331,8 +331,8 @@ def attention_sites(model: torch.nn.Module) -> list[AttentionSite]:
     cfg = text_config(model)
     sites = []
     for _, module in model.named_modules():
-        if "Attention" not in type(module).__name__ or not hasattr(module, "layer_idx"):
-            continue
+        if "Attention" not in type(module).__name__ or getattr(module, "layer_idx", None) is None:
+            continue  # not a decoder layer's attention (an image or audio tower's, a perceiver's: no layer index)
         code = sys.modules.get(type(module).__module__)
         names = rope_functions(module, code) if code is not None else ()
         kinds = {rope_call_kind(getattr(code, name)) for name in names}
@@ -373,7 +373,7 @@ def detect_layout(model: torch.nn.Module) -> str | None:
     ``"halves"`` (dims ``k`` and ``k + r/2`` pair up) or ``"interleaved"`` (``2k`` and ``2k + 1``);
     ``None`` when the code has no ``rotate_half`` or it is neither (then the family table decides)."""
     for _, module in model.named_modules():
-        if "Attention" in type(module).__name__ and hasattr(module, "layer_idx"):
+        if "Attention" in type(module).__name__ and getattr(module, "layer_idx", None) is not None:
             fn = getattr(sys.modules.get(type(module).__module__), "rotate_half", None)
             if fn is None:
                 return None

@@ -159,7 +159,11 @@ def _recorded_qkv(model, ids):
     layer reusing another's keys, q only), v from the value projection (MLA: the latent
     up-projection's value part; K = V: the key projection); a hybrid model's layers without
     attention modules are absent."""
-    attention = [m for _, m in model.named_modules() if "Attention" in type(m).__name__ and hasattr(m, "layer_idx")]
+    attention = [
+        m
+        for _, m in model.named_modules()
+        if "Attention" in type(m).__name__ and getattr(m, "layer_idx", None) is not None
+    ]
     code = sys.modules[type(attention[0]).__module__]
     by_layer = {m.layer_idx: m for m in attention}
     calls, projected, values, running = {}, {}, {}, [None]
@@ -366,7 +370,11 @@ def test_every_supported_family_p_rope_turns_exactly_the_chunks_it_names(rows):
         geometry = ropescope.inspect_model(model).geometry
         code = sys.modules[
             type(
-                next(m for _, m in model.named_modules() if "Attention" in type(m).__name__ and hasattr(m, "layer_idx"))
+                next(
+                    m
+                    for _, m in model.named_modules()
+                    if "Attention" in type(m).__name__ and getattr(m, "layer_idx", None) is not None
+                )
             ).__module__
         ]
         names = _rope_function_names(code)
@@ -375,7 +383,7 @@ def test_every_supported_family_p_rope_turns_exactly_the_chunks_it_names(rows):
         attention = {
             m.layer_idx: m
             for _, m in model.named_modules()
-            if "Attention" in type(m).__name__ and hasattr(m, "layer_idx")
+            if "Attention" in type(m).__name__ and getattr(m, "layer_idx", None) is not None
         }
         originals, seen, running, kwargs_of = {n: getattr(code, n) for n in names}, [], [None], {}
 
@@ -492,7 +500,9 @@ def _effective_attention(model, ids):
             code.apply_rotary_pos_emb = original
     # by layer number: a hybrid model returns maps for its attention layers only (or None elsewhere)
     numbers = sorted(
-        m.layer_idx for _, m in model.named_modules() if "Attention" in type(m).__name__ and hasattr(m, "layer_idx")
+        m.layer_idx
+        for _, m in model.named_modules()
+        if "Attention" in type(m).__name__ and getattr(m, "layer_idx", None) is not None
     )
     if len(attentions) != len(numbers):
         attentions = [attentions[i] for i in numbers]
