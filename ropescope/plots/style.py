@@ -31,11 +31,27 @@ CLASS_COLOURS = {
     "semantic/mixed": "#8d99ae",
 }
 # the report page's series colours: queries / keys, offset bars / the first token, masked cells
-PALETTE = {"query": "#d62828", "key": "#1d3557", "offset": "#f77f00", "sink": "#457b9d", "masked": MASKED_COLOUR}
+BAND_COLOUR, MASSIVE_COLOUR = "#00e5ff", "#38b000"  # rings: a layer's frequency band, a massive chunk
+PALETTE = {
+    "query": "#d62828",
+    "key": "#1d3557",
+    "offset": "#f77f00",
+    "sink": "#457b9d",
+    "masked": MASKED_COLOUR,
+    "band": BAND_COLOUR,
+    "massive": MASSIVE_COLOUR,
+}
 BOUNDARY_STYLE = {"color": "#00b4d8", "linewidth": 1.8}
 TRAINED_STYLE = {"color": "#2a9d8f", "linewidth": 1.4, "linestyle": "--"}
-BAND_STYLE = {"marker": "o", "s": 16, "facecolors": "none", "edgecolors": "#00e5ff", "linewidths": 1.0, "zorder": 4}
-MASSIVE_STYLE = {"marker": "D", "s": 14, "facecolors": "none", "edgecolors": "#38b000", "linewidths": 1.1, "zorder": 4}
+BAND_STYLE = {"marker": "o", "s": 16, "facecolors": "none", "edgecolors": BAND_COLOUR, "linewidths": 1.0, "zorder": 4}
+MASSIVE_STYLE = {
+    "marker": "D",
+    "s": 14,
+    "facecolors": "none",
+    "edgecolors": MASSIVE_COLOUR,
+    "linewidths": 1.1,
+    "zorder": 4,
+}
 CRITICAL_STYLE = {"color": "#e76f51", "linewidth": 1.3, "linestyle": "-."}  # period longer than the context
 SCALES = ("p99", "linear", "log")
 ROBUST_PERCENTILE = 99.0

@@ -195,8 +195,8 @@
     return out;
   }
   const TENSOR_NAMES = { q: "queries", k: "keys", v: "values" };
-  const BAND_COLOUR = "#00e5ff"; // rings: the layer's measured frequency band (per-layer map)
-  const MASSIVE_COLOUR = "#38b000"; // rings: massive chunks (per-head map)
+  const BAND_COLOUR = PALETTE.band; // rings: the layer's measured frequency band (per-layer map)
+  const MASSIVE_COLOUR = PALETTE.massive; // rings: massive chunks (per-head map)
   const geo = DATA.geometry;
   function chunkHover(layer, chunk, value, what) {
     const L = geo.layers[layer];
