@@ -42,6 +42,12 @@ def log_distances(longest: int) -> tuple[int, ...]:
     return tuple(out)
 
 
+def _per_row(sums: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``sums / rows`` (``rows`` broadcast against ``sums``), NaN where no row was counted."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(rows > 0, sums / np.maximum(rows, 1), np.nan)
+
+
 @dataclass
 class PositionHeadArrays:
     """Sums and row counts behind :meth:`offset_scores` and :meth:`distance_terms`."""
@@ -58,28 +64,20 @@ class PositionHeadArrays:
 
     def offset_scores(self) -> np.ndarray:
         """``[L, H, K+1, B]`` mean attention on each offset per query-position bucket (NaN: no row)."""
-        with np.errstate(invalid="ignore", divide="ignore"):
-            rows = self.offset_rows[:, None]
-            return np.where(rows > 0, self.offset_sum / np.maximum(rows, 1), np.nan)
+        return _per_row(self.offset_sum, self.offset_rows[:, None])
 
     def sink_scores(self) -> np.ndarray:
         """``[L, H, B]`` mean attention on the first token per query-position bucket (NaN: no row)."""
-        with np.errstate(invalid="ignore", divide="ignore"):
-            rows = self.sink_rows[:, None]
-            return np.where(rows > 0, self.sink_sum / np.maximum(rows, 1), np.nan)
+        return _per_row(self.sink_sum, self.sink_rows[:, None])
 
     def sink_terms(self) -> np.ndarray:
         """``[L, H, B, C]`` mean chunk term (logit units) of the logit on the first token per
         query-position bucket, over the rows that see it (NaN: no row, or a chunk the layer lacks)."""
-        with np.errstate(invalid="ignore", divide="ignore"):
-            rows = self.sink_rows[:, None, :, None]
-            return np.where(rows > 0, self.sink_term_sum / np.maximum(rows, 1), np.nan)
+        return _per_row(self.sink_term_sum, self.sink_rows[:, None, :, None])
 
     def distance_terms(self) -> np.ndarray:
         """``[L, H, R, C]`` mean chunk term of the logit on the key ``distances[r]`` back."""
-        with np.errstate(invalid="ignore", divide="ignore"):
-            rows = self.term_rows[:, None, :, None]
-            return np.where(rows > 0, self.term_sum / np.maximum(rows, 1), np.nan)
+        return _per_row(self.term_sum, self.term_rows[:, None, :, None])
 
 
 class PositionHeadReducer:

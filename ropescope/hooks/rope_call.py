@@ -299,8 +299,13 @@ class RopeCallHooks:
         positions = kwargs.get("position_ids")
         if positions is None:
             positions = _implied_positions(kwargs, batch, seq, reference.device)
-        self._mask, self._positions = mask, positions
+        self._mask = mask
         self._entered = set()  # the layers this forward pass has run (in this thread)
+        self._set_positions(positions)
+
+    def _set_positions(self, positions: torch.Tensor) -> None:
+        """The positions this forward pass's RoPE turns its tokens by, and the longest so far."""
+        self._positions = positions
         if positions.numel():  # kept on the device: read once, by max_seq_len
             self._longest = torch.clamp(positions.max() + 1, min=self._longest)
 
@@ -310,9 +315,7 @@ class RopeCallHooks:
         positions = kwargs.get("position_ids")
         mask = getattr(self, "_mask", None)
         if isinstance(positions, torch.Tensor) and mask is not None and positions.shape == mask.shape:
-            self._positions = positions
-            if positions.numel():
-                self._longest = torch.clamp(positions.max() + 1, min=self._longest)
+            self._set_positions(positions)
 
     @property
     def max_seq_len(self) -> int:

@@ -323,6 +323,12 @@ def pair_layout_of_order(order: torch.Tensor | None) -> str | None:
     raise UnsupportedModelError(f"a RoPE function reorders its {dims} output dims in a way ropescope cannot read")
 
 
+def is_decoder_attention(module: torch.nn.Module) -> bool:
+    """An attention module of a decoder layer: it knows its layer index (an image or audio tower's
+    attention, or a perceiver's, has none)."""
+    return "Attention" in type(module).__name__ and getattr(module, "layer_idx", None) is not None
+
+
 def attention_sites(model: torch.nn.Module) -> list[AttentionSite]:
     """Every attention layer of ``model`` whose code applies RoPE through ``apply_rotary_pos_emb``.
 
@@ -331,8 +337,8 @@ def attention_sites(model: torch.nn.Module) -> list[AttentionSite]:
     cfg = text_config(model)
     sites = []
     for _, module in model.named_modules():
-        if "Attention" not in type(module).__name__ or getattr(module, "layer_idx", None) is None:
-            continue  # not a decoder layer's attention (an image or audio tower's, a perceiver's: no layer index)
+        if not is_decoder_attention(module):
+            continue
         code = sys.modules.get(type(module).__module__)
         names = rope_functions(module, code) if code is not None else ()
         kinds = {rope_call_kind(getattr(code, name)) for name in names}
@@ -373,7 +379,7 @@ def detect_layout(model: torch.nn.Module) -> str | None:
     ``"halves"`` (dims ``k`` and ``k + r/2`` pair up) or ``"interleaved"`` (``2k`` and ``2k + 1``);
     ``None`` when the code has no ``rotate_half`` or it is neither (then the family table decides)."""
     for _, module in model.named_modules():
-        if "Attention" in type(module).__name__ and getattr(module, "layer_idx", None) is not None:
+        if is_decoder_attention(module):
             fn = getattr(sys.modules.get(type(module).__module__), "rotate_half", None)
             if fn is None:
                 return None

@@ -34,7 +34,7 @@ from ropescope.plots.style import (
     draw_map,
     save_figure,
 )
-from ropescope.profiling.bands import BAND_LEVEL
+from ropescope.profiling.bands import BAND_LEVEL, band_cells
 from ropescope.profiling.result import TENSOR_PLURALS, Profile
 
 
@@ -88,16 +88,10 @@ def _mark_boundaries(ax, profile: Profile, layers: list[int], columns: int, lege
 
 def _mark_band(ax, profile: Profile, tensor: str) -> None:
     """Ring every chunk of each layer's measured frequency band of ``tensor`` (per-layer maps)."""
-    band = profile.frequency_band(tensor)
-    xs, ys = [], []
-    for row in band.itertuples():
-        g = profile.geometry.frequencies(row.layer)
-        chunks = np.nonzero((g >= row.slowest_frequency) & (g <= row.fastest_frequency))[0]
-        xs += [row.layer] * len(chunks)
-        ys += list(chunks)
-    if xs:
-        label = f"frequency band (>= {BAND_LEVEL:g} x the layer's peak)"
-        ax.scatter(xs, ys, label=label, **BAND_STYLE)
+    cells = band_cells(profile, tensor)
+    if cells:
+        layers, chunks = zip(*cells, strict=True)
+        ax.scatter(layers, chunks, label=f"frequency band (>= {BAND_LEVEL:g} x the layer's peak)", **BAND_STYLE)
 
 
 def _mark_massive(ax, profile: Profile, layer: int, tensor: str) -> None:

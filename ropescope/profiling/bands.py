@@ -40,6 +40,18 @@ def band_shares(profile, tensor: str) -> np.ndarray:
 
 BAND_LEVEL = 0.5  # a chunk is in a layer's frequency band while its mean norm is >= this x the layer's peak
 
+BAND_COLUMNS = [
+    "layer",
+    "peak_chunk",
+    "peak_frequency",
+    "band_chunks",
+    "fastest_frequency",
+    "slowest_frequency",
+    "slowest_wavelength",
+    "chunks_below",
+    "rotating_chunks",
+]
+
 
 def frequency_band(profile, tensor: str = "q", level: float = BAND_LEVEL) -> pd.DataFrame:
     """The measured high-norm *frequency band* of every rotating layer (Oka et al., ICLR 2026).
@@ -91,14 +103,12 @@ def frequency_band(profile, tensor: str = "q", level: float = BAND_LEVEL) -> pd.
     return pd.DataFrame(rows, columns=BAND_COLUMNS)
 
 
-BAND_COLUMNS = [
-    "layer",
-    "peak_chunk",
-    "peak_frequency",
-    "band_chunks",
-    "fastest_frequency",
-    "slowest_frequency",
-    "slowest_wavelength",
-    "chunks_below",
-    "rotating_chunks",
-]
+def band_cells(profile, tensor: str = "q", level: float = BAND_LEVEL) -> list[tuple[int, int]]:
+    """``(layer, chunk)`` of every chunk in each layer's measured frequency band of ``tensor``
+    (the chunks whose frequency lies between the band's fastest and slowest, :func:`frequency_band`)."""
+    cells = []
+    for row in frequency_band(profile, tensor, level).itertuples():
+        g = profile.geometry.frequencies(row.layer)
+        chunks = np.nonzero((g >= row.slowest_frequency) & (g <= row.fastest_frequency))[0]
+        cells += [(int(row.layer), int(c)) for c in chunks]
+    return cells

@@ -28,6 +28,7 @@ from ropescope.files import read_checked, write_checked
 from ropescope.hooks.position import PositionStats
 from ropescope.hooks.stats import ChunkNormStats
 from ropescope.model.geometry import RopeGeometry
+from ropescope.profiling.bands import BAND_LEVEL, frequency_band
 from ropescope.profiling.compare import compare_profiles
 from ropescope.profiling.content import check_content, check_position_content, check_position_edges
 from ropescope.profiling.notebook import profile_html, profile_line
@@ -109,13 +110,11 @@ class Profile:
 
         return massive_table(self, threshold, tensors)
 
-    def frequency_band(self, tensor: str = "q", level: float = 0.5) -> pd.DataFrame:
+    def frequency_band(self, tensor: str = "q", level: float = BAND_LEVEL) -> pd.DataFrame:
         """Each rotating layer's measured high-norm frequency band (Oka et al., ICLR 2026): the
         peak chunk of the layer's mean chunk norm and the unbroken run of chunks around it, in
         frequency order, at ``level`` x the peak or more; see
         :func:`ropescope.profiling.bands.frequency_band`."""
-        from ropescope.profiling.bands import frequency_band
-
         return frequency_band(self, tensor, level)
 
     def concentration(self, tensor: str = "q") -> np.ndarray:

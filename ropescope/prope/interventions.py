@@ -110,7 +110,16 @@ def p_rope(model, p: float, variant: str = "p", layers: Iterable[int] | None = N
         if not 0 <= layer < geometry.n_layers:
             raise RopescopeError(f"layer {layer} is out of range: the model has layers 0..{geometry.n_layers - 1}")
     chosen = [i for i in chosen if i in geometry.rotating_layers]  # NoPE and non-attention layers: nothing to change
-    frequencies = {i: p_rope_frequencies(geometry.frequencies(i), p, variant) for i in chosen}
+    with _rotating_at(
+        model, geometry, {i: p_rope_frequencies(geometry.frequencies(i), p, variant) for i in chosen}
+    ) as reached:
+        yield reached
+
+
+@contextlib.contextmanager
+def _rotating_at(model, geometry: RopeGeometry, frequencies: dict[int, np.ndarray]):
+    """Inside the block, layer ``i`` of ``frequencies`` turns its chunks at ``frequencies[i]``
+    (rad/token); yields the live view of the layers whose cos/sin were replaced so far."""
     editor = _angles_editor(geometry, frequencies)
     with intervene(model, edit_angles=editor):
         yield editor.reached
@@ -131,9 +140,8 @@ def stop_below(model, cutoffs: dict[int, float]):
             raise RopescopeError(f"layer {layer} does not rotate q and k, so it has no band to stop below")
         own = np.asarray(geometry.frequencies(layer), dtype=np.float64)
         frequencies[layer] = np.where(own < cutoff, 0.0, own)
-    editor = _angles_editor(geometry, frequencies)
-    with intervene(model, edit_angles=editor):
-        yield editor.reached
+    with _rotating_at(model, geometry, frequencies) as reached:
+        yield reached
 
 
 def below_band_cutoffs(band) -> dict[int, float]:

@@ -91,7 +91,7 @@ def perplexity(
     scale = output_scale(anatomy, windows[0])
     total, count = 0.0, 0
     n_buckets = -(-context // bucket) if bucket else 0
-    by_position = np.zeros((2, n_buckets))  # summed nll, token count per bucket
+    by_position = torch.zeros(2, n_buckets, dtype=torch.float64, device=device)  # summed nll, tokens per bucket
     with torch.inference_mode():
         for start in range(0, len(windows), batch_size):
             rows = windows[start : start + batch_size]
@@ -105,8 +105,9 @@ def perplexity(
     mean = total / count
     result = {"perplexity": math.exp(mean), "nll": mean, "tokens": count, "windows": len(windows)}
     if bucket:
+        sums = by_position.cpu().numpy()  # read once, at the end
         with np.errstate(invalid="ignore", divide="ignore"):
-            result["nll_by_position"] = by_position[0] / by_position[1]
+            result["nll_by_position"] = sums[0] / sums[1]
     return result
 
 
@@ -184,9 +185,9 @@ def _window_nll(
             logits = torch.tanh(logits / softcap) * softcap
         nll = torch.nn.functional.cross_entropy(logits, targets[i : i + LOGIT_ROWS], reduction="none")
         total += nll.double().sum()  # per-token values summed in float64
-        if bucket:
-            np.add.at(by_position[0], where[i : i + LOGIT_ROWS].cpu().numpy(), nll.double().cpu().numpy())
-            np.add.at(by_position[1], where[i : i + LOGIT_ROWS].cpu().numpy(), 1)
+        if bucket:  # on the device: no copy to the host per block
+            by_position[0].index_add_(0, where[i : i + LOGIT_ROWS], nll.double())
+            by_position[1].index_add_(0, where[i : i + LOGIT_ROWS], torch.ones_like(nll, dtype=torch.float64))
     return float(total), len(targets)
 
 

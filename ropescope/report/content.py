@@ -17,7 +17,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from ropescope.profiling.bands import BANDS, band_shares
+from ropescope.profiling.bands import BANDS, band_cells, band_shares
 from ropescope.profiling.result import TENSORS, Profile
 from ropescope.profiling.summary import summary_text
 
@@ -63,16 +63,6 @@ def _plain(value):
     if isinstance(value, np.generic):
         return value.item()
     return value if isinstance(value, (int, float, str, bool)) or value is None else str(value)
-
-
-def band_cells(profile: Profile, tensor: str) -> list[list[int]]:
-    """``[layer, chunk]`` of every chunk in each layer's measured frequency band of ``tensor``."""
-    cells = []
-    for row in profile.frequency_band(tensor).itertuples():
-        g = profile.geometry.frequencies(row.layer)
-        chunks = np.nonzero((g >= row.slowest_frequency) & (g <= row.fastest_frequency))[0]
-        cells += [[int(row.layer), int(c)] for c in chunks]
-    return cells
 
 
 def massive_cells(profile: Profile, tensor: str) -> list[list]:
@@ -198,7 +188,7 @@ def report_data(
         "geometry": geometry_data(profile),
         "usage": {t: _floats(profile.layer_usage(t)) for t in TENSORS},
         "head_usage": {t: _floats(profile.stats[t].mean.numpy()) for t in TENSORS},
-        "band": {t: band_cells(profile, t) for t in ("q", "k")},
+        "band": {t: [list(cell) for cell in band_cells(profile, t)] for t in ("q", "k")},
         "massive": {t: massive_cells(profile, t) for t in ("q", "k")},
         "summary": summary_text(profile),
         "reproduction": reproduction_rows(profile, heads, agreement, causal),
