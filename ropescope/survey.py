@@ -67,6 +67,21 @@ SMALL = dict(
     n_positions=256,
     rotary_dim=8,  # GPT-J / CodeGen rotate the first 8 of each head's 16 dims
 )
+# settings a family's default config leaves unset though its model needs them, or sets against the
+# tiny sizes, filled as its published checkpoints set them (the model types' own names and sizes)
+FILL = {
+    "dots1": dict(n_shared_experts=1),
+    "lfm2_moe": dict(layer_types=["conv", "full_attention"]),
+    "zaya": dict(num_experts_per_tok=1),  # its config accepts one expert per token only
+    "dbrx": dict(  # sizes under DBRX's own names; clip_qkv 2 (DBRX Instruct: 8) clamps a third of the tiny q, k, v
+        d_model=64,
+        n_heads=4,
+        n_layers=2,
+        max_seq_len=256,
+        attn_config=dict(kv_n_heads=2, rope_theta=10_000.0, clip_qkv=2.0),
+        ffn_config=dict(ffn_hidden_size=96, moe_num_experts=4, moe_top_k=2),
+    ),
+}
 MAX_PARAMETERS = 20_000_000  # a "tiny" config that stays larger did not shrink (a multimodal wrapper)
 
 # name -> (model type, config overrides): what the default configs do not exercise
@@ -239,7 +254,7 @@ def tiny_config(model_type: str, overrides: dict | None = None):
         kwargs[name] = _per_layer_cut(settings, shrunk)
         if name == "text_config":
             kwargs[name] = _scaled_sections(kwargs[name], "mrope_section" in _rope_keys(type(sub)))
-    kwargs = {**kwargs, **(overrides or {})}
+    kwargs = {**kwargs, **FILL.get(model_type, {}), **(overrides or {})}
     kwargs = _scaled_sections(_per_layer_cut(default.to_dict(), kwargs, keep=set(kwargs), given=set(overrides or ())))
     config = cls(**kwargs)
     config._attn_implementation = "eager"

@@ -47,6 +47,7 @@ FAMILIES: dict[str, FamilyAdapter] = {
     "phi": DEFAULT,
     "phi3": FamilyAdapter(value_module="qkv_proj", value_packing="qkv"),
     "phi4_multimodal": FamilyAdapter(value_module="qkv_proj", value_packing="qkv"),
+    "dbrx": FamilyAdapter(value_module="Wqkv", value_packing="qkv"),  # clamped to +-clip_qkv first
     "persimmon": FamilyAdapter(value_module="query_key_value", value_packing="per_head_qkv"),
     "falcon": FamilyAdapter(value_module="query_key_value", value_packing="split_heads"),
     "gpt_neox": FamilyAdapter(value_module="query_key_value", value_packing="per_head_qkv"),
@@ -329,6 +330,18 @@ def is_decoder_attention(module: torch.nn.Module) -> bool:
     return "Attention" in type(module).__name__ and getattr(module, "layer_idx", None) is not None
 
 
+def decoder_attention_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The decoder layers' attention modules (:func:`is_decoder_attention`), innermost first where
+    one wraps another of the same layer (DBRX's ``norm_attn_norm`` around its ``attn``, Mllama's
+    decoder layer named ``...SelfAttentionDecoderLayer``): the inner one computes the attention."""
+    found = [m for _, m in model.named_modules() if is_decoder_attention(m)]
+
+    def wraps_its_own(m: torch.nn.Module) -> bool:
+        return any(c is not m and is_decoder_attention(c) and c.layer_idx == m.layer_idx for c in m.modules())
+
+    return [m for m in found if not wraps_its_own(m)]
+
+
 def attention_sites(model: torch.nn.Module) -> list[AttentionSite]:
     """Every attention layer of ``model`` whose code applies RoPE through ``apply_rotary_pos_emb``.
 
@@ -336,9 +349,7 @@ def attention_sites(model: torch.nn.Module) -> list[AttentionSite]:
     """
     cfg = text_config(model)
     sites = []
-    for _, module in model.named_modules():
-        if not is_decoder_attention(module):
-            continue
+    for module in decoder_attention_modules(model):
         code = sys.modules.get(type(module).__module__)
         names = rope_functions(module, code) if code is not None else ()
         kinds = {rope_call_kind(getattr(code, name)) for name in names}
@@ -349,10 +360,16 @@ def attention_sites(model: torch.nn.Module) -> list[AttentionSite]:
             )
         sites.append(AttentionSite(int(module.layer_idx), module, code, kinds.pop(), names))
     found = {site.layer for site in sites}
+    if len(found) != len(sites):
+        twice = sorted({s.layer for s in sites if sum(t.layer == s.layer for t in sites) > 1})
+        raise UnsupportedModelError(
+            f"{sum(s.layer == twice[0] for s in sites)} attention stacks number their layers alike (an encoder and a "
+            f"decoder, or looped modules) in model type {cfg.model_type!r}: ropescope reads one decoder stack"
+        )
     missing = [i for i in range(int(cfg.num_hidden_layers)) if i not in found]
     types = list(getattr(cfg, "layer_types", None) or [])
     softmax = [i for i in missing if i >= len(types) or types[i] in SOFTMAX_LAYER_TYPES]
-    if not sites or softmax or len(found) != len(sites):
+    if not sites or softmax:
         raise UnsupportedModelError(
             f"found {len(sites)} attention layers in model type {cfg.model_type!r}, expected "
             f"{cfg.num_hidden_layers}; supported families: {', '.join(sorted(FAMILIES))}"
@@ -402,6 +419,9 @@ def values_of(
     """``[B, kv_heads, S, d]`` values out of the value module's output ``[B, S, ...]`` (``attention``:
     the layer's attention module, whose own ``_split_heads`` cuts a ``"split_heads"`` projection)."""
     batch, seq = output.shape[0], output.shape[1]
+    clip = getattr(attention, "clip_qkv", None)
+    if clip is not None:  # DBRX clamps its fused projection's output before splitting it
+        output = output.clamp(-clip, clip)
     if packing == "split_heads":  # Falcon: the module's own cut, then its forward's [B, kv, S, d]
         value = attention._split_heads(output)[2]
         return value.transpose(1, 2).reshape(batch, n_kv, seq, -1)

@@ -153,17 +153,24 @@ def _called_by(module) -> bool:
     return frame is not None and frame.f_code is forward.__code__
 
 
+def _attention_modules(model):
+    """Modules named ...Attention... that know their layer index, leaving out one that holds another
+    of the same index (a wrapper around the attention proper: DBRX, Mllama's decoder layers)."""
+    found = [
+        m
+        for _, m in model.named_modules()
+        if "Attention" in type(m).__name__ and getattr(m, "layer_idx", None) is not None
+    ]
+    return [m for m in found if not any(o is not m and o.layer_idx == m.layer_idx for o in m.modules() if o in found)]
+
+
 def _recorded_qkv(model, ids):
     """Per layer number, q and k as the model's attention hands them to its RoPE function (on a layer
     that makes no such call, a NoPE layer: as its QK-norm or else its projections make them; on a
     layer reusing another's keys, q only), v from the value projection (MLA: the latent
     up-projection's value part; K = V: the key projection); a hybrid model's layers without
     attention modules are absent."""
-    attention = [
-        m
-        for _, m in model.named_modules()
-        if "Attention" in type(m).__name__ and getattr(m, "layer_idx", None) is not None
-    ]
+    attention = _attention_modules(model)
     code = sys.modules[type(attention[0]).__module__]
     by_layer = {m.layer_idx: m for m in attention}
     calls, projected, values, running = {}, {}, {}, [None]
@@ -206,6 +213,8 @@ def _recorded_qkv(model, ids):
             target, cut = module.v_proj, None
         elif hasattr(module, "qkv_proj"):  # Phi-3: [q | k | v]
             target, cut = module.qkv_proj, "tail"
+        elif hasattr(module, "Wqkv"):  # DBRX: [q | k | v], clamped to +-clip_qkv before the split
+            target, cut = module.Wqkv, ("clamped tail", module.clip_qkv)
         elif hasattr(module, "new_decoder_architecture"):  # Falcon: its own _split_heads cuts the projection
             target, cut = module.query_key_value, ("split", module)
         else:  # GPT-NeoX: per head [q, k, v]
@@ -281,9 +290,11 @@ def _slow_profile(model, geometry, n_heads, n_kv):
                 out = out[0]
             if isinstance(cut, tuple) and cut[0] == "split":  # Falcon: [S, heads, d] from its own code
                 v = cut[1]._split_heads(torch.from_numpy(out)[None])[2][0].numpy()
-            elif isinstance(cut, tuple):  # MLA: per query head [k_nope | v]
+            elif isinstance(cut, tuple) and cut[0] == "mla":  # MLA: per query head [k_nope | v]
                 v = out.reshape(out.shape[0], n_heads, -1)[..., cut[1] :]
-            elif cut == "tail":
+            elif cut == "tail" or (isinstance(cut, tuple) and cut[0] == "clamped tail"):
+                if isinstance(cut, tuple) and cut[1] is not None:
+                    out = np.clip(out, -cut[1], cut[1])
                 d = out.shape[-1] // (n_heads + 2 * n_kv)
                 v = out[:, (n_heads + n_kv) * d :].reshape(out.shape[0], n_kv, d)
             elif cut == "per_head":
@@ -368,23 +379,11 @@ def test_every_supported_family_p_rope_turns_exactly_the_chunks_it_names(rows):
     for row in (r for r in rows if r.prope == "yes"):
         model = _model(row.family)
         geometry = ropescope.inspect_model(model).geometry
-        code = sys.modules[
-            type(
-                next(
-                    m
-                    for _, m in model.named_modules()
-                    if "Attention" in type(m).__name__ and getattr(m, "layer_idx", None) is not None
-                )
-            ).__module__
-        ]
+        code = sys.modules[type(_attention_modules(model)[0]).__module__]
         names = _rope_function_names(code)
         if any(list(inspect.signature(getattr(code, n)).parameters)[0] not in ("q", "xq") for n in names):
             continue  # one tensor per call (Gemma 4): covered by tests/model/test_gemma4_rope.py
-        attention = {
-            m.layer_idx: m
-            for _, m in model.named_modules()
-            if "Attention" in type(m).__name__ and getattr(m, "layer_idx", None) is not None
-        }
+        attention = {m.layer_idx: m for m in _attention_modules(model)}
         originals, seen, running, kwargs_of = {n: getattr(code, n) for n in names}, [], [None], {}
 
         def make(name, original, _seen=seen, _running=running, _attention=attention, kwargs_of=kwargs_of):
@@ -499,11 +498,7 @@ def _effective_attention(model, ids):
         if code is not None:
             code.apply_rotary_pos_emb = original
     # by layer number: a hybrid model returns maps for its attention layers only (or None elsewhere)
-    numbers = sorted(
-        m.layer_idx
-        for _, m in model.named_modules()
-        if "Attention" in type(m).__name__ and getattr(m, "layer_idx", None) is not None
-    )
+    numbers = sorted(m.layer_idx for m in _attention_modules(model))
     if len(attentions) != len(numbers):
         attentions = [attentions[i] for i in numbers]
     result = {}
