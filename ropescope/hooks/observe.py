@@ -364,7 +364,7 @@ class Capture(RopeCallHooks):
 
         @torch.no_grad()
         def hook(module, args, output):
-            output = output.detach()
+            output = output.detach() if isinstance(output, torch.Tensor) else tuple(o.detach() for o in output)
             if mla is not None:  # kv_b_proj: per head [k_nope | v]
                 v = _per_head(output, self.n_heads)[..., mla.qk_nope_head_dim :].transpose(1, 2)
             else:

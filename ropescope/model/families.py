@@ -24,8 +24,9 @@ class FamilyAdapter:
     ``rotate_half`` does not tell it, :func:`detect_layout`), the module whose output holds the
     values, and how the values sit in that output: ``"alone"`` (``v_proj``: ``[B, S, kv*d]``),
     ``"qkv"`` (one fused projection ``[q | k | v]``, Phi-3), ``"per_head_qkv"`` (per head
-    ``[q, k, v]`` blocks, GPT-NeoX) or ``"split_heads"`` (the attention module's own ``_split_heads``
-    cuts the fused projection, Falcon's three layouts)."""
+    ``[q, k, v]`` blocks, GPT-NeoX), ``"split_heads"`` (the attention module's own ``_split_heads``
+    cuts the fused projection, Falcon's three layouts) or ``"qkv_tuple"`` (a module returning
+    ``(q, k, v)``, ZAYA's convolutional projection)."""
 
     layout: str = "halves"
     value_module: str = "v_proj"
@@ -48,6 +49,7 @@ FAMILIES: dict[str, FamilyAdapter] = {
     "phi3": FamilyAdapter(value_module="qkv_proj", value_packing="qkv"),
     "phi4_multimodal": FamilyAdapter(value_module="qkv_proj", value_packing="qkv"),
     "dbrx": FamilyAdapter(value_module="Wqkv", value_packing="qkv"),  # clamped to +-clip_qkv first
+    "zaya": FamilyAdapter(value_module="qkv_proj", value_packing="qkv_tuple"),  # CCA: returns (q, k, v)
     "persimmon": FamilyAdapter(value_module="query_key_value", value_packing="per_head_qkv"),
     "falcon": FamilyAdapter(value_module="query_key_value", value_packing="split_heads"),
     "gpt_neox": FamilyAdapter(value_module="query_key_value", value_packing="per_head_qkv"),
@@ -418,6 +420,9 @@ def values_of(
 ) -> torch.Tensor:
     """``[B, kv_heads, S, d]`` values out of the value module's output ``[B, S, ...]`` (``attention``:
     the layer's attention module, whose own ``_split_heads`` cuts a ``"split_heads"`` projection)."""
+    if packing == "qkv_tuple":  # a projection module that returns (q, k, v), each [B, S, heads, d]
+        output = output[2]
+        return output.reshape(output.shape[0], output.shape[1], n_kv, -1).transpose(1, 2)
     batch, seq = output.shape[0], output.shape[1]
     clip = getattr(attention, "clip_qkv", None)
     if clip is not None:  # DBRX clamps its fused projection's output before splitting it

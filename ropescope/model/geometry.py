@@ -12,9 +12,11 @@ layers).
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 import re
+import sys
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -25,6 +27,7 @@ from ropescope.model.families import (
     FAMILIES,
     attention_sites,
     config_value,
+    decoder_attention_modules,
     detect_layout,
     family_adapter,
     is_mla,
@@ -609,16 +612,30 @@ def _theta(cfg, layer_type: str | None) -> float | None:
     return float(theta) if theta is not None else None
 
 
+def builds_sliding_mask(model: torch.nn.Module) -> bool:
+    """Whether the modeling code of the model's decoder attention builds a sliding-window mask
+    (``create_sliding_window_causal_mask`` and kin): the only way a window reaches eager attention."""
+    modules = decoder_attention_modules(model)
+    if not modules:
+        return True  # nothing to read: keep what the config says
+    source = inspect.getsource(sys.modules[type(modules[0]).__module__])
+    return re.search(r"sliding\w*_mask|create_\w*sliding\w*", source) is not None
+
+
 def _sliding_windows(model: torch.nn.Module, n_layers: int) -> list[int | None]:
     """Each layer's sliding window in tokens (``None``: global attention).
 
     The attention module's own ``sliding_window`` wins (Gemma 2/3); otherwise the config's
     ``layer_types`` say which layers slide; with neither, a config ``sliding_window`` applies to
-    every layer (Mistral).
+    every layer (Mistral). A model whose modeling code builds no sliding-window mask slides
+    nowhere, whatever its config holds (Moshi, Qwen3-VL-MoE keep a ``sliding_window`` they never
+    use).
     """
     cfg = text_config(model)
     window = getattr(cfg, "sliding_window", None)
     window = window if isinstance(window, int) and window > 0 else None
+    if not builds_sliding_mask(model):
+        return [None] * n_layers
     types = getattr(cfg, "layer_types", None)
     windows: list[int | None] = [
         (window if types[i] == "sliding_attention" else None) if types else window for i in range(n_layers)

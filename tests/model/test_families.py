@@ -211,6 +211,8 @@ def _recorded_qkv(model, ids):
             target, cut = module.k_proj, None  # K = V (Gemma 4's global layers): the values are k_proj's output
         elif hasattr(module, "v_proj"):
             target, cut = module.v_proj, None
+        elif type(getattr(module, "qkv_proj", None)).__name__ == "ZayaCCAProjection":  # returns (q, k, v)
+            target, cut = module.qkv_proj, "third output"
         elif hasattr(module, "qkv_proj"):  # Phi-3: [q | k | v]
             target, cut = module.qkv_proj, "tail"
         elif hasattr(module, "Wqkv"):  # DBRX: [q | k | v], clamped to +-clip_qkv before the split
@@ -221,6 +223,8 @@ def _recorded_qkv(model, ids):
             target, cut = module.query_key_value, "per_head"
 
         def hook(mod, args, out, layer=layer, cut=cut, d=getattr(module, "head_dim", None)):
+            if cut == "third output":  # [B, S, kv heads, d] -> [B, S, kv heads * d], as a plain projection's
+                out = out[2].flatten(2)
             values[layer] = (out.detach().double().clone(), cut, d)
 
         handles.append(target.register_forward_hook(hook))
