@@ -22,6 +22,7 @@ says why in a few words; a family whose tiny model cannot be built is listed wit
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -240,25 +241,39 @@ def tiny_config(model_type: str, overrides: dict | None = None):
 
     cls = CONFIG_MAPPING[model_type]
     default = cls()
-    known = set(default.to_dict())
-    kwargs = {k: v for k, v in SMALL.items() if k in known and not _mla_head_dim(known, k)}
-    if "qk_rope_head_dim" in known and "num_key_value_heads" in kwargs:
-        kwargs["num_key_value_heads"] = kwargs["num_attention_heads"]  # MLA: one latent KV per query head
+    kwargs = _small_sizes(default.to_dict(), SMALL)
     for name in getattr(default, "sub_configs", {}) or {}:
         sub = getattr(default, name, None)
         if sub is None or not hasattr(sub, "to_dict"):
             continue
-        small = SMALL if name == "text_config" else SMALL_TOWER
         settings = sub.to_dict()
-        shrunk = {**settings, **{k: v for k, v in small.items() if k in settings}}
+        shrunk = {**settings, **_small_sizes(settings, SMALL if name == "text_config" else SMALL_TOWER)}
         kwargs[name] = _per_layer_cut(settings, shrunk)
         if name == "text_config":
-            kwargs[name] = _scaled_sections(kwargs[name], "mrope_section" in _rope_keys(type(sub)))
+            kwargs[name] = _scaled_sections(kwargs[name], _reads_sections(model_type, type(sub)))
     kwargs = {**kwargs, **FILL.get(model_type, {}), **(overrides or {})}
     kwargs = _scaled_sections(_per_layer_cut(default.to_dict(), kwargs, keep=set(kwargs), given=set(overrides or ())))
     config = cls(**kwargs)
     config._attn_implementation = "eager"
     return config
+
+
+def _small_sizes(settings: dict, small: dict) -> dict:
+    """The sizes of ``small`` a config with these default ``settings`` takes. MLA configs (see
+    :func:`_mla_head_dim`) expand their latent keys and values to every query head, and keep their
+    ``head_dim`` in the relation their defaults hold: the RoPE part (DeepSeek V3, Kimi) or the
+    whole query-key width (dots.llm3's sliding layers)."""
+    known = set(settings)
+    sizes = {k: v for k, v in small.items() if k in known and not _mla_head_dim(known, k)}
+    if "qk_rope_head_dim" in known and "num_key_value_heads" in sizes:
+        sizes["num_key_value_heads"] = sizes["num_attention_heads"]  # MLA: one latent KV per query head
+    rope, nope, head = (settings.get(k) for k in ("qk_rope_head_dim", "qk_nope_head_dim", "head_dim"))
+    if isinstance(head, int) and isinstance(rope, int) and "qk_rope_head_dim" in sizes:
+        if head == rope:
+            sizes["head_dim"] = sizes["qk_rope_head_dim"]
+        elif isinstance(nope, int) and head == rope + nope and "qk_nope_head_dim" in sizes:
+            sizes["head_dim"] = sizes["qk_rope_head_dim"] + sizes["qk_nope_head_dim"]
+    return sizes
 
 
 def _mla_head_dim(known: set, key: str) -> bool:
@@ -293,8 +308,18 @@ def _per_layer_cut(full: dict, shrunk: dict, keep: set | None = None, given: set
     return result
 
 
-def _rope_keys(config_class) -> set:
-    return set(getattr(config_class, "ignore_keys_at_rope_validation", None) or ())
+def _reads_sections(model_type: str, config_class) -> bool:
+    """Whether the family reads multimodal RoPE sections (``mrope_section``): its config class says so,
+    or its modeling code reads them with a default of its own (PaddleOCR-VL)."""
+    if "mrope_section" in set(getattr(config_class, "ignore_keys_at_rope_validation", None) or ()):
+        return True
+    import importlib
+
+    try:
+        code = importlib.import_module(f"transformers.models.{model_type}.modeling_{model_type}")
+    except ImportError:
+        return False
+    return 'get("mrope_section"' in inspect.getsource(code)
 
 
 def _scaled_layer(settings, scale: float):
@@ -314,7 +339,9 @@ def _scaled_sections(settings: dict, sectioned: bool = False) -> dict:
         params = {**params, "mrope_section": [16, 24, 24]}
     if not isinstance(params, dict) or not isinstance(params.get("mrope_section"), list):
         return settings
-    sections, chunks = params["mrope_section"], int(settings.get("head_dim") or SMALL["head_dim"]) // 2
+    head = int(settings.get("head_dim") or SMALL["head_dim"])
+    partial = params.get("partial_rotary_factor", settings.get("partial_rotary_factor")) or 1.0
+    sections, chunks = params["mrope_section"], int(head * partial) // 2  # the rotating pairs only (GLM-4.5V: half)
     scaled = [max(1, round(s * chunks / sum(sections))) for s in sections]
     scaled[0] += chunks - sum(scaled)
     key = "rope_parameters" if settings.get("rope_parameters") else "rope_scaling"
