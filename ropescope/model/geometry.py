@@ -416,6 +416,9 @@ def read_geometry(model: torch.nn.Module, layout: str | None = None) -> RopeGeom
     layers = []
     for i in range(n_layers):
         ltype = layer_types[i]
+        if i in others:  # a hybrid's layer without attention (convolution, Mamba): no frequencies to read
+            layers.append(LayerRope(np.zeros(0), 1.0, others[i], None, None, rope=False, attention=False))
+            continue
         if i in by_layer:
             buf, scaling = by_layer[i]
         elif ltype in by_type:
@@ -434,9 +437,7 @@ def read_geometry(model: torch.nn.Module, layout: str | None = None) -> RopeGeom
         sizes = dict(
             head_dim=head_dims.get(i), kv_heads=kv_heads.get(i), kv_source=kv_sources.get(i), v_heads=v_heads.get(i)
         )
-        if i in others:
-            layers.append(LayerRope(np.zeros(0), 1.0, others[i], None, None, rope=False, attention=False))
-        elif i in nope:
+        if i in nope:
             layers.append(LayerRope(np.zeros_like(inv_freq), 1.0, ltype, None, windows[i], rope=False, **sizes))
         else:
             layers.append(LayerRope(inv_freq, scaling, ltype, _theta(cfg, ltype), windows[i], **sizes))
