@@ -86,6 +86,7 @@ class Capture(RopeCallHooks):
         }
         self.verified_layers: set[int] = set()
         self._nope_q = None  # a NoPE layer's q, until its k is made
+        self._query_scale: dict[int, torch.Tensor] = {}  # a NoPE layer's query scale, handed to it per pass
         # KV sharing: the post-RoPE keys of each layer whose keys later layers reuse, for on_qk
         self._sources = {lr.kv_source for lr in self.geometry.layers if lr.kv_source is not None}
         self._source_keys: dict[int, torch.Tensor] = {}
@@ -125,6 +126,11 @@ class Capture(RopeCallHooks):
                 self._handles.append(query.register_forward_hook(self._mla_part(layer, "q_pass")))
                 self._handles.append(module.kv_b_proj.register_forward_hook(self._mla_part(layer, "k_nope")))
                 self._handles.append(module.register_forward_hook(self._mla_scores(layer)))
+            for layer in self.geometry.nope_layers:
+                site = self.anatomy.sites_by_layer.get(layer)
+                if site is not None:
+                    hook = self._keep_query_scale(layer)
+                    self._handles.append(site.module.register_forward_pre_hook(hook, with_kwargs=True))
             for site in self.anatomy.hooked_sites:
                 layer = site.layer
                 partial = self.geometry.layer_rotary_dim(layer) < self.geometry.layer_head_dim(layer)
@@ -315,6 +321,16 @@ class Capture(RopeCallHooks):
 
         return hook
 
+    def _keep_query_scale(self, layer: int):
+        """The query scale a NoPE layer is handed with its inputs (BEAM's scalable softmax: its model
+        passes ``attention_scaling``, ``(1 + position / 2048) ** 0.1`` per token, to the layers without
+        RoPE, which multiply their queries by it); None where it is handed none."""
+
+        def hook(module, args, kwargs):
+            self._query_scale[layer] = kwargs.get("attention_scaling")
+
+        return hook
+
     def at_nope(self, layer, kind, x):
         """A NoPE layer: q arrives first and waits for k; pre- and post-RoPE are the same tensors."""
         if kind == "q":
@@ -325,6 +341,9 @@ class Capture(RopeCallHooks):
         if self.on_qk is not None:
             with torch.no_grad():
                 scaled = temperature_tuned(self.anatomy.sites_by_layer[layer].module, q.detach())
+                scale = self._query_scale.pop(layer, None)
+                if scale is not None:  # the same arithmetic as the model: in float32, back to q's dtype
+                    scaled = (scaled.float() * scale).to(q.dtype)
                 self.on_qk(layer, scaled, x.detach(), self._token_mask(q.shape[2]))
         return x
 

@@ -425,6 +425,8 @@ def read_geometry(model: torch.nn.Module, layout: str | None = None) -> RopeGeom
             buf, scaling = by_type[ltype]
         elif None in by_type:
             buf, scaling = by_type[None]
+        elif i in nope and by_type:  # a NoPE layer type with no RoPE of its own (BEAM's global layers)
+            buf, scaling = torch.zeros_like(next(iter(by_type.values()))[0]), 1.0
         else:
             raise UnsupportedModelError(f"no RoPE frequencies found for layer {i} (type {ltype!r})")
         inv_freq = buf.detach().double().cpu().numpy().copy()
