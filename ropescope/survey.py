@@ -75,6 +75,10 @@ FILL = {
     "dots1": dict(n_shared_experts=1),
     "lfm2_moe": dict(layer_types=["conv", "full_attention"]),
     "zaya": dict(num_experts_per_tok=1),  # its config accepts one expert per token only
+    # hybrids whose first layers are all recurrent / Mamba: one attention layer among the tiny ones
+    "recurrent_gemma": dict(num_hidden_layers=3, attention_window_size=8),  # recurrent, recurrent, attention
+    "bamba": dict(attn_layer_indices=[1]),
+    "granitemoehybrid": dict(layer_types=["mamba", "attention"], position_embedding_type="rope"),  # default: NoPE
     "dbrx": dict(  # sizes under DBRX's own names; clip_qkv 2 (DBRX Instruct: 8) clamps a third of the tiny q, k, v
         d_model=64,
         n_heads=4,

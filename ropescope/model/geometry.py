@@ -393,7 +393,8 @@ def read_geometry(model: torch.nn.Module, layout: str | None = None) -> RopeGeom
             by_type[ltype] = (buf, scaling)
     if not by_type and not by_layer:
         rotary_keys = ("rotary_dim", "rope_theta", "rope_parameters", "rotary_pct", "partial_rotary_factor")
-        if any(getattr(cfg, key, None) for key in rotary_keys):
+        declared = getattr(cfg, "position_embedding_type", "rope")  # Granite 4.0-H: None or "nope" (no RoPE)
+        if declared in ("rope", "rotary") and any(getattr(cfg, key, None) for key in rotary_keys):
             raise UnsupportedModelError(
                 f"model type {getattr(cfg, 'model_type', '?')!r} uses rotary positions but keeps no inv_freq "
                 "buffer ropescope can read (unsupported architecture); supported families: "

@@ -9,7 +9,8 @@ matrix.
 
 The logits are the LM head's output times the model's own output multiplier (Granite divides by
 ``logits_scaling``, Cohere multiplies by ``logit_scale``, Falcon-H1 by ``lm_head_multiplier``, ...),
-then soft-capped where the model does (Gemma 2/3 ``final_logit_softcapping``). The multiplier is
+then soft-capped where the model does (Gemma 2/3 ``final_logit_softcapping``, RecurrentGemma
+``logits_soft_cap``). The multiplier is
 not guessed from config names: :func:`output_scale` measures it against the model's own logits on
 the first window and checks that it reproduces them to 1e-4 of their largest magnitude; a model
 whose logits are anything else is refused.
@@ -87,7 +88,7 @@ def perplexity(
     windows = token_windows(tokenizer, text, context, anatomy, extrapolate=extrapolate, windows=windows)
     base, device = anatomy.base, anatomy.device
     head = anatomy.hf.get_output_embeddings()
-    softcap = getattr(anatomy.config, "final_logit_softcapping", None)
+    softcap = final_softcap(anatomy.config)
     scale = output_scale(anatomy, windows[0])
     total, count = 0.0, 0
     n_buckets = -(-context // bucket) if bucket else 0
@@ -133,7 +134,7 @@ def output_scale(anatomy, window: list[int]) -> float:
     1e-4 of their largest magnitude (2e-2 in half precision)."""
     ids = torch.tensor([window[:SCALE_TOKENS]], device=anatomy.device)
     head = anatomy.hf.get_output_embeddings()
-    softcap = getattr(anatomy.config, "final_logit_softcapping", None)
+    softcap = final_softcap(anatomy.config)
     own = anatomy.hf(input_ids=ids, use_cache=False).logits[0].double()
     raw = head(_last_hidden(anatomy.base, anatomy, input_ids=ids, use_cache=False)[0]).double()
     if not (torch.isfinite(own).all() and torch.isfinite(raw).all()):
@@ -161,6 +162,16 @@ def output_scale(anatomy, window: list[int]) -> float:
 
 
 LOGIT_ROWS = 256  # positions whose logits are formed at once: 256 x 262,144 float32 = 268 MB for Gemma
+
+
+def final_softcap(config) -> float | None:
+    """The soft cap of the model's output logits (``cap * tanh(logits / cap)``): Gemma 2/3's
+    ``final_logit_softcapping``, RecurrentGemma's ``logits_soft_cap``; None where there is none."""
+    for name in ("final_logit_softcapping", "logits_soft_cap"):
+        cap = getattr(config, name, None)
+        if cap:
+            return float(cap)
+    return None
 
 
 def _window_nll(
