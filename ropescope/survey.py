@@ -74,6 +74,19 @@ SMALL = dict(
 FILL = {
     "dots1": dict(n_shared_experts=1),
     "lfm2_moe": dict(layer_types=["conv", "full_attention"]),
+    "chameleon": dict(  # the image-token map (text prompts use none) and a VQ-VAE as small as it goes
+        vocabulary_map={"<image>": 4},
+        vq_config=dict(
+            embed_dim=32,
+            num_embeddings=64,
+            latent_channels=32,
+            resolution=32,
+            base_channels=32,
+            channel_multiplier=[1, 2],
+            num_res_blocks=1,
+        ),
+    ),
+    "deepseek_ocr2": dict(text_config=dict(mlp_layer_types=["dense", "dense"])),
     "zaya": dict(num_experts_per_tok=1),  # its config accepts one expert per token only
     # hybrids whose first layers are all recurrent / Mamba: one attention layer among the tiny ones
     "recurrent_gemma": dict(num_hidden_layers=3, attention_window_size=8),  # recurrent, recurrent, attention
@@ -251,16 +264,30 @@ def tiny_config(model_type: str, overrides: dict | None = None):
         sub = getattr(default, name, None)
         if sub is None or not hasattr(sub, "to_dict"):
             continue
-        settings = sub.to_dict()
-        shrunk = {**settings, **_small_sizes(settings, SMALL if name == "text_config" else SMALL_TOWER)}
-        kwargs[name] = _per_layer_cut(settings, shrunk)
+        kwargs[name] = _shrunk(sub, SMALL if name == "text_config" else SMALL_TOWER)
         if name == "text_config":
             kwargs[name] = _scaled_sections(kwargs[name], _reads_sections(model_type, type(sub)))
-    kwargs = {**kwargs, **FILL.get(model_type, {}), **(overrides or {})}
+    for key, value in FILL.get(model_type, {}).items():  # into a sub-config: merged with its tiny sizes
+        both = isinstance(value, dict) and isinstance(kwargs.get(key), dict)
+        kwargs[key] = {**kwargs[key], **value} if both else value
+    kwargs = {**kwargs, **(overrides or {})}
     kwargs = _scaled_sections(_per_layer_cut(default.to_dict(), kwargs, keep=set(kwargs), given=set(overrides or ())))
     config = cls(**kwargs)
     config._attn_implementation = "eager"
     return config
+
+
+def _shrunk(config, small: dict) -> dict:
+    """A sub-config's settings with the ``small`` sizes it knows, per-layer lists cut to the smaller
+    layer count, and its own sub-configs (a vision tower's encoders: DeepSeek-OCR 2's SAM and Qwen2
+    encoders) shrunk as towers."""
+    settings = config.to_dict()
+    shrunk = _per_layer_cut(settings, {**settings, **_small_sizes(settings, small)})
+    for name in getattr(config, "sub_configs", {}) or {}:
+        nested = getattr(config, name, None)
+        if nested is not None and hasattr(nested, "to_dict"):
+            shrunk[name] = _shrunk(nested, SMALL_TOWER)
+    return shrunk
 
 
 def _small_sizes(settings: dict, small: dict) -> dict:

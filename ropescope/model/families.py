@@ -333,15 +333,33 @@ def is_decoder_attention(module: torch.nn.Module) -> bool:
 
 
 def decoder_attention_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
-    """The decoder layers' attention modules (:func:`is_decoder_attention`), innermost first where
-    one wraps another of the same layer (DBRX's ``norm_attn_norm`` around its ``attn``, Mllama's
-    decoder layer named ``...SelfAttentionDecoderLayer``): the inner one computes the attention."""
+    """The decoder layers' attention modules (:func:`is_decoder_attention`): the inner one where one
+    wraps another of the same layer (DBRX's ``norm_attn_norm`` around its ``attn``, Mllama's decoder
+    layer named ``...SelfAttentionDecoderLayer``), and the language model's where a vision tower
+    numbers its layers too (DeepSeek-OCR 2's Qwen2 encoder)."""
     found = [m for _, m in model.named_modules() if is_decoder_attention(m)]
 
     def wraps_its_own(m: torch.nn.Module) -> bool:
         return any(c is not m and is_decoder_attention(c) and c.layer_idx == m.layer_idx for c in m.modules())
 
-    return [m for m in found if not wraps_its_own(m)]
+    found = [m for m in found if not wraps_its_own(m)]
+    if len({m.layer_idx for m in found}) < len(found):  # a tower numbering its layers too: the language model's
+        decoder = _language_model(model)
+        if decoder is not None:
+            inside = {id(m) for m in decoder.modules()}
+            own = [m for m in found if id(m) in inside]
+            if own and len({m.layer_idx for m in own}) == len(own):
+                return own
+    return found
+
+
+def _language_model(model: torch.nn.Module) -> torch.nn.Module | None:
+    """The language model of a multimodal wrapper (``get_decoder()``), None where there is none."""
+    try:
+        decoder = model.get_decoder() if hasattr(model, "get_decoder") else None
+    except Exception:  # noqa: BLE001 - a model without a decoder of its own
+        return None
+    return decoder if isinstance(decoder, torch.nn.Module) and decoder is not model else None
 
 
 def attention_sites(model: torch.nn.Module) -> list[AttentionSite]:

@@ -161,7 +161,11 @@ def _attention_modules(model):
         for _, m in model.named_modules()
         if "Attention" in type(m).__name__ and getattr(m, "layer_idx", None) is not None
     ]
-    return [m for m in found if not any(o is not m and o.layer_idx == m.layer_idx for o in m.modules() if o in found)]
+    found = [m for m in found if not any(o is not m and o.layer_idx == m.layer_idx for o in m.modules() if o in found)]
+    if len({m.layer_idx for m in found}) < len(found):  # a vision tower numbering its layers too
+        inside = list(model.get_decoder().modules())
+        found = [m for m in found if any(m is o for o in inside)]
+    return found
 
 
 def _recorded_qkv(model, ids):
