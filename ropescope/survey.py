@@ -24,6 +24,7 @@ says why in a few words; a family whose tiny model cannot be built is listed wit
 from __future__ import annotations
 
 import inspect
+import re
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -266,7 +267,7 @@ def tiny_config(model_type: str, overrides: dict | None = None):
             continue
         kwargs[name] = _shrunk(sub, SMALL if name == "text_config" else SMALL_TOWER)
         if name == "text_config":
-            kwargs[name] = _scaled_sections(kwargs[name], _reads_sections(model_type, type(sub)))
+            kwargs[name] = _scaled_sections(kwargs[name], _default_sections(model_type, type(sub)))
     for key, value in FILL.get(model_type, {}).items():  # into a sub-config: merged with its tiny sizes
         both = isinstance(value, dict) and isinstance(kwargs.get(key), dict)
         kwargs[key] = {**kwargs[key], **value} if both else value
@@ -297,6 +298,9 @@ def _small_sizes(settings: dict, small: dict) -> dict:
     whole query-key width (dots.llm3's sliding layers)."""
     known = set(settings)
     sizes = {k: v for k, v in small.items() if k in known and not _mla_head_dim(known, k)}
+    for k, v in sizes.items():  # a size kept per part (Molmo 2's image height and width, ERNIE-VL's
+        if isinstance(settings[k], list) and settings[k]:  # expert sizes per modality): each part small
+            sizes[k] = [v] * len(settings[k])
     if "qk_rope_head_dim" in known and "num_key_value_heads" in sizes:
         sizes["num_key_value_heads"] = sizes["num_attention_heads"]  # MLA: one latent KV per query head
     rope, nope, head = (settings.get(k) for k in ("qk_rope_head_dim", "qk_nope_head_dim", "head_dim"))
@@ -340,18 +344,23 @@ def _per_layer_cut(full: dict, shrunk: dict, keep: set | None = None, given: set
     return result
 
 
-def _reads_sections(model_type: str, config_class) -> bool:
-    """Whether the family reads multimodal RoPE sections (``mrope_section``): its config class says so,
-    or its modeling code reads them with a default of its own (PaddleOCR-VL)."""
-    if "mrope_section" in set(getattr(config_class, "ignore_keys_at_rope_validation", None) or ()):
-        return True
+def _default_sections(model_type: str, config_class) -> list[int] | None:
+    """The multimodal RoPE sections (``mrope_section``) a family uses where its config holds none:
+    the default its modeling code reads them with (PaddleOCR-VL [16, 24, 24], ERNIE-4.5-VL
+    [22, 22, 20]), Qwen2-VL's [16, 24, 24] where only its config class names them; None where the
+    family has no sections."""
     import importlib
 
     try:
-        code = importlib.import_module(f"transformers.models.{model_type}.modeling_{model_type}")
-    except ImportError:
-        return False
-    return 'get("mrope_section"' in inspect.getsource(code)
+        source = inspect.getsource(importlib.import_module(f"transformers.models.{model_type}.modeling_{model_type}"))
+    except (ImportError, OSError):
+        source = ""
+    found = re.search(r'get\("mrope_section", \[([\d, ]+)\]\)', source)
+    if found:
+        return [int(x) for x in found.group(1).split(",")]
+    if "mrope_section" in set(getattr(config_class, "ignore_keys_at_rope_validation", None) or ()):
+        return [16, 24, 24]
+    return None
 
 
 def _scaled_layer(settings, scale: float):
@@ -362,13 +371,13 @@ def _scaled_layer(settings, scale: float):
     return settings
 
 
-def _scaled_sections(settings: dict, sectioned: bool = False) -> dict:
-    """Multimodal RoPE sections (t/h/w chunk counts) rescaled to sum to the tiny head's chunks
-    (``sectioned``: the family reads ``mrope_section``, with a default of its own for a full-size
-    head where the config holds none: Qwen2-VL's [16, 24, 24])."""
+def _scaled_sections(settings: dict, default: list[int] | None = None) -> dict:
+    """Multimodal RoPE sections (t/h/w chunk counts) rescaled to sum to the tiny head's chunks, in
+    their proportions (``default``: the family's own sections where the config holds none, see
+    :func:`_default_sections`)."""
     params = settings.get("rope_parameters") or settings.get("rope_scaling")
-    if sectioned and isinstance(params, dict) and "mrope_section" not in params:
-        params = {**params, "mrope_section": [16, 24, 24]}
+    if default and isinstance(params, dict) and "mrope_section" not in params:
+        params = {**params, "mrope_section": list(default)}
     if not isinstance(params, dict) or not isinstance(params.get("mrope_section"), list):
         return settings
     head = int(settings.get("head_dim") or SMALL["head_dim"])
