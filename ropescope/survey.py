@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ropescope.errors import NoRopeError
+from ropescope.errors import NoRopeError, UnsupportedModelError
 
 SMALL = dict(
     n_group=1,  # DeepSeek-style grouped expert routing over the few tiny experts
@@ -272,7 +272,11 @@ def tiny_config(model_type: str, overrides: dict | None = None):
         both = isinstance(value, dict) and isinstance(kwargs.get(key), dict)
         kwargs[key] = {**kwargs[key], **value} if both else value
     kwargs = {**kwargs, **(overrides or {})}
-    kwargs = _scaled_sections(_per_layer_cut(default.to_dict(), kwargs, keep=set(kwargs), given=set(overrides or ())))
+    kwargs = _scaled_sections(
+        _per_layer_cut(
+            default.to_dict(), kwargs, keep=set(kwargs), given={*FILL.get(model_type, {}), *(overrides or {})}
+        )
+    )
     config = cls(**kwargs)
     config._attn_implementation = "eager"
     return config
@@ -451,7 +455,8 @@ def survey_family(name: str, model_type: str, overrides: dict | None = None) -> 
         except Exception as exc:  # noqa: BLE001 - any failure to build is the row's reason
             if not _mentions_rope(_default_config(model_type)):
                 return None
-            return FamilyRow(name, "-", "-", "-", "-", "-", *(["tiny model not buildable: " + _reason(exc)] * 3))
+            reason = _principled(model_type) or "tiny model not buildable: " + _reason(exc)
+            return FamilyRow(name, "-", "-", "-", "-", "-", *([reason] * 3))
         if not _mentions_rope(model.config):
             return None
         try:
@@ -470,6 +475,26 @@ def survey_family(name: str, model_type: str, overrides: dict | None = None) -> 
             ", ".join(map(str, g.nope_layers)) or "-",
         )
         return FamilyRow(name, *described, _check(_profile, anatomy), _check(_heads, anatomy), _check(_prope, anatomy))
+
+
+def _principled(model_type: str) -> str | None:
+    """Why ropescope refuses a family whatever its sizes (a speculative-decoding drafter), where it
+    does: the reason a row gives when its tiny model cannot be built either."""
+    import transformers
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    from ropescope.model.families import refuse_drafter
+
+    name = MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(model_type)
+    if name is None:
+        return None
+    try:
+        refuse_drafter(getattr(transformers, name), model_type)
+    except UnsupportedModelError as exc:
+        return _reason(exc)
+    except Exception:  # noqa: BLE001 - a class that cannot be imported: no principled reason known
+        return None
+    return None
 
 
 def _check(fn, anatomy) -> str:

@@ -326,6 +326,17 @@ def pair_layout_of_order(order: torch.Tensor | None) -> str | None:
     raise UnsupportedModelError(f"a RoPE function reorders its {dims} output dims in a way ropescope cannot read")
 
 
+def refuse_drafter(model_class: type, model_type: str) -> None:
+    """Refuse, in one line, a speculative-decoding drafter (Gemma 4's assistant models): its forward
+    takes its main model's keys and values (``shared_kv_states``) and never runs on tokens alone."""
+    forward = getattr(model_class, "forward", None)
+    if forward is not None and "shared_kv_states" in inspect.signature(forward).parameters:
+        raise UnsupportedModelError(
+            f"model type {model_type!r} is a drafter for speculative decoding, run on its main model's keys and "
+            "values (profile the main model)"
+        )
+
+
 def is_decoder_attention(module: torch.nn.Module) -> bool:
     """An attention module of a decoder layer: it knows its layer index (an image or audio tower's
     attention, or a perceiver's, has none)."""
