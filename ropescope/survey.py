@@ -75,6 +75,11 @@ SMALL = dict(
 FILL = {
     "dots1": dict(n_shared_experts=1),
     "lfm2_moe": dict(layer_types=["conv", "full_attention"]),
+    # a standalone Omni thinker reads the vision-start id off a config that does not hold it
+    "qwen2_5_omni_thinker": dict(vision_start_token_id=120),
+    "qwen3_omni_moe_thinker": dict(vision_start_token_id=120),
+    "muse_glimmer": dict(projector_hidden_size=64),
+    "muse_spark": dict(projector_hidden_size=64),
     "chameleon": dict(  # the image-token map (text prompts use none) and a VQ-VAE as small as it goes
         vocabulary_map={"<image>": 4},
         vq_config=dict(
@@ -249,6 +254,11 @@ SMALL_TOWER = dict(
     projection_dim=32,
     out_hidden_size=64,
     vocab_size=128,
+    d_model=32,  # Whisper-style audio towers (Qwen2.5-Omni, MuSE Spark) name their sizes so
+    encoder_layers=1,
+    encoder_attention_heads=2,
+    encoder_ffn_dim=64,
+    output_dim=64,
 )
 
 
