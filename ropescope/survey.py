@@ -92,6 +92,7 @@ FILL = {
             num_res_blocks=1,
         ),
     ),
+    "unlimited_ocr": dict(text_config=dict(num_key_value_heads=4)),  # its eager attention repeats no grouped keys
     "deepseek_ocr2": dict(text_config=dict(mlp_layer_types=["dense", "dense"])),
     "zaya": dict(num_experts_per_tok=1),  # its config accepts one expert per token only
     # hybrids whose first layers are all recurrent / Mamba: one attention layer among the tiny ones
