@@ -489,13 +489,17 @@ def survey_family(name: str, model_type: str, overrides: dict | None = None) -> 
 
 
 def _principled(model_type: str) -> str | None:
-    """Why ropescope refuses a family whatever its sizes (a speculative-decoding drafter), where it
-    does: the reason a row gives when its tiny model cannot be built either."""
+    """Why ropescope refuses a family whatever its sizes (an encoder-decoder, a speculative-decoding
+    drafter), where it does: the reason a row gives when its tiny model cannot be built either."""
     import transformers
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-    from ropescope.model.families import refuse_drafter
+    from ropescope.model.families import refuse_drafter, refuse_encoder_decoder
 
+    try:
+        refuse_encoder_decoder(_default_config(model_type), model_type)
+    except UnsupportedModelError as exc:
+        return _reason(exc)
     name = MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(model_type)
     if name is None:
         return None

@@ -17,7 +17,14 @@ from functools import cached_property
 import torch
 
 from ropescope.errors import RopescopeError
-from ropescope.model.families import AttentionSite, attention_sites, config_value, refuse_drafter, text_config
+from ropescope.model.families import (
+    AttentionSite,
+    attention_sites,
+    config_value,
+    refuse_drafter,
+    refuse_encoder_decoder,
+    text_config,
+)
 from ropescope.model.geometry import RopeGeometry, module_kv_heads, read_geometry
 
 
@@ -229,5 +236,7 @@ def inspect_model(model, geometry: RopeGeometry | None = None) -> ModelAnatomy:
         model = unwrap_nnsight(model)
     bridge = is_bridge(model)
     hf = model.original_model if bridge else model
-    refuse_drafter(type(hf), getattr(text_config(hf), "model_type", "?"))
+    model_type = getattr(hf.config, "model_type", "?")
+    refuse_encoder_decoder(hf.config, model_type)
+    refuse_drafter(type(hf), model_type)
     return ModelAnatomy(model, hf, text_config(hf), geometry or read_geometry(hf), bridge)

@@ -337,6 +337,15 @@ def refuse_drafter(model_class: type, model_type: str) -> None:
         )
 
 
+def refuse_encoder_decoder(config, model_type: str) -> None:
+    """Refuse, in one line, an encoder-decoder model (T5Gemma 2): its decoder needs the encoder's
+    output and decoder inputs, and its two stacks number their layers alike."""
+    if getattr(config, "is_encoder_decoder", False):
+        raise UnsupportedModelError(
+            f"model type {model_type!r} is an encoder-decoder model: ropescope reads one decoder stack"
+        )
+
+
 def is_decoder_attention(module: torch.nn.Module) -> bool:
     """An attention module of a decoder layer: it knows its layer index (an image or audio tower's
     attention, or a perceiver's, has none)."""

@@ -104,3 +104,9 @@ def test_mla_sub_configs_keep_their_head_size_relation():
     text = tiny_config("kimi_k25").get_text_config()
     assert text.head_dim == text.qk_rope_head_dim == 8
     assert text.num_key_value_heads == text.num_attention_heads
+
+
+def test_an_encoder_decoder_is_refused_in_one_line():
+    """T5Gemma 2's decoder needs its encoder's output: refused when inspected, with the reason."""
+    with pytest.raises(UnsupportedModelError, match="encoder-decoder model"):
+        ropescope.inspect_model(_tiny("t5gemma2"))
