@@ -25,7 +25,7 @@ import torch
 
 from ropescope.errors import UnsupportedModelError
 from ropescope.model.anatomy import ModelAnatomy
-from ropescope.model.families import complex_head_axis, forward_code, output_order
+from ropescope.model.families import complex_head_axis, forward_code, key_first, output_order
 from ropescope.model.nope import nope_layout, nope_projections
 
 
@@ -70,6 +70,19 @@ class _Dispatch:
             out = call(x, cos, sin)
             return out if order is None else out[..., order[0]]
 
+        def apply_rotary_pos_emb_sin_cos(tensor, sin, cos, *args, **kwargs):  # GPT-J: [B, S, H, D], sin first
+            _CALLER.code = sys._getframe(1).f_code
+            order = self.order(tensor.shape[-1], tensor.device)
+
+            def call(x, cos, sin):
+                out = original(x, sin, cos, *args, **kwargs)
+                return out if order is None else out[..., order[1]]
+
+            for hooks in list(self.hooks):
+                call = hooks._wrap_single(call, 2)
+            out = call(tensor, cos, sin)
+            return out if order is None else out[..., order[0]]
+
         def apply_rotary_emb(xq, xk, freqs_cis, *args, **kwargs):
             _CALLER.code = sys._getframe(1).f_code
             axis = self.head_axis(xq.shape[-1])
@@ -93,6 +106,7 @@ class _Dispatch:
         self.function = {
             "pair": apply_rotary_pos_emb,
             "single": apply_rotary_pos_emb_single,
+            "single_sin_cos": apply_rotary_pos_emb_sin_cos,
             "complex": apply_rotary_emb,
         }[kind]
         self.function.ropescope_hooks = True  # tells model.nope's probe not to run under installed hooks
@@ -195,6 +209,12 @@ class RopeCallHooks:
         self._handles: list = []
         self._patched: list[_Dispatch] = []
         self._forward_code = {site.layer: forward_code(site) for site in anatomy.hooked_sites}
+        # layers rotating q and k in separate calls: which comes first (GPT-J rotates its key first)
+        self._first_single = {
+            site.layer: "k" if key_first(site) else "q"
+            for site in anatomy.hooked_sites
+            if site.rope_call.startswith("single")
+        }
 
     # -- what a subclass does at each RoPE call ------------------------------------------------
     def at_rope(self, layer: int, q, k, cos, sin, rotate):
@@ -345,7 +365,9 @@ class RopeCallHooks:
     def _leave_layer(self, module, args, output):
         layer, self._layer = self._layer, None
         if self._pending_q is not None:
-            (q, q_rot), self._pending_q = self._pending_q, None
+            (kind, q, q_rot), self._pending_q = self._pending_q, None
+            if kind != "q":
+                raise UnsupportedModelError(f"layer {layer} rotated its keys but no queries")
             if self.geometry.layers[layer].kv_source is None:
                 raise UnsupportedModelError(
                     f"layer {layer} rotated its queries but no keys, and the model does not say whose keys it "
@@ -359,22 +381,29 @@ class RopeCallHooks:
         once the layer has run. Observers override it."""
 
     def at_rope_one(self, layer: int, kind: str, x, cos, sin, rotate_one):
-        """One tensor of a family that rotates q and k in separate calls (q first): ``x`` is
-        ``[batch, heads, tokens, dims]``, ``rotate_one(x, cos, sin)`` the model's own rotation. By
-        default q is rotated and kept until k arrives, then both go to :meth:`at_rope` (whose
-        rotation of q returns the rotation already handed to the model)."""
-        if kind == "q":
-            q_rot = rotate_one(x, cos, sin)
-            self._pending_q = (x, q_rot)
-            return q_rot
+        """One tensor (``kind`` "q" or "k") of a family that rotates q and k in separate calls (q
+        first, GPT-J k first): ``x`` is ``[batch, heads, tokens, dims]``, ``rotate_one(x, cos, sin)``
+        the model's own rotation. By default the first is rotated and kept until the second arrives,
+        then both go to :meth:`at_rope` (whose rotation of the first returns the rotation already
+        handed to the model)."""
         if self._pending_q is None:
-            raise UnsupportedModelError(f"layer {layer} rotated a key before any query")
-        (q, q_rot), self._pending_q = self._pending_q, None
+            rotated = rotate_one(x, cos, sin)
+            self._pending_q = (kind, x, rotated)
+            return rotated
+        (first, kept, kept_rot), self._pending_q = self._pending_q, None
+        if first == kind:
+            raise UnsupportedModelError(f"layer {layer} rotated two {'queries' if kind == 'q' else 'keys'} in one pass")
+        if kind == "k":
 
-        def rotate(q_, k_, cos_, sin_):
-            return q_rot, rotate_one(k_, cos_, sin_)
+            def rotate(q_, k_, cos_, sin_):
+                return kept_rot, rotate_one(k_, cos_, sin_)
 
-        return self.at_rope(layer, q, x, cos, sin, rotate)[1]
+            return self.at_rope(layer, kept, x, cos, sin, rotate)[1]
+
+        def rotate_key_kept(q_, k_, cos_, sin_):
+            return rotate_one(q_, cos_, sin_), kept_rot
+
+        return self.at_rope(layer, x, kept, cos, sin, rotate_key_kept)[0]
 
     def _from_attention(self, layer: int) -> bool:
         """Whether the RoPE call now running was made by the layer's attention ``forward`` itself. A
@@ -398,7 +427,8 @@ class RopeCallHooks:
             layer = self._layer
             if layer is None or not self._from_attention(layer):
                 return inner(x, cos, sin)
-            kind = "q" if self._single_calls == 0 else "k"
+            first = self._first_single.get(layer, "q")
+            kind = first if self._single_calls == 0 else ("k" if first == "q" else "q")
             self._single_calls += 1
             return heads_first(self.at_rope_one(layer, kind, heads_first(x), cos, sin, rotate_one))
 

@@ -163,7 +163,9 @@ def rope_functions(module: torch.nn.Module, code) -> tuple[str, ...]:
 
 def rope_call_kind(fn) -> str | None:
     """How a modeling module's RoPE function is called: ``"pair"`` (q and k at once, most families),
-    ``"single"`` (one tensor per call, q then k: Gemma 3n and Gemma 4), ``"complex"`` (q, k and
+    ``"single"`` (one tensor per call, q then k: Gemma 3n and Gemma 4), ``"single_sin_cos"`` (one
+    ``[batch, tokens, heads, dims]`` tensor per call with ``sin`` before ``cos``, one value per pair,
+    key first: GPT-J, from its sin/cos table), ``"complex"`` (q, k and
     ``freqs_cis``, the rotation as complex numbers on interleaved pairs: Llama 4, DeepSeek V2),
     ``None`` (none of these)."""
     if fn is None:
@@ -173,9 +175,21 @@ def rope_call_kind(fn) -> str | None:
         return "pair"
     if names[:3] == ["x", "cos", "sin"]:
         return "single"
+    if names[:3] == ["tensor", "sin", "cos"]:
+        return "single_sin_cos"
     if names[:3] == ["xq", "xk", "freqs_cis"]:
         return "complex"
     return None
+
+
+def call_rope(function, kind: str, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """``function`` (a RoPE function of ``kind``, not complex) applied to ``x`` alone (a pair call's
+    query output), its angles given as ``cos`` and ``sin``."""
+    if kind == "pair":
+        return function(x, x.clone(), cos, sin)[0]
+    if kind == "single_sin_cos":
+        return function(x, sin, cos)
+    return function(x, cos, sin)
 
 
 def output_order(function, kind: str, dims: int) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -191,7 +205,7 @@ def output_order(function, kind: str, dims: int) -> tuple[torch.Tensor, torch.Te
         cos, sin = torch.ones(1, 1, width), torch.zeros(1, 1, width)
         try:
             with torch.no_grad():
-                out = function(x, x.clone(), cos, sin)[0] if kind == "pair" else function(x, cos, sin)
+                out = call_rope(function, kind, x, cos, sin)
             break
         except (RuntimeError, ValueError, IndexError, TypeError):
             continue
@@ -231,7 +245,7 @@ def quarter_turn(function, kind: str, dims: int) -> tuple[str, int] | None:
         cos, sin = torch.zeros(1, 1, width), torch.ones(1, 1, width)
         try:
             with torch.no_grad():
-                out = function(x, x.clone(), cos, sin)[0] if kind == "pair" else function(x, cos, sin)
+                out = call_rope(function, kind, x, cos, sin)
         except (RuntimeError, ValueError, IndexError, TypeError):
             continue
         if out.shape != x.shape:
@@ -246,6 +260,18 @@ def quarter_turn(function, kind: str, dims: int) -> tuple[str, int] | None:
                 return layout, -1
         return None
     return None
+
+
+def key_first(site: AttentionSite) -> bool:
+    """Whether a layer rotating q and k in separate calls rotates its key first (GPT-J:
+    ``k_rot = apply_rotary_pos_emb(k_rot, sin, cos)`` before the query), read off its ``forward``:
+    the first RoPE call's first argument names a key."""
+    source = forward_source(site.module)
+    calls = [m for name in site.rope_functions for m in re.finditer(rf"\b{re.escape(name)}\(\s*(\w+)", source)]
+    if not calls:
+        return False
+    first = min(calls, key=lambda m: m.start()).group(1)
+    return first.startswith("k")
 
 
 def forward_code(site: AttentionSite):

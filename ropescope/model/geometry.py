@@ -30,6 +30,7 @@ from ropescope.model.families import (
     decoder_attention_modules,
     detect_layout,
     family_adapter,
+    is_decoder_attention,
     is_mla,
     other_layers,
     output_order,
@@ -366,6 +367,47 @@ def rotate(
 _INV_FREQ = re.compile(r"^(?:(?P<prefix>.*)\.)?(?:(?P<ltype>[A-Za-z0-9_]+?)_)?inv_freq$")
 
 
+def frequencies_of_table(table: torch.Tensor, name: str) -> torch.Tensor:
+    """The frequencies behind a sin/cos table ``[positions, rotary_dims]`` = ``[sin(m g) | cos(m g)]``
+    (GPT-J's ``embed_positions``, which it reads its angles from instead of an ``inv_freq`` buffer):
+    ``g = atan2(sin(g), cos(g))`` from the row of position 1 (each ``g`` < pi), in float64; the table
+    must be ``[0 | 1]`` at position 0 and match ``[sin(m g) | cos(m g)]`` at every position it holds
+    (to float32 rounding), or it is refused."""
+    t = table.detach().double().cpu()
+    if t.dim() != 2 or t.shape[0] < 2 or t.shape[1] % 2:
+        raise UnsupportedModelError(f"{name}: a {tuple(t.shape)} table is no [positions, sin | cos] RoPE table")
+    half = t.shape[1] // 2
+    g = _table_frequencies(table.detach().cpu(), torch.atan2(t[1, :half], t[1, half:]))
+    angles = torch.arange(t.shape[0], dtype=torch.float64)[:, None] * g.double()
+    expected = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+    # float32 products m * g in the model's own table: off by up to m * g * 2^-24 in angle
+    tolerance = 1e-6 + 2.0**-23 * angles.abs().max().item()
+    if not (g > 0).all() or (t - expected).abs().max().item() > tolerance:
+        raise UnsupportedModelError(f"{name} is not a table of sin and cos of positions times frequencies")
+    return g
+
+
+def _table_frequencies(table: torch.Tensor, estimate: torch.Tensor, ulps: int = 8) -> torch.Tensor:
+    """Per column, the float32 frequency within ``ulps`` float32 steps of ``estimate`` whose table
+    (``sin``/``cos`` of float32 ``position * g``, as GPT-J builds its own) is closest to ``table``:
+    the model's own float32 frequency where the table was built that way, so that angles recomputed
+    from it (p-RoPE at p = 1) are the model's own to the bit."""
+    half = table.shape[1] // 2
+    candidates = [estimate.float()]
+    for direction in (math.inf, -math.inf):
+        value = estimate.float()
+        for _ in range(ulps):
+            value = torch.nextafter(value, torch.full_like(value, direction))
+            candidates.append(value)
+    cand = torch.stack(candidates)  # [K, half]
+    angles = torch.arange(table.shape[0], dtype=torch.float32)[:, None, None] * cand[None]  # [M, K, half]
+    own = table.float()
+    error = (torch.sin(angles) - own[:, None, :half]).abs().amax(0) + (
+        torch.cos(angles) - own[:, None, half:]
+    ).abs().amax(0)
+    return cand.gather(0, error.argmin(0, keepdim=True))[0]
+
+
 def read_geometry(model: torch.nn.Module, layout: str | None = None) -> RopeGeometry:
     """Read every layer's RoPE frequencies from the model's ``inv_freq`` buffers.
 
@@ -379,6 +421,10 @@ def read_geometry(model: torch.nn.Module, layout: str | None = None) -> RopeGeom
     by_layer: dict[int, tuple[torch.Tensor, float]] = {}
     modules = dict(model.named_modules())
     for name, buf in model.named_buffers():
+        owner = modules.get(name.rpartition(".")[0])
+        if name.endswith(".embed_positions") and owner is not None and is_decoder_attention(owner):
+            by_layer[int(owner.layer_idx)] = (frequencies_of_table(buf, name), 1.0)
+            continue
         if not name.endswith("inv_freq") or "original_inv_freq" in name:
             continue
         match = _INV_FREQ.match(name)

@@ -415,8 +415,9 @@ def test_every_supported_family_p_rope_turns_exactly_the_chunks_it_names(rows):
 
         def enter(mod, a, kw, layer, _running=running, _positions=positions_of):
             _running[0] = layer
-            if isinstance(kw.get("position_ids"), torch.Tensor):
-                _positions[layer] = kw["position_ids"][0].numpy()
+            if isinstance(kw.get("position_ids"), torch.Tensor):  # [B, S], or axes first: multimodal RoPE
+                given = kw["position_ids"]  # (text prompts put the same positions on every axis)
+                _positions[layer] = given.reshape(-1, given.shape[-1])[0].numpy()
 
         handles = [
             m.register_forward_pre_hook(functools.partial(enter, layer=layer), with_kwargs=True)
