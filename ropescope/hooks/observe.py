@@ -26,6 +26,7 @@ from ropescope.model.anatomy import ModelAnatomy
 from ropescope.model.families import (
     family_adapter,
     is_mla,
+    mp_qkv_parts,
     pass_sources,
     post_rope_norm,
     temperature_tuned,
@@ -194,6 +195,9 @@ class Capture(RopeCallHooks):
                 per_head = output.view(batch, seq, self.anatomy.layer_kv_heads(layer), -1)
                 d = per_head.shape[-1] // 3
                 kept["q"], kept["k"] = per_head[..., :d], per_head[..., d : 2 * d]
+            elif packing == "mp_qkv":  # CodeGen's blocks, cut as its forward cuts them
+                parts = mp_qkv_parts(output, self.anatomy.sites_by_layer[layer].module, self.n_heads)
+                kept["q"], kept["k"] = parts["q"], parts["k"]
             else:
                 kept[kinds] = output
 

@@ -26,7 +26,8 @@ class FamilyAdapter:
     ``"qkv"`` (one fused projection ``[q | k | v]``, Phi-3), ``"per_head_qkv"`` (per head
     ``[q, k, v]`` blocks, GPT-NeoX), ``"split_heads"`` (the attention module's own ``_split_heads``
     cuts the fused projection, Falcon's three layouts) or ``"qkv_tuple"`` (a module returning
-    ``(q, k, v)``, ZAYA's convolutional projection)."""
+    ``(q, k, v)``, ZAYA's convolutional projection) or ``"mp_qkv"`` (CodeGen's blocks, see
+    :func:`mp_qkv_parts`)."""
 
     layout: str = "halves"
     value_module: str = "v_proj"
@@ -49,6 +50,7 @@ FAMILIES: dict[str, FamilyAdapter] = {
     "phi3": FamilyAdapter(value_module="qkv_proj", value_packing="qkv"),
     "phi4_multimodal": FamilyAdapter(value_module="qkv_proj", value_packing="qkv"),
     "dbrx": FamilyAdapter(value_module="Wqkv", value_packing="qkv"),  # clamped to +-clip_qkv first
+    "codegen": FamilyAdapter(layout="interleaved", value_module="qkv_proj", value_packing="mp_qkv"),
     "zaya": FamilyAdapter(value_module="qkv_proj", value_packing="qkv_tuple"),  # CCA: returns (q, k, v)
     "persimmon": FamilyAdapter(value_module="query_key_value", value_packing="per_head_qkv"),
     "falcon": FamilyAdapter(value_module="query_key_value", value_packing="split_heads"),
@@ -100,6 +102,10 @@ def pass_sources(site: AttentionSite) -> tuple[torch.nn.Module, torch.nn.Module,
     fused = getattr(module, "query_key_value", None)
     if isinstance(fused, torch.nn.Module):
         return fused, fused, "per_head_qkv"
+    split = getattr(module, "_split_heads", None)
+    if isinstance(getattr(module, "qkv_proj", None), torch.nn.Module) and callable(split):
+        if "mp_num" in inspect.signature(split).parameters:  # CodeGen's blocks: see mp_qkv_parts
+            return module.qkv_proj, module.qkv_proj, "mp_qkv"
     raise UnsupportedModelError(
         f"layer {site.layer}: its unrotated q and k dims come out of no module ropescope can read "
         "(no q_layernorm/k_layernorm, q_proj/k_proj or query_key_value)"
@@ -479,11 +485,30 @@ def detect_layout(model: torch.nn.Module) -> str | None:
     return None
 
 
+CODEGEN_MP_NUM = 4  # CodeGen's forward cuts its fused projection into 4 blocks (TPU-v4 cores), fixed in its code
+
+
+def mp_qkv_parts(output: torch.Tensor, attention: torch.nn.Module, n_heads: int) -> dict[str, torch.Tensor]:
+    """CodeGen's fused ``qkv_proj`` output ``[B, S, 3 * H * d]`` cut as its forward cuts it: 4
+    blocks of ``[q | v | k]`` parts, each part's heads by the module's own ``_split_heads``;
+    ``{"q", "k", "v"}``, each ``[B, S, H, d]``."""
+    blocks = output.reshape(*output.shape[:-1], CODEGEN_MP_NUM, -1)
+    local = attention.head_dim * n_heads // CODEGEN_MP_NUM
+    q, v, k = torch.split(blocks, local, dim=-1)
+    split = attention._split_heads
+    return {
+        name: split(x, n_heads, attention.head_dim, mp_num=CODEGEN_MP_NUM)
+        for name, x in zip("qvk", (q, v, k), strict=True)
+    }
+
+
 def values_of(
     output: torch.Tensor, packing: str, n_heads: int, n_kv: int, attention: torch.nn.Module | None = None
 ) -> torch.Tensor:
     """``[B, kv_heads, S, d]`` values out of the value module's output ``[B, S, ...]`` (``attention``:
     the layer's attention module, whose own ``_split_heads`` cuts a ``"split_heads"`` projection)."""
+    if packing == "mp_qkv":  # CodeGen: [B, S, H, d] values cut as its forward cuts them
+        return mp_qkv_parts(output, attention, n_heads)["v"].transpose(1, 2)
     if packing == "qkv_tuple":  # a projection module that returns (q, k, v), each [B, S, heads, d]
         output = output[2]
         return output.reshape(output.shape[0], output.shape[1], n_kv, -1).transpose(1, 2)
