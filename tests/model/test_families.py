@@ -182,7 +182,9 @@ def _recorded_qkv(model, ids):
     originals = {name: getattr(code, name) for name in _rope_function_names(code)}
 
     def make(original):
-        single = list(inspect.signature(original).parameters)[0] == "x"  # Gemma 4: q, then k, one call each
+        first = list(inspect.signature(original).parameters)[0]
+        single = first in ("x", "tensor")  # one tensor per call: Gemma 4 (x: q, then k), GPT-J (tensor: k, then q)
+        key_first = first == "tensor"
         complex_call = list(inspect.signature(original).parameters)[0] == "xq"  # Llama 4: freqs_cis
 
         def wrapped(*args, **kwargs):
@@ -194,11 +196,12 @@ def _recorded_qkv(model, ids):
                     calls[running[0]] = (q, k)
                 else:
                     x = args[0].detach().double().clone()
-                    if kwargs.get("unsqueeze_dim", args[3] if len(args) > 3 else 1) == 2:
-                        x = x.transpose(1, 2)  # [B, S, H, D] -> [B, H, S, D]
+                    if key_first or kwargs.get("unsqueeze_dim", args[3] if len(args) > 3 else 1) == 2:
+                        x = x.transpose(1, 2)  # [B, S, H, D] -> [B, H, S, D] (GPT-J's always are)
                     seen.setdefault(running[0], []).append(x)
                     if len(seen[running[0]]) == 2:
-                        calls[running[0]] = tuple(seen[running[0]])
+                        made = seen[running[0]]
+                        calls[running[0]] = (made[1], made[0]) if key_first else tuple(made)
             return original(*args, **kwargs)
 
         return wrapped
@@ -215,6 +218,8 @@ def _recorded_qkv(model, ids):
             target, cut = module.k_proj, None  # K = V (Gemma 4's global layers): the values are k_proj's output
         elif hasattr(module, "v_proj"):
             target, cut = module.v_proj, None
+        elif type(module).__name__ == "CodeGenAttention":  # 4 blocks of [q | v | k], cut by its own _split_heads
+            target, cut = module.qkv_proj, ("codegen", module)
         elif type(getattr(module, "qkv_proj", None)).__name__ == "ZayaCCAProjection":  # returns (q, k, v)
             target, cut = module.qkv_proj, "third output"
         elif hasattr(module, "qkv_proj"):  # Phi-3: [q | k | v]
@@ -298,6 +303,11 @@ def _slow_profile(model, geometry, n_heads, n_kv):
                 out = out[0]
             if isinstance(cut, tuple) and cut[0] == "split":  # Falcon: [S, heads, d] from its own code
                 v = cut[1]._split_heads(torch.from_numpy(out)[None])[2][0].numpy()
+            elif isinstance(cut, tuple) and cut[0] == "codegen":  # as CodeGenAttention.forward: mp_num = 4
+                blocks = torch.from_numpy(out)[None].reshape(1, out.shape[0], 4, -1)
+                part = blocks.shape[-1] // 3
+                value = blocks[..., part : 2 * part]  # [q | v | k] in each block
+                v = cut[1]._split_heads(value, n_heads, cut[1].head_dim, mp_num=4)[0].numpy()
             elif isinstance(cut, tuple) and cut[0] == "mla":  # MLA: per query head [k_nope | v]
                 v = out.reshape(out.shape[0], n_heads, -1)[..., cut[1] :]
             elif cut == "tail" or (isinstance(cut, tuple) and cut[0] == "clamped tail"):

@@ -69,7 +69,7 @@ def test_stacks_numbered_alike_are_refused_in_one_line():
     its layers are hooked (inspection alone reads only the buffers)."""
     anatomy = ropescope.inspect_model(_tiny("hrm_text"))
     with pytest.raises(UnsupportedModelError, match="attention stacks number their layers alike"):
-        anatomy.sites
+        _ = anatomy.sites
 
 
 def test_a_drafter_is_refused_in_one_line():
