@@ -110,3 +110,45 @@ def test_an_encoder_decoder_is_refused_in_one_line():
     """T5Gemma 2's decoder needs its encoder's output: refused when inspected, with the reason."""
     with pytest.raises(UnsupportedModelError, match="encoder-decoder model"):
         ropescope.inspect_model(_tiny("t5gemma2"))
+
+
+def test_gptj_frequencies_and_p_rope_are_its_own():
+    """GPT-J keeps no ``inv_freq``: its frequencies are read off its sin/cos table, equal to the
+    float32 ``10000^(-2i/rotary_dim)`` its code builds the table from; under p-RoPE at p = 0.5 each
+    of its RoPE calls (key first, then query, ``[B, S, H, D]``) turns interleaved pairs by the faster
+    half of those frequencies and not at all by the slower half (recomputed here in NumPy)."""
+    import functools
+
+    import numpy as np
+    import transformers.models.gptj.modeling_gptj as code
+
+    model = _tiny("gptj")
+    r = model.config.rotary_dim
+    own = (1.0 / (10000 ** (torch.arange(0, r, 2, dtype=torch.int64) / r))).numpy()
+    read = ropescope.inspect_model(model).geometry.frequencies(0)
+    assert np.array_equal(np.asarray(read, dtype=np.float32), own)
+    calls, original = [], code.apply_rotary_pos_emb
+
+    @functools.wraps(original)
+    def recording(tensor, sin, cos):
+        out = original(tensor, sin, cos)
+        calls.append((tensor.detach().double().numpy(), out.detach().double().numpy()))
+        return out
+
+    ids = torch.tensor([[1, *range(5, 30)]])
+    code.apply_rotary_pos_emb = recording
+    try:
+        with torch.no_grad(), ropescope.p_rope(model, 0.5):
+            model(input_ids=ids, use_cache=False)
+    finally:
+        code.apply_rotary_pos_emb = original
+    g = own.astype(np.float64)
+    g[len(g) // 2 :] = 0.0
+    angles = np.arange(ids.shape[1])[:, None] * g  # [S, pairs]
+    cos, sin = np.cos(angles)[None, :, None, :], np.sin(angles)[None, :, None, :]
+    calls = [c for c in calls if c[0].shape[1] == ids.shape[1]]  # not ropescope's probes of the function
+    assert len(calls) == 2 * model.config.n_layer
+    for before, after in calls:
+        even, odd = before[..., 0::2], before[..., 1::2]
+        expected = np.stack([even * cos - odd * sin, odd * cos + even * sin], axis=-1).reshape(before.shape)
+        assert np.allclose(after, expected, rtol=1e-4, atol=1e-5)
