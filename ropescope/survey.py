@@ -79,7 +79,10 @@ FILL = {
     "qwen2_5_omni_thinker": dict(vision_start_token_id=120),
     "qwen3_omni_moe_thinker": dict(vision_start_token_id=120),
     "muse_glimmer": dict(projector_hidden_size=64),
-    "muse_spark": dict(projector_hidden_size=64),
+    "muse_spark": dict(  # and its audio tower's stages
+        projector_hidden_size=64,
+        audio_config=dict(patch_sizes=[16], hidden_sizes=[32], depths=[1], out_hidden_size=64),
+    ),
     "chameleon": dict(  # the image-token map (text prompts use none) and a VQ-VAE as small as it goes
         vocabulary_map={"<image>": 4},
         vq_config=dict(

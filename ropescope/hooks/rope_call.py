@@ -26,7 +26,7 @@ import torch
 from ropescope.errors import UnsupportedModelError
 from ropescope.model.anatomy import ModelAnatomy
 from ropescope.model.families import complex_head_axis, forward_code, key_first, output_order
-from ropescope.model.nope import nope_layout, nope_projections
+from ropescope.model.nope import nope_layout, nope_projections, query_factor
 
 
 class _Dispatch:
@@ -192,6 +192,7 @@ class RopeCallHooks:
     _single_calls = _PerThread(0)
     _pending_q = _PerThread()
     _entered = _PerThread()
+    _nope_turn = _PerThread(0)  # calls so far, in the running layer, of a norm shared by q and k
 
     def __init__(self, anatomy: ModelAnatomy, *, include_bos: bool = True):
         self.anatomy = anatomy
@@ -258,10 +259,26 @@ class RopeCallHooks:
         for site in sites:
             if not self.geometry.layers[site.layer].rope:
                 q_proj, k_proj = nope_projections(site)
-                self._handles.append(q_proj.register_forward_hook(self._nope_hook(site.layer, "q")))
-                self._handles.append(k_proj.register_forward_hook(self._nope_hook(site.layer, "k")))
+                factor = query_factor(site.module)
+                q_hook, k_hook = self._nope_hook(site.layer, "q", factor), self._nope_hook(site.layer, "k")
+                if q_proj is k_proj:  # one norm called on q, then on k (MuSE's qk_norm)
+                    self._handles.append(q_proj.register_forward_hook(self._nope_in_turn(q_hook, k_hook)))
+                else:
+                    self._handles.append(q_proj.register_forward_hook(q_hook))
+                    self._handles.append(k_proj.register_forward_hook(k_hook))
 
-    def _nope_hook(self, layer: int, kind: str):
+    def _nope_in_turn(self, q_hook, k_hook):
+        """One hook for a module a NoPE layer calls on its query and then on its key."""
+
+        def hook(module, args, output):
+            turn, self._nope_turn = self._nope_turn, self._nope_turn + 1
+            return (q_hook if turn == 0 else k_hook)(module, args, output)
+
+        return hook
+
+    def _nope_hook(self, layer: int, kind: str, factor: float | None = None):
+        """``factor``: the constant the layer multiplies this output by before attention (MuSE's
+        ``qk_scale_factor``): the reducers see the product, an edit is handed back divided by it."""
         heads = self.anatomy.n_heads if kind == "q" else self.anatomy.layer_kv_heads(layer)
         layout = nope_layout(self.model, layer).get(kind)
         if layout is None:
@@ -276,9 +293,12 @@ class RopeCallHooks:
                 x = output.transpose(1, 2)
             else:
                 x = output.view(*output.shape[:-1], heads, -1).transpose(1, 2)  # [B, H, S, D]
-            edited = self.at_nope(layer, kind, x)
-            if edited is x:
+            used = x if factor is None else x * factor
+            edited = self.at_nope(layer, kind, used)
+            if edited is used:
                 return None
+            if factor is not None:
+                edited = edited / factor
             return edited if layout == "bhsd" else edited.transpose(1, 2).reshape(output.shape)
 
         return hook
@@ -358,7 +378,7 @@ class RopeCallHooks:
                 )
             self._entered.add(layer)
             self._layer = layer
-            self._single_calls, self._pending_q = 0, None
+            self._single_calls, self._pending_q, self._nope_turn = 0, None, 0
 
         return hook
 

@@ -8,20 +8,22 @@ called it, and returns the layers that never did. Nothing of the model changes: 
 hooks are removed before it returns, also after an error.
 
 A NoPE layer is a built-in control, not an error: its q and k are read where they are made, as
-the attention uses them: the output of its QK-norm (``q_norm``/``k_norm``: EXAONE 4, AFMoE) where
-it has one, else of ``q_proj`` and ``k_proj``. Those outputs come as ``[batch, tokens, heads *
+the attention uses them: the output of its QK-norm (``q_norm``/``k_norm``: EXAONE 4, AFMoE; one
+``qk_norm`` called on q then k, the query times its ``qk_scale_factor``: MuSE) where it has one, else
+of ``q_proj`` and ``k_proj``. Those outputs come as ``[batch, tokens, heads *
 dims]``, ``[batch, tokens, heads, dims]`` or ``[batch, heads, tokens, dims]``; which one is read off
 the probe, whose length differs from every head count (:func:`nope_layout`).
 """
 
 from __future__ import annotations
 
+import re
 import weakref
 
 import torch
 
 from ropescope.errors import UnsupportedModelError
-from ropescope.model.families import config_value
+from ropescope.model.families import config_value, forward_source
 
 PROBE_TOKENS = 4
 
@@ -164,8 +166,31 @@ def _qk_modules(site) -> tuple:
     norms = [getattr(module, name, None) for name in ("q_norm", "k_norm")]
     if all(isinstance(n, torch.nn.Module) for n in norms):
         return tuple(norms)
+    if shared_qk_norm(module) is not None:
+        return module.qk_norm, module.qk_norm
     projections = [getattr(module, name, None) for name in ("q_proj", "k_proj")]
     return tuple(p if isinstance(p, torch.nn.Module) else None for p in projections)
+
+
+def shared_qk_norm(module: torch.nn.Module) -> torch.nn.Module | None:
+    """The one norm module a layer calls on its query and then on its key (MuSE's ``qk_norm``), read
+    off its ``forward`` (``self.qk_norm(query...`` before ``self.qk_norm(key...``); None elsewhere."""
+    norm = getattr(module, "qk_norm", None)
+    if not isinstance(norm, torch.nn.Module):
+        return None
+    source = forward_source(module)
+    q_at = re.search(r"self\.qk_norm\(\s*q", source)
+    k_at = re.search(r"self\.qk_norm\(\s*k", source)
+    return norm if q_at and k_at and q_at.start() < k_at.start() else None
+
+
+def query_factor(module: torch.nn.Module) -> float | None:
+    """The constant a layer multiplies its normed query by before attention (MuSE:
+    ``self.qk_norm(query_states) * self.qk_scale_factor``), read off its ``forward``; None elsewhere."""
+    factor = getattr(module, "qk_scale_factor", None)
+    if isinstance(factor, (int, float)) and re.search(r"\)\s*\*\s*self\.qk_scale_factor", forward_source(module)):
+        return float(factor)
+    return None
 
 
 def nope_projections(site) -> tuple[torch.nn.Module, torch.nn.Module]:

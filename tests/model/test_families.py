@@ -238,6 +238,16 @@ def _recorded_qkv(model, ids):
 
         handles.append(target.register_forward_hook(hook))
         # q and k as a layer without RoPE hands them to its attention: after its QK-norm, if any
+        if isinstance(getattr(module, "qk_scale_factor", None), float):  # MuSE: qk_norm(q) * factor, then qk_norm(k)
+
+            def keep_both(mod, args, out, layer=layer, factor=module.qk_scale_factor, d=module.head_dim):
+                made = projected.setdefault(layer, {})
+                name = "k" if "q" in made else "q"
+                x = _as_heads_first(out.detach().double().clone(), ids.shape[1], d)
+                made[name] = x * factor if name == "q" else x
+
+            handles.append(module.qk_norm.register_forward_hook(keep_both))
+            continue
         normed = all(getattr(module, f"{n}_norm", None) is not None for n in "qk")
         for name in ("q", "k"):
             source = getattr(module, f"{name}_norm" if normed else f"{name}_proj", None)
