@@ -420,8 +420,12 @@ def attention_sites(model: torch.nn.Module) -> list[AttentionSite]:
     Raises :class:`UnsupportedModelError` when the layers cannot be hooked.
     """
     cfg = text_config(model)
+    types = list(getattr(cfg, "layer_types", None) or [])
     sites = []
     for module in decoder_attention_modules(model):
+        index = int(module.layer_idx)
+        if index < len(types) and types[index] in LINEAR_LAYER_TYPES:
+            continue  # a hybrid's linear attention (MiniMax's lightning layers): no softmax over q.k to read
         code = sys.modules.get(type(module).__module__)
         names = rope_functions(module, code) if code is not None else ()
         kinds = {rope_call_kind(getattr(code, name)) for name in names}
@@ -439,7 +443,6 @@ def attention_sites(model: torch.nn.Module) -> list[AttentionSite]:
             f"decoder, or looped modules) in model type {cfg.model_type!r}: ropescope reads one decoder stack"
         )
     missing = [i for i in range(int(cfg.num_hidden_layers)) if i not in found]
-    types = list(getattr(cfg, "layer_types", None) or [])
     softmax = [i for i in missing if i >= len(types) or types[i] in SOFTMAX_LAYER_TYPES]
     if not sites or softmax:
         raise UnsupportedModelError(
@@ -451,6 +454,7 @@ def attention_sites(model: torch.nn.Module) -> list[AttentionSite]:
 
 # layer types of softmax attention: a hybrid model's other layers (linear attention, Mamba,
 # convolution) are no attention sites, and a missing layer of one of these types is an error
+LINEAR_LAYER_TYPES = {"linear_attention"}  # attention without a softmax of q.k: another kind of layer
 SOFTMAX_LAYER_TYPES = {"full_attention", "sliding_attention", "chunked_attention", "attention", "global", "local"}
 
 
