@@ -426,6 +426,11 @@ def attention_sites(model: torch.nn.Module) -> list[AttentionSite]:
         index = int(module.layer_idx)
         if index < len(types) and types[index] in LINEAR_LAYER_TYPES:
             continue  # a hybrid's linear attention (MiniMax's lightning layers): no softmax over q.k to read
+        if callable(getattr(getattr(module, "experts", None), "map", None)):
+            raise UnsupportedModelError(
+                f"model type {cfg.model_type!r} routes each token's queries to attention experts (mixture of attention "
+                "heads): a query head is no fixed head, and ropescope measures fixed heads"
+            )
         code = sys.modules.get(type(module).__module__)
         names = rope_functions(module, code) if code is not None else ()
         kinds = {rope_call_kind(getattr(code, name)) for name in names}

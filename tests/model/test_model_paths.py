@@ -152,3 +152,18 @@ def test_gptj_frequencies_and_p_rope_are_its_own():
         even, odd = before[..., 0::2], before[..., 1::2]
         expected = np.stack([even * cos - odd * sin, odd * cos + even * sin], axis=-1).reshape(before.shape)
         assert np.allclose(after, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_routed_query_heads_are_refused_in_one_line():
+    """JetMoE picks each token's query heads from attention experts: no fixed head to measure."""
+    anatomy = ropescope.inspect_model(_tiny("jetmoe"))
+    with pytest.raises(UnsupportedModelError, match="mixture of attention heads"):
+        _ = anatomy.sites
+
+
+def test_linear_attention_layers_are_other_layers_not_nope():
+    """MiniMax's lightning (linear-attention) layer has an attention module with a layer index but no
+    softmax over q.k: it is another kind of layer, not a NoPE layer."""
+    geometry = ropescope.inspect_model(_tiny("minimax")).geometry
+    assert geometry.layers[0].attention and geometry.layers[0].rope
+    assert not geometry.layers[1].attention and not geometry.nope_layers
