@@ -30,6 +30,7 @@ from ropescope.model.families import (
     decoder_attention_modules,
     detect_layout,
     family_adapter,
+    forward_source,
     is_decoder_attention,
     is_mla,
     other_layers,
@@ -672,12 +673,24 @@ def builds_sliding_mask(model: torch.nn.Module) -> bool:
     return re.search(r"sliding\w*_mask|create_\w*sliding\w*", source) is not None
 
 
+def _window_from_config(model: torch.nn.Module) -> bool:
+    """Whether the attention hands its kernel the config's window itself (``sliding_window=getattr(
+    self.config, "sliding_window", None)``: Mistral, MiniMax) rather than a window of its own layer
+    type: then the model's masks slide on every softmax layer where the config sets a window."""
+    modules = decoder_attention_modules(model)
+    if not modules:
+        return False
+    source = forward_source(modules[0])
+    return re.search(r"sliding_window\s*=\s*getattr\(\s*self\.config,\s*[\"']sliding_window", source) is not None
+
+
 def _sliding_windows(model: torch.nn.Module, n_layers: int) -> list[int | None]:
     """Each layer's sliding window in tokens (``None``: global attention).
 
     The attention module's own ``sliding_window`` wins (Gemma 2/3); otherwise the config's
     ``layer_types`` say which layers slide; with neither, a config ``sliding_window`` applies to
-    every layer (Mistral). A model whose modeling code builds no sliding-window mask slides
+    every layer (Mistral), as it does where the attention hands its kernel the config's own window
+    whatever the layer type (MiniMax). A model whose modeling code builds no sliding-window mask slides
     nowhere, whatever its config holds (Moshi, Qwen3-VL-MoE keep a ``sliding_window`` they never
     use).
     """
@@ -687,6 +700,8 @@ def _sliding_windows(model: torch.nn.Module, n_layers: int) -> list[int | None]:
     if not builds_sliding_mask(model):
         return [None] * n_layers
     types = getattr(cfg, "layer_types", None)
+    if types and _window_from_config(model):
+        types = None  # every softmax layer slides, whatever its type (MiniMax's "full_attention" layers)
     windows: list[int | None] = [
         (window if types[i] == "sliding_attention" else None) if types else window for i in range(n_layers)
     ]
