@@ -420,6 +420,10 @@ def attention_sites(model: torch.nn.Module) -> list[AttentionSite]:
     Raises :class:`UnsupportedModelError` when the layers cannot be hooked.
     """
     cfg = text_config(model)
+    if any(type(m).__module__.startswith("transformer_lens") for m in model.modules()):
+        raise UnsupportedModelError(  # the bridge runs its own attention: read through its hook points
+            "a TransformerLens bridge wraps this model's attention; ropescope reads it through the bridge's hooks"
+        )
     types = list(getattr(cfg, "layer_types", None) or [])
     sites = []
     for module in decoder_attention_modules(model):

@@ -36,8 +36,8 @@ CLI_ROWS = [
     (
         "profile",
         "unsupported architecture",
-        ["profile", "{inputs}/gptj"],
-        "(unsupported architecture); supported families",
+        ["profile", "{inputs}/sparse_attention"],
+        "no RoPE frequencies found for layer 0 (type 'compressed_sparse_attention')",
     ),
     ("profile", "checkpoint with its own code", ["profile", "{inputs}/remote_code"], "pass --trust-remote-code"),
     (
@@ -253,11 +253,13 @@ def inputs(tmp_path_factory, gemma_dir):
     """Every bad input of the matrix, prepared once."""
     import numpy as np
     import transformers
+    from hub_stand_in import char_tokenizer
     from safetensors.numpy import save_file
     from saved_files import save_with_format_version
     from tiny import TEXTS, CharTokenizer, tiny_model
 
     import ropescope
+    from ropescope import survey
     from ropescope.model.bundled import cache_dir
 
     root = tmp_path_factory.mktemp("inputs")
@@ -280,9 +282,9 @@ def inputs(tmp_path_factory, gemma_dir):
     gpt2 = transformers.GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=262144, n_positions=64)
     transformers.GPT2LMHeadModel(gpt2).save_pretrained(root / "gpt2")
     tokenizer.save_pretrained(root / "gpt2")
-    gptj = transformers.GPTJConfig(n_layer=2, n_head=2, n_embd=32, rotary_dim=8, vocab_size=262144, n_positions=64)
-    transformers.GPTJForCausalLM(gptj).save_pretrained(root / "gptj")
-    tokenizer.save_pretrained(root / "gptj")
+    # DeepSeek V4's compressed sparse attention keeps its RoPE where ropescope cannot read it
+    survey.tiny_model("deepseek_v4").save_pretrained(root / "sparse_attention")
+    char_tokenizer(root / "sparse_attention")
 
     _config_variants(root)
     mamba = transformers.MambaConfig(vocab_size=96, hidden_size=16, state_size=4, num_hidden_layers=1)

@@ -3,10 +3,13 @@ the gate compares the recomputed attention with the model's own eager attention 
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
-from cli_helpers import assert_no_output, assert_one_line_error, run_cli
+from cli_helpers import assert_no_output, assert_one_line_error
 from hub_stand_in import char_tokenizer
 
 import ropescope
@@ -85,12 +88,33 @@ def test_eager_attention_is_restored_exactly():
     assert after == before and model.config._attn_implementation == "sdpa"
 
 
+# the CLI run with one layer's logit rule made wrong (its scaling x1.5), as a family with an attention
+# term ropescope does not model would make it: every family in the table is now modelled
+WRONG_RULE = """
+import functools, sys
+from ropescope.model.anatomy import ModelAnatomy
+own = ModelAnatomy.logit_rules.func
+
+@functools.cached_property
+def wrong(self):
+    rules = list(own(self))
+    rules[0] = type(rules[0])(rules[0].scaling * 1.5, rules[0].softcap, rules[0].window)
+    return tuple(rules)
+
+wrong.__set_name__(ModelAnatomy, "logit_rules")
+ModelAnatomy.logit_rules = wrong
+from ropescope.cli import main
+sys.argv = ["ropescope", *sys.argv[1:]]
+main()
+"""
+
+
 def test_heads_cli_refuses_a_model_whose_attention_it_cannot_recompute(tmp_path):
-    # Qwen3-VL-MoE's text attention differs from what the logit rule reads (the families table says so)
-    directory = tmp_path / "qwen3_vl_moe"
-    tiny_model("qwen3_vl_moe").save_pretrained(directory)
+    directory = tmp_path / "llama"
+    tiny_model("llama").save_pretrained(directory)
     char_tokenizer(directory)
     out = tmp_path / "heads"
-    result = run_cli("heads", str(directory), "--prompts", "shakespeare", "--max-tokens", "32", "--out", str(out))
+    args = ["heads", str(directory), "--prompts", "shakespeare", "--max-tokens", "32", "--out", str(out)]
+    result = subprocess.run([sys.executable, "-c", WRONG_RULE, *args], capture_output=True, text=True, timeout=600)
     assert_one_line_error(result, "layer 0: attention recomputed from the RoPE'd q, k and the logit rule misses")
     assert_no_output(out)
