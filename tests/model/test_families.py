@@ -162,6 +162,8 @@ def _attention_modules(model):
         if "Attention" in type(m).__name__ and getattr(m, "layer_idx", None) is not None
     ]
     found = [m for m in found if not any(o is not m and o.layer_idx == m.layer_idx for o in m.modules() if o in found)]
+    types = getattr(model.config.get_text_config(), "layer_types", None) or []
+    found = [m for m in found if m.layer_idx >= len(types) or types[m.layer_idx] != "linear_attention"]  # MiniMax
     if len({m.layer_idx for m in found}) < len(found):  # a vision tower numbering its layers too
         inside = list(model.get_decoder().modules())
         found = [m for m in found if any(m is o for o in inside)]
