@@ -56,13 +56,13 @@ class _Dispatch:
             out = call(q, k, cos, sin)
             return out if order is None else (out[0][..., order[0]], out[1][..., order[0]])
 
-        def apply_rotary_pos_emb_single(x, cos, sin, *args, **kwargs):
-            head_axis = kwargs.get("unsqueeze_dim", args[0] if args else 1)  # 2: x is [B, S, H, D]
-            _CALLER.code = sys._getframe(1).f_code
+        def one_tensor(x, cos, sin, head_axis: int, rotate):
+            """A call that rotates one tensor (q or k): ``rotate(x, cos, sin)`` is the model's own."""
+            _CALLER.code = sys._getframe(2).f_code
             order = self.order(x.shape[-1], x.device)
 
             def call(x, cos, sin):
-                out = original(x, cos, sin, *args, **kwargs)
+                out = rotate(x, cos, sin)
                 return out if order is None else out[..., order[1]]
 
             for hooks in list(self.hooks):
@@ -70,18 +70,12 @@ class _Dispatch:
             out = call(x, cos, sin)
             return out if order is None else out[..., order[0]]
 
+        def apply_rotary_pos_emb_single(x, cos, sin, *args, **kwargs):
+            head_axis = kwargs.get("unsqueeze_dim", args[0] if args else 1)  # 2: x is [B, S, H, D]
+            return one_tensor(x, cos, sin, head_axis, lambda t, c, s: original(t, c, s, *args, **kwargs))
+
         def apply_rotary_pos_emb_sin_cos(tensor, sin, cos, *args, **kwargs):  # GPT-J: [B, S, H, D], sin first
-            _CALLER.code = sys._getframe(1).f_code
-            order = self.order(tensor.shape[-1], tensor.device)
-
-            def call(x, cos, sin):
-                out = original(x, sin, cos, *args, **kwargs)
-                return out if order is None else out[..., order[1]]
-
-            for hooks in list(self.hooks):
-                call = hooks._wrap_single(call, 2)
-            out = call(tensor, cos, sin)
-            return out if order is None else out[..., order[0]]
+            return one_tensor(tensor, cos, sin, 2, lambda t, c, s: original(t, s, c, *args, **kwargs))
 
         def apply_rotary_emb(xq, xk, freqs_cis, *args, **kwargs):
             _CALLER.code = sys._getframe(1).f_code
