@@ -6,7 +6,7 @@ are deterministic, so they can be counted on a CPU, where they predict the GPU o
 wall time on a CPU hides. A ``TorchDispatchMode`` sees every operator the call dispatches.
 
 Model: the Gemma-7B architecture (``bench/configs/gemma-7b-architecture.json``: 16 heads of 256
-dims, hidden 3,072) cut to 2 layers and a 1,024-word vocabulary (the vocabulary changes no count),
+dims, hidden 3,072) cut to 2 layers, a 1,024-word vocabulary and a 3,072-wide MLP (neither changes any count),
 random weights, bfloat16, sdpa attention, 512-token prompts. Cases, each the second call (the
 first one warms caches: the NoPE probe, the geometry self-check's buffers):
 
@@ -49,6 +49,9 @@ from ropescope.profiling.run import pad_batch, run_forward  # noqa: E402
 from ropescope.survey import CharTokenizer  # noqa: E402
 
 LAYERS, TOKENS = 2, 512
+# the MLP's width changes no count (each projection is one operator whatever its size), and the
+# full 24,576 makes a bfloat16 CPU forward take minutes where the CPU has no bfloat16 units
+MLP = 3072
 # a scalar read on the host: ``.item()``, ``float(t)``, ``bool(t)`` (``is_nonzero``), ``torch.equal``
 SYNC = {
     torch.ops.aten._local_scalar_dense.default,
@@ -88,7 +91,7 @@ def _to_host(func, args, kwargs, out) -> bool:
 
 def build_model():
     config = json.loads((HERE / "configs" / "gemma-7b-architecture.json").read_text())
-    config.update(num_hidden_layers=LAYERS, vocab_size=1024)
+    config.update(num_hidden_layers=LAYERS, vocab_size=1024, intermediate_size=MLP)
     cfg = transformers.GemmaConfig(**{k: v for k, v in config.items() if k not in ("model_type", "torch_dtype")})
     cfg._attn_implementation = "sdpa"
     torch.manual_seed(0)

@@ -25,7 +25,6 @@ import torch
 from ropescope.errors import UnsupportedModelError
 from ropescope.hooks.observe import Capture
 from ropescope.model.anatomy import ModelAnatomy
-from ropescope.model.geometry import chunk_norms
 
 
 class BridgeCapture(Capture):
@@ -39,6 +38,7 @@ class BridgeCapture(Capture):
         self.bridge = anatomy.runnable
         self._hook_names = self._hook_point_names(self.bridge)
         self._pending: dict[int, dict[str, torch.Tensor]] = {}
+        self._hooked_layer = None  # the layer whose hook fired last
         self._stack = contextlib.ExitStack()
         super().__init__(anatomy, **options)
 
@@ -62,6 +62,7 @@ class BridgeCapture(Capture):
 
     def install(self) -> None:
         self._handles.append(self.bridge.register_forward_pre_hook(self._on_model_input, with_kwargs=True))
+        self._handles.append(self.bridge.register_forward_hook(self._pass_ended))
         hooks = []
         for layer in range(self.geometry.n_layers):
             for slot, name in self._hook_names:
@@ -70,24 +71,32 @@ class BridgeCapture(Capture):
                 hooks.append((f"blocks.{layer}.attn.{name}", self._hook(layer, slot, name)))
         self._stack.enter_context(self.bridge.hooks(fwd_hooks=hooks))
 
+    def _pass_ended(self, *args) -> None:
+        self._reduce_waiting()
+        self._hooked_layer = None
+
     def remove(self) -> None:
         super().remove()
         self._stack.close()
         self._pending.clear()
 
     def _hook(self, layer: int, slot: str, name: str):
-        """The hook of one tensor of one layer. Values are reduced at once; the pre-RoPE q and k are
-        held (by reference) until their post-RoPE version arrives, then checked and reduced; the
+        """The hook of one tensor of one layer. The pre-RoPE q and k are held (by reference) until their
+        post-RoPE version arrives, then checked; a layer's q, k and v are reduced together once a hook
+        of another layer fires (or the pass ends); the
         post-RoPE pair goes to ``on_qk`` once both arrived."""
         heads = self.n_heads if slot in ("q", "q_rot") else self.anatomy.layer_kv_heads(layer)
 
         @torch.no_grad()
         def hook(tensor, hook):
+            if self._hooked_layer != layer:  # the previous layer is done: its statistics, now
+                if self._hooked_layer is not None:
+                    self._reduce_waiting(self._hooked_layer)
+                self._hooked_layer = layer
             seq = self._positions.shape[1]
             tensor = _heads_first(tensor.detach(), heads, seq, name)
             if slot == "v":
-                norms = chunk_norms(tensor[..., : self.geometry.layer_rotary_dim(layer)], self.geometry.layout)
-                self.stats["v"].update(layer, norms, self._token_mask(seq))
+                self._add("v", layer, tensor[..., : self.geometry.layer_rotary_dim(layer)], self._token_mask(seq))
                 return None
             pending = self._pending.setdefault(layer, {})
             pending[slot] = tensor

@@ -21,7 +21,7 @@ from ropescope.errors import GeometryMismatchError, UnsupportedModelError
 from ropescope.hooks.model_lse import ModelLse
 from ropescope.hooks.position import PositionStats, bucket_slices
 from ropescope.hooks.rope_call import RopeCallHooks
-from ropescope.hooks.stats import ChunkNormStats
+from ropescope.hooks.stats import ChunkNormStats, JointUpdate
 from ropescope.model.anatomy import ModelAnatomy
 from ropescope.model.families import (
     family_adapter,
@@ -85,6 +85,9 @@ class Capture(RopeCallHooks):
             "k": ChunkNormStats(n_layers, self.n_kv_heads, chunks, sizes=sizes["k"]),
             "v": ChunkNormStats(n_layers, self.n_kv_heads, chunks, sizes=sizes["v"]),
         }
+        # each layer's q, k and v wait for its end and go to the statistics in one joint update
+        self._joint = JointUpdate(self.stats)
+        self._waiting: dict[int, tuple[torch.Tensor, list[tuple[str, torch.Tensor]]]] = {}
         self.verified_layers: set[int] = set()
         self._nope_q = None  # a NoPE layer's q, until its k is made
         self._query_scale: dict[int, torch.Tensor] = {}  # a NoPE layer's query scale, handed to it per pass
@@ -113,6 +116,7 @@ class Capture(RopeCallHooks):
 
     def install(self) -> None:
         super().install()
+        self._handles.append(self.anatomy.base.register_forward_hook(lambda *args: self._reduce_waiting()))
         if self._model_lse is not None:
             self._model_lse.install()  # last: a call held past its layer runs when the pass ends
             self._handles.append(self.anatomy.base.register_forward_hook(lambda *args: self._model_lse.flush()))
@@ -253,7 +257,7 @@ class Capture(RopeCallHooks):
                 self.verified_layers.add(layer)
         mask = self._token_mask(q.shape[2])
         if "q" in self.tensors:
-            self._add("q", layer, chunk_norms(q[..., :r], self.geometry.layout), mask)
+            self._add("q", layer, q[..., :r], mask)
         if self.on_qk is not None:
             source = self.geometry.layers[layer].kv_source
             keys = self._source_keys.get(source)
@@ -262,7 +266,9 @@ class Capture(RopeCallHooks):
             self.on_qk(layer, q_rot, keys, mask)
 
     def _leave_layer(self, module, args, output):
+        layer = self._layer
         super()._leave_layer(module, args, output)
+        self._reduce_waiting(layer)
         if self._model_lse is not None:
             self._model_lse.flush()  # the layer's attention handed over no normaliser: recompute it
 
@@ -271,6 +277,7 @@ class Capture(RopeCallHooks):
             self._model_lse.remove()
         super().remove()
         self._source_keys.clear()
+        self._waiting.clear()  # a layer the pass did not finish (it raised) adds nothing
         self._mla_parts.clear()
         self._whole.clear()  # partial-rotary layers' kept q/k outputs: nothing outlives the capture
 
@@ -367,18 +374,31 @@ class Capture(RopeCallHooks):
             post = torch.cat([q_rot[first], k_rot[first].to(q_rot.dtype)], dim=1)
             if self._verify(layer, pre, post, "query and key"):
                 self.verified_layers.add(layer)  # a batch with nothing finite to compare checks nothing
-        layout = self.geometry.layout
         for name, tensor in (("q", q), ("k", k)):
             if name in self.tensors:
-                self._add(name, layer, chunk_norms(tensor[..., :r], layout), mask)
+                self._add(name, layer, tensor[..., :r], mask)
 
-    def _add(self, name: str, layer: int, norms: torch.Tensor, mask: torch.Tensor) -> None:
+    def _add(self, name: str, layer: int, x: torch.Tensor, mask: torch.Tensor) -> None:
+        """Count ``x`` (``[batch, heads, tokens, r]``: q, k or v before RoPE, cut to the layer's rotary
+        dims) in ``stats[name]``: kept until the layer ends, then reduced with the layer's other
+        tensors in one :class:`~ropescope.hooks.stats.JointUpdate`. By position: at once, per tensor."""
+        if self.by_position is None:
+            self._waiting.setdefault(layer, (mask, []))[1].append((name, x))
+            return
+        norms = chunk_norms(x, self.geometry.layout)
         self.stats[name].update(layer, norms, mask)
-        if self.by_position is not None:
-            if self._sliced_positions is not self._positions:  # a new forward pass: its buckets, once
-                self._sliced_positions = self._positions
-                self._slices = bucket_slices(self.by_position[name].edges, self._positions)
-            self.by_position[name].update(layer, norms, mask, self._positions, self._slices)
+        if self._sliced_positions is not self._positions:  # a new forward pass: its buckets, once
+            self._sliced_positions = self._positions
+            self._slices = bucket_slices(self.by_position[name].edges, self._positions)
+        self.by_position[name].update(layer, norms, mask, self._positions, self._slices)
+
+    @torch.no_grad()
+    def _reduce_waiting(self, layer: int | None = None) -> None:
+        """The joint statistics update of ``layer``'s waiting tensors (every waiting layer's: None)."""
+        for waiting in [layer] if layer is not None else list(self._waiting):
+            mask, parts = self._waiting.pop(waiting, (None, None))
+            if parts:
+                self._joint.update(waiting, parts, mask, self.geometry.layout)
 
     def _on_value(self, layer: int):
         packing = family_adapter(self.anatomy.model_type).value_packing
@@ -393,8 +413,7 @@ class Capture(RopeCallHooks):
             else:
                 attention = self.anatomy.sites_by_layer[layer].module
                 v = values_of(output, packing, self.n_heads, self.anatomy.layer_v_heads(layer), attention)
-            norms = chunk_norms(v[..., : self.geometry.layer_rotary_dim(layer)], self.geometry.layout)
-            self._add("v", layer, norms, self._token_mask(v.shape[2]))
+            self._add("v", layer, v[..., : self.geometry.layer_rotary_dim(layer)], self._token_mask(v.shape[2]))
 
         return hook
 

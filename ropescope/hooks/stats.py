@@ -20,6 +20,11 @@ import numpy as np
 import torch
 
 from ropescope.hooks.precision import in_full_float32
+from ropescope.model.geometry import chunk_norms
+
+# most elements (batch x heads x tokens x chunks) one joint update reduces at a time: longer
+# prompts go through in token blocks, so its float64 intermediates stay near 128 MB
+JOINT_BLOCK_ELEMENTS = 1 << 24
 
 
 class ChunkNormStats:
@@ -167,6 +172,143 @@ class ChunkNormStats:
                 raise ValueError(f"array {prefix}.{name} has shape {tuple(value.shape)}")
             setattr(out, name, value)
         return out
+
+
+class JointUpdate:
+    """One update of several accumulators at once: a layer's q, k and v chunk norms in one pass.
+
+    ``members`` maps names (``"q"``, ``"k"``, ``"v"``) to :class:`ChunkNormStats` of the same
+    layers and chunks. Their running sums live in one shared set of device buffers (heads of the
+    members one after another), and each member's running sums are views into them: a layer's
+    tensors are concatenated along the head axis and reduced by one set of kernels (norms, token
+    keep-mask, count, sum, sum of squares, maximum), about a third of what one update per tensor
+    launches. The arithmetic is :meth:`ChunkNormStats.update`'s: float32 chunk norms summed in
+    float64, and a token counted for a tensor where all of that tensor's norms are finite (a
+    non-finite key leaves the token's query counted), so the statistics equal three separate
+    updates up to float64 summation order.
+    """
+
+    def __init__(self, members: dict[str, ChunkNormStats]):
+        self.members = members
+        self.names = list(members)
+        self.heads = {name: stats._mean.shape[1] for name, stats in members.items()}
+        self.start, first = {}, 0
+        for name in self.names:
+            self.start[name], first = first, first + self.heads[name]
+        self._buffers = None  # n [L, T], sum, sum of squares, max [L, all heads, C], offered [L, T]
+        self._views: dict[str, tuple[torch.Tensor, ...]] = {}
+        self._segments: dict[tuple, torch.Tensor] = {}
+        self._mask_seen, self._mask_tokens = None, None
+
+    def _attach(self, names: list[str], device) -> None:
+        """Make the named members' running sums views into the shared buffers (zeroed when a read
+        folded them in since the last update)."""
+        if self._buffers is None or self._buffers[0].device != torch.device(device):
+            some = self.members[self.names[0]]._mean
+            layers, chunks, heads = some.shape[0], some.shape[2], sum(self.heads.values())
+            f64 = {"dtype": torch.float64, "device": device}
+            self._buffers = (
+                torch.zeros(layers, len(self.names), **f64),
+                torch.zeros(layers, heads, chunks, **f64),
+                torch.zeros(layers, heads, chunks, **f64),
+                torch.zeros(layers, heads, chunks, **f64),  # maximum: 0, norms are >= 0
+                torch.zeros(layers, len(self.names), **f64),
+            )
+            self._views = {}
+        n, total, squares, peak, offered = self._buffers
+        for name in names:
+            member, views = self.members[name], self._views.get(name)
+            if views is not None and member._running is views:
+                continue
+            if member._count.device != torch.device(device):
+                member._move(device)
+            member.fold()  # running sums of its own (or folded views): merged before the views restart
+            t, rows = self.names.index(name), slice(self.start[name], self.start[name] + self.heads[name])
+            views = (n[:, t], total[:, rows], squares[:, rows], peak[:, rows], offered[:, t])
+            for view in views:
+                view.zero_()
+            member._running = self._views[name] = views
+
+    @in_full_float32
+    def update(self, layer: int, parts: list[tuple[str, torch.Tensor]], mask: torch.Tensor, layout: str) -> None:
+        """Add one batch of layer ``layer``: ``parts`` are ``(name, x)`` with ``x[B, H, S, r]`` the
+        tensor before RoPE cut to the layer's rotary dims (``H`` the layer's own heads), ``mask[B, S]``
+        the tokens that count. No host synchronisation."""
+        parts = sorted(parts, key=lambda part: self.names.index(part[0]))  # the buffers' order (v arrives first)
+        xs = [x for _, x in parts]
+        names = [name for name, _ in parts]
+        alike = all(x.shape[0] == xs[0].shape[0] and x.shape[2:] == xs[0].shape[2:] for x in xs)
+        if not alike or len(set(names)) != len(names):  # not one layer's tensors: one at a time
+            for name, x in parts:
+                self.members[name].update(layer, chunk_norms(x, layout), mask)
+            return
+        device = xs[0].device
+        self._attach(names, device)
+        mask = mask.to(device)
+        if mask is not self._mask_seen:  # one count per forward pass, shared by its layers
+            self._mask_seen, self._mask_tokens = mask, mask.sum()
+        seq = xs[0].shape[2]
+        heads = [x.shape[1] for x in xs]
+        step = max(1, JOINT_BLOCK_ELEMENTS // max(1, xs[0].shape[0] * sum(heads) * (xs[0].shape[3] // 2)))
+        for begin in range(0, seq, step):
+            block = slice(begin, min(seq, begin + step))
+            self._add_block(layer, names, [x[:, :, block] for x in xs], mask[:, block], layout)
+        n, _, _, _, offered = self._buffers
+        first = self.names.index(names[0])
+        if names == self.names[first : first + len(names)]:
+            offered[layer, first : first + len(names)].add_(self._mask_tokens)
+        else:
+            for name in names:
+                offered[layer, self.names.index(name)].add_(self._mask_tokens)
+
+    def _add_block(self, layer, names, xs, mask, layout) -> None:
+        n, total, squares, peak, _ = self._buffers
+        heads = [x.shape[1] for x in xs]
+        x = torch.cat(xs, dim=1) if len(xs) > 1 else xs[0]
+        norms = chunk_norms(x, layout).double()  # [B, all heads, S, C]
+        batch, _, seq, chunks = norms.shape
+        # a token counts for a tensor where the sum of that tensor's norms is finite (norms are >= 0)
+        if len(set(heads)) == 1:  # equal head counts: each tensor's heads are one axis
+            h, t = heads[0], len(heads)
+            per_tensor = norms.view(batch, t, h, seq, chunks)
+            keep = mask[:, None, :] & torch.isfinite(per_tensor.sum(dim=(2, 4)))  # [B, T, S]
+            kept = torch.where(keep[:, :, None, :, None], per_tensor, 0.0).view(batch, t * h, seq, chunks)
+        else:
+            segment = self._segment(heads, norms.device)  # the tensor of each head
+            per_token = norms.sum(dim=3)  # [B, all heads, S]
+            tokens = per_token.new_zeros(batch, len(heads), seq).index_add_(1, segment, per_token)
+            keep = mask[:, None, :] & torch.isfinite(tokens)
+            kept = torch.where(keep[:, segment, :, None], norms, 0.0)
+        counted = keep.sum(dim=(0, 2))  # [T]
+        sums, sums_sq, top = kept.sum(dim=(0, 2)), kept.square().sum(dim=(0, 2)), kept.amax(dim=(0, 2))
+        first = self.names.index(names[0])
+        whole = names == self.names[first : first + len(names)] and all(
+            h == self.heads[name] for h, name in zip(heads, names, strict=True)
+        )
+        if whole:  # the tensors' rows are one block of the buffers
+            rows = slice(self.start[names[0]], self.start[names[0]] + sum(heads))
+            n[layer, first : first + len(names)].add_(counted)
+            self._add_rows(layer, rows, chunks, sums, sums_sq, top)
+            return
+        local = 0
+        for i, (name, h) in enumerate(zip(names, heads, strict=True)):
+            n[layer, self.names.index(name)].add_(counted[i])
+            rows, here = slice(self.start[name], self.start[name] + h), slice(local, local + h)
+            self._add_rows(layer, rows, chunks, sums[here], sums_sq[here], top[here])
+            local += h
+
+    def _add_rows(self, layer, rows, chunks, sums, sums_sq, top) -> None:
+        _, total, squares, peak, _ = self._buffers
+        total[layer, rows, :chunks].add_(sums)
+        squares[layer, rows, :chunks].add_(sums_sq)
+        torch.maximum(peak[layer, rows, :chunks], top, out=peak[layer, rows, :chunks])
+
+    def _segment(self, heads: list[int], device) -> torch.Tensor:
+        key = (tuple(heads), str(device))
+        if key not in self._segments:
+            counts = torch.tensor(heads)
+            self._segments[key] = torch.repeat_interleave(torch.arange(len(heads)), counts).to(device)
+        return self._segments[key]
 
 
 def _zeros_like_running(mean: torch.Tensor, count: torch.Tensor) -> tuple[torch.Tensor, ...]:

@@ -13,6 +13,7 @@ import functools
 import inspect
 import sys
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -71,14 +72,29 @@ NAMED = [
 ]
 
 
+_BUILT: dict = {}
+
+
+def _built(model_type: str, overrides: dict | None = None, seed: int = 0) -> torch.nn.Module:
+    """Each tiny model built once for this file: the survey's and every test's (a model ropescope
+    profiled, head-scored and p-RoPEd is left exactly as it was, so sharing it is part of the check)."""
+    key = (model_type, repr(overrides), seed)
+    if key not in _BUILT:
+        _BUILT[key] = tiny_model(model_type, overrides, seed)
+    return _BUILT[key]
+
+
 @pytest.fixture(scope="module")
 def rows():
-    return survey()
+    with mock.patch("ropescope.survey.tiny_model", _built):
+        table = survey()
+    yield table
+    _BUILT.clear()
 
 
 def _model(family: str):
     model_type, overrides = VARIANTS.get(family, (family, None))
-    return tiny_model(model_type, overrides)
+    return _built(model_type, overrides)
 
 
 def test_named_families_are_supported(rows):
@@ -484,16 +500,22 @@ def test_every_supported_family_perplexity_is_its_own_loss(rows):
     wrong = []
     for row in (r for r in rows if r.prope == "yes"):
         model = _model(row.family)
-        with torch.no_grad():
-            model.get_output_embeddings().weight.mul_(20.0)  # a sharp head: the output multiplier matters
-        ours = perplexity(model, CharTokenizer(), text, context=48, batch_size=2)["nll"]
-        total, count = 0.0, 0
-        with torch.no_grad():
-            for window in token_windows(CharTokenizer(), text, 48):
-                ids = torch.tensor([window])
-                logits = model(input_ids=ids, use_cache=False).logits[0, :-1].double()
-                total += float(torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="sum"))
-                count += len(window) - 1
+        head = model.get_output_embeddings().weight
+        kept = head.detach().clone()  # the shared model gets its head back afterwards
+        try:
+            with torch.no_grad():
+                head.mul_(20.0)  # a sharp head: the output multiplier matters
+            ours = perplexity(model, CharTokenizer(), text, context=48, batch_size=2)["nll"]
+            total, count = 0.0, 0
+            with torch.no_grad():
+                for window in token_windows(CharTokenizer(), text, 48):
+                    ids = torch.tensor([window])
+                    logits = model(input_ids=ids, use_cache=False).logits[0, :-1].double()
+                    total += float(torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="sum"))
+                    count += len(window) - 1
+        finally:
+            with torch.no_grad():
+                head.copy_(kept)
         if not abs(ours - total / count) <= 1e-5 * max(1.0, total / count):
             wrong.append((row.family, ours, total / count))
     assert not wrong, wrong

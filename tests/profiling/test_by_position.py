@@ -9,6 +9,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from cli_helpers import assert_one_line_error, run_cli  # noqa: E402
+from reference import slow_chunk_norms  # noqa: E402
 from tiny import TEXTS, CharTokenizer, tiny_model  # noqa: E402
 
 import ropescope  # noqa: E402
@@ -42,9 +43,10 @@ def test_each_bucket_equals_a_slow_recomputation(setup):
     with ropescope.capture(model, tensors=("k",), include_bos=False) as cap:
         original = cap._add
 
-        def spy(name, layer, norms, mask):  # the per-token chunk norms the hooks see
-            captured.setdefault(layer, []).append((norms.clone(), mask.clone(), cap._positions.clone()))
-            original(name, layer, norms, mask)
+        def spy(name, layer, x, mask):  # the pre-RoPE keys the hooks see, as chunk norms by a loop
+            norms = slow_chunk_norms(x.double().numpy(), x.shape[-1], cap.geometry.layout)
+            captured.setdefault(layer, []).append((torch.from_numpy(norms), mask.clone(), cap._positions.clone()))
+            original(name, layer, x, mask)
 
         cap._add = spy
         ids = [tokenizer(t)["input_ids"][:200] for t in LONG]
