@@ -2,7 +2,8 @@
 
 ``with capture(model) as cap: model(**batch)`` leaves ``cap.stats["q" | "k" | "v"]`` filled with
 per-(layer, head, chunk) statistics of the chunk 2-norm over every counted token. Nothing of the
-activations is kept: each tensor is reduced inside the hook that sees it.
+activations is kept past its layer: a layer's q, k and v wait (by reference) for the layer's end
+and are reduced there together, in one :class:`~ropescope.hooks.stats.JointUpdate`.
 
 Where: q and k are read at the model's own ``apply_rotary_pos_emb`` call (after any QK-norm,
 before rotation; :mod:`~ropescope.hooks.rope_call`); v is read from the value projection's output.
@@ -88,6 +89,7 @@ class Capture(RopeCallHooks):
         # each layer's q, k and v wait for its end and go to the statistics in one joint update
         self._joint = JointUpdate(self.stats)
         self._waiting: dict[int, tuple[torch.Tensor, list[tuple[str, torch.Tensor]]]] = {}
+        self._valued: set[int] = set()  # layers whose values are read (from their value projection)
         self.verified_layers: set[int] = set()
         self._nope_q = None  # a NoPE layer's q, until its k is made
         self._query_scale: dict[int, torch.Tensor] = {}  # a NoPE layer's query scale, handed to it per pass
@@ -160,6 +162,7 @@ class Capture(RopeCallHooks):
                     continue  # its values are the source layer's, counted there
                 vmod = value_module(site, self.anatomy.model_type)
                 self._handles.append(vmod.register_forward_hook(self._on_value(site.layer)))
+                self._valued.add(site.layer)
 
     def at_rope(self, layer, q, k, cos, sin, rotate_as_model):
         head_dim = self.geometry.layer_head_dim(layer)
@@ -380,10 +383,18 @@ class Capture(RopeCallHooks):
 
     def _add(self, name: str, layer: int, x: torch.Tensor, mask: torch.Tensor) -> None:
         """Count ``x`` (``[batch, heads, tokens, r]``: q, k or v before RoPE, cut to the layer's rotary
-        dims) in ``stats[name]``: kept until the layer ends, then reduced with the layer's other
-        tensors in one :class:`~ropescope.hooks.stats.JointUpdate`. By position: at once, per tensor."""
+        dims) in ``stats[name]``: kept until the layer's other tensors arrived (or the layer ends),
+        then reduced with them in one :class:`~ropescope.hooks.stats.JointUpdate`. By position: at
+        once, per tensor."""
         if self.by_position is None:
-            self._waiting.setdefault(layer, (mask, []))[1].append((name, x))
+            if layer in self._waiting and self._waiting[layer][0] is not mask:  # another pass's: theirs first
+                self._reduce_waiting(layer)
+            parts = self._waiting.setdefault(layer, (mask, []))[1]
+            parts.append((name, x))
+            names = {n for n, _ in parts}
+            expected = {"q", "k"} & set(self.tensors) | ({"v"} if layer in self._valued else set())
+            if names == expected:  # the usual order: v, then q and k at RoPE: reduced at once
+                self._reduce_waiting(layer)
             return
         norms = chunk_norms(x, self.geometry.layout)
         self.stats[name].update(layer, norms, mask)

@@ -22,9 +22,12 @@ import torch
 from ropescope.hooks.precision import in_full_float32
 from ropescope.model.geometry import chunk_norms
 
-# most elements (batch x heads x tokens x chunks) one joint update reduces at a time: longer
-# prompts go through in token blocks, so its float64 intermediates stay near 128 MB
-JOINT_BLOCK_ELEMENTS = 1 << 24
+# most elements (batch x heads x tokens x chunks) one joint update reduces at a time, by device:
+# longer prompts go through in token blocks. On a CPU the blocks stay cache-sized (2 MB of float64:
+# larger fresh buffers cost more in page faults than the operators they save); elsewhere (a GPU,
+# where each operator is a kernel launch) 128 MB.
+JOINT_BLOCK_ELEMENTS = {"cpu": 1 << 18}
+JOINT_BLOCK_ELEMENTS_ELSEWHERE = 1 << 24
 
 
 class ChunkNormStats:
@@ -249,7 +252,8 @@ class JointUpdate:
             self._mask_seen, self._mask_tokens = mask, mask.sum()
         seq = xs[0].shape[2]
         heads = [x.shape[1] for x in xs]
-        step = max(1, JOINT_BLOCK_ELEMENTS // max(1, xs[0].shape[0] * sum(heads) * (xs[0].shape[3] // 2)))
+        budget = JOINT_BLOCK_ELEMENTS.get(device.type, JOINT_BLOCK_ELEMENTS_ELSEWHERE)
+        step = max(1, budget // max(1, xs[0].shape[0] * sum(heads) * (xs[0].shape[3] // 2)))
         for begin in range(0, seq, step):
             block = slice(begin, min(seq, begin + step))
             self._add_block(layer, names, [x[:, :, block] for x in xs], mask[:, block], layout)
