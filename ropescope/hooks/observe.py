@@ -2,8 +2,8 @@
 
 ``with capture(model) as cap: model(**batch)`` leaves ``cap.stats["q" | "k" | "v"]`` filled with
 per-(layer, head, chunk) statistics of the chunk 2-norm over every counted token. Nothing of the
-activations is kept past its layer: a layer's q, k and v wait (by reference) for the layer's end
-and are reduced there together, in one :class:`~ropescope.hooks.stats.JointUpdate`.
+activations is kept past its layer: a layer's q, k and v wait (by reference) until all of them have
+arrived (or the layer ends) and are reduced together, in one :class:`~ropescope.hooks.stats.JointUpdate`.
 
 Where: q and k are read at the model's own ``apply_rotary_pos_emb`` call (after any QK-norm,
 before rotation; :mod:`~ropescope.hooks.rope_call`); v is read from the value projection's output.
@@ -86,7 +86,7 @@ class Capture(RopeCallHooks):
             "k": ChunkNormStats(n_layers, self.n_kv_heads, chunks, sizes=sizes["k"]),
             "v": ChunkNormStats(n_layers, self.n_kv_heads, chunks, sizes=sizes["v"]),
         }
-        # each layer's q, k and v wait for its end and go to the statistics in one joint update
+        # each layer's q, k and v wait for one another and go to the statistics in one joint update
         self._joint = JointUpdate(self.stats)
         self._waiting: dict[int, tuple[torch.Tensor, list[tuple[str, torch.Tensor]]]] = {}
         self._valued: set[int] = set()  # layers whose values are read (from their value projection)

@@ -254,18 +254,21 @@ class JointUpdate:
         heads = [x.shape[1] for x in xs]
         budget = JOINT_BLOCK_ELEMENTS.get(device.type, JOINT_BLOCK_ELEMENTS_ELSEWHERE)
         step = max(1, budget // max(1, xs[0].shape[0] * sum(heads) * (xs[0].shape[3] // 2)))
+        first = self.names.index(names[0])
+        in_order = names == self.names[first : first + len(names)]  # one run of the buffers' tensors
+        whole = in_order and all(h == self.heads[name] for h, name in zip(heads, names, strict=True))
         for begin in range(0, seq, step):
             block = slice(begin, min(seq, begin + step))
-            self._add_block(layer, names, [x[:, :, block] for x in xs], mask[:, block], layout)
+            self._add_block(layer, names, [x[:, :, block] for x in xs], mask[:, block], layout, whole)
         n, _, _, _, offered = self._buffers
-        first = self.names.index(names[0])
-        if names == self.names[first : first + len(names)]:
+        if in_order:
             offered[layer, first : first + len(names)].add_(self._mask_tokens)
         else:
             for name in names:
                 offered[layer, self.names.index(name)].add_(self._mask_tokens)
 
-    def _add_block(self, layer, names, xs, mask, layout) -> None:
+    def _add_block(self, layer, names, xs, mask, layout, whole: bool) -> None:
+        """One token block; ``whole``: the tensors fill one run of the buffers' rows (all their heads)."""
         n, total, squares, peak, _ = self._buffers
         heads = [x.shape[1] for x in xs]
         x = torch.cat(xs, dim=1) if len(xs) > 1 else xs[0]
@@ -285,11 +288,8 @@ class JointUpdate:
             kept = torch.where(keep[:, segment, :, None], norms, 0.0)
         counted = keep.sum(dim=(0, 2))  # [T]
         sums, sums_sq, top = kept.sum(dim=(0, 2)), kept.square().sum(dim=(0, 2)), kept.amax(dim=(0, 2))
-        first = self.names.index(names[0])
-        whole = names == self.names[first : first + len(names)] and all(
-            h == self.heads[name] for h, name in zip(heads, names, strict=True)
-        )
         if whole:  # the tensors' rows are one block of the buffers
+            first = self.names.index(names[0])
             rows = slice(self.start[names[0]], self.start[names[0]] + sum(heads))
             n[layer, first : first + len(names)].add_(counted)
             self._add_rows(layer, rows, chunks, sums, sums_sq, top)
