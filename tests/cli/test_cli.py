@@ -2,7 +2,7 @@
 
 import pytest
 import transformers
-from cli_helpers import REPO, assert_no_output, assert_one_line_error, run_cli  # noqa: F401
+from cli_helpers import REPO, assert_no_output, assert_one_line_error, run_cli, run_here  # noqa: F401
 
 
 @pytest.mark.parametrize(
@@ -18,62 +18,64 @@ from cli_helpers import REPO, assert_no_output, assert_one_line_error, run_cli  
         (["gemma-3-270m", "--dtype", "float8"], "'float8' is not one of 'float32', 'bfloat16', 'float16'"),
     ],
 )
-def test_bad_input_gets_one_line(tmp_path, args, fragment):
+def test_bad_input_gets_one_line(capsys, tmp_path, args, fragment):
     out = tmp_path / "run"
-    result = run_cli("profile", *args, "--out", str(out))
+    result = run_here(capsys, "profile", *args, "--out", str(out))
     assert_one_line_error(result, fragment)
     assert_no_output(out)
 
 
-def test_empty_prompt_file(tmp_path):
+def test_empty_prompt_file(capsys, tmp_path):
     prompts = tmp_path / "empty.txt"
     prompts.write_text("\n\n")
     out = tmp_path / "run"
-    assert_one_line_error(run_cli("profile", "--prompts", str(prompts), "--out", str(out)), "holds no prompts")
+    assert_one_line_error(run_here(capsys, "profile", "--prompts", str(prompts), "--out", str(out)), "holds no prompts")
     assert_no_output(out)
 
 
-def test_directory_that_is_not_a_checkpoint(tmp_path):
+def test_directory_that_is_not_a_checkpoint(capsys, tmp_path):
     out = tmp_path / "run"
-    assert_one_line_error(run_cli("profile", str(tmp_path), "--out", str(out)), "is not a checkpoint")
+    assert_one_line_error(run_here(capsys, "profile", str(tmp_path), "--out", str(out)), "is not a checkpoint")
 
 
-def test_existing_output_directory_is_refused_without_overwrite(tmp_path):
+def test_existing_output_directory_is_refused_without_overwrite(capsys, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    assert_one_line_error(run_cli("profile", "--out", str(out)), "already exists; pass --overwrite")
+    assert_one_line_error(run_here(capsys, "profile", "--out", str(out)), "already exists; pass --overwrite")
     assert (out / "keep.txt").read_text() == "mine"
 
 
-def test_plot_of_a_missing_or_corrupt_profile(tmp_path):
-    assert_one_line_error(run_cli("plot", str(tmp_path / "nothing")), "no saved profile")
+def test_plot_of_a_missing_or_corrupt_profile(capsys, tmp_path):
+    assert_one_line_error(run_here(capsys, "plot", str(tmp_path / "nothing")), "no saved profile")
     (tmp_path / "profile.safetensors").write_bytes(b"garbage")
-    assert_one_line_error(run_cli("plot", str(tmp_path)), "not a readable ropescope profile")
+    assert_one_line_error(run_here(capsys, "plot", str(tmp_path)), "not a readable ropescope profile")
 
 
-def test_model_without_rope_is_refused(tmp_path, gemma_dir):
+def test_model_without_rope_is_refused(capsys, tmp_path, gemma_dir):
     config = transformers.GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=262144, n_positions=64)
     transformers.GPT2LMHeadModel(config).save_pretrained(tmp_path / "gpt2")
     transformers.AutoTokenizer.from_pretrained(gemma_dir).save_pretrained(tmp_path / "gpt2")
     out = tmp_path / "run"
-    result = run_cli("profile", str(tmp_path / "gpt2"), "--out", str(out))
+    result = run_here(capsys, "profile", str(tmp_path / "gpt2"), "--out", str(out))
     assert_one_line_error(result, "has no rotary positional encoding")
     assert_no_output(out)
 
 
-def test_prompt_longer_than_the_context_is_refused(tmp_path):
+def test_prompt_longer_than_the_context_is_refused(capsys, tmp_path):
     out = tmp_path / "run"
-    result = run_cli("profile", "--max-tokens", "40000", "--out", str(out))
+    result = run_here(capsys, "profile", "--max-tokens", "40000", "--out", str(out))
     assert_one_line_error(result, "exceeds the model's context of 32768 tokens")
     assert_no_output(out)
 
 
-def test_help_and_models():
-    for command in ([], ["profile"], ["plot"], ["models"]):
-        result = run_cli(*command, "--help")
+def test_help_and_models(capsys):
+    result = run_cli("--help")  # the installed command, in a process of its own
+    assert result.returncode == 0 and "Usage" in result.stdout
+    for command in (["profile"], ["plot"], ["models"]):
+        result = run_here(capsys, *command, "--help")
         assert result.returncode == 0 and "Usage" in result.stdout
-    listing = run_cli("models")
+    listing = run_here(capsys, "models")
     assert listing.returncode == 0
     assert "gemma-3-270m" in listing.stdout and "installed" in listing.stdout
 

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import pytest
-from cli_helpers import assert_one_line_error, run_cli
+from cli_helpers import assert_one_line_error, run_cli, run_here
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -84,5 +84,5 @@ def test_model_figures_on_real_gemma(tmp_path):
     assert len(similarity) == 6  # header + five domains
 
 
-def test_unknown_figure_id():
-    assert_one_line_error(run_cli("figures", "--only", "F99"), "unknown figure id 'F99'")
+def test_unknown_figure_id(capsys):
+    assert_one_line_error(run_here(capsys, "figures", "--only", "F99"), "unknown figure id 'F99'")

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from cli_helpers import assert_no_output, assert_one_line_error, run_cli
+from cli_helpers import assert_no_output, assert_one_line_error, run_cli, run_here
 from tiny import TEXTS, CharTokenizer, DecodingCharTokenizer, tiny_model
 
 import ropescope
@@ -130,8 +130,8 @@ def test_heads_and_head_commands_end_to_end(tmp_path, gemma):
         (["heads", "--hf-fraction", "nan"], "Invalid value for '--hf-fraction'"),
     ],
 )
-def test_heads_bad_input(tmp_path, args, fragment):
+def test_heads_bad_input(capsys, tmp_path, args, fragment):
     out = tmp_path / "run"
-    result = run_cli(*args, "--out", str(out))
+    result = run_here(capsys, *args, "--out", str(out))
     assert_one_line_error(result, fragment)
     assert_no_output(out)

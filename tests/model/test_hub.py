@@ -20,6 +20,7 @@ import ropescope
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = "ropescope-test/tiny-llama"
+NO_BACKOFF = Path(__file__).resolve().parents[1] / "hub_no_backoff"
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +89,8 @@ def hub_env(tmp_path, endpoint: str) -> dict:
         HF_HUB_ETAG_TIMEOUT="5",
         HF_HUB_DOWNLOAD_TIMEOUT="5",
         ROPESCOPE_CACHE=str(tmp_path / "cache"),
+        # the hub client retries without sleeping between tries (tests/hub_no_backoff/sitecustomize.py)
+        PYTHONPATH=os.pathsep.join([str(NO_BACKOFF), *filter(None, [os.environ.get("PYTHONPATH")])]),
     )
     return env
 

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import pytest
-from cli_helpers import assert_no_output, assert_one_line_error, run_cli
+from cli_helpers import assert_no_output, assert_one_line_error, run_cli, run_here
 from hub_stand_in import char_tokenizer
 
 import ropescope
@@ -21,11 +21,11 @@ def checkpoints(tmp_path_factory):
     return root
 
 
-def test_an_empty_tokenizer_is_refused(checkpoints, tmp_path):
+def test_an_empty_tokenizer_is_refused(capsys, checkpoints, tmp_path):
     with pytest.raises(ModelLoadError, match="no usable tokenizer files; pass --tokenizer"):
         ropescope.load_model(str(checkpoints / "no-tokenizer"))
     out = tmp_path / "run"
-    result = run_cli("profile", str(checkpoints / "no-tokenizer"), "--out", str(out), "--max-tokens", "16")
+    result = run_here(capsys, "profile", str(checkpoints / "no-tokenizer"), "--out", str(out), "--max-tokens", "16")
     assert_one_line_error(result, "encodes 'The quick brown fox jumps over the lazy dog.' as 0 token(s)")
     assert_no_output(out)
 

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from cli_helpers import assert_one_line_error, run_cli
+from cli_helpers import assert_one_line_error, run_here
 
 import ropescope
 
@@ -15,9 +15,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _prompt_file(tmp_path):
-    passages = ropescope.load_prompts("shakespeare") + ropescope.load_prompts("italian")
+    # 16 prompts of at most 48 tokens, one per batch, a checkpoint every 2: the kill lands mid-run
+    passages = ropescope.load_prompts("shakespeare")[:8] + ropescope.load_prompts("italian")[:8]
     path = tmp_path / "prompts.txt"
-    path.write_text("\n".join(p.replace("\n", " ") for p in passages * 2), encoding="utf-8")
+    path.write_text("\n".join(p.replace("\n", " ") for p in passages), encoding="utf-8")
     return path
 
 
@@ -35,6 +36,8 @@ def _command(prompts, out, *extra):
         "1",
         "--checkpoint-every",
         "2",
+        "--max-tokens",  # short forward passes: the kill and the resume are what is tested
+        "48",
         *extra,
     ]
 
@@ -65,17 +68,14 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
     assert not state.parent.exists()  # state removed once complete
 
 
-def test_resume_without_state_and_with_foreign_state(tmp_path):
+def test_resume_without_state_and_with_foreign_state(capsys, tmp_path):
     prompts = _prompt_file(tmp_path)
-    assert_one_line_error(
-        run_cli("profile", "--prompts", str(prompts), "--out", str(tmp_path / "r"), "--resume"), "no saved state"
-    )
+    command = ["profile", "--prompts", str(prompts), "--out", str(tmp_path / "r"), "--resume"]
+    assert_one_line_error(run_here(capsys, *command), "no saved state")
     state = tmp_path / "r.resume"
     state.mkdir()
     (state / "state.safetensors").write_bytes(b"not a state")
-    assert_one_line_error(
-        run_cli("profile", "--prompts", str(prompts), "--out", str(tmp_path / "r"), "--resume"), "is unreadable"
-    )
+    assert_one_line_error(run_here(capsys, *command), "is unreadable")
 
 
 def test_sigterm_reports_where_the_state_is(tmp_path):

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from cli_helpers import assert_one_line_error, run_cli
+from cli_helpers import assert_one_line_error, run_here
 from tiny import TEXTS, CharTokenizer, tiny_model
 
 from ropescope.errors import PromptError
@@ -152,14 +152,14 @@ def test_run_t2_summarises_and_skips_finished_runs(tmp_path):
         (["prope", "--context", "40000"], "exceeds the model's context of 32768"),
     ],
 )
-def test_prope_commands_bad_input(tmp_path, args, fragment):
-    result = run_cli(*args, "--out", str(tmp_path / "run"))
+def test_prope_commands_bad_input(capsys, tmp_path, args, fragment):
+    result = run_here(capsys, *args, "--out", str(tmp_path / "run"))
     assert_one_line_error(result, fragment)
     assert not (tmp_path / "run").exists()
 
 
-def test_train_prope_refuses_an_existing_directory_without_resume(tmp_path):
+def test_train_prope_refuses_an_existing_directory_without_resume(capsys, tmp_path):
     (tmp_path / "run").mkdir()
-    result = run_cli("train-prope", "--out", str(tmp_path / "run"))
+    result = run_here(capsys, "train-prope", "--out", str(tmp_path / "run"))
     assert_one_line_error(result, "pass --resume to continue it")
     assert Path(tmp_path / "run").is_dir()

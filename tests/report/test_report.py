@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 from browser import open_page
-from cli_helpers import assert_one_line_error, run_cli
+from cli_helpers import assert_one_line_error, run_cli, run_here
 from tiny import TEXTS, DecodingCharTokenizer, tiny_model
 
 from ropescope.files import atomic_directory, atomic_path, write_table
@@ -134,9 +134,9 @@ def test_outputs_follow_the_umask(tmp_path, mask, file_mode, dir_mode):
     assert stat.S_IMODE((tmp_path / "run").stat().st_mode) == dir_mode
 
 
-def test_report_command_refuses_what_is_not_a_run(tmp_path):
-    assert_one_line_error(run_cli("report", str(tmp_path / "nope")), "does not exist")
-    assert_one_line_error(run_cli("report", str(tmp_path)), "holds no profile.safetensors")
+def test_report_command_refuses_what_is_not_a_run(capsys, tmp_path):
+    assert_one_line_error(run_here(capsys, "report", str(tmp_path / "nope")), "does not exist")
+    assert_one_line_error(run_here(capsys, "report", str(tmp_path)), "holds no profile.safetensors")
 
 
 def _page(tiny_run, tmp_path) -> Path:
