@@ -15,7 +15,8 @@ first one warms caches: the NoPE probe, the geometry self-check's buffers):
 - ``profile``: the whole ``ropescope.profile()`` call (q, k, v chunk statistics).
 - ``heads``: the whole ``ropescope.scan_heads()`` call (chunk statistics of q and k, offset and
   first-token scores, per-chunk attribution), with the attribution's row blocks as large as on a
-  GPU (on a CPU they are cache-sized, more and smaller); the joint statistics update's token blocks likewise.
+  GPU (on a CPU they are cache-sized, more and smaller); the joint statistics update's token blocks
+  and the normaliser pass's row blocks likewise.
 
 Columns: operators of the call with one prompt, operators it adds to the forward, that ratio to the
 forward's; ``per_prompt_*``: what one more prompt adds (the call with two prompts minus the call
@@ -44,7 +45,7 @@ sys.path.insert(0, str(HERE.parent))
 
 import ropescope  # noqa: E402
 from ropescope.heads import scores  # noqa: E402
-from ropescope.hooks import stats  # noqa: E402
+from ropescope.hooks import attention, stats  # noqa: E402
 from ropescope.model.anatomy import inspect_model  # noqa: E402
 from ropescope.profiling.run import pad_batch, run_forward  # noqa: E402
 from ropescope.survey import CharTokenizer  # noqa: E402
@@ -111,6 +112,7 @@ def main() -> pd.DataFrame:
     # the head scores' attribution takes rows in cache-sized blocks on a CPU; count what a GPU runs
     scores._BLOCK_ELEMENTS = {"cpu": scores._BLOCK_ELEMENTS_ELSEWHERE}
     stats.JOINT_BLOCK_ELEMENTS = {"cpu": stats.JOINT_BLOCK_ELEMENTS_ELSEWHERE}  # the statistics' blocks too
+    attention.LSE_BLOCK_ELEMENTS = {"cpu": attention.LSE_BLOCK_ELEMENTS_ELSEWHERE}  # and the normaliser pass's rows
     model = build_model()
     tokenizer = CharTokenizer()
     text = "".join(chr(97 + (7 * i) % 26) for i in range(TOKENS - 1))  # 511 characters + BOS

@@ -23,6 +23,10 @@ EXAMPLES = {
             "the context stretched 4x with YaRN at inference (compare with: ropescope compare ... --by chunk)",
             "ropescope profile gemma-3-270m --rope-scaling yarn:4 --out runs/gemma-yarn4",
         ),
+        (
+            "a scripted run over many checkpoints: numbers only, figures later with 'ropescope plot'",
+            "ropescope profile ./checkpoints/step-1000 --no-figures --out runs/step-1000",
+        ),
     ],
     "plot": [
         (

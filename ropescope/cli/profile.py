@@ -67,6 +67,12 @@ def profile_command(
         "--by-position",
         help="Also keep the statistics per token-position bucket (0-15, 16-63, 64-255, ...), in the same pass.",
     ),
+    draw_figures: bool = typer.Option(
+        True,
+        "--figures/--no-figures",
+        help="Draw the usage figures (F3, F4, F13 as PNG and PDF: seconds per run). --no-figures suits "
+        "scripted runs over many checkpoints; 'ropescope plot OUT' draws them later from the saved profile.",
+    ),
     report_page: bool = REPORT_OPTION,
     table_format: TableFormat = FORMAT_OPTION,
     model_options: dict | None = None,
@@ -142,7 +148,8 @@ def profile_command(
         write_table(result.frame(), tmp / "chunk_norms", table_format)
         write_table(result.massive_values(), tmp / "massive_values", table_format)
         (tmp / "summary.txt").write_text(text, encoding="utf-8")
-        write_profile_figures(result, tmp, head_layer=head_layer)
+        if draw_figures:
+            write_profile_figures(result, tmp, head_layer=head_layer)
         if by_position:
             write_table(result.frame_by_position(), tmp / "chunk_norms_by_position", table_format)
             save_figure(position_usage_figure(result), tmp / f"position_usage_{model_stem(model)}")
@@ -152,7 +159,8 @@ def profile_command(
     echo(text)
     extra = ", report.html" if report_page else ""
     tables = f"chunk_norms.{table_format}, massive_values.{table_format}"
-    echo(f"wrote {out}/ (profile.safetensors, {tables}, summary.txt, figures{extra})")
+    drawn = ", figures" if draw_figures else ""
+    echo(f"wrote {out}/ (profile.safetensors, {tables}, summary.txt{drawn}{extra})")
 
 
 def _init_distributed(device: str | None) -> None:

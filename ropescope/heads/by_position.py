@@ -187,5 +187,6 @@ class PositionHeadReducer:
             here = rows[d:]
             weight = visible(here, here - d, rule).float()  # [S - d]
             term, _, _ = target_terms(pairs, rule, slice(d, None), slice(0, seq - d))  # [Hkv, G, S-d, C]
-            term_sum[:, index, : r // 2] += (term * weight[:, None]).sum(-2, dtype=torch.float64).reshape(heads, -1)
-            term_rows[index] += weight.sum(dtype=torch.float64)
+            # in place on views (``x[i] += y`` would also copy the result back)
+            term_sum[:, index, : r // 2].add_((term * weight[:, None]).sum(-2, dtype=torch.float64).reshape(heads, -1))
+            term_rows[index].add_(weight.sum(dtype=torch.float64))

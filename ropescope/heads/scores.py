@@ -122,6 +122,53 @@ def target_terms(
     return chunk, passed, logit
 
 
+class RowPlan(NamedTuple):
+    """What the scores of every layer of one prompt length and attention rule share (positions
+    only, no data): each row's first and last visible key, and for the T = K + 2 targets (the key
+    ``d`` tokens back for d = 0..K, then the first token) ``key[T, S]``, the target key of each row;
+    ``hidden[T, S]``, True where row i does not count for that target (before the target's first
+    row, or the key is out of its sight); ``weight[T, S]``, 1.0 where the row counts and also has
+    another visible key (rows of the attribution; ``weight64`` in float64); ``spread`` = weight
+    shared among the row's other visible keys; and the row counts ``seen_rows`` and
+    ``weight_rows`` (``[T]``, float64)."""
+
+    first: torch.Tensor
+    last: torch.Tensor
+    key: torch.Tensor
+    hidden: torch.Tensor
+    weight: torch.Tensor
+    weight64: torch.Tensor
+    spread: torch.Tensor
+    seen_rows: torch.Tensor
+    weight_rows: torch.Tensor
+
+    @classmethod
+    def of(cls, seq: int, rule: LogitRule, max_offset: int, device) -> RowPlan:
+        rows = torch.arange(seq, device=device)
+        first = first_visible(rows, rule)
+        last = last_visible(rows, seq, rule)
+        n_visible = (last - first + 1).float()
+        others = (n_visible - 1).clamp(min=1)  # [S]: visible keys other than the target
+        back = torch.cat([torch.arange(max_offset + 1, device=device), torch.zeros(1, dtype=torch.long, device=device)])
+        key = rows[None, :] - back[:, None]  # [T, S]
+        key[-1] = 0
+        start = (back + 1).clamp(min=1)  # first row of each target: offset d from row d + 1, the first token from 1
+        seen = (rows[None, :] >= start[:, None]) & visible(rows[None, :], key, rule)  # [T, S]
+        weight = (seen & (n_visible >= 2)[None, :]).float()
+        f64 = torch.float64
+        return cls(
+            first,
+            last,
+            key.clamp(min=0),
+            ~seen,
+            weight,
+            weight.double(),
+            weight / others[None, :],
+            seen.sum(-1, dtype=f64),
+            weight.sum(-1, dtype=f64),
+        )
+
+
 # the most float32 values one block of the attribution's [KV heads, group, targets, rows, chunks]
 # products holds: on a CPU 4 MB (blocks that stay in cache ran the sliding layers of Gemma 3 270M at
 # 8,192 tokens 1.4x faster than one 32 MB block), on a GPU 64 MB (fewer, larger kernels)
@@ -160,6 +207,7 @@ class HeadScoreReducer:
             zeros.other_chunk_sum[layer, :, :, own:] = np.nan
         self._sums = {name: torch.from_numpy(getattr(zeros, name)) for name in _SUMS}
         self._arrays: HeadArrays | None = zeros
+        self._plans: dict[tuple, RowPlan] = {}
 
     @property
     def arrays(self) -> HeadArrays:
@@ -191,6 +239,16 @@ class HeadScoreReducer:
         lse = (row_logsumexp(q, k, rule, self.block) if lse is None else lse).double()  # [H, S]
         self._accumulate(layer, q, k, rule, lse)
 
+    def _plan(self, seq: int, rule: LogitRule, device) -> RowPlan:
+        """The :class:`RowPlan` of ``seq`` tokens under ``rule``, made once and reused by every layer
+        (and prompt) of that length and rule."""
+        key = (seq, rule, str(device))
+        if key not in self._plans:
+            if len(self._plans) >= 16:  # prompts of many lengths: keep the memory bounded
+                self._plans.clear()
+            self._plans[key] = RowPlan.of(seq, rule, self.max_offset, device)
+        return self._plans[key]
+
     def _accumulate(self, layer, q, k, rule: LogitRule, lse: torch.Tensor) -> None:
         """Offset and first-token attention, and the per-chunk logit attribution of every target,
         summed over rows into the running sums of ``layer``.
@@ -209,33 +267,19 @@ class HeadScoreReducer:
         kg = k[:, None]  # [Hkv, 1, S, D]
         # prefix sums over keys (float64: window sums subtract two of them) give each row's visible-key sum
         prefix = torch.cumsum(torch.nn.functional.pad(kg, (0, 0, 1, 0)), dim=2, dtype=torch.float64)  # [Hkv,1,S+1,D]
-        rows = torch.arange(seq, device=q.device)
-        first = first_visible(rows, rule)
-        last = last_visible(rows, seq, rule)
-        key_sum = (prefix[:, :, last + 1] - prefix[:, :, first]).float()  # [Hkv, 1, S, D]
+        plan = self._plan(seq, rule, q.device)
+        key_sum = (prefix[:, :, plan.last + 1] - prefix[:, :, plan.first]).float()  # [Hkv, 1, S, D]
         sa, sb = split_pairs(key_sum[..., :r], layout)
         all_chunk = rule.scaling * (qa * sa + qb * sb)  # [Hkv, G, S, C]
         all_pass = rule.scaling * (q_pass * key_sum[..., r:]).sum(-1)  # [Hkv, G, S]
-        n_visible = (last - first + 1).float()
-        others = (n_visible - 1).clamp(min=1)  # [S]: visible keys other than the target
-        # every target at once: T = K + 2 targets (the key d tokens back for d = 0..K, then the first
-        # token), key[t, i] the target key of row i; row i counts for offset d from i = d + 1, for the
-        # first token from i = 1, and only where it can see that key
         f64 = torch.float64
         targets = K + 2
-        back = torch.cat([torch.arange(K + 1, device=q.device), torch.zeros(1, dtype=torch.long, device=q.device)])
-        key = rows[None, :] - back[:, None]  # [T, S]
-        key[-1] = 0
-        start = (back + 1).clamp(min=1)  # first row of each target
-        seen = (rows[None, :] >= start[:, None]) & visible(rows[None, :], key, rule)  # [T, S]
-        key = key.clamp(min=0)
-        weight = (seen & (n_visible >= 2)[None, :]).float()  # rows that also count for attribution
-        spread = weight / others[None, :]  # each other visible key's share of the row's weight
-        totals = {
-            name: torch.zeros(kv, heads // kv, targets, *extra, dtype=f64, device=q.device)
-            for name, extra in (("probs", ()), ("target_chunk", (r // 2,)), ("other_chunk", (r // 2,)))
-        }
-        totals |= {name: torch.zeros_like(totals["probs"]) for name in ("target_pass", "other_pass", "target_logit")}
+        key, hidden, weight, spread = plan.key, plan.hidden, plan.weight, plan.spread
+        totals: dict[str, torch.Tensor] = {}  # sums over the row blocks, [Hkv, G, T(, C)] float64
+
+        def add(name: str, value: torch.Tensor) -> None:  # the first block's sums are the totals so far
+            totals[name] = totals[name] + value if name in totals else value
+
         # rows in blocks: the [Hkv, G, T, rows, C] products stay under the device's _BLOCK_ELEMENTS floats
         budget = _BLOCK_ELEMENTS.get(q.device.type, _BLOCK_ELEMENTS_ELSEWHERE)
         step = max(1, budget // max(1, heads * targets * max(1, r // 2)))
@@ -247,25 +291,26 @@ class HeadScoreReducer:
                 *(x[:, :, keys] for x in (pairs.ka, pairs.kb, pairs.k_pass)),
             )
             chunk, passed, logit = target_terms(block, rule, _ALL, _ALL)  # [Hkv, G, T, R, C], [.., R], [.., R]
-            probs = torch.exp((logit - lse[..., None, b]).masked_fill(~seen[:, b], -torch.inf))  # on each target
+            probs = torch.exp((logit - lse[..., None, b]).masked_fill(hidden[:, b], -torch.inf))  # on each target
             w, sp = weight[:, b], spread[:, b]
-            totals["probs"] += probs.sum(-1)
-            totals["target_chunk"] += (chunk * w[..., None]).sum(-2, dtype=f64)
-            totals["other_chunk"] += ((all_chunk[..., None, b, :] - chunk) * sp[..., None]).sum(-2, dtype=f64)
-            totals["target_pass"] += (passed * w).sum(-1, dtype=f64)
-            totals["other_pass"] += ((all_pass[..., None, b] - passed) * sp).sum(-1, dtype=f64)
-            totals["target_logit"] += (logit * w.double()).sum(-1)
+            add("probs", probs.sum(-1))
+            add("target_chunk", (chunk * w[..., None]).sum(-2, dtype=f64))
+            add("other_chunk", ((all_chunk[..., None, b, :] - chunk) * sp[..., None]).sum(-2, dtype=f64))
+            add("target_pass", (passed * w).sum(-1, dtype=f64))
+            add("other_pass", ((all_pass[..., None, b] - passed) * sp).sum(-1, dtype=f64))
+            add("target_logit", (logit * plan.weight64[:, b]).sum(-1))
         t = {name: total.reshape(heads, targets, *total.shape[3:]) for name, total in totals.items()}
-        t["seen"], t["rows"] = seen.sum(-1, dtype=f64), weight.sum(-1, dtype=f64)
+        t["seen"], t["rows"] = plan.seen_rows, plan.weight_rows
         s = self._sums
-        s["offset_sum"][layer] += t["probs"][:, : K + 1]
-        s["offset_rows"][layer] += t["seen"][: K + 1]
-        s["sink_sum"][layer] += t["probs"][:, K + 1]
-        s["sink_rows"][layer] += t["seen"][K + 1]
+        # in place on views of the running sums (``x[i] += y`` would also copy the result back)
+        s["offset_sum"][layer].add_(t["probs"][:, : K + 1])
+        s["offset_rows"][layer].add_(t["seen"][: K + 1])
+        s["sink_sum"][layer].add_(t["probs"][:, K + 1])
+        s["sink_rows"][layer].add_(t["seen"][K + 1])
         own = slice(0, r // 2)  # the layer's own chunks
-        s["target_chunk_sum"][layer, ..., own] += t["target_chunk"]
-        s["other_chunk_sum"][layer, ..., own] += t["other_chunk"]
-        s["target_pass_sum"][layer] += t["target_pass"]
-        s["other_pass_sum"][layer] += t["other_pass"]
-        s["target_logit_sum"][layer] += t["target_logit"]
-        s["target_rows"][layer] += t["rows"]
+        s["target_chunk_sum"][layer, ..., own].add_(t["target_chunk"])
+        s["other_chunk_sum"][layer, ..., own].add_(t["other_chunk"])
+        s["target_pass_sum"][layer].add_(t["target_pass"])
+        s["other_pass_sum"][layer].add_(t["other_pass"])
+        s["target_logit_sum"][layer].add_(t["target_logit"])
+        s["target_rows"][layer].add_(t["rows"])

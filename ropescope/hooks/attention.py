@@ -43,13 +43,48 @@ def attention_blocks(q: torch.Tensor, k: torch.Tensor, rule: LogitRule, block: i
         yield Block(rows, j0, logits, softmax_with_sinks(logits, rule))
 
 
+# rows per block of a normaliser pass (:func:`rows_per_block`): the [heads, rows, keys] float32
+# logits of one block stay under this many elements on a CPU (4 MB), elsewhere (a GPU: fewer, larger
+# kernels) under 64 MB
+LSE_BLOCK_ELEMENTS = {"cpu": 1 << 20}
+LSE_BLOCK_ELEMENTS_ELSEWHERE = 1 << 24
+# boolean mask elements a :class:`MaskCache` keeps at most (64 MB): the causal masks of 8,192 tokens fit
+_MASK_CACHE_ELEMENTS = 1 << 26
+
+
+def rows_per_block(heads: int, seq: int, device, least: int) -> int:
+    """Query rows per block of a normaliser pass over ``seq`` keys: at least ``least``, more while
+    one block's logits fit the device's :data:`LSE_BLOCK_ELEMENTS` (one block for a short prompt)."""
+    budget = LSE_BLOCK_ELEMENTS.get(torch.device(device).type, LSE_BLOCK_ELEMENTS_ELSEWHERE)
+    return max(least, budget // max(1, heads * seq))
+
+
+class MaskCache(dict):
+    """``(rows, hidden)`` of each row block (the block's query positions, and where its keys are out
+    of sight), kept for the next layer or prompt with the same positions and rule: they depend on
+    positions only, so a layer reuses them instead of rebuilding them (fewer kernels per layer)."""
+
+    def get_or_make(self, i0: int, i1: int, j0: int, j1: int, rule: LogitRule, device) -> tuple[torch.Tensor, ...]:
+        key = (i0, i1, j0, j1, rule, str(device))
+        if key not in self:
+            rows = torch.arange(i0, i1, device=device)
+            cols = torch.arange(j0, j1, device=device)
+            made = (rows, ~visible(rows[:, None], cols[None, :], rule))
+            if sum(hidden.numel() for _, hidden in self.values()) + made[1].numel() > _MASK_CACHE_ELEMENTS:
+                self.clear()
+            self[key] = made
+        return self[key]
+
+
 def logit_blocks(
-    q: torch.Tensor, k: torch.Tensor, rule: LogitRule, block: int = 256
+    q: torch.Tensor, k: torch.Tensor, rule: LogitRule, block: int = 256, masks: MaskCache | None = None
 ) -> Iterator[tuple[torch.Tensor, int, torch.Tensor]]:
     """``(rows [R], j0, logits [H, R, J])`` by row block: the scaled, soft-capped logits of rows
-    ``rows`` against keys ``j0 ..`` (only the keys some row of the block can see), -inf where masked."""
+    ``rows`` against keys ``j0 ..`` (only the keys some row of the block can see), -inf where masked.
+    ``masks``: where to keep the blocks' position masks for later calls (made afresh without one)."""
     seq = q.shape[1]
     q, k = q.float(), k.float()
+    masks = MaskCache() if masks is None else masks
     for i0 in range(0, seq, block):
         i1 = min(seq, i0 + block)
         j0 = first_visible_of(i0, rule)
@@ -57,20 +92,21 @@ def logit_blocks(
         logits = grouped_scores(q[:, i0:i1], k[:, j0:j1]) * rule.scaling
         if rule.softcap:
             logits = torch.tanh(logits / rule.softcap) * rule.softcap
-        rows = torch.arange(i0, i1, device=q.device)
-        cols = torch.arange(j0, j1, device=q.device)
-        allowed = visible(rows[:, None], cols[None, :], rule)
-        yield rows, j0, logits.masked_fill(~allowed, float("-inf"))
+        rows, hidden = masks.get_or_make(i0, i1, j0, j1, rule, q.device)
+        yield rows, j0, logits.masked_fill(hidden, float("-inf"))
 
 
-def row_logsumexp(q: torch.Tensor, k: torch.Tensor, rule: LogitRule, block: int = 256) -> torch.Tensor:
+def row_logsumexp(
+    q: torch.Tensor, k: torch.Tensor, rule: LogitRule, block: int = 256, masks: MaskCache | None = None
+) -> torch.Tensor:
     """``[H, S]`` float32: the log of each query row's softmax normaliser, ``log sum_j exp(logit(i, j))``
     over the keys row ``i`` can see (and the head's sink logit, where the layer has sinks).
 
     The attention row ``i`` pays key ``j`` is then ``exp(logit(i, j) - LSE_i)``: scores of a few
     chosen keys (offsets, the first token) cost ``O(tokens x head dim)`` each, with no probability
-    matrix. Blocks of rows keep memory at ``heads x block x visible keys``."""
-    parts = [torch.logsumexp(logits, dim=-1) for _, _, logits in logit_blocks(q, k, rule, block)]
+    matrix. Blocks of rows keep memory at ``heads x block x visible keys``; ``masks`` keeps their
+    position masks for the next call (:class:`MaskCache`)."""
+    parts = [torch.logsumexp(logits, dim=-1) for _, _, logits in logit_blocks(q, k, rule, block, masks)]
     lse = torch.cat(parts, dim=1)
     if rule.sinks is not None:
         sinks = torch.tensor(rule.sinks, dtype=lse.dtype, device=lse.device)

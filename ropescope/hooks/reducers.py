@@ -53,7 +53,7 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
-from ropescope.hooks.attention import row_logsumexp
+from ropescope.hooks.attention import MaskCache, row_logsumexp, rows_per_block
 from ropescope.hooks.precision import full_float32
 from ropescope.model.anatomy import ModelAnatomy
 
@@ -83,8 +83,11 @@ def fan_out(anatomy: ModelAnatomy, reducers: Sequence[Callable]) -> Callable | N
     if not reducers:
         return None
     rules = anatomy.logit_rules
-    # rows per block of the normaliser pass: the smallest any reducer asks for (``block``), to bound memory
+    # rows per block of the normaliser pass: at least the smallest any reducer asks for (``block``), more
+    # while a block's logits stay within the device's budget (:func:`~ropescope.hooks.attention.rows_per_block`)
     block = min([getattr(r, "block", LSE_BLOCK) for r in reducers if getattr(r, "uses_lse", False)] or [LSE_BLOCK])
+
+    masks = MaskCache()  # the normaliser pass's position masks, shared by layers and prompts
 
     def on_qk(layer, q_rot, k_rot, mask, lse=None):
         rule = rules[layer]
@@ -96,8 +99,10 @@ def fan_out(anatomy: ModelAnatomy, reducers: Sequence[Callable]) -> Callable | N
                 continue
             if getattr(reducer, "uses_lse", False):
                 if lse is None:
+                    heads, seq = q_rot.shape[1], q_rot.shape[2]
+                    rows = rows_per_block(heads, seq, q_rot.device, block)
                     with full_float32():
-                        lse = row_logsumexp(q_rot[0].float(), k_rot[0].float(), rule, block)
+                        lse = row_logsumexp(q_rot[0].float(), k_rot[0].float(), rule, rows, masks)
                 reducer(layer, q_rot, k_rot, mask, lse=lse)
             else:
                 reducer(layer, q_rot, k_rot, mask)

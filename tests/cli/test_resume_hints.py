@@ -93,7 +93,7 @@ def prompt_file(tmp_path_factory):
     return path
 
 
-PROFILE = ["profile", "--max-tokens", "16", "--batch-size", "1", "--checkpoint-every", "2"]
+PROFILE = ["profile", "--max-tokens", "16", "--batch-size", "1", "--checkpoint-every", "2", "--no-figures"]
 
 
 @pytest.fixture(scope="module")

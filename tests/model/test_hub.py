@@ -97,7 +97,11 @@ def hub_env(tmp_path, endpoint: str) -> dict:
 
 def profile_args(checkpoints, out: Path, model: str = TINY) -> list[str]:
     prompts = str(checkpoints / "prompts.txt")
-    return ["profile", model, "--prompts", prompts, "--max-tokens", "16", "--out", str(out), "--checkpoint-every", "0"]
+    # the numbers only (--no-figures): these tests are about where the weights come from
+    return [
+        *("profile", model, "--prompts", prompts, "--max-tokens", "16", "--out", str(out)),
+        *("--checkpoint-every", "0", "--no-figures"),
+    ]
 
 
 def one_error_line(result) -> str:
@@ -115,6 +119,7 @@ def test_first_download_then_the_cache_offline(hub, checkpoints, tmp_path):
     fetched = {path.rsplit("/", 1)[-1] for method, path in hub.requests if method == "GET"}
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= fetched
     assert list((tmp_path / "hf" / "hub").glob("models--ropescope-test--tiny-llama/snapshots/*/model.safetensors"))
+    assert not list((tmp_path / "a").glob("*.png")) and "summary.txt)" in first.stdout  # --no-figures drew none
 
     hub.requests.clear()
     again = ropescope_cli([*profile_args(checkpoints, tmp_path / "b"), "--offline"], env)

@@ -36,8 +36,9 @@ def _command(prompts, out, *extra):
         "1",
         "--checkpoint-every",
         "2",
-        "--max-tokens",  # short forward passes: the kill and the resume are what is tested
+        "--max-tokens",  # short forward passes and no figures: the kill and the resume are what is tested
         "48",
+        "--no-figures",
         *extra,
     ]
 
