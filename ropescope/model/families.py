@@ -138,11 +138,18 @@ COMPLEX_ROPE_FUNCTION = "apply_rotary_emb"  # Llama 4, DeepSeek V2: (xq, xk, fre
 
 
 def forward_source(module: torch.nn.Module) -> str:
-    """The source of the module's own ``forward`` (decorators unwrapped); empty where Python keeps none."""
-    try:
-        return inspect.getsource(inspect.unwrap(type(module).forward))
-    except (OSError, TypeError):
-        return ""
+    """The source of the module's own ``forward`` (decorators unwrapped); empty where Python keeps none.
+    Read once per function (reading and parsing it costs about 2 ms, at every layer of every call)."""
+    function = inspect.unwrap(type(module).forward)
+    if function not in _SOURCES:
+        try:
+            _SOURCES[function] = inspect.getsource(function)
+        except (OSError, TypeError):
+            _SOURCES[function] = ""
+    return _SOURCES[function]
+
+
+_SOURCES: dict = {}  # forward function -> its source
 
 
 def rope_call_position(source: str, names) -> int | None:
