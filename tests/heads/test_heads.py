@@ -46,7 +46,12 @@ def eager_offset_scores(model, texts):
 
 
 @pytest.mark.parametrize("family", ["gemma2", "gemma3", "llama", "qwen3", "mistral", "cohere", "phi"])
-def test_blockwise_scores_equal_eager_attention_weights(family):
+def test_blockwise_scores_equal_eager_attention_weights(family, monkeypatch):
+    """Blocks of 7 rows in the normaliser pass (its position masks reused across layers, prompts of
+    other lengths and sliding / global rules) give eager attention's scores."""
+    import ropescope.hooks.attention as attention
+
+    monkeypatch.setattr(attention, "LSE_BLOCK_ELEMENTS", {"cpu": 1})  # rows per block: the reducer's 7
     model = tiny_model(family)
     geometry = ropescope.read_geometry(model)
     reducer = HeadScoreReducer(
