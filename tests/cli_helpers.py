@@ -35,16 +35,22 @@ def assert_no_output(out: Path):
     assert not [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")]
 
 
-def run_main(argv, capsys) -> tuple[int, str]:
-    """Run the command line in this process: its exit status and what it wrote to standard error."""
+def _main_in_process(argv, capsys):
+    """Run the command line in this process: its exit status and what pytest captured meanwhile."""
     from ropescope.cli import main
 
     try:
-        main(argv)
+        main(list(argv))
         code = 0
     except SystemExit as exc:
-        code = exc.code or 0
-    return code, capsys.readouterr().err
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return code, capsys.readouterr()
+
+
+def run_main(argv, capsys) -> tuple[int, str]:
+    """Run the command line in this process: its exit status and what it wrote to standard error."""
+    code, captured = _main_in_process(argv, capsys)
+    return code, captured.err
 
 
 def run_here(capsys, *args):
@@ -52,15 +58,6 @@ def run_here(capsys, *args):
     per call), returned like :func:`run_cli`'s result: ``returncode``, ``stdout`` and ``stderr``.
     For checks of what a command prints and refuses; the tests that need a real process (signals,
     exit codes seen by a shell, the installed entry point) keep :func:`run_cli`."""
-    import subprocess
-
-    from ropescope.cli import main
-
     capsys.readouterr()  # what the test printed before is not the command's
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    captured = capsys.readouterr()
+    code, captured = _main_in_process(args, capsys)
     return subprocess.CompletedProcess(["ropescope", *args], code, captured.out, captured.err)

@@ -8,6 +8,7 @@ projection. One small entry per family says what differs; everything else is sha
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 import sys
@@ -140,16 +141,15 @@ COMPLEX_ROPE_FUNCTION = "apply_rotary_emb"  # Llama 4, DeepSeek V2: (xq, xk, fre
 def forward_source(module: torch.nn.Module) -> str:
     """The source of the module's own ``forward`` (decorators unwrapped); empty where Python keeps none.
     Read once per function (reading and parsing it costs about 2 ms, at every layer of every call)."""
-    function = inspect.unwrap(type(module).forward)
-    if function not in _SOURCES:
-        try:
-            _SOURCES[function] = inspect.getsource(function)
-        except (OSError, TypeError):
-            _SOURCES[function] = ""
-    return _SOURCES[function]
+    return _source(inspect.unwrap(type(module).forward))
 
 
-_SOURCES: dict = {}  # forward function -> its source
+@functools.cache
+def _source(function) -> str:
+    try:
+        return inspect.getsource(function)
+    except (OSError, TypeError):
+        return ""
 
 
 def rope_call_position(source: str, names) -> int | None:
