@@ -90,8 +90,9 @@ def check_attention_rule(anatomy: ModelAnatomy, input_ids: torch.Tensor, toleran
         kept[layer] = (q[0].float().clone(), k[0].float().clone())
 
     with capture(anatomy, on_qk=on_qk, tensors=(), include_bos=True):
-        with eager_attention(anatomy.hf):
-            out = anatomy.hf(input_ids=ids, output_attentions=True, use_cache=False)
+        with eager_attention(anatomy.hf):  # the base model: no language-model head, no S x vocab logits
+            runnable = anatomy.hf if anatomy.bridge else anatomy.base
+            out = runnable(input_ids=ids, output_attentions=True, use_cache=False)
     layers = list(anatomy.geometry.attention_layers)
     if sorted(kept) != layers:
         missing = sorted(set(layers) - set(kept))

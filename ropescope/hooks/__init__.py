@@ -79,7 +79,7 @@ def verify_geometry(model) -> None:
     vocab = int(getattr(embeddings, "num_embeddings", 16) or 16)
     ids = (torch.arange(3, 19, device=embeddings.weight.device) % vocab)[None]
     with torch.no_grad(), capture(anatomy, tensors=("q", "k"), include_bos=True):
-        anatomy.hf(input_ids=ids, use_cache=False)
+        anatomy.base(input_ids=ids, use_cache=False)
     _VERIFIED[anatomy.hf] = key
 
 

@@ -74,6 +74,18 @@ def text_config(model: torch.nn.Module):
     return cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
 
 
+def decoder_without_head(model: torch.nn.Module) -> torch.nn.Module:
+    """The decoder of ``model`` without its language-model head, for forward passes that need no
+    logits (they would multiply every token by the whole vocabulary, and page in a tied embedding
+    matrix the model otherwise reads a few rows of): the module named by ``base_model_prefix``, else
+    the causal LM's ``model`` (Llama 4's text model, whose prefix names the multimodal wrapper's
+    attribute), else ``model`` itself."""
+    base = getattr(model, getattr(model, "base_model_prefix", "") or "", None)
+    if not isinstance(base, torch.nn.Module) and isinstance(getattr(model, "model", None), torch.nn.Module):
+        base = model.model
+    return base if isinstance(base, torch.nn.Module) else model
+
+
 def config_value(cfg, key: str):
     """``cfg.key``, or None where it is unset or set per layer (transformers refuses one model-wide
     value of Gemma 4's ``head_dim`` and ``num_key_value_heads``)."""

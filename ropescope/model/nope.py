@@ -23,7 +23,7 @@ import weakref
 import torch
 
 from ropescope.errors import UnsupportedModelError
-from ropescope.model.families import config_value, forward_source
+from ropescope.model.families import config_value, decoder_without_head, forward_source
 
 PROBE_TOKENS = 4
 
@@ -145,7 +145,7 @@ def _probe(model: torch.nn.Module, sites) -> tuple[set[int], dict[int, dict[str,
         vocab = int(getattr(embeddings, "num_embeddings", 8) or 8)
         device = embeddings.weight.device
         ids = (torch.arange(1, length + 1, device=device) % vocab)[None]
-        model(input_ids=ids, use_cache=False)
+        decoder_without_head(model)(input_ids=ids, use_cache=False)  # no logits needed
     finally:
         for code, name, original in patched.values():
             setattr(code, name, original)

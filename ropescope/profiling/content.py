@@ -97,6 +97,8 @@ def _check_optional_fields(meta: dict) -> None:
     weights = meta.get("weights_fingerprint", "0" * 16)
     if not (isinstance(weights, str) and _HASH.match(weights)):
         raise ValueError("metadata field weights_fingerprint is not 16 hexadecimal digits")
+    if not isinstance(meta.get("weights_fingerprint_kind", ""), str):
+        raise ValueError("metadata field weights_fingerprint_kind must be a string")
     if not isinstance(meta.get("config", {}), dict):
         raise ValueError("metadata field config must be a JSON object")
 

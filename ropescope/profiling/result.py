@@ -267,6 +267,12 @@ class Profile:
                 f"{other.meta.get('model_id')!r} (model fingerprints {self.meta.get('model_fingerprint')} vs "
                 f"{other.meta.get('model_fingerprint')})"
             )
+        kinds = self.meta.get("weights_fingerprint_kind"), other.meta.get("weights_fingerprint_kind")
+        if kinds[0] != kinds[1]:  # the same weights would look like others
+            raise ProfileFileError(
+                "cannot merge these profiles: one was made by an older ropescope that fingerprinted the weights "
+                f"another way ({kinds[0] or 'the old kind'} vs {kinds[1] or 'the old kind'}); profile its prompts again"
+            )
         weights = self.meta.get("weights_fingerprint"), other.meta.get("weights_fingerprint")
         if weights[0] != weights[1]:
             raise ProfileFileError(

@@ -20,7 +20,7 @@ from ropescope.errors import NumericsError, PromptError, RopescopeError, Unsuppo
 from ropescope.hooks import capture
 from ropescope.hooks.position import position_edges
 from ropescope.hooks.reducers import fan_out, whole_prompts
-from ropescope.model.anatomy import ModelAnatomy, inspect_model
+from ropescope.model.anatomy import FINGERPRINT_KIND, ModelAnatomy, inspect_model
 from ropescope.model.geometry import RopeGeometry
 from ropescope.model.loading import tokenizer_of
 from ropescope.profiling.distributed import gather_max, gather_merge, rank_and_world
@@ -193,6 +193,7 @@ def profile(
         "model_type": cfg.model_type,
         "model_fingerprint": _fingerprint(cfg, geometry),
         "weights_fingerprint": anatomy.weights_fingerprint,
+        "weights_fingerprint_kind": FINGERPRINT_KIND,
         "tensors": [t for t in ("q", "k", "v") if t in tensors],
         "config": _json_safe(cfg.to_dict()),
         "geometry": geometry.to_dict(),
