@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ropescope.heads.scores import GroupedPairs, target_terms
-from ropescope.hooks.attention import row_logsumexp, visible
+from ropescope.hooks.attention import check_dense, row_logsumexp, visible
 from ropescope.hooks.precision import in_full_float32
 from ropescope.model.anatomy import LogitRule
 from ropescope.model.geometry import RopeGeometry
@@ -132,6 +132,7 @@ class PositionHeadReducer:
         if q_rot.shape[0] != 1:
             raise ValueError("head scores take one prompt per forward pass")
         q, k = q_rot[0].float(), k_rot[0].float()
+        check_dense(self.rules[layer], q.shape[1], layer)
         if self._sums["offset_sum"].device != q.device:  # moved once, on the first call
             self._sums = {name: t.to(q.device) for name, t in self._sums.items()}
             self._inner_edges = self._inner_edges.to(q.device)

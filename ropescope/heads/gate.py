@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import torch
 
 from ropescope.errors import UnsupportedModelError
-from ropescope.hooks.attention import attention_blocks
+from ropescope.hooks.attention import attention_blocks, check_dense
 from ropescope.hooks.precision import full_float32
 from ropescope.model.anatomy import ModelAnatomy
 
@@ -113,6 +113,7 @@ def _compare(anatomy: ModelAnatomy, kept: dict, theirs: list, tolerance: float) 
     over ``tolerance``."""
     worst = 0.0
     for position, (layer, (q, k)) in enumerate(sorted(kept.items())):
+        check_dense(anatomy.logit_rules[layer], q.shape[1], layer)  # sparse attention: dense up to a length only
         (block,) = attention_blocks(q, k, anatomy.logit_rules[layer], block=q.shape[1])
         own = theirs[position][0].float().to(block.probs.device)
         if own.shape != block.probs.shape:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ropescope.heads.defaults import MAX_OFFSET
-from ropescope.hooks.attention import first_visible, last_visible, row_logsumexp, visible
+from ropescope.hooks.attention import check_dense, first_visible, last_visible, row_logsumexp, visible
 from ropescope.hooks.precision import in_full_float32
 from ropescope.model.anatomy import LogitRule
 from ropescope.model.geometry import RopeGeometry, split_pairs
@@ -236,6 +236,7 @@ class HeadScoreReducer:
             self._sums = {name: t.to(q.device) for name, t in self._sums.items()}
         self._arrays = None
         rule, q, k = self.rules[layer], q.float(), k.float()
+        check_dense(rule, q.shape[1], layer)
         lse = (row_logsumexp(q, k, rule, self.block) if lse is None else lse).double()  # [H, S]
         self._accumulate(layer, q, k, rule, lse)
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ropescope.errors import UnsupportedModelError
 from ropescope.model.anatomy import LogitRule
 
 
@@ -35,6 +36,28 @@ def grouped_scores(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     kv = k.shape[0]
     grouped = q.reshape(kv, heads // kv, rows, dim) @ k[:, None].transpose(-1, -2)
     return grouped.reshape(heads, rows, k.shape[1])
+
+
+def check_dense(rule: LogitRule, seq: int, layer: int | None = None) -> None:
+    """Refuse a prompt of ``seq`` tokens where ``rule``'s sparse attention would leave some row's keys
+    out (:attr:`~ropescope.model.anatomy.LogitRule.dense_up_to`): head scores recompute dense
+    attention, which the model no longer computes there."""
+    if rule.dense_up_to is not None and seq > rule.dense_up_to:
+        limit, where = rule.dense_up_to, "a layer" if layer is None else f"layer {layer}"
+        if not limit:
+            raise SparseAttentionError(
+                f"{where} attends only to the keys an indexer of a kind ropescope cannot read selects (sparse "
+                "attention), so head scores recomputed from q and k would not be its attention"
+            )
+        raise SparseAttentionError(
+            f"{where} attends only to the keys its indexer selects (sparse attention) once a prompt is longer "
+            f"than {limit} tokens, and this one has {seq}: head scores are exact up to {limit} tokens "
+            f"(--max-tokens {limit})"
+        )
+
+
+class SparseAttentionError(UnsupportedModelError):
+    """A prompt longer than a sparse-attention layer attends to densely."""
 
 
 def attention_blocks(q: torch.Tensor, k: torch.Tensor, rule: LogitRule, block: int = 256) -> Iterator[Block]:
@@ -83,6 +106,7 @@ def logit_blocks(
     ``rows`` against keys ``j0 ..`` (only the keys some row of the block can see), -inf where masked.
     ``masks``: where to keep the blocks' position masks for later calls (made afresh without one)."""
     seq = q.shape[1]
+    check_dense(rule, seq)
     q, k = q.float(), k.float()
     masks = MaskCache() if masks is None else masks
     for i0 in range(0, seq, block):

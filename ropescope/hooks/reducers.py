@@ -53,7 +53,7 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
-from ropescope.hooks.attention import MaskCache, row_logsumexp, rows_per_block
+from ropescope.hooks.attention import MaskCache, check_dense, row_logsumexp, rows_per_block
 from ropescope.hooks.precision import full_float32
 from ropescope.model.anatomy import ModelAnatomy
 
@@ -91,6 +91,8 @@ def fan_out(anatomy: ModelAnatomy, reducers: Sequence[Callable]) -> Callable | N
 
     def on_qk(layer, q_rot, k_rot, mask, lse=None):
         rule = rules[layer]
+        if rule is not None and rule.dense_up_to is not None and any(getattr(r, "uses_lse", False) for r in reducers):
+            check_dense(rule, q_rot.shape[2], layer)  # attention recomputed densely: exact up to its length
         if lse is not None and (rule.sinks is not None or rule.softcap):
             lse = None  # a normaliser from the model's kernel covers neither sinks nor soft-capping: recompute
         for reducer in reducers:

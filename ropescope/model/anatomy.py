@@ -28,7 +28,6 @@ from ropescope.model.families import (
 )
 from ropescope.model.geometry import RopeGeometry, module_kv_heads, read_geometry
 
-
 FINGERPRINT_SAMPLES = 4096  # values of each parameter in its weights fingerprint
 # what a profile's ``weights_fingerprint`` was computed from (saved profiles without it: every
 # parameter's sum and its first and last 64 values, before ropescope 0.1.0 read samples only)
@@ -62,7 +61,11 @@ class LogitRule:
     is False (bidirectional encoders such as EmbeddingGemma: every key, or ``|i - j| < window``);
     ``sinks`` (GPT-OSS: one learned logit per query head) join each row's softmax as an extra
     column that receives attention but is no key; ``chunk`` (Llama 4's chunked layers: 8,192 tokens)
-    limits each query to the keys of its own chunk of positions (``j // chunk == i // chunk``)."""
+    limits each query to the keys of its own chunk of positions (``j // chunk == i // chunk``);
+    ``dense_up_to`` (sparse attention: DeepSeek V3.2, GLM-5, MiniMax M3, whose indexer keeps the
+    ``index_topk`` best keys, or the best ``index_topk_blocks`` blocks of keys, per query) is the
+    longest prompt whose every row still sees all of its keys: the rule is exact up to that length
+    only, and longer prompts are refused (:func:`~ropescope.hooks.attention.check_dense`)."""
 
     scaling: float
     softcap: float | None
@@ -70,6 +73,7 @@ class LogitRule:
     causal: bool = True
     sinks: tuple[float, ...] | None = None
     chunk: int | None = None
+    dense_up_to: int | None = None
 
 
 @dataclass(eq=False)
@@ -193,7 +197,10 @@ class ModelAnatomy:
             chunk = None
             if layer_types[site.layer] == "chunked_attention":  # Llama 4: attention_chunk_size per chunk
                 chunk = int(getattr(self.config, "attention_chunk_size", 0) or 0) or None
-            rules[site.layer] = LogitRule(scaling, float(softcap) if softcap else None, window, causal, sinks, chunk)
+            dense = _dense_up_to(site.module, self.hf)
+            rules[site.layer] = LogitRule(
+                scaling, float(softcap) if softcap else None, window, causal, sinks, chunk, dense
+            )
         return tuple(rules)
 
     @cached_property
@@ -222,6 +229,31 @@ class ModelAnatomy:
             raise RopescopeError(f"layer {layer} is a {kind} layer, not softmax attention: it has no heads to look at")
         if not 0 <= head < self.n_heads:
             raise RopescopeError(f"head {head} is out of range: the model has heads 0..{self.n_heads - 1}")
+
+
+def _dense_up_to(attention: torch.nn.Module, model: torch.nn.Module) -> int | None:
+    """The longest prompt over which a sparse-attention layer still attends to every visible key
+    (:attr:`LogitRule.dense_up_to`); None for a dense layer. An indexer keeping ``index_topk`` keys per
+    query: that many tokens; ``topk_blocks`` blocks of ``block_size`` keys: their product; a layer
+    reusing an earlier layer's selection (``skip_topk``): the smallest of the model's indexers; an
+    indexer of another kind: 0 (every prompt refused)."""
+    if not hasattr(attention, "indexer"):
+        return None
+    indexer = attention.indexer
+    if indexer is None:
+        if not getattr(attention, "skip_topk", False):
+            return None  # a dense layer of a model with sparse ones (MiniMax M3's full-attention layers)
+        found = [
+            _dense_up_to(m, model) for m in model.modules() if isinstance(getattr(m, "indexer", None), torch.nn.Module)
+        ]
+        return min((f for f in found if f is not None), default=0)
+    top_k = getattr(indexer, "index_topk", None)
+    if isinstance(top_k, int):
+        return top_k
+    blocks, size = getattr(indexer, "topk_blocks", None), getattr(indexer, "block_size", None)
+    if isinstance(blocks, int) and isinstance(size, int):
+        return blocks * size
+    return 0
 
 
 def inspect_model(model, geometry: RopeGeometry | None = None) -> ModelAnatomy:

@@ -3,6 +3,7 @@ the gate compares the recomputed attention with the model's own eager attention 
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
@@ -14,6 +15,7 @@ from hub_stand_in import char_tokenizer
 
 import ropescope
 from ropescope.heads.gate import AttentionRuleError, check_attention_rule, eager_attention
+from ropescope.hooks.attention import SparseAttentionError
 from ropescope.model.anatomy import inspect_model
 from ropescope.survey import TEXTS, CharTokenizer, tiny_model
 
@@ -55,6 +57,45 @@ def test_bidirectional_attention_sees_later_keys():
     assert np.allclose(ours, theirs, atol=1e-6)
     causal = _mean_offset(tiny_model("gemma3_text"), 0, 1)
     assert not np.allclose(theirs, causal, atol=1e-3)  # the mask matters on these weights
+
+
+SPARSE = [
+    ("deepseek_v32", {"index_topk": 8}),  # an indexer in every layer keeps 8 keys per query
+    ("glm_moe_dsa", {"index_topk": 8, "indexer_types": ["full", "shared"]}),  # layer 1 reuses layer 0's choice
+    (  # 2 blocks of 4 keys per query, in its sparse layer only
+        "minimax_m3_vl_text",
+        {"index_topk_blocks": 2, "index_block_size": 4, "layer_types": ["minimax_m3_sparse", "full_attention"]},
+    ),
+]
+
+
+@pytest.mark.parametrize("model_type, overrides", SPARSE, ids=[s[0] for s in SPARSE])
+def test_sparse_attention_is_scored_only_where_it_is_dense(model_type, overrides):
+    """A layer whose indexer keeps the top 8 keys (or 2 blocks of 4) per query attends densely up to
+    8 tokens: there the scores equal its own eager attention; a longer prompt, where the selection
+    really changes the attention (the dense rule misses the model's own), is refused naming the
+    layer and the length that works."""
+    model = tiny_model(model_type, overrides)
+    anatomy = inspect_model(model)
+    sparse = [layer for layer, rule in enumerate(anatomy.logit_rules) if rule.dense_up_to is not None]
+    assert [anatomy.logit_rules[layer].dense_up_to for layer in sparse] == [8] * len(sparse) and 0 in sparse
+    short = "To be, "
+    ids = torch.tensor([CharTokenizer()(short)["input_ids"]])
+    assert ids.shape[1] == 8
+    with torch.no_grad():
+        own = model(input_ids=ids, output_attentions=True, use_cache=False).attentions
+    table = ropescope.scan_heads(model, CharTokenizer(), [short], max_offset=2).table.sort_values(["layer", "head"])
+    rows = torch.arange(2, 8)
+    theirs = torch.stack([a[0][:, rows, rows - 1].double().mean(-1) for a in own]).reshape(-1).numpy()
+    assert np.allclose(table["offset_1"].to_numpy(), theirs, atol=1e-6)
+    with pytest.raises(SparseAttentionError, match="sparse attention") as refused:
+        ropescope.scan_heads(model, CharTokenizer(), list(TEXTS), max_offset=2)
+    assert f"layer {sparse[0]} " in str(refused.value) and "--max-tokens 8" in str(refused.value)
+    dense = tuple(None if r is None else dataclasses.replace(r, dense_up_to=None) for r in anatomy.logit_rules)
+    anatomy.__dict__["logit_rules"] = dense  # as before: the dense rule on a 20-token prompt
+    long = torch.tensor([CharTokenizer()(TEXTS[1])["input_ids"]])
+    with pytest.raises(AttentionRuleError, match="misses the model's"):
+        check_attention_rule(anatomy, long)
 
 
 def test_a_wrong_logit_rule_is_refused_naming_the_layer():
