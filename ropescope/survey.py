@@ -72,6 +72,21 @@ SMALL = dict(
 )
 # settings a family's default config leaves unset though its model needs them, or sets against the
 # tiny sizes, filled as its published checkpoints set them (the model types' own names and sizes)
+_DOTS3_NOTE = dict(
+    layer_types=["indexed_attention", "sliding_attention"],
+    per_layer_config={
+        1: dict(
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            q_lora_rank=16,
+            kv_lora_rank=16,
+            head_dim=16,
+            qk_nope_head_dim=8,
+            qk_rope_head_dim=8,
+            v_head_dim=16,
+        )
+    },
+)
 FILL = {
     "dots1": dict(n_shared_experts=1),
     "lfm2_moe": dict(layer_types=["conv", "full_attention"]),
@@ -98,7 +113,17 @@ FILL = {
     "unlimited_ocr": dict(text_config=dict(num_key_value_heads=4)),  # its eager attention repeats no grouped keys
     "deepseek_ocr2": dict(text_config=dict(mlp_layer_types=["dense", "dense"])),
     "laguna": dict(num_attention_heads_per_layer=[4, 4]),  # its query heads per layer, as many as the tiny config's
-    "zaya": dict(num_experts_per_tok=1),  # its config accepts one expert per token only
+    "zaya": dict(num_experts_per_tok=1),
+    # the layer each layer takes its keys and values from, as layer numbers: the first two layers' own
+    "mistral_large4": dict(text_config=dict(kv_source_layers=[0, 1])),
+    "molmo2": dict(adapter_config=dict(vision_feature_layer=[0])),  # the layers it reads: the tiny tower's one
+    # an indexed (sparse MLA) layer, then a sliding MLA layer with its own sizes, as tiny as the first's
+    "dots3_note_text": _DOTS3_NOTE,
+    "dots3_note": dict(
+        text_config=_DOTS3_NOTE,
+        vision_config=dict(adapter_in_dim=32, adapter_out_dim=64),
+        audio_config=dict(adapter_input_size=32, adapter_out_dim=64),
+    ),  # its config accepts one expert per token only
     # hybrids whose first layers are all recurrent / Mamba: one attention layer among the tiny ones
     "recurrent_gemma": dict(num_hidden_layers=3, attention_window_size=8),  # recurrent, recurrent, attention
     "bamba": dict(attn_layer_indices=[1]),
