@@ -87,6 +87,9 @@ _DOTS3_NOTE = dict(
         )
     },
 )
+_QWEN4_EXP = dict(
+    indexer_n_heads=2, indexer_kv_heads=1, indexer_head_dim=16, indexer_budget=128, indexer_compress_ratio=4
+)
 FILL = {
     "dots1": dict(n_shared_experts=1),
     "lfm2_moe": dict(layer_types=["conv", "full_attention"]),
@@ -116,6 +119,31 @@ FILL = {
     "zaya": dict(num_experts_per_tok=1),
     # the layer each layer takes its keys and values from, as layer numbers: the first two layers' own
     "mistral_large4": dict(text_config=dict(kv_source_layers=[0, 1])),
+    # its expert groups and experts per token, under their stored names
+    "bailing_hybrid": dict(num_expert_group=1, topk_group=1, num_experts_per_token=2),
+    # its indexed layers' token selector (unset by default): 128 tokens in blocks of 4, dense on the survey's prompts
+    "qwen4_exp_text": _QWEN4_EXP,
+    "qwen4_exp": dict(text_config=_QWEN4_EXP),
+    # towers and tables under names of their own that the tiny sizes do not reach
+    "longcat_flash": dict(num_layers=2, ffn_hidden_size=96, expert_ffn_hidden_size=32, moe_topk=2, zero_expert_num=2),
+    "blt": dict(encoder_hash_byte_group_vocab=64),
+    "janus": dict(
+        vq_config=dict(
+            num_embeddings=64,
+            latent_channels=32,
+            base_channels=32,
+            channel_multiplier=[1, 2],
+            num_res_blocks=1,
+            image_token_embed_dim=64,
+        )
+    ),
+    # the vision layers it injects into the language layers (by index) and a Q-Former 64 wide (one head)
+    "granite4_vision": dict(
+        deepstack_layer_map=[[0, 0]],
+        spatial_target_layers=[0, 1, 0, 1],
+        downsample_rate="1/2",
+        vision_config=dict(hidden_size=64, num_attention_heads=2),
+    ),
     "molmo2": dict(adapter_config=dict(vision_feature_layer=[0])),  # the layers it reads: the tiny tower's one
     # an indexed (sparse MLA) layer, then a sliding MLA layer with its own sizes, as tiny as the first's
     "dots3_note_text": _DOTS3_NOTE,

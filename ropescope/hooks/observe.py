@@ -124,11 +124,15 @@ class Capture(RopeCallHooks):
             self._handles.append(self.anatomy.base.register_forward_hook(lambda *args: self._model_lse.flush()))
         if self.on_qk is not None:
             for layer, module in self._mla.items():
-                query = getattr(module, "q_b_proj", None) or getattr(module, "q_proj", None)
+                # AXK2: one projection per head [query | output gate], the query's no-RoPE dims first
+                names = ("q_b_proj", "q_proj", "q_gate_proj")
+                query = next(
+                    (getattr(module, n) for n in names if isinstance(getattr(module, n, None), torch.nn.Module)), None
+                )
                 if query is None:
                     raise UnsupportedModelError(
                         f"layer {layer}: its MLA queries come out of a fused projection ropescope cannot split "
-                        "(no q_proj or q_b_proj), so head scores cannot see their no-RoPE part"
+                        "(no q_proj, q_b_proj or q_gate_proj), so head scores cannot see their no-RoPE part"
                     )
                 self._handles.append(query.register_forward_hook(self._mla_part(layer, "q_pass")))
                 self._handles.append(module.kv_b_proj.register_forward_hook(self._mla_part(layer, "k_nope")))
@@ -308,13 +312,16 @@ class Capture(RopeCallHooks):
 
     def _mla_part(self, layer: int, name: str):
         """Keep the no-RoPE part of an MLA layer's queries (``q_pass``, from its query projection) or
-        keys (``k_nope``, from the latent up-projection) as ``[batch, heads, tokens, dims]``."""
+        keys (``k_nope``, from the latent up-projection) as ``[batch, heads, tokens, dims]``. LongCat-Flash
+        multiplies its queries by ``mla_scale_q_lora`` after the projection (its keys' scale is applied
+        to the latent, before the up-projection): applied here as its forward does."""
         module = self._mla[layer]
         nope = module.qk_nope_head_dim
+        scale = getattr(module, "mla_scale_q_lora", None) if name == "q_pass" else None
 
         def hook(mod, args, output):
-            per_head = _per_head(output.detach(), self.n_heads)
-            self._mla_parts.setdefault(layer, {})[name] = per_head[..., :nope].transpose(1, 2)
+            per_head = _per_head(output.detach(), self.n_heads)[..., :nope].transpose(1, 2)
+            self._mla_parts.setdefault(layer, {})[name] = per_head if scale is None else per_head * scale
 
         return hook
 

@@ -43,8 +43,10 @@ class _Dispatch:
         self._orders: dict[int, tuple[torch.Tensor, torch.Tensor] | None] = {}  # head width -> output order
         self._axes: dict[int, int] = {}  # head width -> head axis of a complex-rotation call
 
-        def apply_rotary_pos_emb(q, k, cos, sin, *args, **kwargs):
+        def apply_rotary_pos_emb(q, k=None, cos=None, sin=None, *args, **kwargs):
             _CALLER.code = sys._getframe(1).f_code  # which code called: the attention's forward, or e.g. an indexer
+            if k is None:  # a query rotated alone (Qwen4's token selector): not an attention's q-k pair, untouched
+                return original(q, k, cos, sin, *args, **kwargs)
             order = self.order(q.shape[-1], q.device)
 
             def call(q, k, cos, sin):

@@ -62,8 +62,8 @@ class LogitRule:
     ``sinks`` (GPT-OSS: one learned logit per query head) join each row's softmax as an extra
     column that receives attention but is no key; ``chunk`` (Llama 4's chunked layers: 8,192 tokens)
     limits each query to the keys of its own chunk of positions (``j // chunk == i // chunk``);
-    ``dense_up_to`` (sparse attention: DeepSeek V3.2, GLM-5, MiniMax M3, whose indexer keeps the
-    ``index_topk`` best keys, or the best ``index_topk_blocks`` blocks of keys, per query) is the
+    ``dense_up_to`` (sparse attention: DeepSeek V3.2, GLM-5, MiniMax M3, Qwen4-Exp, whose indexer
+    keeps the ``index_topk`` best keys, or the best blocks of keys, per query) is the
     longest prompt whose every row still sees all of its keys: the rule is exact up to that length
     only, and longer prompts are refused (:func:`~ropescope.hooks.attention.check_dense`)."""
 
@@ -234,7 +234,8 @@ class ModelAnatomy:
 def _dense_up_to(attention: torch.nn.Module, model: torch.nn.Module) -> int | None:
     """The longest prompt over which a sparse-attention layer still attends to every visible key
     (:attr:`LogitRule.dense_up_to`); None for a dense layer. An indexer keeping ``index_topk`` keys per
-    query: that many tokens; ``topk_blocks`` blocks of ``block_size`` keys: their product; a layer
+    query: that many tokens; ``topk_blocks`` blocks of ``block_size`` keys (MiniMax M3) or
+    ``block_topk`` blocks of ``compress_ratio`` tokens (Qwen4-Exp): their product; a layer
     reusing an earlier layer's selection (``skip_topk``): the smallest of the model's indexers; an
     indexer of another kind: 0 (every prompt refused)."""
     if not hasattr(attention, "indexer"):
@@ -250,9 +251,10 @@ def _dense_up_to(attention: torch.nn.Module, model: torch.nn.Module) -> int | No
     top_k = getattr(indexer, "index_topk", None)
     if isinstance(top_k, int):
         return top_k
-    blocks, size = getattr(indexer, "topk_blocks", None), getattr(indexer, "block_size", None)
-    if isinstance(blocks, int) and isinstance(size, int):
-        return blocks * size
+    for blocks, size in (("topk_blocks", "block_size"), ("block_topk", "compress_ratio")):  # MiniMax M3, Qwen4 QSA
+        blocks, size = getattr(indexer, blocks, None), getattr(indexer, size, None)
+        if isinstance(blocks, int) and isinstance(size, int):
+            return blocks * size
     return 0
 
 

@@ -399,8 +399,13 @@ def refuse_encoder_decoder(config, model_type: str) -> None:
 
 def is_decoder_attention(module: torch.nn.Module) -> bool:
     """An attention module of a decoder layer: it knows its layer index (an image or audio tower's
-    attention, or a perceiver's, has none)."""
-    return "Attention" in type(module).__name__ and getattr(module, "layer_idx", None) is not None
+    attention, or a perceiver's, has none). LongCat-Flash names its two attention sublayers per
+    decoder layer ``LongcatFlashMLA`` (numbered ``2 i`` and ``2 i + 1``, as its config counts them).
+    A cross-attention module (``is_cross_attention``: keys from another modality, no RoPE) is none."""
+    name = type(module).__name__
+    if getattr(module, "is_cross_attention", False) is True:  # IDEFICS' gated attention to image features
+        return False
+    return ("Attention" in name or name.endswith("MLA")) and getattr(module, "layer_idx", None) is not None
 
 
 def decoder_attention_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
@@ -415,7 +420,7 @@ def decoder_attention_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
 
     found = [m for m in found if not wraps_its_own(m)]
     if len({m.layer_idx for m in found}) < len(found):  # a tower numbering its layers too: the language model's
-        decoder = _language_model(model)
+        decoder = language_model(model)
         if decoder is not None:
             inside = {id(m) for m in decoder.modules()}
             own = [m for m in found if id(m) in inside]
@@ -424,7 +429,7 @@ def decoder_attention_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
     return found
 
 
-def _language_model(model: torch.nn.Module) -> torch.nn.Module | None:
+def language_model(model: torch.nn.Module) -> torch.nn.Module | None:
     """The language model of a multimodal wrapper (``get_decoder()``), None where there is none."""
     try:
         decoder = model.get_decoder() if hasattr(model, "get_decoder") else None

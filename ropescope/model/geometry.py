@@ -33,6 +33,7 @@ from ropescope.model.families import (
     forward_source,
     is_decoder_attention,
     is_mla,
+    language_model,
     other_layers,
     output_order,
     pair_layout_of_order,
@@ -421,7 +422,10 @@ def read_geometry(model: torch.nn.Module, layout: str | None = None) -> RopeGeom
     by_type: dict[str | None, tuple[torch.Tensor, float]] = {}
     by_layer: dict[int, tuple[torch.Tensor, float]] = {}
     modules = dict(model.named_modules())
+    towers = _tower_frequencies(model)
     for name, buf in model.named_buffers():
+        if name in towers:
+            continue
         owner = modules.get(name.rpartition(".")[0])
         if name.endswith(".embed_positions") and owner is not None and is_decoder_attention(owner):
             by_layer[int(owner.layer_idx)] = (frequencies_of_table(buf, name), 1.0)
@@ -433,6 +437,7 @@ def read_geometry(model: torch.nn.Module, layout: str | None = None) -> RopeGeom
         owner = modules.get(prefix)
         scale_attr = f"{ltype}_attention_scaling" if ltype else "attention_scaling"
         scaling = float(getattr(owner, scale_attr, 1.0) or 1.0)
+        buf = _recomposed(owner, buf)
         layer_match = re.search(r"layers\.(\d+)\.", name + ".")
         if layer_match and ltype is None:
             by_layer[int(layer_match.group(1))] = (buf, scaling)
@@ -502,6 +507,43 @@ def read_geometry(model: torch.nn.Module, layout: str | None = None) -> RopeGeom
     found = called or detect_layout(model) or family_adapter(cfg.model_type).layout
     chosen = check_layout(layout) if layout else found
     return RopeGeometry(head_dim, rotary_dim, chosen, tuple(layers), turn)
+
+
+def _tower_frequencies(model: torch.nn.Module) -> set[str]:
+    """Names of the ``inv_freq`` buffers outside the language model of a multimodal wrapper whose
+    language model has its own (a vision tower's axial RoPE, ERNIE-4.5-VL's, Qwen-VL's): never the
+    decoder's frequencies, whatever order the wrapper registers its towers in."""
+    decoder = language_model(model)
+    if decoder is None:
+        return set()
+    inside = {id(buf) for name, buf in decoder.named_buffers() if name.endswith("inv_freq")}
+    if not inside:
+        return set()
+    return {name for name, buf in model.named_buffers() if name.endswith("inv_freq") and id(buf) not in inside}
+
+
+def _recomposed(rotary: torch.nn.Module | None, inv_freq: torch.Tensor) -> torch.Tensor:
+    """Each pair's frequency where the rotary module stores its ``inv_freq`` permuted and puts the
+    angles back in pair order in its forward (ERNIE-4.5-VL "pre-rotates" the height and width
+    frequencies and recomposes them with ``recomposition_frequencies``): that function, the model's
+    own, applied to the buffer with one position on every axis (text: t = h = w), one value per pair
+    (ERNIE's repeats each pair's angle for the pair's two dims; Qwen-VL's keeps the text order, so
+    the frequencies read are the buffer's). Other modules: the buffer itself."""
+    recompose = getattr(rotary, "recomposition_frequencies", None)
+    sections = getattr(rotary, "mrope_section", None)  # a text model's (a vision tower's axes are its own)
+    if not callable(recompose) or not sections:
+        return inv_freq
+    with torch.no_grad():
+        axes = len(sections)
+        out = recompose(inv_freq.detach().float()[None, None, None, :].expand(axes, 1, 1, -1)).reshape(-1)
+    n = inv_freq.shape[-1]
+    if out.shape[0] == 2 * n and torch.equal(out[0::2], out[1::2]):  # each pair's angle on its two dims
+        out = out[0::2]
+    elif out.shape[0] == 2 * n and torch.equal(out[:n], out[n:]):  # the halves layout's [angles | angles]
+        out = out[:n]
+    if out.shape[0] != n:  # not a per-pair order: the buffer, checked by the rotation self-check as ever
+        return inv_freq
+    return out.to(inv_freq.dtype)
 
 
 PER_LAYER_HEAD_FIELDS = ("num_attention_heads",)

@@ -87,7 +87,7 @@ def perplexity(
     anatomy = inspect_model(model)
     windows = token_windows(tokenizer, text, context, anatomy, extrapolate=extrapolate, windows=windows)
     base, device = anatomy.base, anatomy.device
-    head = anatomy.hf.get_output_embeddings()
+    head = language_model_head(anatomy.hf)
     softcap = final_softcap(anatomy.config)
     scale = output_scale(anatomy, windows[0])
     total, count = 0.0, 0
@@ -112,6 +112,18 @@ def perplexity(
     return result
 
 
+def language_model_head(model: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """What turns the decoder's last hidden state into logits (up to the constant multiple and final
+    soft-cap :func:`output_scale` measures and checks): the output embeddings, after the model's own
+    prediction head where it has one in front of them (ModernBERT-decoder: ``decoder(lm_head(h))``,
+    a dense layer, activation and norm before the vocabulary projection)."""
+    output = model.get_output_embeddings()
+    before = getattr(model, "lm_head", None)
+    if isinstance(before, torch.nn.Module) and before is not output and output is not None:
+        return lambda hidden: output(before(hidden))
+    return output
+
+
 SCALE_TOKENS = 32  # positions of the first window whose logits measure the output multiplier
 
 
@@ -133,7 +145,7 @@ def output_scale(anatomy, window: list[int]) -> float:
     against the model's own forward, and required to reproduce those logits (after the soft-cap) to
     1e-4 of their largest magnitude (2e-2 in half precision)."""
     ids = torch.tensor([window[:SCALE_TOKENS]], device=anatomy.device)
-    head = anatomy.hf.get_output_embeddings()
+    head = language_model_head(anatomy.hf)
     softcap = final_softcap(anatomy.config)
     own = anatomy.hf(input_ids=ids, use_cache=False).logits[0].double()
     raw = head(_last_hidden(anatomy.base, anatomy, input_ids=ids, use_cache=False)[0]).double()

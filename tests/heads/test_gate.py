@@ -62,6 +62,7 @@ def test_bidirectional_attention_sees_later_keys():
 SPARSE = [
     ("deepseek_v32", {"index_topk": 8}),  # an indexer in every layer keeps 8 keys per query
     ("glm_moe_dsa", {"index_topk": 8, "indexer_types": ["full", "shared"]}),  # layer 1 reuses layer 0's choice
+    ("qwen4_exp_text", {"indexer_budget": 8, "indexer_compress_ratio": 4}),  # 2 blocks of 4 tokens, layer 1
     (  # 2 blocks of 4 keys per query, in its sparse layer only
         "minimax_m3_vl_text",
         {"index_topk_blocks": 2, "index_block_size": 4, "layer_types": ["minimax_m3_sparse", "full_attention"]},
@@ -77,8 +78,8 @@ def test_sparse_attention_is_scored_only_where_it_is_dense(model_type, overrides
     layer and the length that works."""
     model = tiny_model(model_type, overrides)
     anatomy = inspect_model(model)
-    sparse = [layer for layer, rule in enumerate(anatomy.logit_rules) if rule.dense_up_to is not None]
-    assert [anatomy.logit_rules[layer].dense_up_to for layer in sparse] == [8] * len(sparse) and 0 in sparse
+    sparse = [layer for layer, rule in enumerate(anatomy.logit_rules) if rule and rule.dense_up_to is not None]
+    assert [anatomy.logit_rules[layer].dense_up_to for layer in sparse] == [8] * len(sparse) and sparse
     short = "To be, "
     ids = torch.tensor([CharTokenizer()(short)["input_ids"]])
     assert ids.shape[1] == 8

@@ -170,12 +170,14 @@ def _called_by(module) -> bool:
 
 
 def _attention_modules(model):
-    """Modules named ...Attention... that know their layer index, leaving out one that holds another
-    of the same index (a wrapper around the attention proper: DBRX, Mllama's decoder layers)."""
+    """Modules named ...Attention... (or ...MLA, LongCat-Flash's two per decoder layer) that know their
+    layer index, leaving out one that holds another of the same index (a wrapper around the attention
+    proper: DBRX, Mllama's decoder layers)."""
     found = [
         m
         for _, m in model.named_modules()
-        if "Attention" in type(m).__name__ and getattr(m, "layer_idx", None) is not None
+        if ("Attention" in type(m).__name__ or type(m).__name__.endswith("MLA"))
+        and getattr(m, "layer_idx", None) is not None
     ]
     found = [m for m in found if not any(o is not m and o.layer_idx == m.layer_idx for o in m.modules() if o in found)]
     types = getattr(model.config.get_text_config(), "layer_types", None) or []
@@ -434,7 +436,9 @@ def test_every_supported_family_p_rope_turns_exactly_the_chunks_it_names(rows):
 
         def make(name, original, _seen=seen, _running=running, _attention=attention, kwargs_of=kwargs_of):
             @functools.wraps(original)  # keeps the signature ropescope reads the call shape from
-            def wrapped(q, k, *args, **kwargs):
+            def wrapped(q, k=None, *args, **kwargs):
+                if k is None:  # a query rotated alone (Qwen4-Exp's token selector): not the attention's pair
+                    return original(q, k, *args, **kwargs)
                 q_rot, k_rot = original(q, k, *args, **kwargs)
                 if _running[0] is not None and _called_by(_attention[_running[0]]):
                     post = q_rot.detach().double().numpy().copy()
