@@ -113,10 +113,14 @@ def target_terms(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Of query rows ``rows`` against keys ``keys`` (same length, or one key for all rows), pairwise:
     every chunk's term of the logit ``scaling * (q_c . k_c)`` (``[Hkv, G, R, C]``, float32), the
-    unrotated dims' term (``[Hkv, G, R]``) and the logit itself (float64, soft-capped as the model does)."""
+    unrotated dims' term (``[Hkv, G, R]``; None where every dim rotates) and the logit itself
+    (float64, soft-capped as the model does)."""
     chunk = rule.scaling * (p.qa[..., rows, :] * p.ka[..., keys, :] + p.qb[..., rows, :] * p.kb[..., keys, :])
-    passed = rule.scaling * (p.q_pass[..., rows, :] * p.k_pass[..., keys, :]).sum(-1)
-    logit = chunk.sum(-1, dtype=torch.float64) + passed.double()
+    logit = chunk.sum(-1, dtype=torch.float64)
+    passed = None
+    if p.q_pass.shape[-1]:  # partial rotary, MLA's no-RoPE part
+        passed = rule.scaling * (p.q_pass[..., rows, :] * p.k_pass[..., keys, :]).sum(-1)
+        logit = logit + passed.double()
     if rule.softcap:
         logit = torch.tanh(logit / rule.softcap) * rule.softcap
     return chunk, passed, logit
@@ -124,7 +128,8 @@ def target_terms(
 
 class RowPlan(NamedTuple):
     """What the scores of every layer of one prompt length and attention rule share (positions
-    only, no data): each row's first and last visible key, and for the T = K + 2 targets (the key
+    only, no data): ``bounds[2S]``, each row's last visible key + 1, then its first (the prefix-sum
+    indices whose difference is the row's visible-key sum), and for the T = K + 2 targets (the key
     ``d`` tokens back for d = 0..K, then the first token) ``key[T, S]``, the target key of each row;
     ``hidden[T, S]``, True where row i does not count for that target (before the target's first
     row, or the key is out of its sight); ``weight[T, S]``, 1.0 where the row counts and also has
@@ -132,8 +137,7 @@ class RowPlan(NamedTuple):
     shared among the row's other visible keys; and the row counts ``seen_rows`` and
     ``weight_rows`` (``[T]``, float64)."""
 
-    first: torch.Tensor
-    last: torch.Tensor
+    bounds: torch.Tensor
     key: torch.Tensor
     hidden: torch.Tensor
     weight: torch.Tensor
@@ -157,8 +161,7 @@ class RowPlan(NamedTuple):
         weight = (seen & (n_visible >= 2)[None, :]).float()
         f64 = torch.float64
         return cls(
-            first,
-            last,
+            torch.cat([last + 1, first]),
             key.clamp(min=0),
             ~seen,
             weight,
@@ -175,8 +178,8 @@ class RowPlan(NamedTuple):
 _BLOCK_ELEMENTS = {"cpu": 1 << 20}
 _BLOCK_ELEMENTS_ELSEWHERE = 1 << 24
 
-# the running sums of a scan, in the order of HeadArrays' fields (offset_sum ... target_rows)
-_SUMS = tuple(HeadArrays.__dataclass_fields__)
+# the running sums of the attribution, as HeadArrays names them
+_TERMS = ("target_chunk_sum", "other_chunk_sum", "target_pass_sum", "other_pass_sum", "target_logit_sum")
 _ALL = slice(None)
 
 
@@ -205,7 +208,14 @@ class HeadScoreReducer:
             own = geometry.layer_chunks(layer)
             zeros.target_chunk_sum[layer, :, :, own:] = np.nan
             zeros.other_chunk_sum[layer, :, :, own:] = np.nan
-        self._sums = {name: torch.from_numpy(getattr(zeros, name)) for name in _SUMS}
+        # running sums on the device: the attention on every target (offsets, then the first token) in
+        # one tensor, the attribution's as HeadArrays has them; row counts are positions only, so each
+        # layer keeps how often it saw each RowPlan and the counts are made when read
+        probs = np.concatenate([zeros.offset_sum, zeros.sink_sum[..., None]], axis=-1)
+        self._sums = {"probs": torch.from_numpy(probs)} | {
+            name: torch.from_numpy(getattr(zeros, name)) for name in _TERMS
+        }
+        self._row_plans: dict[int, dict[tuple, list]] = {}  # layer -> plan key -> [times, RowPlan]
         self._arrays: HeadArrays | None = zeros
         self._plans: dict[tuple, RowPlan] = {}
 
@@ -213,7 +223,22 @@ class HeadScoreReducer:
     def arrays(self) -> HeadArrays:
         """The sums so far as numpy arrays (one copy from the device, made when first read after an add)."""
         if self._arrays is None:
-            self._arrays = HeadArrays(**{name: t.cpu().numpy().copy() for name, t in self._sums.items()})
+            host = {name: t.cpu().numpy().copy() for name, t in self._sums.items()}
+            probs, k = host.pop("probs"), self.max_offset
+            layers, targets = probs.shape[0], probs.shape[2]
+            seen, rows = np.zeros((layers, targets)), np.zeros((layers, targets))
+            for layer, plans in self._row_plans.items():
+                for times, plan in plans.values():
+                    seen[layer] += times * plan.seen_rows.cpu().numpy()
+                    rows[layer] += times * plan.weight_rows.cpu().numpy()
+            self._arrays = HeadArrays(
+                offset_sum=probs[..., : k + 1].copy(),
+                offset_rows=seen[:, : k + 1].copy(),
+                sink_sum=probs[..., k + 1].copy(),
+                sink_rows=seen[:, k + 1].copy(),
+                target_rows=rows,
+                **host,
+            )
         return self._arrays
 
     def __call__(self, layer: int, q_rot: torch.Tensor, k_rot: torch.Tensor, mask=None, lse=None) -> None:
@@ -232,12 +257,12 @@ class HeadScoreReducer:
         ``exp(logit - LSE)`` of that one logit, which the per-chunk attribution computes anyway
         (``lse``: that normaliser, ``[H, S]``, where the caller already has it).
         Everything is summed on the tensors' device with 0/1 row weights (no host synchronisation)."""
-        if self._sums["offset_sum"].device != q.device:
+        if self._sums["probs"].device != q.device:
             self._sums = {name: t.to(q.device) for name, t in self._sums.items()}
         self._arrays = None
         rule, q, k = self.rules[layer], q.float(), k.float()
         check_dense(rule, q.shape[1], layer)
-        lse = (row_logsumexp(q, k, rule, self.block) if lse is None else lse).double()  # [H, S]
+        lse = row_logsumexp(q, k, rule, self.block) if lse is None else lse  # [H, S]: promoted to float64 exactly
         self._accumulate(layer, q, k, rule, lse)
 
     def _plan(self, seq: int, rule: LogitRule, device) -> RowPlan:
@@ -268,11 +293,15 @@ class HeadScoreReducer:
         kg = k[:, None]  # [Hkv, 1, S, D]
         # prefix sums over keys (float64: window sums subtract two of them) give each row's visible-key sum
         prefix = torch.cumsum(torch.nn.functional.pad(kg, (0, 0, 1, 0)), dim=2, dtype=torch.float64)  # [Hkv,1,S+1,D]
+        plan_key = (seq, rule, str(q.device))
         plan = self._plan(seq, rule, q.device)
-        key_sum = (prefix[:, :, plan.last + 1] - prefix[:, :, plan.first]).float()  # [Hkv, 1, S, D]
+        ends = prefix[:, :, plan.bounds]  # [Hkv, 1, 2S, D]: each row's window end, then its start
+        key_sum = (ends[:, :, :seq] - ends[:, :, seq:]).float()  # [Hkv, 1, S, D]
         sa, sb = split_pairs(key_sum[..., :r], layout)
         all_chunk = rule.scaling * (qa * sa + qb * sb)  # [Hkv, G, S, C]
-        all_pass = rule.scaling * (q_pass * key_sum[..., r:]).sum(-1)  # [Hkv, G, S]
+        unrotated = q.shape[-1] > r  # dims RoPE leaves alone: their own term (none where every dim turns)
+        if unrotated:
+            all_pass = rule.scaling * (q_pass * key_sum[..., r:]).sum(-1)  # [Hkv, G, S]
         f64 = torch.float64
         targets = K + 2
         key, hidden, weight, spread = plan.key, plan.hidden, plan.weight, plan.spread
@@ -287,9 +316,11 @@ class HeadScoreReducer:
         for r0 in range(0, seq, step):
             b = slice(r0, min(seq, r0 + step))
             keys = key[:, b]  # [T, R]: rows b beside each target's key, every target at once
+            target_keys = kg[:, :, keys]  # [Hkv, 1, T, R, D]: one gather, split into its pairs as views
             block = GroupedPairs(
                 *(x[..., None, b, :] for x in (qa, qb, q_pass)),
-                *(x[:, :, keys] for x in (pairs.ka, pairs.kb, pairs.k_pass)),
+                *split_pairs(target_keys[..., :r], layout),
+                target_keys[..., r:],
             )
             chunk, passed, logit = target_terms(block, rule, _ALL, _ALL)  # [Hkv, G, T, R, C], [.., R], [.., R]
             probs = torch.exp((logit - lse[..., None, b]).masked_fill(hidden[:, b], -torch.inf))  # on each target
@@ -297,21 +328,20 @@ class HeadScoreReducer:
             add("probs", probs.sum(-1))
             add("target_chunk", (chunk * w[..., None]).sum(-2, dtype=f64))
             add("other_chunk", ((all_chunk[..., None, b, :] - chunk) * sp[..., None]).sum(-2, dtype=f64))
-            add("target_pass", (passed * w).sum(-1, dtype=f64))
-            add("other_pass", ((all_pass[..., None, b] - passed) * sp).sum(-1, dtype=f64))
+            if unrotated:
+                add("target_pass", (passed * w).sum(-1, dtype=f64))
+                add("other_pass", ((all_pass[..., None, b] - passed) * sp).sum(-1, dtype=f64))
             add("target_logit", (logit * plan.weight64[:, b]).sum(-1))
         t = {name: total.reshape(heads, targets, *total.shape[3:]) for name, total in totals.items()}
-        t["seen"], t["rows"] = plan.seen_rows, plan.weight_rows
         s = self._sums
         # in place on views of the running sums (``x[i] += y`` would also copy the result back)
-        s["offset_sum"][layer].add_(t["probs"][:, : K + 1])
-        s["offset_rows"][layer].add_(t["seen"][: K + 1])
-        s["sink_sum"][layer].add_(t["probs"][:, K + 1])
-        s["sink_rows"][layer].add_(t["seen"][K + 1])
+        s["probs"][layer].add_(t["probs"])
         own = slice(0, r // 2)  # the layer's own chunks
         s["target_chunk_sum"][layer, ..., own].add_(t["target_chunk"])
         s["other_chunk_sum"][layer, ..., own].add_(t["other_chunk"])
-        s["target_pass_sum"][layer].add_(t["target_pass"])
-        s["other_pass_sum"][layer].add_(t["other_pass"])
+        if unrotated:
+            s["target_pass_sum"][layer].add_(t["target_pass"])
+            s["other_pass_sum"][layer].add_(t["other_pass"])
         s["target_logit_sum"][layer].add_(t["target_logit"])
-        s["target_rows"][layer].add_(t["rows"])
+        # the rows counted depend on positions only: one more use of this plan (counted when read)
+        self._row_plans.setdefault(layer, {}).setdefault(plan_key, [0, plan])[0] += 1

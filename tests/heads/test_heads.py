@@ -11,7 +11,7 @@ import ropescope
 from ropescope.errors import PromptError, UnsupportedModelError
 from ropescope.heads.causal import causal_test
 from ropescope.heads.scan import _classify, scan_heads
-from ropescope.heads.scores import HeadScoreReducer
+from ropescope.heads.scores import HeadArrays, HeadScoreReducer
 from ropescope.hooks import zero_chunks
 from ropescope.hooks.attention import attention_blocks
 from ropescope.model.anatomy import LogitRule, inspect_model
@@ -247,7 +247,7 @@ def test_row_blocks_of_the_attribution_change_nothing(family, monkeypatch):
     whole = scan_heads(model, CharTokenizer(), TEXTS, max_offset=K).arrays
     monkeypatch.setattr(scores, "_BLOCK_ELEMENTS", {"cpu": 1})
     rows = scan_heads(model, CharTokenizer(), TEXTS, max_offset=K).arrays
-    for name in scores._SUMS:
+    for name in HeadArrays.__dataclass_fields__:
         np.testing.assert_allclose(getattr(rows, name), getattr(whole, name), rtol=1e-9, atol=1e-12, err_msg=name)
 
 
