@@ -215,7 +215,9 @@ class HeadScoreReducer:
         self._sums = {"probs": torch.from_numpy(probs)} | {
             name: torch.from_numpy(getattr(zeros, name)) for name in _TERMS
         }
-        self._row_plans: dict[int, dict[tuple, list]] = {}  # layer -> plan key -> [times, RowPlan]
+        # layer -> plan key -> [times used, the plan's seen_rows, weight_rows] (not the plan: its [T, S]
+        # tensors stay bounded by the plan cache; these are [T] each)
+        self._row_plans: dict[int, dict[tuple, list]] = {}
         self._arrays: HeadArrays | None = zeros
         self._plans: dict[tuple, RowPlan] = {}
 
@@ -228,9 +230,9 @@ class HeadScoreReducer:
             layers, targets = probs.shape[0], probs.shape[2]
             seen, rows = np.zeros((layers, targets)), np.zeros((layers, targets))
             for layer, plans in self._row_plans.items():
-                for times, plan in plans.values():
-                    seen[layer] += times * plan.seen_rows.cpu().numpy()
-                    rows[layer] += times * plan.weight_rows.cpu().numpy()
+                for times, seen_rows, weight_rows in plans.values():
+                    seen[layer] += times * seen_rows.cpu().numpy()
+                    rows[layer] += times * weight_rows.cpu().numpy()
             self._arrays = HeadArrays(
                 offset_sum=probs[..., : k + 1].copy(),
                 offset_rows=seen[:, : k + 1].copy(),
@@ -344,4 +346,4 @@ class HeadScoreReducer:
             s["other_pass_sum"][layer].add_(t["other_pass"])
         s["target_logit_sum"][layer].add_(t["target_logit"])
         # the rows counted depend on positions only: one more use of this plan (counted when read)
-        self._row_plans.setdefault(layer, {}).setdefault(plan_key, [0, plan])[0] += 1
+        self._row_plans.setdefault(layer, {}).setdefault(plan_key, [0, plan.seen_rows, plan.weight_rows])[0] += 1
