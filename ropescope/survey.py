@@ -116,7 +116,7 @@ FILL = {
     "unlimited_ocr": dict(text_config=dict(num_key_value_heads=4)),  # its eager attention repeats no grouped keys
     "deepseek_ocr2": dict(text_config=dict(mlp_layer_types=["dense", "dense"])),
     "laguna": dict(num_attention_heads_per_layer=[4, 4]),  # its query heads per layer, as many as the tiny config's
-    "zaya": dict(num_experts_per_tok=1),
+    "zaya": dict(num_experts_per_tok=1),  # its config accepts one expert per token only
     # the layer each layer takes its keys and values from, as layer numbers: the first two layers' own
     "mistral_large4": dict(text_config=dict(kv_source_layers=[0, 1])),
     # its expert groups and experts per token, under their stored names
@@ -151,7 +151,7 @@ FILL = {
         text_config=_DOTS3_NOTE,
         vision_config=dict(adapter_in_dim=32, adapter_out_dim=64),
         audio_config=dict(adapter_input_size=32, adapter_out_dim=64),
-    ),  # its config accepts one expert per token only
+    ),
     # hybrids whose first layers are all recurrent / Mamba: one attention layer among the tiny ones
     "recurrent_gemma": dict(num_hidden_layers=3, attention_window_size=8),  # recurrent, recurrent, attention
     "bamba": dict(attn_layer_indices=[1]),

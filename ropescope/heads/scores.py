@@ -267,13 +267,13 @@ class HeadScoreReducer:
         lse = row_logsumexp(q, k, rule, self.block) if lse is None else lse  # [H, S]: promoted to float64 exactly
         self._accumulate(layer, q, k, rule, lse)
 
-    def _plan(self, seq: int, rule: LogitRule, device) -> RowPlan:
-        """The :class:`RowPlan` of ``seq`` tokens under ``rule``, made once and reused by every layer
-        (and prompt) of that length and rule."""
-        key = (seq, rule, str(device))
+    def _plan(self, key: tuple) -> RowPlan:
+        """The :class:`RowPlan` of ``key`` = ``(tokens, rule, device)``, made once and reused by every
+        layer (and prompt) of that length and rule."""
         if key not in self._plans:
             if len(self._plans) >= 16:  # prompts of many lengths: keep the memory bounded
                 self._plans.clear()
+            seq, rule, device = key
             self._plans[key] = RowPlan.of(seq, rule, self.max_offset, device)
         return self._plans[key]
 
@@ -296,7 +296,7 @@ class HeadScoreReducer:
         # prefix sums over keys (float64: window sums subtract two of them) give each row's visible-key sum
         prefix = torch.cumsum(torch.nn.functional.pad(kg, (0, 0, 1, 0)), dim=2, dtype=torch.float64)  # [Hkv,1,S+1,D]
         plan_key = (seq, rule, str(q.device))
-        plan = self._plan(seq, rule, q.device)
+        plan = self._plan(plan_key)
         ends = prefix[:, :, plan.bounds]  # [Hkv, 1, 2S, D]: each row's window end, then its start
         key_sum = (ends[:, :, :seq] - ends[:, :, seq:]).float()  # [Hkv, 1, S, D]
         sa, sb = split_pairs(key_sum[..., :r], layout)

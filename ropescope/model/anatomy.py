@@ -175,6 +175,9 @@ class ModelAnatomy:
         (``None`` on a hybrid model's layers without softmax attention)."""
         rules: list[LogitRule | None] = [None] * self.n_layers
         layer_types = list(getattr(self.config, "layer_types", None) or [None] * self.n_layers)
+        indexers = [m for m in self.hf.modules() if isinstance(getattr(m, "indexer", None), torch.nn.Module)]
+        # what a layer reusing an earlier layer's key selection sees densely: the model's smallest indexer's
+        shared_selection = min((_dense_up_to(m, 0) or 0 for m in indexers), default=0)
         for site in self.sites:
             scaling = getattr(site.module, "scaling", None)
             scaling = float(scaling if scaling is not None else self.geometry.layer_head_dim(site.layer) ** -0.5)
@@ -197,7 +200,7 @@ class ModelAnatomy:
             chunk = None
             if layer_types[site.layer] == "chunked_attention":  # Llama 4: attention_chunk_size per chunk
                 chunk = int(getattr(self.config, "attention_chunk_size", 0) or 0) or None
-            dense = _dense_up_to(site.module, self.hf)
+            dense = _dense_up_to(site.module, shared_selection)
             rules[site.layer] = LogitRule(
                 scaling, float(softcap) if softcap else None, window, causal, sinks, chunk, dense
             )
@@ -231,23 +234,19 @@ class ModelAnatomy:
             raise RopescopeError(f"head {head} is out of range: the model has heads 0..{self.n_heads - 1}")
 
 
-def _dense_up_to(attention: torch.nn.Module, model: torch.nn.Module) -> int | None:
+def _dense_up_to(attention: torch.nn.Module, shared: int) -> int | None:
     """The longest prompt over which a sparse-attention layer still attends to every visible key
     (:attr:`LogitRule.dense_up_to`); None for a dense layer. An indexer keeping ``index_topk`` keys per
     query: that many tokens; ``topk_blocks`` blocks of ``block_size`` keys (MiniMax M3) or
-    ``block_topk`` blocks of ``compress_ratio`` tokens (Qwen4-Exp): their product; a layer
-    reusing an earlier layer's selection (``skip_topk``): the smallest of the model's indexers; an
+    ``block_topk`` blocks of ``compress_ratio`` tokens (Qwen4-Exp): their product; a layer reusing an
+    earlier layer's selection (``skip_topk``): ``shared``, the smallest of the model's indexers'; an
     indexer of another kind: 0 (every prompt refused)."""
     if not hasattr(attention, "indexer"):
         return None
     indexer = attention.indexer
     if indexer is None:
-        if not getattr(attention, "skip_topk", False):
-            return None  # a dense layer of a model with sparse ones (MiniMax M3's full-attention layers)
-        found = [
-            _dense_up_to(m, model) for m in model.modules() if isinstance(getattr(m, "indexer", None), torch.nn.Module)
-        ]
-        return min((f for f in found if f is not None), default=0)
+        # a dense layer of a model with sparse ones (MiniMax M3's full-attention layers), or a shared selection
+        return shared if getattr(attention, "skip_topk", False) else None
     top_k = getattr(indexer, "index_topk", None)
     if isinstance(top_k, int):
         return top_k
