@@ -108,6 +108,12 @@ class GroupedPairs(NamedTuple):
         return cls(qa, qb, qg[..., rotary_dim:], ka, kb, kg[..., rotary_dim:])
 
 
+def pair_terms(qa, ka, qb, kb, scaling: float) -> torch.Tensor:
+    """``scaling * (qa * ka + qb * kb)``, broadcast, in three operators (one product, one fused
+    multiply-add and the scaling in place) instead of four."""
+    return torch.mul(qa, ka).addcmul_(qb, kb).mul_(scaling)
+
+
 def target_terms(
     p: GroupedPairs, rule: LogitRule, rows: slice, keys: slice
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -115,7 +121,7 @@ def target_terms(
     every chunk's term of the logit ``scaling * (q_c . k_c)`` (``[Hkv, G, R, C]``, float32), the
     unrotated dims' term (``[Hkv, G, R]``; None where every dim rotates) and the logit itself
     (float64, soft-capped as the model does)."""
-    chunk = rule.scaling * (p.qa[..., rows, :] * p.ka[..., keys, :] + p.qb[..., rows, :] * p.kb[..., keys, :])
+    chunk = pair_terms(p.qa[..., rows, :], p.ka[..., keys, :], p.qb[..., rows, :], p.kb[..., keys, :], rule.scaling)
     logit = chunk.sum(-1, dtype=torch.float64)
     passed = None
     if p.q_pass.shape[-1]:  # partial rotary, MLA's no-RoPE part
@@ -300,7 +306,7 @@ class HeadScoreReducer:
         ends = prefix[:, :, plan.bounds]  # [Hkv, 1, 2S, D]: each row's window end, then its start
         key_sum = (ends[:, :, :seq] - ends[:, :, seq:]).float()  # [Hkv, 1, S, D]
         sa, sb = split_pairs(key_sum[..., :r], layout)
-        all_chunk = rule.scaling * (qa * sa + qb * sb)  # [Hkv, G, S, C]
+        all_chunk = pair_terms(qa, sa, qb, sb, rule.scaling)  # [Hkv, G, S, C]
         unrotated = q.shape[-1] > r  # dims RoPE leaves alone: their own term (none where every dim turns)
         if unrotated:
             all_pass = rule.scaling * (q_pass * key_sum[..., r:]).sum(-1)  # [Hkv, G, S]

@@ -125,6 +125,9 @@ class _Dispatch:
 
 
 _CALLER = threading.local()  # .code: the code object that made the RoPE call now running in this thread
+# forward passes whose positions are kept (references, no copy) before one reduction folds them into
+# the longest prompt seen: fewer kernels per pass than a maximum each time
+UNREAD_POSITIONS = 16
 
 
 class _PerThread:
@@ -198,6 +201,7 @@ class RopeCallHooks:
         self.include_bos = include_bos
         self._thread_state = threading.local()
         self._longest: torch.Tensor | int = 0  # 1 + the largest position seen (on the device until read)
+        self._unread_positions: list[torch.Tensor] = []  # passes' positions not yet in _longest
         self._mask: torch.Tensor | None = None
         self._positions: torch.Tensor | None = None
         self._layer: int | None = None
@@ -342,8 +346,16 @@ class RopeCallHooks:
     def _set_positions(self, positions: torch.Tensor) -> None:
         """The positions this forward pass's RoPE turns its tokens by, and the longest so far."""
         self._positions = positions
-        if positions.numel():  # kept on the device: read once, by max_seq_len
-            self._longest = torch.clamp(positions.max() + 1, min=self._longest)
+        if positions.numel():  # kept on the device, reduced every UNREAD_POSITIONS passes: read once, by max_seq_len
+            self._unread_positions.append(positions)
+            if len(self._unread_positions) >= UNREAD_POSITIONS:
+                self._reduce_positions()
+
+    def _reduce_positions(self) -> None:
+        unread, self._unread_positions = self._unread_positions, []
+        if unread:
+            largest = torch.cat([p.reshape(-1) for p in unread]).max() + 1
+            self._longest = torch.clamp(largest, min=self._longest)
 
     def _on_decoder_input(self, module, args, kwargs):
         """A multimodal wrapper's text decoder: the positions it is handed are the ones its RoPE
@@ -356,10 +368,12 @@ class RopeCallHooks:
     @property
     def max_seq_len(self) -> int:
         """1 + the largest token position any forward pass has had (the longest prompt's length)."""
+        self._reduce_positions()
         return int(self._longest)
 
     @max_seq_len.setter
     def max_seq_len(self, value: int) -> None:
+        self._unread_positions = []
         self._longest = int(value)
 
     def _enter_layer(self, layer: int):

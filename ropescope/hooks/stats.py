@@ -16,6 +16,8 @@ varies by only 0.1% over the tokens, far under the float32 rounding of the norms
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import torch
 
@@ -53,6 +55,7 @@ class ChunkNormStats:
                 array[layer, heads:] = torch.nan
                 array[layer, :, chunks:] = torch.nan
         self._running = None  # (n, sum, sum of squares, max, tokens offered) since the last fold
+        self._before_fold = None  # a joint update's: adds its logged tokens offered to the running sums
         self._mask_seen, self._mask_tokens = None, None
 
     # the folded statistics: reading one folds the running sums in first
@@ -104,6 +107,8 @@ class ChunkNormStats:
     def fold(self) -> None:
         """Fold the running sums into count, mean, m2 and max (Chan et al.'s pairwise merge), all
         layers at once; a layer that counted no token since the last fold merges as nothing."""
+        if self._before_fold is not None:
+            self._before_fold()
         if self._running is None:
             return
         n_b, total, squares, peak, offered = self._running
@@ -181,44 +186,57 @@ class JointUpdate:
     """One update of several accumulators at once: a layer's q, k and v chunk norms in one pass.
 
     ``members`` maps names (``"q"``, ``"k"``, ``"v"``) to :class:`ChunkNormStats` of the same
-    layers and chunks. Their running sums live in one shared set of device buffers (heads of the
-    members one after another), and each member's running sums are views into them: a layer's
-    tensors are concatenated along the head axis and reduced by one set of kernels (norms, token
-    keep-mask, count, sum, sum of squares, maximum), about a third of what one update per tensor
-    launches. The arithmetic is :meth:`ChunkNormStats.update`'s: float32 chunk norms summed in
-    float64, and a token counted for a tensor where all of that tensor's norms are finite (a
-    non-finite key leaves the token's query counted), so the statistics equal three separate
-    updates up to float64 summation order.
+    layers and chunks. Their running sums live in one shared set of device buffers, one row per
+    layer holding each member's heads x chunks followed by one *counting column*, and each member's
+    running sums are views into them. A layer's tensors are concatenated along the head axis (one
+    copy, in float32 at least), their chunk norms taken at once, and laid out as the buffers are:
+    each tensor's norms followed by its counting column (1 where the token counts, NaN where the
+    mask leaves it out, so padding and BOS drop out with the non-finite tokens), in float64. One
+    set of kernels then reduces them all: each tensor's per-token sum (a token counts for a tensor
+    where it is finite), one ``where``, and the sum and sum of squares over tokens as matrix
+    products accumulated straight into the buffers (``addmm_``), the maximum likewise; the counting
+    column's sum is the token count. About 11 kernels a layer for q, k and v together, and no host
+    synchronisation. The tokens each tensor was offered are counted once per forward pass and added
+    when the statistics are read.
+
+    The arithmetic is :meth:`ChunkNormStats.update`'s: float32 chunk norms summed in float64, and a
+    token is counted for a tensor where all of that tensor's norms are finite (a non-finite key
+    leaves the token's query counted): the statistics equal separate updates up to float64
+    summation order.
     """
 
     def __init__(self, members: dict[str, ChunkNormStats]):
         self.members = members
         self.names = list(members)
         self.heads = {name: stats._mean.shape[1] for name, stats in members.items()}
-        self.start, first = {}, 0
+        self.chunks = members[self.names[0]]._mean.shape[2]
+        self.offset, first = {}, 0  # each member's first column; its counting column follows its heads
         for name in self.names:
-            self.start[name], first = first, first + self.heads[name]
-        self._buffers = None  # n [L, T], sum, sum of squares, max [L, all heads, C], offered [L, T]
+            self.offset[name], first = first, first + self.heads[name] * self.chunks + 1
+        self.columns = first
+        self._buffers = None  # sum, sum of squares, max [L, columns]; tokens offered [L, members]
         self._views: dict[str, tuple[torch.Tensor, ...]] = {}
-        self._segments: dict[tuple, torch.Tensor] = {}
-        self._mask_seen, self._mask_tokens = None, None
+        self._constants: dict[tuple, torch.Tensor] = {}
+        self._mask_seen, self._mask_tokens, self._counting = None, None, None
+        self._offered_now: set[tuple[int, int]] = set()  # (layer, member) updated in this forward pass
+        self._offered_log: dict[frozenset, list[torch.Tensor]] = {}  # those sets -> their passes' token counts
 
     def _attach(self, names: list[str], device) -> None:
         """Make the named members' running sums views into the shared buffers (zeroed when a read
         folded them in since the last update)."""
         if self._buffers is None or self._buffers[0].device != torch.device(device):
-            some = self.members[self.names[0]]._mean
-            layers, chunks, heads = some.shape[0], some.shape[2], sum(self.heads.values())
+            self._flush_offered()
+            layers = self.members[self.names[0]]._mean.shape[0]
             f64 = {"dtype": torch.float64, "device": device}
             self._buffers = (
-                torch.zeros(layers, len(self.names), **f64),
-                torch.zeros(layers, heads, chunks, **f64),
-                torch.zeros(layers, heads, chunks, **f64),
-                torch.zeros(layers, heads, chunks, **f64),  # maximum: 0, norms are >= 0
+                torch.zeros(layers, self.columns, **f64),
+                torch.zeros(layers, self.columns, **f64),
+                torch.zeros(layers, self.columns, **f64),  # maximum: 0, norms are >= 0
                 torch.zeros(layers, len(self.names), **f64),
             )
             self._views = {}
-        n, total, squares, peak, offered = self._buffers
+        total, squares, peak, offered = self._buffers
+        layers = total.shape[0]
         for name in names:
             member, views = self.members[name], self._views.get(name)
             if views is not None and member._running is views:
@@ -226,11 +244,44 @@ class JointUpdate:
             if member._count.device != torch.device(device):
                 member._move(device)
             member.fold()  # running sums of its own (or folded views): merged before the views restart
-            t, rows = self.names.index(name), slice(self.start[name], self.start[name] + self.heads[name])
-            views = (n[:, t], total[:, rows], squares[:, rows], peak[:, rows], offered[:, t])
+            first, heads = self.offset[name], self.heads[name]
+            norms = slice(first, first + heads * self.chunks)
+            count = total[:, first + heads * self.chunks]  # the counting column: tokens counted
+            views = (count, *(a[:, norms].view(layers, heads, self.chunks) for a in (total, squares, peak)))
+            views = (*views, offered[:, self.names.index(name)])
             for view in views:
                 view.zero_()
             member._running = self._views[name] = views
+            member._before_fold = self._flush_offered
+
+    @torch.inference_mode()  # the buffers may be inference tensors (made inside a profile's forward)
+    def _flush_offered(self) -> None:
+        """Add the logged forward passes' token counts to the tokens offered of the (layer, member)
+        pairs each pass updated (once per read, not per batch)."""
+        self._close_pass()
+        log, self._offered_log = self._offered_log, {}
+        if self._buffers is None:
+            return
+        offered = self._buffers[3]
+        for pairs, counts in log.items():
+            layers, members = zip(*sorted(pairs), strict=True)
+            tokens = torch.stack(counts).sum().to(offered.dtype)
+            index = (torch.tensor(layers, device=offered.device), torch.tensor(members, device=offered.device))
+            offered.index_put_(index, tokens, accumulate=True)
+
+    def _close_pass(self) -> None:
+        if self._offered_now:
+            self._offered_log.setdefault(frozenset(self._offered_now), []).append(self._mask_tokens)
+            self._offered_now = set()
+
+    def _new_pass(self, mask: torch.Tensor) -> None:
+        """A new forward pass's mask: its token count (one kernel, added at the next read) and its
+        counting column ``[B, S, 1]`` float64: 1 where ``mask`` counts the token, NaN elsewhere."""
+        self._close_pass()
+        self._mask_seen, self._mask_tokens = mask, mask.sum()
+        self._counting = torch.where(mask.bool()[:, :, None], self._constant("one", (), mask.device), torch.nan)
+        if sum(len(counts) for counts in self._offered_log.values()) >= 256:  # bounded memory
+            self._flush_offered()
 
     @in_full_float32
     def update(self, layer: int, parts: list[tuple[str, torch.Tensor]], mask: torch.Tensor, layout: str) -> None:
@@ -248,71 +299,80 @@ class JointUpdate:
         device = xs[0].device
         self._attach(names, device)
         mask = mask.to(device)
-        if mask is not self._mask_seen:  # one count per forward pass, shared by its layers
-            self._mask_seen, self._mask_tokens = mask, mask.sum()
-        seq = xs[0].shape[2]
+        if mask is not self._mask_seen:
+            self._new_pass(mask)
+        self._offered_now.update((layer, self.names.index(name)) for name in names)
+        batch, seq, width = xs[0].shape[0], xs[0].shape[2], xs[0].shape[3]
         heads = [x.shape[1] for x in xs]
+        wide = self._promoter(batch, width, xs[0].dtype, device)
         budget = JOINT_BLOCK_ELEMENTS.get(device.type, JOINT_BLOCK_ELEMENTS_ELSEWHERE)
-        step = max(1, budget // max(1, xs[0].shape[0] * sum(heads) * (xs[0].shape[3] // 2)))
-        first = self.names.index(names[0])
-        in_order = names == self.names[first : first + len(names)]  # one run of the buffers' tensors
-        whole = in_order and all(h == self.heads[name] for h, name in zip(heads, names, strict=True))
+        step = max(1, budget // max(1, batch * sum(heads) * (width // 2)))
         for begin in range(0, seq, step):
             block = slice(begin, min(seq, begin + step))
-            self._add_block(layer, names, [x[:, :, block] for x in xs], mask[:, block], layout, whole)
-        n, _, _, _, offered = self._buffers
-        if in_order:
-            offered[layer, first : first + len(names)].add_(self._mask_tokens)
-        else:
-            for name in names:
-                offered[layer, self.names.index(name)].add_(self._mask_tokens)
+            pieces = [x[:, :, block].transpose(1, 2) for x in xs]  # [B, s, H, r] each
+            pieces.append(wide.expand(batch, block.stop - begin, 0, width))
+            self._add_block(layer, names, heads, pieces, self._counting[:, block], layout)
 
-    def _add_block(self, layer, names, xs, mask, layout, whole: bool) -> None:
-        """One token block; ``whole``: the tensors fill one run of the buffers' rows (all their heads)."""
-        n, total, squares, peak, _ = self._buffers
-        heads = [x.shape[1] for x in xs]
-        x = torch.cat(xs, dim=1) if len(xs) > 1 else xs[0]
-        norms = chunk_norms(x, layout).double()  # [B, all heads, S, C]
-        batch, _, seq, chunks = norms.shape
-        # a token counts for a tensor where the sum of that tensor's norms is finite (norms are >= 0)
-        if len(set(heads)) == 1:  # equal head counts: each tensor's heads are one axis
-            h, t = heads[0], len(heads)
-            per_tensor = norms.view(batch, t, h, seq, chunks)
-            keep = mask[:, None, :] & torch.isfinite(per_tensor.sum(dim=(2, 4)))  # [B, T, S]
-            kept = torch.where(keep[:, :, None, :, None], per_tensor, 0.0).view(batch, t * h, seq, chunks)
-        else:
-            segment = self._segment(heads, norms.device)  # the tensor of each head
-            per_token = norms.sum(dim=3)  # [B, all heads, S]
-            tokens = per_token.new_zeros(batch, len(heads), seq).index_add_(1, segment, per_token)
-            keep = mask[:, None, :] & torch.isfinite(tokens)
-            kept = torch.where(keep[:, segment, :, None], norms, 0.0)
-        counted = keep.sum(dim=(0, 2))  # [T]
-        sums, sums_sq, top = kept.sum(dim=(0, 2)), kept.square().sum(dim=(0, 2)), kept.amax(dim=(0, 2))
-        if whole:  # the tensors' rows are one block of the buffers
-            first = self.names.index(names[0])
-            rows = slice(self.start[names[0]], self.start[names[0]] + sum(heads))
-            n[layer, first : first + len(names)].add_(counted)
-            self._add_rows(layer, rows, chunks, sums, sums_sq, top)
+    def _add_block(self, layer: int, names: list[str], heads: list[int], pieces: list, counting, layout: str) -> None:
+        """One token block: ``pieces`` are each tensor's ``[B, s, H, r]``, ``counting`` its ``[B, s, 1]``."""
+        total, squares, peak, _ = self._buffers
+        norms = chunk_norms(torch.cat(pieces, dim=2), layout, torch.float32)  # [B, s, all heads, C]
+        batch, seq, _, chunks = norms.shape
+        columns, first = [], 0
+        for h in heads:  # each tensor's heads x chunks, then its counting column
+            columns += [norms[:, :, first : first + h].reshape(batch, seq, h * chunks), counting]
+            first += h
+        tokens = batch * seq
+        flat = torch.cat(columns, dim=2).view(tokens, -1)  # float64 (the counting columns promote)
+        # a token counts for a tensor where the sum of that tensor's norms (its counting column's
+        # included: NaN for a token the mask leaves out) is finite; norms are >= 0, nothing cancels
+        if len(set(heads)) == 1:  # equal head counts: each tensor's columns are one axis
+            per_tensor = flat.view(tokens, len(heads), heads[0] * chunks + 1)
+            keep = torch.isfinite(per_tensor.sum(dim=2))  # [tokens, T]
+            kept = torch.where(keep[:, :, None], per_tensor, 0.0).view(tokens, -1)
+        else:  # each tensor's columns summed as a view, and the keep-mask spread back over them
+            widths = [h * chunks + 1 for h in heads]
+            keep = torch.isfinite(torch.stack([part.sum(dim=1) for part in flat.split(widths, dim=1)], dim=1))
+            spread = torch.cat([keep[:, t : t + 1].expand(tokens, w) for t, w in enumerate(widths)], dim=1)
+            kept = torch.where(spread, flat, 0.0)
+        ones = self._constant("one", (1, tokens), flat.device)
+        top = kept.amax(dim=0)
+        first = self.offset[names[0]]
+        starts = list(itertools.accumulate([first] + [h * chunks + 1 for h in heads]))[:-1]
+        whole = chunks == self.chunks and starts == [self.offset[name] for name in names]
+        whole = whole and all(h == self.heads[name] for h, name in zip(heads, names, strict=True))
+        if whole:  # the block's columns are one run of the buffers' columns: accumulated in place
+            into = slice(first, first + kept.shape[1])
+            total[layer : layer + 1, into].addmm_(ones, kept)
+            squares[layer : layer + 1, into].addmm_(ones, kept.square())
+            torch.maximum(peak[layer, into], top, out=peak[layer, into])
             return
-        local = 0
-        for i, (name, h) in enumerate(zip(names, heads, strict=True)):
-            n[layer, self.names.index(name)].add_(counted[i])
-            rows, here = slice(self.start[name], self.start[name] + h), slice(local, local + h)
-            self._add_rows(layer, rows, chunks, sums[here], sums_sq[here], top[here])
-            local += h
+        sums, sums_sq, local = ones.mm(kept)[0], ones.mm(kept.square())[0], 0
+        for name, h in zip(names, heads, strict=True):  # a layer with fewer heads or chunks than the buffers
+            first, count = self.offset[name], self.offset[name] + self.heads[name] * self.chunks
+            here, counted = slice(local, local + h * chunks), local + h * chunks
+            for buffer, part in ((total, sums), (squares, sums_sq)):
+                buffer[layer, first:count].view(-1, self.chunks)[:h, :chunks].add_(part[here].view(h, chunks))
+                buffer[layer, count].add_(part[counted])
+            view = peak[layer, first:count].view(-1, self.chunks)[:h, :chunks]
+            torch.maximum(view, top[here].view(h, chunks), out=view)
+            local += h * chunks + 1
 
-    def _add_rows(self, layer, rows, chunks, sums, sums_sq, top) -> None:
-        _, total, squares, peak, _ = self._buffers
-        total[layer, rows, :chunks].add_(sums)
-        squares[layer, rows, :chunks].add_(sums_sq)
-        torch.maximum(peak[layer, rows, :chunks], top, out=peak[layer, rows, :chunks])
+    def _promoter(self, batch: int, width: int, dtype: torch.dtype, device) -> torch.Tensor:
+        """An empty ``[B, 1, 0, r]`` float32 tensor (float64 for float64 tensors), cached: concatenated
+        with half-precision tensors it makes the concatenation promote them to float32 itself."""
+        key = ("promoter", batch, width, dtype, str(device))
+        if key not in self._constants:
+            wide = torch.float64 if dtype == torch.float64 else torch.float32
+            self._constants[key] = torch.empty(batch, 1, 0, width, dtype=wide, device=device)
+        return self._constants[key]
 
-    def _segment(self, heads: list[int], device) -> torch.Tensor:
-        key = (tuple(heads), str(device))
-        if key not in self._segments:
-            counts = torch.tensor(heads)
-            self._segments[key] = torch.repeat_interleave(torch.arange(len(heads)), counts).to(device)
-        return self._segments[key]
+    def _constant(self, kind: str, shape: tuple, device) -> torch.Tensor:
+        """A cached float64 tensor of ones (``kind`` "one") of ``shape``."""
+        key = (kind, shape, str(device))
+        if key not in self._constants:
+            self._constants[key] = torch.ones(shape, dtype=torch.float64, device=device)
+        return self._constants[key]
 
 
 def _zeros_like_running(mean: torch.Tensor, count: torch.Tensor) -> tuple[torch.Tensor, ...]:

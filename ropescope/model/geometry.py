@@ -337,9 +337,9 @@ def split_pairs(x: torch.Tensor, layout: str) -> tuple[torch.Tensor, torch.Tenso
     return x[..., 0::2], x[..., 1::2]
 
 
-def chunk_norms(x: torch.Tensor, layout: str) -> torch.Tensor:
-    """2-norm of every chunk of ``x[..., r]`` in float32: ``[..., r/2]``."""
-    a, b = split_pairs(x.float(), layout)
+def chunk_norms(x: torch.Tensor, layout: str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """2-norm of every chunk of ``x[..., r]``, computed in ``dtype`` (float32 unless asked): ``[..., r/2]``."""
+    a, b = split_pairs(x.to(dtype), layout)
     return torch.hypot(a, b)
 
 

@@ -224,11 +224,8 @@ def profile(
 def pad_batch(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-padded ``input_ids`` and the 0/1 ``attention_mask`` of a batch of token rows."""
     width = max(len(r) for r in rows)
-    input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for j, row in enumerate(rows):
-        input_ids[j, : len(row)] = torch.tensor(row)
-        mask[j, : len(row)] = 1
+    input_ids = torch.tensor([list(r) + [pad] * (width - len(r)) for r in rows], dtype=torch.long)
+    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], dtype=torch.long)
     return input_ids, mask
 
 

@@ -4,6 +4,7 @@ slow NumPy recomputation, and the capture path that feeds it."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from reference import slow_chunk_norms
 
@@ -14,22 +15,25 @@ from ropescope.survey import TEXTS, CharTokenizer, tiny_model
 LAYERS, CHUNKS = 3, 4
 # (q heads, k heads, v heads, rotary dims) per layer: layer 1 has fewer KV heads than the arrays,
 # layer 2 half the chunks (Gemma 4's mixed layer sizes)
-SHAPES = [(4, 2, 2, 8), (4, 1, 1, 8), (4, 2, 2, 4)]
-SIZES = {"q": [(4, 4), (4, 4), (4, 2)], "k": [(2, 4), (1, 4), (2, 2)], "v": [(2, 4), (1, 4), (2, 2)]}
-HEADS = {"q": 4, "k": 2, "v": 2}
+GROUPED = (
+    [(4, 2, 2, 8), (4, 1, 1, 8), (4, 2, 2, 4)],
+    {"q": [(4, 4), (4, 4), (4, 2)], "k": [(2, 4), (1, 4), (2, 2)], "v": [(2, 4), (1, 4), (2, 2)]},
+)
+# as many key and value heads as query heads (one reduction axis for the three), and one layer with fewer
+EQUAL = (
+    [(2, 2, 2, 8), (1, 1, 1, 8), (2, 2, 2, 4)],
+    {"q": [(2, 4), (1, 4), (2, 2)], "k": [(2, 4), (1, 4), (2, 2)], "v": [(2, 4), (1, 4), (2, 2)]},
+)
 
 
-def _members() -> dict[str, ChunkNormStats]:
-    return {t: ChunkNormStats(LAYERS, HEADS[t], CHUNKS, sizes=SIZES[t]) for t in "qkv"}
-
-
-def test_a_joint_update_equals_a_slow_recomputation_per_tensor():
+@pytest.mark.parametrize(("SHAPES", "SIZES"), [GROUPED, EQUAL], ids=["grouped-query", "equal-heads"])
+def test_a_joint_update_equals_a_slow_recomputation_per_tensor(SHAPES, SIZES):
     """Batches arriving in the model's order (v first), some with only k and v (a layer that reuses
     keys would have only q), an infinite key and a NaN value that leave the same token's query
     counted, and a read between batches: every count, mean, m2, max and non-finite count equals
     NumPy's over exactly the tokens that count for that tensor."""
     gen = torch.Generator().manual_seed(0)
-    stats = _members()
+    stats = {t: ChunkNormStats(LAYERS, SIZES[t][0][0], CHUNKS, sizes=SIZES[t]) for t in "qkv"}
     joint = JointUpdate(stats)
     seen = {(t, layer): [] for t in "qkv" for layer in range(LAYERS)}  # per tensor and layer: [H, tokens, C]
     offered = {(t, layer): 0 for t in "qkv" for layer in range(LAYERS)}
