@@ -32,6 +32,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file, save
 
 from ropescope.errors import ProfileFileError, RopescopeError
+from ropescope.options import TABLE_FORMATS
 
 HEADER_KEY = "ropescope"
 MAX_HEADER_BYTES = 64_000_000  # the safetensors reader refuses headers over 100 MB; stay well below
@@ -172,9 +173,6 @@ def output_lock(out: str | os.PathLike, wait: bool = False) -> Iterator[None]:
         for directory in reversed(created):  # directories made only to hold the lock
             with contextlib.suppress(OSError):
                 directory.rmdir()
-
-
-TABLE_FORMATS = ("csv", "parquet", "json")
 
 
 def write_table(frame, stem: str | os.PathLike, fmt: str = "csv") -> Path:

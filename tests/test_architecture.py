@@ -21,6 +21,8 @@ STAGES = {
     "errors": 0,
     "data": 0,
     "version": 0,
+    "options": 0,
+    "_lazy": 0,
     "files": 1,
     "records": 1,
     "prompts": 1,

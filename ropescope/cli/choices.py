@@ -5,12 +5,9 @@ from enum import Enum
 
 import typer
 
-from ropescope.files import TABLE_FORMATS
-from ropescope.model.loading import DTYPES
-from ropescope.profiling.compare import ALIGNMENTS
-from ropescope.profiling.run import ON_NONFINITE
+from ropescope.options import ALIGNMENTS, DTYPE_NAMES, ON_NONFINITE, TABLE_FORMATS
 
-DType = Enum("DType", {name: name for name in DTYPES}, type=str)
+DType = Enum("DType", {name: name for name in DTYPE_NAMES}, type=str)
 OnNonfinite = Enum("OnNonfinite", {name: name for name in ON_NONFINITE}, type=str)
 TableFormat = Enum("TableFormat", {name: name for name in TABLE_FORMATS}, type=str)
 FORMAT_OPTION = typer.Option(

@@ -12,15 +12,18 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from ropescope.cli.choices import DType
 from ropescope.errors import RopescopeError, printable
 from ropescope.files import atomic_directory, name_part, output_lock
-from ropescope.model.loading import LoadedModel, load_model
 from ropescope.progress import LineProgress
 from ropescope.prompts import builtin_sets
+
+if TYPE_CHECKING:
+    from ropescope.model.loading import LoadedModel
 
 output_directory = atomic_directory  # the run directory appears only when complete
 HELD = contextlib.ExitStack()  # locks a command holds until it ends (released by cli.app.main)
@@ -191,6 +194,8 @@ def quiet_libraries() -> None:
 
 def load(model: str, **options) -> LoadedModel:
     """Load ``model`` (options of :func:`~ropescope.model.load_model`) with a line saying so."""
+    from ropescope.model.loading import load_model
+
     quiet_libraries()
     say(f"loading {model} ...")
     return load_model(model, **options)

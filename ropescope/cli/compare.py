@@ -4,16 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import typer
 
 from ropescope.cli.choices import FORMAT_OPTION, Alignment, TableFormat
 from ropescope.cli.common import OVERWRITE_HELP, check_out, echo, output_directory, user_path
 from ropescope.files import write_table
-from ropescope.plots.compare import comparison_figure
-from ropescope.plots.style import save_figure
-from ropescope.profiling.compare import compare_profiles
-from ropescope.profiling.result import load_profile
 
 BY_HELP = (
     "How to align the two: geometry (same model geometry, e.g. two prompt sets or dtypes), chunk (same "
@@ -31,6 +26,13 @@ def compare_command(
 ) -> None:
     """Compare two profiles: per-(layer, chunk) difference and ratio maps of q/k/v usage and the
     Spearman rank correlation of chunk usage per layer and overall."""
+    import pandas as pd
+
+    from ropescope.plots.compare import comparison_figure
+    from ropescope.plots.style import save_figure
+    from ropescope.profiling.compare import compare_profiles
+    from ropescope.profiling.result import load_profile
+
     first, second, out = user_path(first), user_path(second), user_path(out)
     by, table_format = Alignment(by).value, TableFormat(table_format).value
     check_out(out, overwrite, inputs=(first, second))

@@ -22,9 +22,7 @@ from ropescope.cli.common import (
 )
 from ropescope.cli.report import REPORT_OPTION, write_figures_report
 from ropescope.errors import Interrupted, RopescopeError
-from ropescope.figures.context import FigureContext
-from ropescope.figures.registry import known_ids, select
-from ropescope.figures.runs import PROGRESS, run_figures
+from ropescope.figures.registry import known_ids
 from ropescope.model.bundled import DEFAULT_MODEL
 from ropescope.prompts import load_prompts
 
@@ -41,6 +39,10 @@ def figures_command(
     model_options: dict | None = None,
 ) -> None:
     """Regenerate the paper's figures and tables (PNG, PDF and CSV) for MODEL."""
+    from ropescope.figures.context import FigureContext
+    from ropescope.figures.registry import select
+    from ropescope.figures.runs import PROGRESS, run_figures
+
     if model_option is not None:
         if model != DEFAULT_MODEL and model != model_option:
             raise RopescopeError(f"give the model once: MODEL is {model!r} but --model is {model_option!r}")

@@ -29,34 +29,9 @@ from ropescope.cli.common import (
 from ropescope.cli.report import REPORT_OPTION
 from ropescope.errors import RopescopeError
 from ropescope.files import write_table
-from ropescope.heads.causal import causal_test
 from ropescope.heads.defaults import ABLATE_CHUNKS, CAUSAL_DRAWS, HF_FRACTION, MAX_OFFSET, THRESHOLD, VIEW_TOKENS
-from ropescope.heads.scan import (
-    POSITIONAL,
-    check_scan_options,
-    distance_term_table,
-    long_head_table,
-    position_score_table,
-    scan_heads,
-    sink_heads,
-    sink_position_table,
-)
-from ropescope.heads.views import cauchy_schwarz_table, head_view, prompt_attention
 from ropescope.model.bundled import DEFAULT_MODEL
-from ropescope.plots.heads import (
-    attention_figure,
-    causal_figure,
-    chunk_norms_figure,
-    heads_scatter_figure,
-    logits_figure,
-)
-from ropescope.plots.heads_position import heads_by_position_figure, sinks_by_frequency_figure
-from ropescope.plots.style import save_figure
-from ropescope.plots.usage import write_profile_figures
-from ropescope.profiling.run import check_profile_options
-from ropescope.profiling.summary import summary_text
 from ropescope.prompts import load_prompts
-from ropescope.report import report_data, write_report
 
 TABLE_COLUMNS = [
     "layer",
@@ -105,6 +80,26 @@ def heads_command(
     model_options: dict | None = None,
 ) -> None:
     """Classify every head (diagonal, previous-token, BOS sink, ...), explain it by frequency, test it causally."""
+    from ropescope.heads.causal import causal_test
+    from ropescope.heads.scan import (
+        POSITIONAL,
+        check_scan_options,
+        distance_term_table,
+        long_head_table,
+        position_score_table,
+        scan_heads,
+        sink_heads,
+        sink_position_table,
+    )
+    from ropescope.heads.views import head_view, prompt_attention
+    from ropescope.plots.heads import attention_figure, causal_figure, chunk_norms_figure, heads_scatter_figure
+    from ropescope.plots.heads_position import heads_by_position_figure, sinks_by_frequency_figure
+    from ropescope.plots.style import save_figure
+    from ropescope.plots.usage import write_profile_figures
+    from ropescope.profiling.run import check_profile_options
+    from ropescope.profiling.summary import summary_text
+    from ropescope.report import report_data, write_report
+
     check_profile_options(max_tokens=max_tokens)
     check_scan_options(max_offset=max_offset, threshold=threshold, hf_fraction=hf_fraction)
     table_format = TableFormat(table_format).value
@@ -207,6 +202,10 @@ def head_command(
     model_options: dict | None = None,
 ) -> None:
     """One head on one prompt: attention, logits and chunk-norm figures; the Cauchy-Schwarz table."""
+    from ropescope.heads.views import cauchy_schwarz_table, head_view
+    from ropescope.plots.heads import attention_figure, chunk_norms_figure, logits_figure
+    from ropescope.plots.style import save_figure
+
     try:
         first, last = (int(x) for x in rows.split(":"))
     except ValueError:

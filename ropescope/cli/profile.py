@@ -33,15 +33,7 @@ from ropescope.cli.report import REPORT_OPTION
 from ropescope.errors import Interrupted, RopescopeError
 from ropescope.files import write_table
 from ropescope.model.bundled import DEFAULT_MODEL, model_status
-from ropescope.plots.position import position_usage_figure
-from ropescope.plots.style import save_figure
-from ropescope.plots.usage import write_profile_figures
-from ropescope.profiling.result import load_profile, prompt_hash
-from ropescope.profiling.resume import load_state, run_key, save_state
-from ropescope.profiling.run import check_profile_options, profile
-from ropescope.profiling.summary import summary_text
 from ropescope.prompts import load_prompts
-from ropescope.report import report_data, write_report
 
 
 @where_it_runs
@@ -78,6 +70,15 @@ def profile_command(
     model_options: dict | None = None,
 ) -> None:
     """Profile q/k/v chunk norms of MODEL on a prompt set; write profile, figures and a summary."""
+    from ropescope.plots.position import position_usage_figure
+    from ropescope.plots.style import save_figure
+    from ropescope.plots.usage import write_profile_figures
+    from ropescope.profiling.result import prompt_hash
+    from ropescope.profiling.resume import load_state, run_key, save_state
+    from ropescope.profiling.run import check_profile_options, profile
+    from ropescope.profiling.summary import summary_text
+    from ropescope.report import report_data, write_report
+
     options = model_options
     dtype, on_nonfinite = options["dtype"], OnNonfinite(on_nonfinite).value
     table_format = TableFormat(table_format).value
@@ -178,6 +179,9 @@ def plot_command(
     head_layer: int = typer.Option(0, help="Layer (0-based) of the per-head figure (F4)."),
 ) -> None:
     """Redraw the figures of a saved profile."""
+    from ropescope.plots.usage import write_profile_figures
+    from ropescope.profiling.result import load_profile
+
     run, out = user_path(run), (user_path(out) if out is not None else None)
     result = load_profile(run)
     if not 0 <= head_layer < result.n_layers:
@@ -199,6 +203,8 @@ def merge_command(
     overwrite: bool = typer.Option(False, help="Replace an existing output file."),
 ) -> None:
     """Merge saved profiles of the same model (e.g. shards profiled separately) into one."""
+    from ropescope.profiling.result import load_profile
+
     profiles, out = [user_path(p) for p in profiles], user_path(out)
     if len(profiles) < 2:
         raise RopescopeError(f"merge needs at least two profiles, got {len(profiles)}")

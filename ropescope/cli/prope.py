@@ -27,21 +27,16 @@ from ropescope.cli.common import (
     user_path,
     where_it_runs,
 )
-from ropescope.dynamics import TrainingRecorder
 from ropescope.errors import Interrupted, RopescopeError
 from ropescope.files import set_aside
 from ropescope.model.bundled import DEFAULT_MODEL
-from ropescope.plots.dynamics import training_figure
-from ropescope.plots.prope import prope_figure, t2_figure
-from ropescope.plots.style import save_figure
-from ropescope.profiling.bands import BAND_LEVEL
+from ropescope.options import BAND_LEVEL
 from ropescope.prompts import load_prompts, load_text
-from ropescope.prope.frequencies import VARIANTS, check_p
-from ropescope.prope.perplexity import BELOW_BAND, prope_table
-from ropescope.prope.train import ENCODINGS, TrainConfig, check_resume_options, check_train_options, run_t2
 
 
 def _fractions(text: str) -> list[float]:
+    from ropescope.prope.frequencies import check_p
+
     try:
         values = [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
@@ -54,6 +49,9 @@ def _fractions(text: str) -> list[float]:
 
 
 def _variants(text: str) -> list[str]:
+    from ropescope.prope.frequencies import VARIANTS, check_p
+    from ropescope.prope.perplexity import BELOW_BAND
+
     chosen = list(VARIANTS) if text == "all" else [v.strip() for v in text.split(",") if v.strip()]
     for variant in chosen:
         if variant != BELOW_BAND:
@@ -105,6 +103,10 @@ def prope_command(
     model_options: dict | None = None,
 ) -> None:
     """Perplexity of MODEL with p-RoPE variants at inference (no fine-tuning), against unmodified RoPE."""
+    from ropescope.plots.prope import prope_figure
+    from ropescope.plots.style import save_figure
+    from ropescope.prope.perplexity import BELOW_BAND, prope_table
+
     ps, chosen = _fractions(p), _variants(variants)
     out = user_path(out or default_out(model, "-prope"))
     check_out(out, overwrite, inputs=(model, text))
@@ -163,6 +165,12 @@ def train_prope_command(
     ),
 ) -> None:
     """Train small Gemma-style models from scratch with every T2 encoding and compare validation perplexity."""
+    from ropescope.dynamics import TrainingRecorder
+    from ropescope.plots.dynamics import training_figure
+    from ropescope.plots.prope import t2_figure
+    from ropescope.plots.style import save_figure
+    from ropescope.prope.train import ENCODINGS, TrainConfig, check_resume_options, check_train_options, run_t2
+
     chosen = list(ENCODINGS) if encodings == "all" else [e.strip() for e in encodings.split(",") if e.strip()]
     config = TrainConfig.small(layers=layers, hidden=hidden, seq_len=seq_len, batch=batch, steps=steps)
     check_train_options(config, chosen)

@@ -9,10 +9,7 @@ import typer
 
 from ropescope.cli.common import check_spares_inputs, check_writable_parent, echo, user_path
 from ropescope.errors import RopescopeError
-from ropescope.heads.views import prompt_attention
 from ropescope.prompts import load_prompts
-from ropescope.report import read_run, report_data, write_report
-from ropescope.report.run_dir import read_causal
 
 REPORT_HELP = "Also write report.html: an interactive page of the run that works offline (see 'ropescope report')."
 REPORT_OPTION = typer.Option(False, "--report", help=REPORT_HELP)  # the same --report on profile, heads, figures
@@ -26,6 +23,8 @@ def report_command(
     """Write an interactive HTML report of a run: usage maps with hover, the sortable head table,
     a per-head view (offset scores, chunk norms, causal test, attention on a prompt), the summary and
     the comparison with the paper. One file, no network needed to open it."""
+    from ropescope.report import read_run, write_report
+
     run = user_path(run)
     data = read_run(run)
     target = user_path(out) if out is not None else (run if run.is_dir() else run.parent) / "report.html"
@@ -42,6 +41,10 @@ def report_command(
 def write_figures_report(context) -> Path:
     """``report.html`` in a ``figures`` output directory, from the run's own profile and head scan
     (computed now if no entry needed them) and its causal test CSV when the HEADS entry wrote one."""
+    from ropescope.heads.views import prompt_attention
+    from ropescope.report import report_data, write_report
+    from ropescope.report.run_dir import read_causal
+
     model = context.model()
     scan = context.heads()
     causal_path = context.out / f"causal_test_{context.name}.csv"

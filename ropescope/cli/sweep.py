@@ -24,12 +24,8 @@ from ropescope.cli.common import (
     user_path,
     where_it_runs,
 )
-from ropescope.dynamics.revisions import sweep_revisions
 from ropescope.errors import Interrupted, RopescopeError
 from ropescope.files import name_part, write_table
-from ropescope.plots.dynamics import training_figure
-from ropescope.plots.style import save_figure
-from ropescope.profiling.run import check_profile_options
 from ropescope.prompts import load_prompts
 
 
@@ -46,6 +42,11 @@ def sweep_command(
 ) -> None:
     """Profile and head-scan MODEL at each of its revisions: how the frequency bands and the
     positional heads change over training (sweep.csv, sweep.png, each revision's profile)."""
+    from ropescope.dynamics.revisions import sweep_revisions
+    from ropescope.plots.dynamics import training_figure
+    from ropescope.plots.style import save_figure
+    from ropescope.profiling.run import check_profile_options
+
     names = [r.strip() for r in revisions.split(",") if r.strip()]
     if not names:
         raise RopescopeError("--revisions names no revision")

@@ -2,61 +2,55 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ropescope.errors import RopescopeError
-from ropescope.figures.context import FigureContext
-from ropescope.figures.entries import (
-    fig_f2,
-    fig_f3,
-    fig_f4,
-    fig_f5,
-    fig_f6,
-    fig_f7,
-    fig_f8,
-    fig_f9,
-    fig_f10,
-    fig_f13,
-    fig_f14,
-    fig_f18,
-    fig_f19,
-    fig_heads,
-    fig_prope,
-    fig_t2,
-    fig_t3,
-    fig_theory,
-)
+
+if TYPE_CHECKING:
+    from ropescope.figures.context import FigureContext
 
 
 @dataclass(frozen=True)
 class Figure:
+    """One entry: its paper id, a title, and what draws it: the name of a function in
+    :mod:`ropescope.figures.entries` (imported when first drawn, so listing the ids imports no
+    plotting or model code), or the function itself."""
+
     id: str
     title: str
-    render: Callable[[FigureContext], None]
+    entry: str | Callable[[FigureContext], None]
+
+    @property
+    def render(self) -> Callable[[FigureContext], None]:
+        if callable(self.entry):
+            return self.entry
+        return getattr(importlib.import_module("ropescope.figures.entries"), self.entry)
 
 
 FIGURES = {
     f.id: f
     for f in [
-        Figure("F2", "decay of all-ones vs Gaussian q, k", fig_f2),
-        Figure("F3", "query/key usage per layer", fig_f3),
-        Figure("F4", "usage per head of the layer with a positional head", fig_f4),
-        Figure("F5", "attention of the strongest diagonal / previous-token heads", fig_f5),
-        Figure("F6", "per-token chunk norms of those heads", fig_f6),
-        Figure("F7", "trigger-token head (apostrophe-like): attention, logits (F12), chunk norms (F17)", fig_f7),
-        Figure("F8", "Random RoPE", fig_f8),
-        Figure("F9", "one fixed Gaussian pair", fig_f9),
-        Figure("F10", "second family (SmolLM2-135M): F3 and F4", fig_f10),
-        Figure("F13", "value usage per layer", fig_f13),
-        Figure("F14", "per positional head: query and key chunk norms and attention (F15, F16)", fig_f14),
-        Figure("F18", "a semantic head's chunk norms", fig_f18),
-        Figure("F19", "usage across domains and their similarity", fig_f19),
-        Figure("T2", "p-RoPE trained from scratch", fig_t2),
-        Figure("T3", "Cauchy-Schwarz tables and their figure (T4, T5)", fig_t3),
-        Figure("THEORY", "P3.1, P5.2, T5.3, T6.1", fig_theory),
-        Figure("HEADS", "head classes, positional vs high-frequency, causal test", fig_heads),
-        Figure("PROPE", "p-RoPE at inference (perplexity)", fig_prope),
+        Figure("F2", "decay of all-ones vs Gaussian q, k", "fig_f2"),
+        Figure("F3", "query/key usage per layer", "fig_f3"),
+        Figure("F4", "usage per head of the layer with a positional head", "fig_f4"),
+        Figure("F5", "attention of the strongest diagonal / previous-token heads", "fig_f5"),
+        Figure("F6", "per-token chunk norms of those heads", "fig_f6"),
+        Figure("F7", "trigger-token head (apostrophe-like): attention, logits (F12), chunk norms (F17)", "fig_f7"),
+        Figure("F8", "Random RoPE", "fig_f8"),
+        Figure("F9", "one fixed Gaussian pair", "fig_f9"),
+        Figure("F10", "second family (SmolLM2-135M): F3 and F4", "fig_f10"),
+        Figure("F13", "value usage per layer", "fig_f13"),
+        Figure("F14", "per positional head: query and key chunk norms and attention (F15, F16)", "fig_f14"),
+        Figure("F18", "a semantic head's chunk norms", "fig_f18"),
+        Figure("F19", "usage across domains and their similarity", "fig_f19"),
+        Figure("T2", "p-RoPE trained from scratch", "fig_t2"),
+        Figure("T3", "Cauchy-Schwarz tables and their figure (T4, T5)", "fig_t3"),
+        Figure("THEORY", "P3.1, P5.2, T5.3, T6.1", "fig_theory"),
+        Figure("HEADS", "head classes, positional vs high-frequency, causal test", "fig_heads"),
+        Figure("PROPE", "p-RoPE at inference (perplexity)", "fig_prope"),
     ]
 }
 

@@ -9,10 +9,32 @@
 - :mod:`~ropescope.heads.triggers`: the search for trigger-token heads.
 """
 
-from ropescope.heads.causal import causal_test
-from ropescope.heads.scan import CLASS_ORDER, POSITIONAL, HeadReport, agreement, check_scan_options, scan_heads
-from ropescope.heads.triggers import TriggerHead, search_trigger_heads
-from ropescope.heads.views import HeadView, cauchy_schwarz_table, head_view
+from typing import TYPE_CHECKING
+
+from ropescope._lazy import lazy_attributes
+
+# name -> the module that defines it, imported on first use (the command line's --help imports none)
+_WHERE = {
+    "CLASS_ORDER": "ropescope.heads.scan",
+    "HeadReport": "ropescope.heads.scan",
+    "HeadView": "ropescope.heads.views",
+    "POSITIONAL": "ropescope.heads.scan",
+    "TriggerHead": "ropescope.heads.triggers",
+    "agreement": "ropescope.heads.scan",
+    "cauchy_schwarz_table": "ropescope.heads.views",
+    "causal_test": "ropescope.heads.causal",
+    "check_scan_options": "ropescope.heads.scan",
+    "head_view": "ropescope.heads.views",
+    "scan_heads": "ropescope.heads.scan",
+    "search_trigger_heads": "ropescope.heads.triggers",
+}
+__getattr__, __dir__ = lazy_attributes(__name__, _WHERE)
+
+if TYPE_CHECKING:  # what type checkers and editors see
+    from ropescope.heads.causal import causal_test
+    from ropescope.heads.scan import CLASS_ORDER, POSITIONAL, HeadReport, agreement, check_scan_options, scan_heads
+    from ropescope.heads.triggers import TriggerHead, search_trigger_heads
+    from ropescope.heads.views import HeadView, cauchy_schwarz_table, head_view
 
 __all__ = [
     "CLASS_ORDER",

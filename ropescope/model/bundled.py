@@ -14,11 +14,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from ropescope.errors import ModelLoadError, first_line
 from ropescope.files import atomic_directory, atomic_path, output_lock
-from ropescope.model.checkpoint_checks import check_gguf_header
 
 
 @dataclass(frozen=True)
@@ -95,7 +92,10 @@ def conversion_target(gguf: Path, label: str) -> Path:
 
 
 def _convert(gguf: Path, size: int, target: Path) -> None:
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ropescope.model.checkpoint_checks import check_gguf_header
 
     check_gguf_header(gguf)
     try:

@@ -34,8 +34,9 @@ from ropescope.model.checkpoint_checks import (
 )
 from ropescope.model.hub import explain, looks_like_hub_id, offline_mode, probe
 from ropescope.model.rope_scaling import layer_type_of, parse_rope_scaling, scale_rope
+from ropescope.options import DTYPE_NAMES
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
 
 
 @dataclass(eq=False)

@@ -7,10 +7,27 @@
 - :mod:`~ropescope.profiling.summary`: which frequency band holds most of q and k, per layer.
 """
 
-from ropescope.profiling.bands import band_shares
-from ropescope.profiling.result import Profile, load_profile
-from ropescope.profiling.run import check_profile_options, profile
-from ropescope.profiling.summary import summary_frame, summary_text
+from typing import TYPE_CHECKING
+
+from ropescope._lazy import lazy_attributes
+
+# name -> the module that defines it, imported on first use (the command line's --help imports none)
+_WHERE = {
+    "Profile": "ropescope.profiling.result",
+    "band_shares": "ropescope.profiling.bands",
+    "check_profile_options": "ropescope.profiling.run",
+    "load_profile": "ropescope.profiling.result",
+    "profile": "ropescope.profiling.run",
+    "summary_frame": "ropescope.profiling.summary",
+    "summary_text": "ropescope.profiling.summary",
+}
+__getattr__, __dir__ = lazy_attributes(__name__, _WHERE)
+
+if TYPE_CHECKING:  # what type checkers and editors see
+    from ropescope.profiling.bands import band_shares
+    from ropescope.profiling.result import Profile, load_profile
+    from ropescope.profiling.run import check_profile_options, profile
+    from ropescope.profiling.summary import summary_frame, summary_text
 
 __all__ = [
     "Profile",

@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ropescope.options import BAND_LEVEL
+
 BANDS = ("fastest 25%", "25-50%", "50-75%", "slowest 25%")
 
 
@@ -37,8 +39,6 @@ def band_shares(profile, tensor: str) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         return out / out.sum(axis=1, keepdims=True)
 
-
-BAND_LEVEL = 0.5  # a chunk is in a layer's frequency band while its mean norm is >= this x the layer's peak
 
 BAND_COLUMNS = [
     "layer",

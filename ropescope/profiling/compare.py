@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 
 from ropescope.errors import RopescopeError, printable
+from ropescope.options import ALIGNMENTS
 
-ALIGNMENTS = ("geometry", "chunk", "relative")
 TENSORS = ("q", "k", "v")
 
 

@@ -23,13 +23,12 @@ from ropescope.hooks.reducers import fan_out, whole_prompts
 from ropescope.model.anatomy import FINGERPRINT_KIND, ModelAnatomy, inspect_model
 from ropescope.model.geometry import RopeGeometry
 from ropescope.model.loading import tokenizer_of
+from ropescope.options import ON_NONFINITE
 from ropescope.profiling.distributed import gather_max, gather_merge, rank_and_world
 from ropescope.profiling.result import Profile, prompt_hash, prompt_set_hash
 from ropescope.progress import reporting
 from ropescope.prompts import check_texts
 from ropescope.version import __version__
-
-ON_NONFINITE = ("stop", "skip")
 
 
 def check_profile_options(

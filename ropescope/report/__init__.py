@@ -8,8 +8,22 @@ that data back from a run directory written by ``ropescope profile`` / ``heads``
 network request, no CDN).
 """
 
-from ropescope.report.content import report_data
-from ropescope.report.page import render_page, write_report
-from ropescope.report.run_dir import read_run
+from typing import TYPE_CHECKING
+
+from ropescope._lazy import lazy_attributes
+
+# name -> the module that defines it, imported on first use (the command line's --help imports none)
+_WHERE = {
+    "read_run": "ropescope.report.run_dir",
+    "render_page": "ropescope.report.page",
+    "report_data": "ropescope.report.content",
+    "write_report": "ropescope.report.page",
+}
+__getattr__, __dir__ = lazy_attributes(__name__, _WHERE)
+
+if TYPE_CHECKING:  # what type checkers and editors see
+    from ropescope.report.content import report_data
+    from ropescope.report.page import render_page, write_report
+    from ropescope.report.run_dir import read_run
 
 __all__ = ["read_run", "render_page", "report_data", "write_report"]

@@ -1,5 +1,8 @@
 """The command line: bad input gets one line, a non-zero exit and no output directory."""
 
+import subprocess
+import sys
+
 import pytest
 import transformers
 from cli_helpers import REPO, assert_no_output, assert_one_line_error, run_cli, run_here  # noqa: F401
@@ -78,6 +81,31 @@ def test_help_and_models(capsys):
     listing = run_here(capsys, "models")
     assert listing.returncode == 0
     assert "gemma-3-270m" in listing.stdout and "installed" in listing.stdout
+
+
+def test_help_imports_no_heavy_library():
+    """``ropescope --help`` and every command's ``--help`` answer without importing torch,
+    transformers, pandas or matplotlib (seconds of start-up): the commands import what they run when
+    they run it. One process per command, as a user starts it."""
+    from ropescope.cli.app import COMMANDS
+
+    commands = [None, *COMMANDS]
+    script = (
+        "import sys\n"
+        "from ropescope.cli import main\n"
+        "try:\n"
+        "    main(sys.argv[1:])\n"
+        "except SystemExit as stop:\n"
+        "    assert stop.code == 0, stop.code\n"
+        "heavy = sorted(m for m in ('torch', 'transformers', 'pandas', 'matplotlib') if m in sys.modules)\n"
+        "print('HEAVY', ','.join(heavy))\n"
+    )
+    for command in commands:
+        args = [command, "--help"] if command else ["--help"]
+        result = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, cwd=REPO)
+        assert result.returncode == 0, (command, result.stderr[-2000:])
+        assert "Usage" in result.stdout, command
+        assert result.stdout.strip().splitlines()[-1] == "HEAVY", (command, result.stdout.splitlines()[-1])
 
 
 def test_no_arguments_prints_the_help_and_no_error(capsys):

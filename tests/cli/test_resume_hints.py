@@ -109,7 +109,7 @@ def uninterrupted_profile(prompt_file, tmp_path_factory):
 def test_profile_resumes_with_the_printed_command(
     uninterrupted_profile, prompt_file, tmp_path, capsys, monkeypatch, calls
 ):
-    import ropescope.cli.profile as profile_cli
+    import ropescope.profiling.resume as profile_cli  # where the command takes save_state from
 
     out = tmp_path / "resumed"
     argv = [*PROFILE, "--prompts", str(prompt_file), "--out", str(out)]

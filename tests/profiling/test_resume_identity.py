@@ -8,7 +8,7 @@ from cli_helpers import run_main
 from hub_stand_in import char_tokenizer
 from tiny import tiny_model
 
-import ropescope.cli.profile as profile_cli
+import ropescope.profiling.resume as profile_cli  # the command imports save_state from here when it runs
 
 
 def _save(directory, seed):
