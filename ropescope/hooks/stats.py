@@ -279,7 +279,7 @@ class JointUpdate:
         counting column ``[B, S, 1]`` float64: 1 where ``mask`` counts the token, NaN elsewhere."""
         self._close_pass()
         self._mask_seen, self._mask_tokens = mask, mask.sum()
-        self._counting = torch.where(mask.bool()[:, :, None], self._constant("one", (), mask.device), torch.nan)
+        self._counting = torch.where(mask.bool()[:, :, None], self._ones(1, mask.device)[0, 0], torch.nan)
         if sum(len(counts) for counts in self._offered_log.values()) >= 256:  # bounded memory
             self._flush_offered()
 
@@ -335,7 +335,7 @@ class JointUpdate:
             keep = torch.isfinite(torch.stack([part.sum(dim=1) for part in flat.split(widths, dim=1)], dim=1))
             spread = torch.cat([keep[:, t : t + 1].expand(tokens, w) for t, w in enumerate(widths)], dim=1)
             kept = torch.where(spread, flat, 0.0)
-        ones = self._constant("one", (1, tokens), flat.device)
+        ones = self._ones(tokens, flat.device)
         top = kept.amax(dim=0)
         first = self.offset[names[0]]
         starts = list(itertools.accumulate([first] + [h * chunks + 1 for h in heads]))[:-1]
@@ -367,12 +367,13 @@ class JointUpdate:
             self._constants[key] = torch.empty(batch, 1, 0, width, dtype=wide, device=device)
         return self._constants[key]
 
-    def _constant(self, kind: str, shape: tuple, device) -> torch.Tensor:
-        """A cached float64 tensor of ones (``kind`` "one") of ``shape``."""
-        key = (kind, shape, str(device))
-        if key not in self._constants:
-            self._constants[key] = torch.ones(shape, dtype=torch.float64, device=device)
-        return self._constants[key]
+    def _ones(self, tokens: int, device) -> torch.Tensor:
+        """``[1, tokens]`` float64 ones: a view of one cached row, grown to the longest block seen (so
+        prompts of many lengths keep one row, not one per length)."""
+        row = self._constants.get(("ones", str(device)))
+        if row is None or row.shape[1] < tokens:
+            row = self._constants["ones", str(device)] = torch.ones(1, tokens, dtype=torch.float64, device=device)
+        return row[:, :tokens]
 
 
 def _zeros_like_running(mean: torch.Tensor, count: torch.Tensor) -> tuple[torch.Tensor, ...]:

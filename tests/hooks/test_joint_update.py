@@ -104,3 +104,15 @@ def test_the_capture_reduces_each_layer_once_with_all_its_tensors(monkeypatch):
             np.testing.assert_allclose(
                 getattr(joint.stats[t], field).numpy(), getattr(separate.stats[t], field).numpy(), rtol=1e-12
             )
+
+
+def test_prompts_of_many_lengths_keep_one_cached_row():
+    """The ones the sums multiply by are one cached row, grown to the longest block, and not one
+    tensor per prompt length (a run over prompts of thousands of lengths keeps its memory)."""
+    stats = {t: ChunkNormStats(1, 2, 2) for t in "qkv"}
+    joint = JointUpdate(stats)
+    for seq in (5, 9, 3, 12, 7):
+        x = torch.randn(1, 2, seq, 4)
+        joint.update(0, [(t, x) for t in "qkv"], torch.ones(1, seq, dtype=torch.bool), "halves")
+    assert [tuple(c.shape) for c in joint._constants.values() if c.dtype == torch.float64] == [(1, 12)]
+    assert float(stats["q"].count[0]) == 5 + 9 + 3 + 12 + 7
