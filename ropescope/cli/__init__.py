@@ -1,9 +1,10 @@
 """Command line: ``ropescope`` (the typer app in :mod:`~ropescope.cli.app`), one module per command
 group over the shared check -> load -> progress -> write path of :mod:`~ropescope.cli.common`.
 
-:func:`main` handles Ctrl-C and SIGTERM from its first instruction: the app's import (torch,
-transformers: seconds) happens after, so a command stopped while it is still starting ends with one
-line and exit status 130 or 143, not a traceback.
+:func:`main` handles Ctrl-C and SIGTERM from its first instruction: the app's import happens after
+(typer and the command modules; torch and transformers only when a command runs, under the app's own
+handler), so a command stopped while it is still starting ends with one line and exit status 130 or
+143, not a traceback.
 """
 
 from __future__ import annotations

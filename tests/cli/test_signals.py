@@ -88,7 +88,8 @@ def test_a_signal_caught_inside_a_string_exec_still_exits_with_its_own_status(tm
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_while_the_command_is_still_starting_is_one_line(tmp_path, signum):
     """Ctrl-C during the seconds the command spends importing torch and transformers: one line and
-    130 / 143, not a KeyboardInterrupt traceback (the handlers are set before the heavy imports)."""
+    130 / 143, not a KeyboardInterrupt traceback (the handlers are set before any import; torch is
+    imported by the command when it runs, so the command's own handler may be the one answering)."""
     proc = subprocess.Popen(
         [sys.executable, "-X", "importtime", "-m", "ropescope", "profile", "--out", "run"],
         cwd=tmp_path,
@@ -106,7 +107,9 @@ def test_a_signal_while_the_command_is_still_starting_is_one_line(tmp_path, sign
     _, rest = proc.communicate(timeout=120)
     lines = [line for line in rest.splitlines() if not line.startswith("import time:")]
     assert proc.returncode == 128 + signum, rest[-2000:]
-    assert lines == [f"error: interrupted by {signal.Signals(signum).name} while starting; no output was written"], (
-        lines
-    )
+    name = signal.Signals(signum).name
+    assert lines in (
+        [f"error: interrupted by {name} while starting; no output was written"],
+        [f"error: interrupted by {name}; no output was written"],
+    ), lines
     assert not (tmp_path / "run").exists()
