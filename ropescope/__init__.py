@@ -20,9 +20,9 @@ The package follows the pipeline, one folder per stage: :mod:`ropescope.model` (
 needs is here under a short name; ``ropescope.plots`` and ``ropescope.figures`` load on first use.
 """
 
-import importlib
 from typing import TYPE_CHECKING
 
+from ropescope._lazy import lazy_attributes
 from ropescope.errors import RopescopeError
 from ropescope.version import __version__
 
@@ -59,7 +59,8 @@ _WHERE = {
     "prope_table": "ropescope.prope",
     "sweep_revisions": "ropescope.dynamics",
 }
-_LAZY = ("plots", "figures", "theory")
+# ``ropescope.plots``, ``ropescope.figures`` and ``ropescope.theory`` (any submodule) load on first use too
+__getattr__, __dir__ = lazy_attributes(__name__, _WHERE, submodules=("plots", "figures", "theory"))
 
 if TYPE_CHECKING:  # what type checkers and editors see
     from ropescope.dynamics import sweep_revisions
@@ -79,22 +80,6 @@ if TYPE_CHECKING:  # what type checkers and editors see
     from ropescope.profiling import Profile, load_profile, profile, summary_text
     from ropescope.prompts import load_prompts, load_text
     from ropescope.prope import ablate_chunks, p_rope, perplexity, prope_table
-
-
-def __getattr__(name: str):
-    """The public API by its short name, and ``ropescope.plots``, ``ropescope.figures`` and
-    ``ropescope.theory``, each imported on first use."""
-    if name in _WHERE:
-        value = getattr(importlib.import_module(_WHERE[name]), name)
-        globals()[name] = value  # later look-ups are plain attribute reads
-        return value
-    if name in _LAZY:
-        return importlib.import_module(f"ropescope.{name}")
-    raise AttributeError(f"module 'ropescope' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_WHERE, *_LAZY})
 
 
 __all__ = [

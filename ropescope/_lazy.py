@@ -8,9 +8,10 @@ import importlib.util
 from collections.abc import Callable
 
 
-def lazy_attributes(package: str, where: dict[str, str]) -> tuple[Callable, Callable]:
+def lazy_attributes(package: str, where: dict[str, str], submodules: tuple[str, ...] = ()) -> tuple[Callable, Callable]:
     """``__getattr__`` and ``__dir__`` for ``package``'s ``__init__``: ``where`` maps each exported
-    name to the module that defines it (PEP 562); a submodule's name imports that submodule."""
+    name to the module that defines it (PEP 562); a submodule's name imports that submodule
+    (``submodules``: those ``dir()`` lists before they are imported)."""
     namespace = importlib.import_module(package).__dict__
 
     def __getattr__(name: str):
@@ -23,6 +24,6 @@ def lazy_attributes(package: str, where: dict[str, str]) -> tuple[Callable, Call
         return value
 
     def __dir__() -> list[str]:
-        return sorted(set(namespace) | set(where))
+        return sorted(set(namespace) | set(where) | set(submodules))
 
     return __getattr__, __dir__

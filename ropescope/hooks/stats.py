@@ -16,8 +16,6 @@ varies by only 0.1% over the tokens, far under the float32 rounding of the norms
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import torch
 
@@ -304,7 +302,7 @@ class JointUpdate:
         self._offered_now.update((layer, self.names.index(name)) for name in names)
         batch, seq, width = xs[0].shape[0], xs[0].shape[2], xs[0].shape[3]
         heads = [x.shape[1] for x in xs]
-        wide = self._promoter(batch, width, xs[0].dtype, device)
+        wide = self._promoter(batch, width, device)
         budget = JOINT_BLOCK_ELEMENTS.get(device.type, JOINT_BLOCK_ELEMENTS_ELSEWHERE)
         step = max(1, budget // max(1, batch * sum(heads) * (width // 2)))
         for begin in range(0, seq, step):
@@ -337,11 +335,11 @@ class JointUpdate:
             kept = torch.where(spread, flat, 0.0)
         ones = self._ones(tokens, flat.device)
         top = kept.amax(dim=0)
-        first = self.offset[names[0]]
-        starts = list(itertools.accumulate([first] + [h * chunks + 1 for h in heads]))[:-1]
-        whole = chunks == self.chunks and starts == [self.offset[name] for name in names]
-        whole = whole and all(h == self.heads[name] for h, name in zip(heads, names, strict=True))
+        at = self.names.index(names[0])
+        consecutive = names == self.names[at : at + len(names)]
+        whole = consecutive and chunks == self.chunks and heads == [self.heads[name] for name in names]
         if whole:  # the block's columns are one run of the buffers' columns: accumulated in place
+            first = self.offset[names[0]]
             into = slice(first, first + kept.shape[1])
             total[layer : layer + 1, into].addmm_(ones, kept)
             squares[layer : layer + 1, into].addmm_(ones, kept.square())
@@ -358,13 +356,12 @@ class JointUpdate:
             torch.maximum(view, top[here].view(h, chunks), out=view)
             local += h * chunks + 1
 
-    def _promoter(self, batch: int, width: int, dtype: torch.dtype, device) -> torch.Tensor:
-        """An empty ``[B, 1, 0, r]`` float32 tensor (float64 for float64 tensors), cached: concatenated
-        with half-precision tensors it makes the concatenation promote them to float32 itself."""
-        key = ("promoter", batch, width, dtype, str(device))
+    def _promoter(self, batch: int, width: int, device) -> torch.Tensor:
+        """An empty ``[B, 1, 0, r]`` float32 tensor, cached: concatenated with half-precision tensors it
+        makes the concatenation promote them to float32 itself (float32 and float64 stay as they are)."""
+        key = ("promoter", batch, width, str(device))
         if key not in self._constants:
-            wide = torch.float64 if dtype == torch.float64 else torch.float32
-            self._constants[key] = torch.empty(batch, 1, 0, width, dtype=wide, device=device)
+            self._constants[key] = torch.empty(batch, 1, 0, width, dtype=torch.float32, device=device)
         return self._constants[key]
 
     def _ones(self, tokens: int, device) -> torch.Tensor:
