@@ -9,10 +9,15 @@ wall time, median and spread) and the peak of ``torch.cuda.max_memory_allocated`
 - ``profile``: the same forward inside ``ropescope.capture`` (q/k/v chunk statistics).
 - ``tl_cache``: ``TransformerBridge.run_with_cache`` filtered to q/k/v hooks (the bridge's forward
   includes the LM head), statistics from the cache. Skipped when transformer_lens is missing.
-- ``heads``: forward with ropescope's block-wise head offset scores (``on_qk``).
+- ``heads``: forward with ropescope's head offset scores (``on_qk``), each row's softmax normaliser
+  taken from the model's own flash attention kernel where it runs one (``hooks.model_lse``).
+- ``heads_recompute``: the same with the normaliser recomputed block-wise in float32; after timing,
+  the largest difference between the two scans' offset and first-token scores is printed.
 - ``eager_attn``: eager attention with ``output_attentions=True`` (S x S weights of every layer).
 
-Run on a GPU machine: ``python bench/gpu_gemma7b.py`` (CSV in ``bench/results/gpu_gemma7b.csv``).
+Run on a GPU machine: ``python bench/gpu_gemma7b.py`` (CSV in ``bench/results/gpu_gemma7b.csv``, the
+GPU targets' ratios in ``bench/results/ratios.json``; a CSV brought back from a GPU machine is
+recorded with ``python bench/gpu_gemma7b.py --record CSV --device-name NAME``).
 ``--small --device cpu`` runs the same code on a shrunken config (the test suite does, as a smoke
 test; its numbers mean nothing).
 """
@@ -27,6 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import transformers
 
@@ -35,6 +41,7 @@ sys.path.insert(0, str(HERE.parent))
 
 import ropescope  # noqa: E402
 from ropescope.heads.scores import HeadScoreReducer  # noqa: E402
+from ropescope.hooks.reducers import fan_out  # noqa: E402
 from ropescope.hooks.stats import ChunkNormStats  # noqa: E402
 from ropescope.model.anatomy import inspect_model  # noqa: E402
 from ropescope.model.geometry import chunk_norms, read_geometry  # noqa: E402
@@ -105,21 +112,32 @@ def cases(model, cfg, ids, device: str) -> dict:
         with torch.inference_mode():
             base(input_ids=ids, use_cache=False)
 
-    first = {"profile": True, "heads": True}  # the geometry self-check runs once per run, as in a real one
+    # the geometry self-check runs once per run, as in a real one
+    first = {"profile": True, "heads": True, "heads_recompute": True}
 
     def profile():
         check = first.pop("profile", False)
         with torch.inference_mode(), ropescope.capture(model, geometry, verify_geometry=check):
             base(input_ids=ids, use_cache=False)
 
-    def heads():
-        check = first.pop("heads", False)
-        reducer = HeadScoreReducer(geometry, inspect_model(model, geometry).logit_rules, cfg.num_attention_heads)
+    last = {}  # the last scan's head scores of each heads case, compared after timing
+
+    def heads(model_lse: bool = True):
+        name = "heads" if model_lse else "heads_recompute"
+        check = first.pop(name, False)
+        anatomy = inspect_model(model, geometry)
+        reducer = HeadScoreReducer(geometry, anatomy.logit_rules, cfg.num_attention_heads)
+        on_qk = fan_out(anatomy, [reducer])  # as scan_heads hands it over (the normaliser's row blocks)
         with (
             torch.inference_mode(),
-            ropescope.capture(model, geometry, on_qk=reducer, tensors=("q", "k"), verify_geometry=check),
+            ropescope.capture(
+                model, geometry, on_qk=on_qk, tensors=("q", "k"), verify_geometry=check, model_lse=model_lse
+            ) as cap,
         ):
             base(input_ids=ids, use_cache=False)
+        last[name] = reducer
+        if cap._model_lse is not None:
+            last["lse_counts"] = (cap._model_lse.used, cap._model_lse.recomputed)
 
     def eager_attn():
         model.set_attn_implementation("eager")
@@ -131,7 +149,14 @@ def cases(model, cfg, ids, device: str) -> dict:
         finally:
             model.set_attn_implementation("sdpa")
 
-    chosen = {"forward": forward, "profile": profile, "heads": heads, "eager_attn": eager_attn}
+    chosen = {
+        "forward": forward,
+        "profile": profile,
+        "heads": heads,
+        "heads_recompute": lambda: heads(model_lse=False),
+        "eager_attn": eager_attn,
+    }
+    chosen["last"] = last
     try:
         from transformer_lens.model_bridge import TransformerBridge  # noqa: F401
 
@@ -164,6 +189,21 @@ def tl_cache(model, cfg, ids, geometry):
         del cache
 
 
+def gpu_ratios(rows: list[dict]) -> dict[str, float]:
+    """The issue-22 GPU targets' ratios (bench/targets.py) from this benchmark's rows."""
+    seconds = {(r["tokens"], r["case"]): r["seconds"] for r in rows}
+    wanted = {
+        "GPU profile time / forward, 2,048 tokens": (2048, "profile"),
+        "GPU profile time / forward, 8,192 tokens": (8192, "profile"),
+        "GPU heads time / forward, 8,192 tokens": (8192, "heads"),
+    }
+    return {
+        name: seconds[key] / seconds[(key[0], "forward")]
+        for name, key in wanted.items()
+        if key in seconds and (key[0], "forward") in seconds
+    }
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
@@ -171,12 +211,22 @@ def main(argv=None) -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--small", action="store_true", help="shrunken config (smoke test)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "gpu_gemma7b.csv")
+    parser.add_argument("--record", type=Path, help="only record the GPU ratios of this CSV (from a GPU machine)")
+    parser.add_argument("--device-name", help="with --record: the machine the CSV was measured on")
     args = parser.parse_args(argv)
+    if args.record:
+        import pandas as pd
+        from targets import record
+
+        rows = pd.read_csv(args.record).to_dict("records")
+        name = args.device_name or f"{rows[0]['device']}"
+        record("gpu_gemma7b", gpu_ratios(rows), name)
+        return
     model, cfg = build_model(args.device, args.small)
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
     print(f"device: {name}; model: Gemma-7B architecture{' (small)' if args.small else ''}, bfloat16, random")
     rows = []
-    order = ["forward", "profile", "heads", "eager_attn", "tl_cache"]
+    order = ["forward", "profile", "heads", "heads_recompute", "eager_attn", "tl_cache"]
     for tokens in args.tokens:
         ids = torch.randint(3, cfg.vocab_size, (1, tokens), device=args.device)
         ids[0, 0] = cfg.bos_token_id
@@ -185,19 +235,36 @@ def main(argv=None) -> None:
             row = {"device": name, "tokens": tokens, "case": case, **timed(runs[case], args.device, args.reps)}
             rows.append(row)
             print(json.dumps(row), flush=True)
+        last = runs["last"]
+        if "heads" in last and "heads_recompute" in last:
+            fast, slow = last["heads"].arrays, last["heads_recompute"].arrays
+            gap = max(
+                float(np.nanmax(np.abs(fast.offset_scores() - slow.offset_scores()))),
+                float(np.nanmax(np.abs(fast.sink_scores() - slow.sink_scores()))),
+            )
+            used, recomputed = last.get("lse_counts", (0, 0))
+            print(
+                f"{tokens} tokens: normaliser from the kernel in {used} layers, recomputed in {recomputed};"
+                f" largest |score difference| to the recomputed normaliser {gap:.2e}",
+                flush=True,
+            )
     import pandas as pd
 
     frame = pd.DataFrame(rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(args.out, index=False)
+    if args.device.startswith("cuda") and not args.small:
+        from targets import machine, record
+
+        record("gpu_gemma7b", gpu_ratios(rows), machine())
     print(
-        f"\n{'tokens':>7} {'case':>11} {'median s':>9} {'spread s':>9} {'peak GB':>8} {'time/base':>10} {'mem/base':>9}"
+        f"\n{'tokens':>7} {'case':>15} {'median s':>9} {'spread s':>9} {'peak GB':>8} {'time/base':>10} {'mem/base':>9}"
     )
     for row in rows:
         base = next(r for r in rows if r["tokens"] == row["tokens"] and r["case"] == "forward")
         note = f"  ({row['error']})" if "error" in row else ""
         print(
-            f"{row['tokens']:>7} {row['case']:>11} {row['seconds']:>9.3f} {row['spread_s']:>9.3f}"
+            f"{row['tokens']:>7} {row['case']:>15} {row['seconds']:>9.3f} {row['spread_s']:>9.3f}"
             f" {row['peak_gb']:>8.2f}"
             f" {row['seconds'] / base['seconds']:>10.3f} {row['peak_gb'] / base['peak_gb']:>9.3f}{note}"
         )
