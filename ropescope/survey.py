@@ -23,11 +23,13 @@ says why in a few words; a family whose tiny model cannot be built is listed wit
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import inspect
 import re
 import warnings
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
 
 import torch
 
@@ -127,6 +129,8 @@ FILL = {
     # towers and tables under names of their own that the tiny sizes do not reach
     "longcat_flash": dict(num_layers=2, ffn_hidden_size=96, expert_ffn_hidden_size=32, moe_topk=2, zero_expert_num=2),
     "blt": dict(encoder_hash_byte_group_vocab=64),
+    # the width its projector reads from the timm tower's arguments (unset by default)
+    "perception_lm": dict(vision_config=dict(model_args={"embed_dim": 32})),
     "janus": dict(
         vq_config=dict(
             num_embeddings=64,
@@ -267,6 +271,8 @@ class FamilyRow:
     profile: str
     heads: str
     prope: str
+    # why the tiny model is not wholly the family's own (a vision tower stood in), or ""
+    note: str = field(default="", compare=False)
 
     @property
     def supported(self) -> bool:
@@ -462,17 +468,62 @@ def _scaled_sections(settings: dict, default: list[int] | None = None) -> dict:
 
 
 def tiny_model(model_type: str, overrides: dict | None = None, seed: int = 0) -> torch.nn.Module:
-    """A tiny random model of ``model_type`` (eager attention, norm weights perturbed off 0/1)."""
+    """A tiny random model of ``model_type`` (eager attention, norm weights perturbed off 0/1);
+    a vision tower the timm library builds is stood in where timm is not installed
+    (:func:`timm_tower_stand_in`; the model's ``survey_note`` then says so, else it is "")."""
     from ropescope.model.loading import model_class
 
     config = tiny_config(model_type, overrides)
     auto = model_class(config)
-    with torch.device("meta"):
-        size = sum(p.numel() for p in auto.from_config(config).parameters())
-    if size > MAX_PARAMETERS:
-        raise ValueError(f"its tiny config keeps {size / 1e6:.0f}M parameters (a tower the survey cannot shrink)")
-    torch.manual_seed(seed)
-    return perturb_norms(auto.from_config(config)).eval()
+    with timm_tower_stand_in() as stood_in:
+        with torch.device("meta"):
+            size = sum(p.numel() for p in auto.from_config(config).parameters())
+        if size > MAX_PARAMETERS:
+            raise ValueError(f"its tiny config keeps {size / 1e6:.0f}M parameters (a tower the survey cannot shrink)")
+        torch.manual_seed(seed)
+        model = perturb_norms(auto.from_config(config)).eval()
+    model.survey_note = TIMM_STAND_IN if stood_in else ""
+    return model
+
+
+TIMM_STAND_IN = "vision tower stood in (timm is not installed)"
+
+
+@contextlib.contextmanager
+def timm_tower_stand_in() -> Iterator[list]:
+    """While building: where timm is not installed, a multimodal wrapper's timm vision tower
+    (``TimmWrapperModel``: Gemma 3n, FastVLM, PerceptionLM) is built as an empty stand-in instead of
+    failing. timm needs torchvision, whose PyPI wheels are CUDA builds that do not import beside the
+    CPU torch this project installs. Text prompts never reach a vision tower, so the language tower
+    the survey checks is the family's own; the stand-in raises if it is ever called. Yields a list
+    that gets one entry per tower stood in."""
+    stood_in: list = []
+    if importlib.util.find_spec("timm") is not None:
+        yield stood_in
+        return
+    from transformers.modeling_utils import PreTrainedModel
+    from transformers.models.timm_wrapper import modeling_timm_wrapper
+
+    cls = modeling_timm_wrapper.TimmWrapperModel
+    original = cls.__init__
+
+    def stand_in(self, config):
+        PreTrainedModel.__init__(self, config)
+        self.features_only = False
+        self.timm_model = _TowerStandIn()
+        self.post_init()
+        stood_in.append(type(config).__name__)
+
+    cls.__init__ = stand_in
+    try:
+        yield stood_in
+    finally:
+        cls.__init__ = original
+
+
+class _TowerStandIn(torch.nn.Module):
+    def forward(self, *args, **kwargs):
+        raise RuntimeError(f"the survey's tiny model has its {TIMM_STAND_IN}: it takes text only")
 
 
 def perturb_norms(model: torch.nn.Module) -> torch.nn.Module:
@@ -542,7 +593,8 @@ def survey_family(name: str, model_type: str, overrides: dict | None = None) -> 
             ", ".join(map(str, windows)) if windows else "-",
             ", ".join(map(str, g.nope_layers)) or "-",
         )
-        return FamilyRow(name, *described, _check(_profile, anatomy), _check(_heads, anatomy), _check(_prope, anatomy))
+        checks = (_check(_profile, anatomy), _check(_heads, anatomy), _check(_prope, anatomy))
+        return FamilyRow(name, *described, *checks, note=getattr(model, "survey_note", ""))
 
 
 def _principled(model_type: str) -> str | None:
@@ -650,10 +702,17 @@ def _reason(exc: BaseException) -> str:
 
 
 def markdown(rows: list[FamilyRow]) -> str:
-    """The table as Markdown (what the docs' families page, docs/reference/families.md, shows)."""
+    """The table as Markdown (what the docs' families page, docs/reference/families.md, shows), with
+    a line under it naming the rows whose tiny model is not wholly the family's own (:attr:`FamilyRow.note`)."""
     header = ["family", "layout", "rotary dims", "RoPE scaling", "sliding window", "NoPE layers"]
     header += ["profile", "heads", "p-RoPE"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
-        lines.append("| " + " | ".join(str(v).replace("|", "/") for v in asdict(row).values()) + " |")
+        values = [v for k, v in asdict(row).items() if k != "note"]
+        family = f"{row.family} *" if row.note else row.family
+        lines.append("| " + " | ".join(str(v).replace("|", "/") for v in [family, *values[1:]]) + " |")
+    notes = sorted({row.note for row in rows if row.note})
+    for note in notes:
+        named = ", ".join(row.family for row in rows if row.note == note)
+        lines += ["", f"\\* {note}: {named}. Text prompts never reach a vision tower."]
     return "\n".join(lines) + "\n"

@@ -267,6 +267,6 @@ def families_command(
     for r in rows:
         checks = " / ".join(v if v == "yes" else f"no ({v})" for v in (r.profile, r.heads, r.prope))
         shape = f"{r.layout:<11}  {r.rotary_fraction:<7}  {r.scaling:<13}  {r.sliding_window:<6}"
-        echo(f"{r.family:<{width}}  {shape}  {checks}")
+        echo(f"{r.family:<{width}}  {shape}  {checks}" + (f"  [{r.note}]" if r.note else ""))
     supported = sum(r.supported for r in rows)
     echo(f"{supported} of {len(rows)} RoPE families (transformers {transformers.__version__}) fully supported")
