@@ -17,7 +17,8 @@ wall time, median and spread) and the peak of ``torch.cuda.max_memory_allocated`
 
 Run on a GPU machine: ``python bench/gpu_gemma7b.py`` (CSV in ``bench/results/gpu_gemma7b.csv``, the
 GPU targets' ratios in ``bench/results/ratios.json``; a CSV brought back from a GPU machine is
-recorded with ``python bench/gpu_gemma7b.py --record CSV --device-name NAME``).
+recorded with ``python bench/gpu_gemma7b.py --record CSV --device-name NAME``; ``--kernels FILE``
+also writes the profiler's top operators of forward, profile and heads at the first length).
 ``--small --device cpu`` runs the same code on a shrunken config (the test suite does, as a smoke
 test; its numbers mean nothing).
 """
@@ -189,6 +190,27 @@ def tl_cache(model, cfg, ids, geometry):
         del cache
 
 
+def kernel_tables(runs: dict, device: str, tokens: int, out: Path) -> None:
+    """Where the time of one forward, profile and heads call goes: ``torch.profiler`` tables of the top
+    operators by device time (CPU time on a CPU), written to ``out``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda") else [])
+    key = "cuda_time_total" if device.startswith("cuda") else "cpu_time_total"
+    tables = []
+    for case in ("forward", "profile", "heads"):
+        runs[case]()  # warm
+        sync(device)
+        with profile(activities=activities) as prof:
+            runs[case]()
+            sync(device)
+        table = prof.key_averages().table(sort_by=key, row_limit=22, max_name_column_width=60)
+        tables.append(f"==== {case}, {tokens} tokens\n{table}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(tables))
+    print(f"operator tables: {out}", flush=True)
+
+
 def gpu_ratios(rows: list[dict]) -> dict[str, float]:
     """The issue-22 GPU targets' ratios (bench/targets.py) from this benchmark's rows."""
     seconds = {(r["tokens"], r["case"]): r["seconds"] for r in rows}
@@ -211,6 +233,9 @@ def main(argv=None) -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--small", action="store_true", help="shrunken config (smoke test)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "gpu_gemma7b.csv")
+    parser.add_argument(
+        "--kernels", type=Path, help="also write where the time goes: top operators of forward/profile/heads (profiler)"
+    )
     parser.add_argument("--record", type=Path, help="only record the GPU ratios of this CSV (from a GPU machine)")
     parser.add_argument("--device-name", help="with --record: the machine the CSV was measured on")
     args = parser.parse_args(argv)
@@ -231,6 +256,8 @@ def main(argv=None) -> None:
         ids = torch.randint(3, cfg.vocab_size, (1, tokens), device=args.device)
         ids[0, 0] = cfg.bos_token_id
         runs = cases(model, cfg, ids, args.device)
+        if args.kernels and tokens == args.tokens[0]:  # before the TL case, which wraps the model
+            kernel_tables(runs, args.device, tokens, args.kernels)
         for case in [c for c in order if c in runs]:
             row = {"device": name, "tokens": tokens, "case": case, **timed(runs[case], args.device, args.reps)}
             rows.append(row)

@@ -16,6 +16,6 @@ cd "$(dirname "$0")"
 ../.venv/bin/python by_position.py
 ../.venv/bin/python figures_time.py
 if ../.venv/bin/python -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then
-  ../.venv/bin/python gpu_gemma7b.py   # Gemma-7B architecture, bf16, 8k tokens
+  ../.venv/bin/python gpu_gemma7b.py --tokens 2048 8192 --reps 5 --kernels results/gpu_gemma7b_kernels.txt  # Gemma-7B architecture, bf16
 fi
 ../.venv/bin/python targets.py
