@@ -481,7 +481,7 @@ def tiny_model(model_type: str, overrides: dict | None = None, seed: int = 0) ->
         if size > MAX_PARAMETERS:
             raise ValueError(f"its tiny config keeps {size / 1e6:.0f}M parameters (a tower the survey cannot shrink)")
         torch.manual_seed(seed)
-        model = perturb_norms(auto.from_config(config)).eval()
+        model = perturb_query_scaling(perturb_norms(auto.from_config(config))).eval()
     model.survey_note = TIMM_STAND_IN if stood_in else ""
     return model
 
@@ -533,6 +533,18 @@ def perturb_norms(model: torch.nn.Module) -> torch.nn.Module:
         for name, param in model.named_parameters():
             if "norm" in name:
                 param.add_(0.3 * torch.randn_like(param))
+    return model
+
+
+def perturb_query_scaling(model: torch.nn.Module) -> torch.nn.Module:
+    """Draw the per-head query scaling by position (Mistral Large 4's ``softmax_scaling``: ``scale *
+    log(position + 1) + bias``), which random init leaves at 1 everywhere and so would hide a scaling
+    the head scores missed: scale N(0, 0.3^2), bias 1 + N(0, 0.1^2) (from the current torch seed)."""
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "softmax_scaling." in name:
+                noise = 0.3 * torch.randn_like(param) if name.endswith("scale") else 1 + 0.1 * torch.randn_like(param)
+                param.copy_(noise)
     return model
 
 

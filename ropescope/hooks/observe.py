@@ -99,6 +99,7 @@ class Capture(RopeCallHooks):
         # MLA: the parts of q and k RoPE does not see, kept per layer until the layer ends (for on_qk)
         self._mla = {site.layer: site.module for site in anatomy.hooked_sites if is_mla(site.module)}
         self._mla_parts: dict[int, dict[str, torch.Tensor]] = {}
+        self._mla_positions: dict[int, torch.Tensor] = {}  # an MLA layer's position_ids, for its query scaling
         # a norm applied after RoPE (Llama 4's qk_norm): head scores wait for its two outputs (q, then k)
         self._post_norm = {site.layer: norms for site in anatomy.hooked_sites if (norms := post_rope_norm(site))}
         self._normed: dict[int, list[torch.Tensor]] = {}
@@ -122,21 +123,26 @@ class Capture(RopeCallHooks):
         if self._model_lse is not None:
             self._model_lse.install()  # last: a call held past its layer runs when the pass ends
             self._handles.append(self.anatomy.base.register_forward_hook(lambda *args: self._model_lse.flush()))
-        if self.on_qk is not None:
-            for layer, module in self._mla.items():
-                # AXK2: one projection per head [query | output gate], the query's no-RoPE dims first
-                names = ("q_b_proj", "q_proj", "q_gate_proj")
-                query = next(
-                    (getattr(module, n) for n in names if isinstance(getattr(module, n, None), torch.nn.Module)), None
+        for layer, module in self._mla.items():
+            scaling = getattr(module, "softmax_scaling", None)
+            if self.on_qk is not None and isinstance(scaling, torch.nn.Module):  # Mistral Large 4: per-position
+                self._handles.append(module.register_forward_pre_hook(self._keep_positions(layer), with_kwargs=True))
+            if self.on_qk is None and layer not in self.geometry.nope_layers:
+                continue  # a RoPE layer's statistics come from its RoPE call; its other parts are for on_qk
+            # AXK2: one projection per head [query | output gate], the query's no-RoPE dims first
+            names = ("q_b_proj", "q_proj", "q_gate_proj")
+            query = next(
+                (getattr(module, n) for n in names if isinstance(getattr(module, n, None), torch.nn.Module)), None
+            )
+            if query is None:
+                raise UnsupportedModelError(
+                    f"layer {layer}: its MLA queries come out of a fused projection ropescope cannot split "
+                    "(no q_proj, q_b_proj or q_gate_proj), so head scores cannot see their no-RoPE part"
                 )
-                if query is None:
-                    raise UnsupportedModelError(
-                        f"layer {layer}: its MLA queries come out of a fused projection ropescope cannot split "
-                        "(no q_proj, q_b_proj or q_gate_proj), so head scores cannot see their no-RoPE part"
-                    )
-                self._handles.append(query.register_forward_hook(self._mla_part(layer, "q_pass")))
-                self._handles.append(module.kv_b_proj.register_forward_hook(self._mla_part(layer, "k_nope")))
-                self._handles.append(module.register_forward_hook(self._mla_scores(layer)))
+            self._handles.append(query.register_forward_hook(self._mla_part(layer, "q_pass")))
+            self._handles.append(module.kv_b_proj.register_forward_hook(self._mla_part(layer, "k_nope")))
+            self._handles.append(module.register_forward_hook(self._mla_scores(layer)))
+        if self.on_qk is not None:
             for layer in self.geometry.nope_layers:
                 site = self.anatomy.sites_by_layer.get(layer)
                 if site is not None:
@@ -286,6 +292,7 @@ class Capture(RopeCallHooks):
         self._source_keys.clear()
         self._waiting.clear()  # a layer the pass did not finish (it raised) adds nothing
         self._mla_parts.clear()
+        self._mla_positions.clear()
         self._whole.clear()  # partial-rotary layers' kept q/k outputs: nothing outlives the capture
 
     def _keep_normed(self, layer: int):
@@ -328,17 +335,46 @@ class Capture(RopeCallHooks):
     def _mla_scores(self, layer: int):
         """After an MLA layer ran: its whole query and key heads, RoPE part first (``[q_rot | q_pass]``,
         ``[k_rot | k_nope]``, the one RoPE key broadcast to every head; a dot product is the same in
-        any dim order) go to ``on_qk``."""
+        any dim order) go to ``on_qk``, the queries scaled per position where the layer scales them
+        (Mistral Large 4's ``softmax_scaling``, called as its forward calls it). A NoPE layer of an
+        MLA model (Mistral Large 4) has only ``q_pass`` and ``k_nope``, the whole heads: they are its
+        q and k for ``on_qk``. Its q statistics are the NoPE control, read where its RoPE layers
+        rotate (the last ``qk_rope_head_dim`` dims of each head, which it leaves alone); it has no
+        shared RoPE key, so its k statistics stay empty (NaN, as a layer reusing another's keys)."""
 
         @torch.no_grad()
         def hook(module, args, output):
             parts = self._mla_parts.pop(layer, {})
-            if set(parts) != {"q_rot", "k_rot", "q_pass", "k_nope"}:
-                raise UnsupportedModelError(f"layer {layer}: its MLA query and key parts were not all seen")
-            k_rot = parts["k_rot"].expand(-1, parts["k_nope"].shape[1], -1, -1)
-            q = torch.cat([parts["q_rot"], parts["q_pass"].to(parts["q_rot"].dtype)], dim=-1)
-            k = torch.cat([k_rot, parts["k_nope"].to(k_rot.dtype)], dim=-1)
+            if layer in self.geometry.nope_layers:
+                if set(parts) != {"q_pass", "k_nope"}:
+                    raise UnsupportedModelError(f"layer {layer}: its MLA query and key were not both seen")
+                q, k = parts["q_pass"], parts["k_nope"]
+                if "q" in self.tensors:  # the control: the dims where its RoPE layers rotate, last in each head
+                    slot = q[..., -self.geometry.layer_rotary_dim(layer) :]
+                    self._add("q", layer, slot, self._token_mask(q.shape[2]))
+                if self.on_qk is None:
+                    return
+            else:
+                if set(parts) != {"q_rot", "k_rot", "q_pass", "k_nope"}:
+                    raise UnsupportedModelError(f"layer {layer}: its MLA query and key parts were not all seen")
+                k_rot = parts["k_rot"].expand(-1, parts["k_nope"].shape[1], -1, -1)
+                q = torch.cat([parts["q_rot"], parts["q_pass"].to(parts["q_rot"].dtype)], dim=-1)
+                k = torch.cat([k_rot, parts["k_nope"].to(k_rot.dtype)], dim=-1)
+            scaling = getattr(module, "softmax_scaling", None)
+            if isinstance(scaling, torch.nn.Module):
+                positions = self._mla_positions.pop(layer, None)
+                if positions is None:
+                    raise UnsupportedModelError(f"layer {layer} scales its queries by position but was handed none")
+                q = scaling(q, positions, head_dim_first=True)
             self.on_qk(layer, q, k, self._token_mask(q.shape[2]))
+
+        return hook
+
+    def _keep_positions(self, layer: int):
+        """The ``position_ids`` an MLA layer that scales its queries by position is handed."""
+
+        def hook(module, args, kwargs):
+            self._mla_positions[layer] = kwargs.get("position_ids")
 
         return hook
 

@@ -25,7 +25,7 @@ import torch
 
 from ropescope.errors import UnsupportedModelError
 from ropescope.model.anatomy import ModelAnatomy
-from ropescope.model.families import complex_head_axis, forward_code, key_first, output_order
+from ropescope.model.families import complex_head_axis, forward_code, is_mla, key_first, output_order
 from ropescope.model.nope import nope_layout, nope_projections, query_factor
 
 
@@ -258,6 +258,8 @@ class RopeCallHooks:
                         dispatch.head_axis(dims)
         for site in sites:
             if not self.geometry.layers[site.layer].rope:
+                if is_mla(site.module):  # Mistral Large 4: read from its MLA projections (hooks.observe)
+                    continue
                 q_proj, k_proj = nope_projections(site)
                 factor = query_factor(site.module)
                 q_hook, k_hook = self._nope_hook(site.layer, "q", factor), self._nope_hook(site.layer, "k")

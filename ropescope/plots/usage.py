@@ -119,13 +119,19 @@ def _hatch(ax, column: int, top: int, height: int, label: str | None, colour: st
 
 def _mark_absent(ax, profile: Profile, tensor: str) -> None:
     """On a per-layer map: hatch the chunks a layer does not have (Gemma 4's 256-dim sliding heads
-    drawn on the 512-dim global heads' chunk axis), and the key / value columns of layers that reuse
-    an earlier layer's keys and values (KV sharing), named with their source layer."""
+    drawn on the 512-dim global heads' chunk axis), the key / value columns of layers that reuse
+    an earlier layer's keys and values (KV sharing), named with their source layer, and the key column
+    of an MLA layer without RoPE (Mistral Large 4: no shared RoPE key to measure)."""
     geometry = profile.geometry
     smaller, shared = "no such chunk: this layer's heads are smaller", f"{TENSOR_PLURALS[tensor]} of an earlier layer"
+    unkeyed = "no shared RoPE key (MLA layer without RoPE)"
+    counted = profile.stats[tensor].count.numpy() if tensor in profile.stats else None
     for column, lr in enumerate(geometry.layers):
         own = geometry.layer_chunks(column)
-        if tensor != "q" and lr.kv_source is not None:
+        if tensor == "k" and lr.attention and not lr.rope and lr.kv_source is None and counted[column] == 0:
+            _hatch(ax, column, 0, own, unkeyed, "#c0392b")  # Mistral Large 4: its keys are per head, none shared
+            unkeyed = None
+        elif tensor != "q" and lr.kv_source is not None:
             _hatch(ax, column, 0, own, shared + " (KV sharing)" if shared else None, "#6c8ebf")
             shared = None
             ax.text(
@@ -212,13 +218,17 @@ def head_usage_figure(
     for axis, tensor in zip(axes, tensors, strict=True):
         data = profile.head_usage(layer, tensor).T
         kind = "query heads" if tensor == "q" else "KV heads"
-        if data.shape[1] == 0:  # KV sharing: this layer's keys and values are another layer's
+        counted = tensor in profile.stats and profile.stats[tensor].count.numpy()[layer] > 0
+        if data.shape[1] == 0 or not counted:  # KV sharing: this layer's keys and values are another layer's
             axis.set_axis_off()
             axis.set_title(f"{TENSOR_PLURALS[tensor]}: none of its own", fontsize=10)
+            why = f"reused from layer {source}\n(KV sharing)" if source is not None else "none measured"
+            if tensor == "k" and source is None and not profile.geometry.layers[layer].rope:
+                why = "no shared RoPE key\n(an MLA layer without RoPE:\nits keys are per head)"
             axis.text(
                 0.5,
                 0.5,
-                f"reused from layer {source}\n(KV sharing)",
+                why,
                 ha="center",
                 va="center",
                 transform=axis.transAxes,

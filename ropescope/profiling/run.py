@@ -21,6 +21,7 @@ from ropescope.hooks import capture
 from ropescope.hooks.position import position_edges
 from ropescope.hooks.reducers import fan_out, whole_prompts
 from ropescope.model.anatomy import FINGERPRINT_KIND, ModelAnatomy, inspect_model
+from ropescope.model.families import is_mla
 from ropescope.model.geometry import RopeGeometry
 from ropescope.model.loading import tokenizer_of
 from ropescope.options import ON_NONFINITE
@@ -166,10 +167,8 @@ def profile(
     stats = {name: gather_merge(s.to_cpu()) for name, s in cap.stats.items()}
     for name in [t for t in ("q", "k") if t in tensors]:
         counts = stats[name].count.tolist()
-        own = [
-            i for i in anatomy.geometry.attention_layers if name == "q" or anatomy.geometry.layers[i].kv_source is None
-        ]
-        unseen = [layer for layer in own if counts[layer] == 0]  # a KV-sharing layer makes no keys
+        own = [i for i in anatomy.geometry.attention_layers if name == "q" or makes_rope_key(anatomy, i)]
+        unseen = [layer for layer in own if counts[layer] == 0]
         if unseen and not stats[name].nonfinite[unseen].any():
             raise UnsupportedModelError(
                 f"model type {anatomy.model_type!r} did not call apply_rotary_pos_emb in layer(s) "
@@ -226,6 +225,15 @@ def pad_batch(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tens
     input_ids = torch.tensor([list(r) + [pad] * (width - len(r)) for r in rows], dtype=torch.long)
     mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], dtype=torch.long)
     return input_ids, mask
+
+
+def makes_rope_key(anatomy, layer: int) -> bool:
+    """Whether ``layer`` makes keys of its own for the k statistics: not a layer reusing another's
+    (KV sharing), nor a NoPE layer of an MLA model (Mistral Large 4), which has no shared RoPE key."""
+    if anatomy.geometry.layers[layer].kv_source is not None:
+        return False
+    site = anatomy.sites_by_layer.get(layer)
+    return not (layer in anatomy.geometry.nope_layers and site is not None and is_mla(site.module))
 
 
 def run_forward(

@@ -197,7 +197,7 @@ def _recorded_qkv(model, ids):
     attention = _attention_modules(model)
     code = sys.modules[type(attention[0]).__module__]
     by_layer = {m.layer_idx: m for m in attention}
-    calls, projected, values, running = {}, {}, {}, [None]
+    calls, projected, values, running, nope_mla = {}, {}, {}, [None], {}
     seen = {}
     originals = {name: getattr(code, name) for name in _rope_function_names(code)}
 
@@ -257,6 +257,17 @@ def _recorded_qkv(model, ids):
             values[layer] = (out.detach().double().clone(), cut, d)
 
         handles.append(target.register_forward_hook(hook))
+        if hasattr(module, "kv_b_proj") and not getattr(module, "use_rope", True):
+            # an MLA layer without RoPE (Mistral Large 4): its q's control is read where the model's
+            # RoPE layers rotate, the last qk_rope_head_dim dims of each head; it has no shared RoPE key
+            slot = model.config.get_text_config().qk_rope_head_dim
+
+            def keep_slot(mod, args, out, layer=layer, width=module.qk_head_dim, slot=slot):
+                q = out.detach().double().clone().view(*out.shape[:2], -1, width)[..., width - slot :]
+                nope_mla[layer] = q.transpose(1, 2)
+
+            handles.append(module.q_proj.register_forward_hook(keep_slot))
+            continue
         # q and k as a layer without RoPE hands them to its attention: after its QK-norm, if any
         if isinstance(getattr(module, "qk_scale_factor", None), float):  # MuSE: qk_norm(q) * factor, then qk_norm(k)
 
@@ -298,6 +309,8 @@ def _recorded_qkv(model, ids):
     for layer, made in seen.items():
         if len(made) == 1:  # rotated its q only: KV sharing
             calls[layer] = (made[0], None)
+    for layer, q in nope_mla.items():
+        calls[layer] = (q, None)
     return calls, values
 
 
@@ -371,7 +384,8 @@ def test_every_supported_family_profiles_exactly(rows):
         slow = _slow_profile(model, anatomy.geometry, anatomy.n_heads, anatomy.n_kv_heads)
         attention = list(anatomy.geometry.attention_layers)  # a hybrid's other layers count nothing
         for tensor in "qkv":
-            ours = prof.stats[tensor].mean.numpy()
+            ours = prof.stats[tensor].mean.numpy().copy()
+            ours[prof.stats[tensor].count.numpy() == 0] = np.nan  # as the profile reads it: nothing measured there
             others = [i for i in range(len(ours)) if i not in attention]
             if (
                 ours.shape != slow[tensor].shape

@@ -144,3 +144,25 @@ def test_nope_layers_with_qk_norm_are_read_after_the_norm_in_either_layout():
         d = q.shape[-1] // 2
         slow = torch.hypot(q[..., :d], q[..., d:]).mean(0).numpy()
         assert np.allclose(prof.stats["q"].mean.numpy()[1], slow, rtol=1e-5, atol=1e-6), family
+
+
+def test_mla_nope_layers_count_their_query_control_and_no_shared_key():
+    """Mistral Large 4's NoPE layers are MLA layers that rotate nothing: q's control is read where its
+    RoPE layers rotate (the last qk_rope_head_dim dims of each head), it has no shared RoPE key (k
+    counts nothing and the figures say why), its values are counted, and head scores take its whole
+    per-head q (scaled by position as the model scales it) and k."""
+    from ropescope.plots.usage import head_usage_figure
+
+    model = tiny_model("mistral_large4")
+    geometry = ropescope.inspect_model(model).geometry
+    assert geometry.nope_layers == (1,)
+    prof = ropescope.profile(model, CharTokenizer(), list(TEXTS), batch_size=2)
+    q, k, v = (prof.stats[t].count.numpy() for t in "qkv")
+    assert q[1] == q[0] > 0 and k[0] > 0 and k[1] == 0 and v[1] == v[0] > 0
+    texts = [t.get_text() for ax in head_usage_figure(prof, 1).axes for t in ax.texts]
+    assert any("no shared RoPE key" in t for t in texts), texts
+    labels = [p.get_label() for ax in layer_usage_figure(prof).axes for p in ax.patches]
+    assert "no shared RoPE key (MLA layer without RoPE)" in labels
+    report = ropescope.scan_heads(model, CharTokenizer(), list(TEXTS), max_offset=2)
+    assert set(report.table["layer"]) == {0, 1}
+    matplotlib.pyplot.close("all")
