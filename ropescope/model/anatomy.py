@@ -275,6 +275,6 @@ def inspect_model(model, geometry: RopeGeometry | None = None) -> ModelAnatomy:
     bridge = is_bridge(model)
     hf = model.original_model if bridge else model
     model_type = getattr(hf.config, "model_type", "?")
-    refuse_encoder_decoder(hf.config, model_type)
+    refuse_encoder_decoder(hf.config, model_type, hf)
     refuse_drafter(type(hf), model_type)
     return ModelAnatomy(model, hf, text_config(hf), geometry or read_geometry(hf), bridge)

@@ -388,13 +388,22 @@ def refuse_drafter(model_class: type, model_type: str) -> None:
         )
 
 
-def refuse_encoder_decoder(config, model_type: str) -> None:
+def refuse_encoder_decoder(config, model_type: str, model: torch.nn.Module | None = None) -> None:
     """Refuse, in one line, an encoder-decoder model (T5Gemma 2): its decoder needs the encoder's
-    output and decoder inputs, and its two stacks number their layers alike."""
+    output and decoder inputs, and its two stacks number their layers alike. With ``model``, also one
+    whose config does not say so but whose attention modules are an encoder's and a decoder's
+    (DiffusionGemma: a denoising decoder attending to the encoder's cached keys and values)."""
     if getattr(config, "is_encoder_decoder", False):
         raise UnsupportedModelError(
             f"model type {model_type!r} is an encoder-decoder model: ropescope reads one decoder stack"
         )
+    if model is not None:
+        names = {type(m).__name__ for m in model.modules() if is_decoder_attention(m)}
+        if any("EncoderTextAttention" in n for n in names) and any("DecoderTextAttention" in n for n in names):
+            raise UnsupportedModelError(
+                f"model type {model_type!r} pairs an encoder with a decoder reading its cache: "
+                "ropescope reads one decoder stack"
+            )
 
 
 def is_decoder_attention(module: torch.nn.Module) -> bool:

@@ -112,6 +112,13 @@ def test_an_encoder_decoder_is_refused_in_one_line():
         ropescope.inspect_model(_tiny("t5gemma2"))
 
 
+def test_an_encoder_with_a_decoder_on_its_cache_is_refused_in_one_line():
+    """DiffusionGemma's config says no encoder-decoder, but its denoising decoder attends to the
+    encoder's cached keys and values: refused from its attention modules, with the reason."""
+    with pytest.raises(UnsupportedModelError, match="pairs an encoder with a decoder reading its cache"):
+        ropescope.inspect_model(_tiny("diffusion_gemma"))
+
+
 def test_gptj_frequencies_and_p_rope_are_its_own():
     """GPT-J keeps no ``inv_freq``: its frequencies are read off its sin/cos table, equal to the
     float32 ``10000^(-2i/rotary_dim)`` its code builds the table from; under p-RoPE at p = 0.5 each
