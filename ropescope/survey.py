@@ -129,6 +129,9 @@ FILL = {
     # towers and tables under names of their own that the tiny sizes do not reach
     "longcat_flash": dict(num_layers=2, ffn_hidden_size=96, expert_ffn_hidden_size=32, moe_topk=2, zero_expert_num=2),
     "blt": dict(encoder_hash_byte_group_vocab=64),
+    # a full DSA indexer layer, then one that shares its top-k (cut to its last two entries, the
+    # default pattern leaves two sharing layers and no full one before them)
+    "hy_v4": dict(indexer_types=["full", "shared"]),
     # the width its projector reads from the timm tower's arguments (unset by default)
     "perception_lm": dict(vision_config=dict(model_args={"embed_dim": 32})),
     "janus": dict(
