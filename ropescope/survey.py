@@ -132,6 +132,8 @@ FILL = {
     # a full DSA indexer layer, then one that shares its top-k (cut to its last two entries, the
     # default pattern leaves two sharing layers and no full one before them)
     "hy_v4": dict(indexer_types=["full", "shared"]),
+    # its RoPE (off by default) and hybrid layers, which run its shared attention blocks
+    "zamba2": dict(use_mem_rope=True, layers_block_type=["mamba", "hybrid"]),
     # the width its projector reads from the timm tower's arguments (unset by default)
     "perception_lm": dict(vision_config=dict(model_args={"embed_dim": 32})),
     "janus": dict(

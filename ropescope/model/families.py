@@ -459,7 +459,13 @@ def attention_sites(model: torch.nn.Module) -> list[AttentionSite]:
         )
     types = list(getattr(cfg, "layer_types", None) or [])
     sites = []
-    for module in decoder_attention_modules(model):
+    modules = decoder_attention_modules(model)
+    if any(int(module.layer_idx) < 0 for module in modules):  # Zamba2: layer_idx=-1, the depth passed per call
+        raise UnsupportedModelError(
+            f"model type {cfg.model_type!r} runs one attention block at several depths: ropescope reads one module "
+            "per layer"
+        )
+    for module in modules:
         index = int(module.layer_idx)
         if index < len(types) and types[index] in LINEAR_LAYER_TYPES:
             continue  # a hybrid's linear attention (MiniMax's lightning layers): no softmax over q.k to read

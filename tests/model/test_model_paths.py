@@ -112,6 +112,15 @@ def test_an_encoder_decoder_is_refused_in_one_line():
         ropescope.inspect_model(_tiny("t5gemma2"))
 
 
+def test_attention_blocks_shared_across_depths_are_refused_in_one_line():
+    """Zamba2 (with its RoPE on) runs one attention module at several depths, the depth handed per
+    call (``layer_idx=-1``): refused with the reason, not taken for one layer."""
+    from ropescope.survey import TEXTS, CharTokenizer
+
+    with pytest.raises(UnsupportedModelError, match="runs one attention block at several depths"):
+        ropescope.profile(_tiny("zamba2"), CharTokenizer(), TEXTS[:1])
+
+
 def test_an_encoder_with_a_decoder_on_its_cache_is_refused_in_one_line():
     """DiffusionGemma's config says no encoder-decoder, but its denoising decoder attends to the
     encoder's cached keys and values: refused from its attention modules, with the reason."""
