@@ -72,8 +72,8 @@ class BridgeCapture(Capture):
         self._stack.enter_context(self.bridge.hooks(fwd_hooks=hooks))
 
     def _pass_ended(self, *args) -> None:
-        self._reduce_waiting()
         self._hooked_layer = None
+        self._end_of_pass()  # the pass's geometry self-checks, then the waiting statistics
 
     def remove(self) -> None:
         super().remove()

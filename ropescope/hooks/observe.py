@@ -91,6 +91,7 @@ class Capture(RopeCallHooks):
         self._waiting: dict[int, tuple[torch.Tensor, list[tuple[str, torch.Tensor]]]] = {}
         self._valued: set[int] = set()  # layers whose values are read (from their value projection)
         self.verified_layers: set[int] = set()
+        self._checks: list[tuple] = []  # this pass's geometry self-checks, read when it ends (_check_geometry)
         self._nope_q = None  # a NoPE layer's q, until its k is made
         self._query_scale: dict[int, torch.Tensor] = {}  # a NoPE layer's query scale, handed to it per pass
         # KV sharing: the post-RoPE keys of each layer whose keys later layers reuse, for on_qk
@@ -119,7 +120,7 @@ class Capture(RopeCallHooks):
 
     def install(self) -> None:
         super().install()
-        self._handles.append(self.anatomy.base.register_forward_hook(lambda *args: self._reduce_waiting()))
+        self._handles.append(self.anatomy.base.register_forward_hook(lambda *args: self._end_of_pass()))
         if self._model_lse is not None:
             self._model_lse.install()  # last: a call held past its layer runs when the pass ends
             self._handles.append(self.anatomy.base.register_forward_hook(lambda *args: self._model_lse.flush()))
@@ -266,8 +267,7 @@ class Capture(RopeCallHooks):
             )
         if self.verify_geometry and layer not in self.verified_layers:
             first = (slice(0, 1), slice(0, 1), slice(0, VERIFY_TOKENS), slice(0, r))
-            if self._verify(layer, q[first], q_rot[first], "query"):
-                self.verified_layers.add(layer)
+            self._verify(layer, q[first], q_rot[first], "query")
         mask = self._token_mask(q.shape[2])
         if "q" in self.tensors:
             self._add("q", layer, q[..., :r], mask)
@@ -292,6 +292,7 @@ class Capture(RopeCallHooks):
         self._source_keys.clear()
         self._waiting.clear()  # a layer the pass did not finish (it raised) adds nothing
         self._mla_parts.clear()
+        self._checks.clear()  # a pass that did not finish checks nothing
         self._mla_positions.clear()
         self._whole.clear()  # partial-rotary layers' kept q/k outputs: nothing outlives the capture
 
@@ -418,8 +419,7 @@ class Capture(RopeCallHooks):
             first = (slice(0, 1), slice(0, 1), slice(0, VERIFY_TOKENS), slice(0, r))  # sequence 0, head 0
             pre = torch.cat([q[first], k[first].to(q.dtype)], dim=1)
             post = torch.cat([q_rot[first], k_rot[first].to(q_rot.dtype)], dim=1)
-            if self._verify(layer, pre, post, "query and key"):
-                self.verified_layers.add(layer)  # a batch with nothing finite to compare checks nothing
+            self._verify(layer, pre, post, "query and key")
         for name, tensor in (("q", q), ("k", k)):
             if name in self.tensors:
                 self._add(name, layer, tensor[..., :r], mask)
@@ -471,12 +471,13 @@ class Capture(RopeCallHooks):
 
         return hook
 
-    def _verify(self, layer: int, pre: torch.Tensor, post: torch.Tensor, what: str) -> bool:
+    def _verify(self, layer: int, pre: torch.Tensor, post: torch.Tensor, what: str) -> None:
         """Re-rotate ``pre`` (``[1, heads, tokens, r]``: the first query head and first key head of
         the first sequence over its first ``VERIFY_TOKENS`` tokens) and compare with the model's
         ``post`` (every head is rotated by the same code and angles; a wrong layout, frequency or
-        scaling shows up within those positions). About 1 ms a layer, once per capture. Returns
-        whether anything was compared (False when every value was non-finite: checked again later)."""
+        scaling shows up within those positions). About 1 ms a layer, once per capture. The error
+        stays on the device until the forward pass ends (:meth:`_check_geometry`: one host
+        synchronisation for all layers, not two per layer)."""
         lr = self.geometry.layers[layer]
         # turn -1: the model turns its pairs the other way (NanoChat), i.e. by -m*g
         inv_freq = torch.as_tensor(lr.inv_freq * self.geometry.turn, dtype=torch.float32, device=pre.device)
@@ -484,19 +485,36 @@ class Capture(RopeCallHooks):
         ours = rotate(pre, positions, inv_freq, self.geometry.layout, lr.attention_scaling)
         theirs = post.float()
         finite = torch.isfinite(theirs) & torch.isfinite(ours)  # overflow is reported by the stats
-        if not bool(finite.any()):
-            return False
         zero = torch.zeros((), device=theirs.device)
         scale = torch.where(finite, theirs, zero).abs().amax(dim=(0, 2, 3)).clamp(min=1e-30)  # per head
-        error = float((torch.where(finite, ours - theirs, zero).abs().amax(dim=(0, 2, 3)) / scale).max())
-        tolerance = GEOMETRY_TOLERANCE.get(post.dtype, 3e-2)
-        if not error <= tolerance:
-            raise GeometryMismatchError(
-                f"layer {layer}: rotating the captured {what} with the read RoPE geometry "
-                f"({self.geometry.layout} layout) misses the model's own by {error:.2e} of its "
-                f"head's largest magnitude (tolerance {tolerance:.0e})"
-            )
-        return True
+        error = (torch.where(finite, ours - theirs, zero).abs().amax(dim=(0, 2, 3)) / scale).max()
+        self._checks.append((layer, what, post.dtype, error, finite.any()))
+
+    def _end_of_pass(self) -> None:
+        self._check_geometry()
+        self._reduce_waiting()
+
+    def _check_geometry(self) -> None:
+        """The self-checks of this forward pass, read at once: a layer whose compared values were all
+        non-finite checked nothing (it is checked again on the next pass); one whose error exceeds the
+        tolerance stops the run naming the first such layer; the rest are verified."""
+        if not self._checks:
+            return
+        checks, self._checks = self._checks, []
+        device = checks[0][3].device
+        # one copy to the host for every layer (NumPy reads it there: no scalar read per layer)
+        read = torch.stack([torch.stack([e.float(), f.float()]).to(device) for *_, e, f in checks]).cpu().numpy()
+        for (layer, what, dtype, _, _), (error, compared) in zip(checks, read.tolist(), strict=True):
+            if not compared:
+                continue
+            tolerance = GEOMETRY_TOLERANCE.get(dtype, 3e-2)
+            if not error <= tolerance:
+                raise GeometryMismatchError(
+                    f"layer {layer}: rotating the captured {what} with the read RoPE geometry "
+                    f"({self.geometry.layout} layout) misses the model's own by {error:.2e} of its "
+                    f"head's largest magnitude (tolerance {tolerance:.0e})"
+                )
+            self.verified_layers.add(layer)
 
 
 def _per_head(output: torch.Tensor, heads: int) -> torch.Tensor:

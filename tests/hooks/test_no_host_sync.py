@@ -58,3 +58,23 @@ def test_one_more_prompt_adds_no_host_read_of_ropescope(family):
     heads_one = _reads(lambda: ropescope.scan_heads(model, tok, [text]))
     heads_two = _reads(lambda: ropescope.scan_heads(model, tok, [text, text]))
     assert heads_two - heads_one == own
+
+
+def test_the_geometry_self_check_reads_nothing_per_layer():
+    """The first pass's self-check of every layer is read once, when the pass ends (one copy to the
+    host), not as two scalar reads per layer; and it still checks: the layers are verified."""
+    model = tiny_model("gemma3")
+    ids = torch.tensor([CharTokenizer()(TEXTS[3])["input_ids"]])
+
+    def run(verify: bool):
+        with torch.inference_mode(), ropescope.capture(model, verify_geometry=verify) as cap:
+            model(input_ids=ids)
+        return cap
+
+    run(True)  # warm-up: one-off probes of the model
+    with Reads() as unchecked:
+        run(False)
+    with Reads() as checked:
+        cap = run(True)
+    assert checked.count == unchecked.count
+    assert cap.verified_layers == set(inspect_model(model).geometry.rotating_layers)
