@@ -281,9 +281,9 @@ def main(argv=None) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(args.out, index=False)
     if args.device.startswith("cuda") and not args.small:
-        from targets import machine, record
+        from targets import record
 
-        record("gpu_gemma7b", gpu_ratios(rows), machine())
+        record("gpu_gemma7b", gpu_ratios(rows))  # on this machine
     print(
         f"\n{'tokens':>7} {'case':>15} {'median s':>9} {'spread s':>9} {'peak GB':>8} {'time/base':>10} {'mem/base':>9}"
     )

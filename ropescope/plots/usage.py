@@ -117,6 +117,15 @@ def _hatch(ax, column: int, top: int, height: int, label: str | None, colour: st
     )
 
 
+def _no_shared_key(profile: Profile, layer: int, tensor: str) -> bool:
+    """Whether ``tensor`` is the keys of an MLA layer without RoPE (Mistral Large 4): its keys are per
+    head, it has no shared RoPE key, so its own attention layer counted none (not KV sharing)."""
+    lr = profile.geometry.layers[layer]
+    if tensor != "k" or not lr.attention or lr.rope or lr.kv_source is not None:
+        return False
+    return profile.stats["k"].count.numpy()[layer] == 0
+
+
 def _mark_absent(ax, profile: Profile, tensor: str) -> None:
     """On a per-layer map: hatch the chunks a layer does not have (Gemma 4's 256-dim sliding heads
     drawn on the 512-dim global heads' chunk axis), the key / value columns of layers that reuse
@@ -125,11 +134,10 @@ def _mark_absent(ax, profile: Profile, tensor: str) -> None:
     geometry = profile.geometry
     smaller, shared = "no such chunk: this layer's heads are smaller", f"{TENSOR_PLURALS[tensor]} of an earlier layer"
     unkeyed = "no shared RoPE key (MLA layer without RoPE)"
-    counted = profile.stats[tensor].count.numpy() if tensor in profile.stats else None
     for column, lr in enumerate(geometry.layers):
         own = geometry.layer_chunks(column)
-        if tensor == "k" and lr.attention and not lr.rope and lr.kv_source is None and counted[column] == 0:
-            _hatch(ax, column, 0, own, unkeyed, "#c0392b")  # Mistral Large 4: its keys are per head, none shared
+        if _no_shared_key(profile, column, tensor):
+            _hatch(ax, column, 0, own, unkeyed, "#c0392b")
             unkeyed = None
         elif tensor != "q" and lr.kv_source is not None:
             _hatch(ax, column, 0, own, shared + " (KV sharing)" if shared else None, "#6c8ebf")
@@ -218,12 +226,12 @@ def head_usage_figure(
     for axis, tensor in zip(axes, tensors, strict=True):
         data = profile.head_usage(layer, tensor).T
         kind = "query heads" if tensor == "q" else "KV heads"
-        counted = tensor in profile.stats and profile.stats[tensor].count.numpy()[layer] > 0
-        if data.shape[1] == 0 or not counted:  # KV sharing: this layer's keys and values are another layer's
+        counted = profile.stats[tensor].count.numpy()[layer] > 0
+        if data.shape[1] == 0 or not counted:  # none of its own: KV sharing, an MLA layer without RoPE
             axis.set_axis_off()
             axis.set_title(f"{TENSOR_PLURALS[tensor]}: none of its own", fontsize=10)
             why = f"reused from layer {source}\n(KV sharing)" if source is not None else "none measured"
-            if tensor == "k" and source is None and not profile.geometry.layers[layer].rope:
+            if _no_shared_key(profile, layer, tensor):
                 why = "no shared RoPE key\n(an MLA layer without RoPE:\nits keys are per head)"
             axis.text(
                 0.5,
