@@ -16,11 +16,13 @@ varies by only 0.1% over the tokens, far under the float32 rounding of the norms
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
 from ropescope.hooks.precision import in_full_float32
-from ropescope.model.geometry import chunk_norms
+from ropescope.model.geometry import chunk_norms, split_pairs
 
 # most elements (batch x heads x tokens x chunks) one joint update reduces at a time, by device:
 # longer prompts go through in token blocks. On a CPU the blocks stay cache-sized (2 MB of float64:
@@ -187,15 +189,17 @@ class JointUpdate:
     layers and chunks. Their running sums live in one shared set of device buffers, one row per
     layer holding each member's heads x chunks followed by one *counting column*, and each member's
     running sums are views into them. A layer's tensors are concatenated along the head axis (one
-    copy, in float32 at least), their chunk norms taken at once, and laid out as the buffers are:
-    each tensor's norms followed by its counting column (1 where the token counts, NaN where the
-    mask leaves it out, so padding and BOS drop out with the non-finite tokens), in float64. One
-    set of kernels then reduces them all: each tensor's per-token sum (a token counts for a tensor
-    where it is finite), one ``where``, and the sum and sum of squares over tokens as matrix
-    products accumulated straight into the buffers (``addmm_``), the maximum likewise; the counting
-    column's sum is the token count. About 11 kernels a layer for q, k and v together, and no host
-    synchronisation. The tokens each tensor was offered are counted once per forward pass and added
-    when the statistics are read.
+    copy, in float32), and their chunk norms written in float64 straight into a reused scratch
+    block laid out as the buffers are: each tensor's norms followed by its counting column (1 where
+    the token counts, NaN where the mask leaves it out, so padding and BOS drop out with the
+    non-finite tokens). One set of kernels then reduces them all: each tensor's per-token sum (a
+    token counts for a tensor where it is finite), one ``where`` in place, and the sum and sum of
+    squares over tokens as matrix products accumulated straight into the buffers (``addmm_``), the
+    maximum likewise; the counting column's sum is the token count. About 11 kernels a layer for q,
+    k and v together (two more where their head counts differ), no host synchronisation, and no
+    fresh memory per layer (on a CPU, fresh megabyte buffers cost more in page faults than the
+    operators that fill them). The tokens each tensor was offered are counted once per forward pass
+    and added when the statistics are read.
 
     The arithmetic is :meth:`ChunkNormStats.update`'s: float32 chunk norms summed in float64, and a
     token is counted for a tensor where all of that tensor's norms are finite (a non-finite key
@@ -302,50 +306,72 @@ class JointUpdate:
         self._offered_now.update((layer, self.names.index(name)) for name in names)
         batch, seq, width = xs[0].shape[0], xs[0].shape[2], xs[0].shape[3]
         heads = [x.shape[1] for x in xs]
-        wide = self._promoter(batch, width, device)
         budget = JOINT_BLOCK_ELEMENTS.get(device.type, JOINT_BLOCK_ELEMENTS_ELSEWHERE)
         step = max(1, budget // max(1, batch * sum(heads) * (width // 2)))
         for begin in range(0, seq, step):
             block = slice(begin, min(seq, begin + step))
             pieces = [x[:, :, block].transpose(1, 2) for x in xs]  # [B, s, H, r] each
-            pieces.append(wide.expand(batch, block.stop - begin, 0, width))
             self._add_block(layer, names, heads, pieces, self._counting[:, block], layout)
 
     def _add_block(self, layer: int, names: list[str], heads: list[int], pieces: list, counting, layout: str) -> None:
         """One token block: ``pieces`` are each tensor's ``[B, s, H, r]``, ``counting`` its ``[B, s, 1]``."""
         total, squares, peak, _ = self._buffers
-        norms = chunk_norms(torch.cat(pieces, dim=2), layout, torch.float32)  # [B, s, all heads, C]
-        batch, seq, _, chunks = norms.shape
-        columns, first = [], 0
-        for h in heads:  # each tensor's heads x chunks, then its counting column
-            columns += [norms[:, :, first : first + h].reshape(batch, seq, h * chunks), counting]
-            first += h
-        tokens = batch * seq
-        flat = torch.cat(columns, dim=2).view(tokens, -1)  # float64 (the counting columns promote)
+        batch, seq, _, width = pieces[0].shape
+        chunks, tokens, device = width // 2, batch * seq, counting.device
+        widths = [h * chunks + 1 for h in heads]  # each tensor's heads x chunks, then its counting column
+        rows = self._scratch("block", (batch, seq, sum(widths)), torch.float64, device)
+        if all(piece.dtype == torch.float32 for piece in pieces):  # read where they are: no copy
+            halves = [split_pairs(piece, layout) for piece in pieces]
+        else:  # one copy, in float32: half precision goes up, float64 down
+            joined = self._scratch("joined", (batch, seq, sum(heads), width), torch.float32, device)
+            torch.cat(pieces, dim=2, out=joined)
+            a, b = split_pairs(joined, layout)  # [B, s, all heads, C]
+            if len(set(heads)) == 1:  # equal head counts: one operator writes every tensor's norms
+                split = (batch, seq, len(heads), heads[0], chunks)
+                halves = [(a.view(split), b.view(split))]
+            else:
+                starts = [sum(heads[:t]) for t in range(len(heads))]
+                halves = [(a[:, :, s : s + h], b[:, :, s : s + h]) for s, h in zip(starts, heads, strict=True)]
+        if len(halves) == 1:
+            per_tensor = rows.view(batch, seq, len(heads), widths[0])
+            torch.hypot(*halves[0], out=per_tensor[..., :-1].view(batch, seq, len(heads), heads[0], chunks))
+        else:
+            column = 0
+            for (a, b), h, w in zip(halves, heads, widths, strict=True):
+                torch.hypot(a, b, out=rows[..., column : column + w - 1].view(batch, seq, h, chunks))
+                column += w
+        if len(set(heads)) == 1:  # the counting columns: one axis
+            rows.view(batch, seq, len(heads), widths[0])[..., -1].copy_(counting.expand(batch, seq, len(heads)))
+        else:
+            rows.index_copy_(2, self._counting_columns(widths, device), counting.expand(batch, seq, len(heads)))
+        flat = rows.view(tokens, -1)
         # a token counts for a tensor where the sum of that tensor's norms (its counting column's
-        # included: NaN for a token the mask leaves out) is finite; norms are >= 0, nothing cancels
-        if len(set(heads)) == 1:  # equal head counts: each tensor's columns are one axis
-            per_tensor = flat.view(tokens, len(heads), heads[0] * chunks + 1)
+        # included: NaN for a token the mask leaves out) is finite; norms are >= 0, nothing cancels.
+        # Where it does not, its norms and counting column become 0 (in place).
+        zero = self._zero(device)
+        if len(set(heads)) == 1:
+            per_tensor = flat.view(tokens, len(heads), widths[0])
             keep = torch.isfinite(per_tensor.sum(dim=2))  # [tokens, T]
-            kept = torch.where(keep[:, :, None], per_tensor, 0.0).view(tokens, -1)
+            torch.where(keep[:, :, None], per_tensor, zero, out=per_tensor)
         else:  # each tensor's columns summed as a view, and the keep-mask spread back over them
-            widths = [h * chunks + 1 for h in heads]
             keep = torch.isfinite(torch.stack([part.sum(dim=1) for part in flat.split(widths, dim=1)], dim=1))
             spread = torch.cat([keep[:, t : t + 1].expand(tokens, w) for t, w in enumerate(widths)], dim=1)
-            kept = torch.where(spread, flat, 0.0)
-        ones = self._ones(tokens, flat.device)
-        top = kept.amax(dim=0)
+            torch.where(spread, flat, zero, out=flat)
+        ones = self._ones(tokens, device)
+        top = flat.amax(dim=0)
         at = self.names.index(names[0])
         consecutive = names == self.names[at : at + len(names)]
         whole = consecutive and chunks == self.chunks and heads == [self.heads[name] for name in names]
+        # the sums first, then the block squared in place (no second block in memory) and summed
         if whole:  # the block's columns are one run of the buffers' columns: accumulated in place
             first = self.offset[names[0]]
-            into = slice(first, first + kept.shape[1])
-            total[layer : layer + 1, into].addmm_(ones, kept)
-            squares[layer : layer + 1, into].addmm_(ones, kept.square())
+            into = slice(first, first + flat.shape[1])
+            total[layer : layer + 1, into].addmm_(ones, flat)
+            squares[layer : layer + 1, into].addmm_(ones, flat.mul_(flat))
             torch.maximum(peak[layer, into], top, out=peak[layer, into])
             return
-        sums, sums_sq, local = ones.mm(kept)[0], ones.mm(kept.square())[0], 0
+        sums = ones.mm(flat)[0]
+        sums_sq, local = ones.mm(flat.mul_(flat))[0], 0
         for name, h in zip(names, heads, strict=True):  # a layer with fewer heads or chunks than the buffers
             first, count = self.offset[name], self.offset[name] + self.heads[name] * self.chunks
             here, counted = slice(local, local + h * chunks), local + h * chunks
@@ -356,12 +382,31 @@ class JointUpdate:
             torch.maximum(view, top[here].view(h, chunks), out=view)
             local += h * chunks + 1
 
-    def _promoter(self, batch: int, width: int, device) -> torch.Tensor:
-        """An empty ``[B, 1, 0, r]`` float32 tensor, cached: concatenated with half-precision tensors it
-        makes the concatenation promote them to float32 itself (float32 and float64 stay as they are)."""
-        key = ("promoter", batch, width, str(device))
+    def _counting_columns(self, widths: list[int], device) -> torch.Tensor:
+        """The block's counting columns (each tensor's last), as an index tensor, cached."""
+        key = ("counting columns", *widths, str(device))
         if key not in self._constants:
-            self._constants[key] = torch.empty(batch, 1, 0, width, dtype=torch.float32, device=device)
+            ends = torch.tensor(widths).cumsum(0) - 1
+            self._constants[key] = ends.to(device)
+        return self._constants[key]
+
+    def _scratch(self, name: str, shape: tuple[int, ...], dtype: torch.dtype, device) -> torch.Tensor:
+        """A reused buffer of ``shape`` (contents undefined): one per name, device and dtype, grown to
+        the largest block seen, so that the layers of a run allocate no fresh memory (on a CPU, fresh
+        megabyte buffers cost more in page faults than the operators that fill them). Made again where
+        it is an inference tensor and the caller is outside inference mode (which may not write it)."""
+        key, size = (name, str(device), dtype), math.prod(shape)
+        held = self._constants.get(key)
+        if held is None or held.numel() < size or (held.is_inference() and not torch.is_inference_mode_enabled()):
+            grown = size if held is None else max(size, held.numel())
+            held = self._constants[key] = torch.empty(grown, dtype=dtype, device=device)
+        return held[:size].view(shape)
+
+    def _zero(self, device) -> torch.Tensor:
+        """A float64 zero on ``device``, cached (the ``where`` that clears tokens writes in place)."""
+        key = ("zero", str(device))
+        if key not in self._constants:
+            self._constants[key] = torch.zeros((), dtype=torch.float64, device=device)
         return self._constants[key]
 
     def _ones(self, tokens: int, device) -> torch.Tensor:

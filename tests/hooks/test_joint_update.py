@@ -107,12 +107,17 @@ def test_the_capture_reduces_each_layer_once_with_all_its_tensors(monkeypatch):
 
 
 def test_prompts_of_many_lengths_keep_one_cached_row():
-    """The ones the sums multiply by are one cached row, grown to the longest block, and not one
-    tensor per prompt length (a run over prompts of thousands of lengths keeps its memory)."""
+    """The ones the sums multiply by are one cached row, grown to the longest block, and the scratch
+    blocks one buffer each, not one tensor per prompt length (a run over prompts of thousands of
+    lengths keeps its memory)."""
     stats = {t: ChunkNormStats(1, 2, 2) for t in "qkv"}
     joint = JointUpdate(stats)
     for seq in (5, 9, 3, 12, 7):
         x = torch.randn(1, 2, seq, 4)
         joint.update(0, [(t, x) for t in "qkv"], torch.ones(1, seq, dtype=torch.bool), "halves")
-    assert [tuple(c.shape) for c in joint._constants.values() if c.dtype == torch.float64] == [(1, 12)]
+    assert tuple(joint._constants["ones", "cpu"].shape) == (1, 12)
+    # float32 tensors are read where they are: no joined copy of them is made
+    assert sorted(name for name, *_ in joint._constants) == ["block", "ones", "zero"]
+    # the largest block's size: 12 tokens x (3 tensors x 2 heads x 2 chunks + 3 counting columns)
+    assert joint._constants["block", "cpu", torch.float64].numel() == 12 * (12 + 3)
     assert float(stats["q"].count[0]) == 5 + 9 + 3 + 12 + 7
