@@ -15,6 +15,7 @@ cd "$(dirname "$0")"
 ../.venv/bin/python long_context.py
 ../.venv/bin/python by_position.py
 ../.venv/bin/python figures_time.py
+../.venv/bin/python compile_stats.py  # would torch.compile pay for the statistics? (not on this CPU)
 if ../.venv/bin/python -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then
   ../.venv/bin/python gpu_gemma7b.py --tokens 2048 8192 --reps 5 --kernels results/gpu_gemma7b_kernels.txt  # Gemma-7B architecture, bf16
 fi

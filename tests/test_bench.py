@@ -32,3 +32,13 @@ def test_targets_table_sets_each_measured_ratio_against_its_target(tmp_path, mon
     assert "| <= 1.3x | 1.480x | **no** |" in row["heads time / forward, 8,192 tokens"]
     assert "(context)" in row["import floor: torch + transformers + modeling (s)"]
     assert "not measured yet" in row["figures, all entries / previous release"]
+
+
+def test_compile_benchmark_matches_the_joint_update(capsys):
+    """The compiled statistics benchmark's function (run through dynamo without a compiler) gives
+    the eager joint update's token sums, sums of squares and maxima: its ratios compare like with like."""
+    import compile_stats
+
+    compile_stats.main(["--tokens", "40", "--layers", "2", "--reps", "1", "--backend", "eager"])
+    row = capsys.readouterr().out.strip().splitlines()[-1].split()
+    assert row[0] == "40" and float(row[-1]) < 1e-12
