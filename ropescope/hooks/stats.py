@@ -320,21 +320,21 @@ class JointUpdate:
         chunks, tokens, device = width // 2, batch * seq, counting.device
         widths = [h * chunks + 1 for h in heads]  # each tensor's heads x chunks, then its counting column
         rows = self._scratch("block", (batch, seq, sum(widths)), torch.float64, device)
+        fused = None  # every tensor's halves as one [B, s, T, H, C] view: one operator writes all norms
         if all(piece.dtype == torch.float32 for piece in pieces):  # read where they are: no copy
             halves = [split_pairs(piece, layout) for piece in pieces]
         else:  # one copy, in float32: half precision goes up, float64 down
             joined = self._scratch("joined", (batch, seq, sum(heads), width), torch.float32, device)
             torch.cat(pieces, dim=2, out=joined)
             a, b = split_pairs(joined, layout)  # [B, s, all heads, C]
-            if len(set(heads)) == 1:  # equal head counts: one operator writes every tensor's norms
+            if len(set(heads)) == 1:  # equal head counts
                 split = (batch, seq, len(heads), heads[0], chunks)
-                halves = [(a.view(split), b.view(split))]
-            else:
-                starts = [sum(heads[:t]) for t in range(len(heads))]
-                halves = [(a[:, :, s : s + h], b[:, :, s : s + h]) for s, h in zip(starts, heads, strict=True)]
-        if len(halves) == 1:
+                fused = (a.view(split), b.view(split))
+            starts = [sum(heads[:t]) for t in range(len(heads))]
+            halves = [(a[:, :, s : s + h], b[:, :, s : s + h]) for s, h in zip(starts, heads, strict=True)]
+        if fused is not None:
             per_tensor = rows.view(batch, seq, len(heads), widths[0])
-            torch.hypot(*halves[0], out=per_tensor[..., :-1].view(batch, seq, len(heads), heads[0], chunks))
+            torch.hypot(*fused, out=per_tensor[..., :-1].view(batch, seq, len(heads), heads[0], chunks))
         else:
             column = 0
             for (a, b), h, w in zip(halves, heads, widths, strict=True):

@@ -26,12 +26,14 @@ EQUAL = (
 )
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=["bfloat16", "float32"])
 @pytest.mark.parametrize(("SHAPES", "SIZES"), [GROUPED, EQUAL], ids=["grouped-query", "equal-heads"])
-def test_a_joint_update_equals_a_slow_recomputation_per_tensor(SHAPES, SIZES):
-    """Batches arriving in the model's order (v first), some with only k and v (a layer that reuses
-    keys would have only q), an infinite key and a NaN value that leave the same token's query
-    counted, and a read between batches: every count, mean, m2, max and non-finite count equals
-    NumPy's over exactly the tokens that count for that tensor."""
+def test_a_joint_update_equals_a_slow_recomputation_per_tensor(SHAPES, SIZES, dtype):
+    """Batches arriving in the model's order (v first), some with only k and v, only q (a layer that
+    reuses keys) or q and v (an MLA layer without RoPE), an infinite key and a NaN value that leave
+    the same token's query counted, and a read between batches: every count, mean, m2, max and
+    non-finite count equals NumPy's over exactly the tokens that count for that tensor. In half
+    precision the tensors are joined in one float32 copy; float32 ones are read where they are."""
     gen = torch.Generator().manual_seed(0)
     stats = {t: ChunkNormStats(LAYERS, SIZES[t][0][0], CHUNKS, sizes=SIZES[t]) for t in "qkv"}
     joint = JointUpdate(stats)
@@ -41,13 +43,13 @@ def test_a_joint_update_equals_a_slow_recomputation_per_tensor(SHAPES, SIZES):
         for layer, (hq, hk, hv, r) in enumerate(SHAPES):
             batch, seq = 2, 7
             x = {
-                t: torch.randn(batch, h, seq, r, generator=gen).to(torch.bfloat16)
+                t: torch.randn(batch, h, seq, r, generator=gen).to(dtype)
                 for t, h in (("q", hq), ("k", hk), ("v", hv))
             }
             x["k"][1, 0, 3, 0] = float("inf")
             x["v"][0, -1, 5, 1] = float("nan")
             mask = torch.rand(batch, seq, generator=gen) > 0.2
-            names = ["v", "q", "k"] if step != 1 else ["v", "k"]
+            names = {0: ["v", "q", "k"], 1: ["v", "k"], 2: ["q"], 3: ["v", "q"]}[step]
             joint.update(layer, [(t, x[t]) for t in names], mask, "halves")
             for t in names:
                 norms = slow_chunk_norms(x[t].double().numpy(), r, "halves")  # [B, H, S, C]
