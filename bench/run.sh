@@ -18,5 +18,6 @@ cd "$(dirname "$0")"
 ../.venv/bin/python compile_stats.py  # would torch.compile pay for the statistics? (not on this CPU)
 if ../.venv/bin/python -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then
   ../.venv/bin/python gpu_gemma7b.py --tokens 2048 8192 --reps 5 --kernels results/gpu_gemma7b_kernels.txt  # Gemma-7B architecture, bf16
+  ../.venv/bin/python compile_stats.py --device cuda --dtype bfloat16 --shape gemma-7b --tokens 2048 8192
 fi
 ../.venv/bin/python targets.py

@@ -64,6 +64,9 @@ class LayerRope:
     ``2 * len(inv_freq)``. ``kv_source`` is the earlier layer whose keys and values this layer reuses
     (KV sharing: Gemma 3n's and Gemma 4's last layers); such a layer makes queries only, so its key
     and value statistics are absent (NaN) and its heads are scored against the source layer's keys.
+    ``shared_key`` is False on an MLA layer without RoPE (Mistral Large 4's every fourth layer): its
+    keys are per head and none is the one RoPE key an MLA layer shares across its heads, so there is
+    nothing to measure in k there and its key statistics are absent (NaN), as a KV-sharing layer's.
     """
 
     inv_freq: np.ndarray
@@ -77,6 +80,7 @@ class LayerRope:
     kv_heads: int | None = None
     kv_source: int | None = None
     v_heads: int | None = None
+    shared_key: bool = True
 
     def span(self, context: int) -> int:
         """Longest distance a query of this layer can look back over ``context`` tokens."""
@@ -114,6 +118,8 @@ class RopeGeometry:
         nope_text += f", {others} layers without softmax attention" if others else ""
         shared = [i for i, lr in enumerate(self.layers) if lr.kv_source is not None]
         nope_text += f", layers {', '.join(map(str, shared))} reuse earlier layers' keys and values" if shared else ""
+        unkeyed = [i for i, lr in enumerate(self.layers) if not lr.shared_key]
+        nope_text += f", layers {', '.join(map(str, unkeyed))} have no shared RoPE key (MLA)" if unkeyed else ""
         if len({self.layer_head_dim(i) for i in self.attention_layers}) > 1:
             sizes = sorted({(self.layer_head_dim(i), self.layer_rotary_dim(i)) for i in self.attention_layers})
             heads = "head_dim / rotary_dim " + ", ".join(f"{h} / {r}" for h, r in sizes) + " by layer"
@@ -146,7 +152,11 @@ class RopeGeometry:
     def ragged(self) -> bool:
         """True when layers have heads of different sizes or KV-head counts (Gemma 4)."""
         return any(
-            lr.head_dim is not None or lr.kv_heads is not None or lr.kv_source is not None or lr.v_heads is not None
+            lr.head_dim is not None
+            or lr.kv_heads is not None
+            or lr.kv_source is not None
+            or lr.v_heads is not None
+            or not lr.shared_key
             for lr in self.layers
         ) or any(2 * len(lr.inv_freq) != self.rotary_dim for lr in self.layers)
 
@@ -165,12 +175,13 @@ class RopeGeometry:
     def layer_sizes(self, heads: int, tensor: str = "q") -> list[tuple[int, int]]:
         """``(heads, chunks)`` of every layer for ``tensor``: ``heads`` query heads for q; for k and v
         each layer's own count, ``heads`` being the most of any layer (none where the layer reuses
-        another layer's keys and values; MLA: one shared RoPE key, a value per query head)."""
+        another layer's keys and values, nor a key where an MLA layer without RoPE has no shared RoPE
+        key; MLA: one shared RoPE key, a value per query head)."""
 
         def count(lr: LayerRope) -> int:
             if tensor == "q":
                 return heads
-            if lr.kv_source is not None:
+            if lr.kv_source is not None or (tensor == "k" and not lr.shared_key):
                 return 0
             if tensor == "v" and lr.v_heads is not None:
                 return lr.v_heads
@@ -235,6 +246,7 @@ class RopeGeometry:
                     **({"kv_heads": lr.kv_heads} if lr.kv_heads is not None else {}),
                     **({"kv_source": lr.kv_source} if lr.kv_source is not None else {}),
                     **({"v_heads": lr.v_heads} if lr.v_heads is not None else {}),
+                    **({"shared_key": False} if not lr.shared_key else {}),
                 }
                 for lr in self.layers
             ],
@@ -264,6 +276,7 @@ class RopeGeometry:
                     _optional_int(lr.get("kv_heads"), field + "kv_heads"),
                     _optional_int(lr.get("kv_source"), field + "kv_source", minimum=0),
                     _optional_int(lr.get("v_heads"), field + "v_heads"),
+                    _flag(lr.get("shared_key", True), field + "shared_key"),  # saved before it was known
                 )
             )
         return cls(
@@ -492,8 +505,13 @@ def read_geometry(model: torch.nn.Module, layout: str | None = None) -> RopeGeom
         sizes = dict(
             head_dim=head_dims.get(i), kv_heads=kv_heads.get(i), kv_source=kv_sources.get(i), v_heads=v_heads.get(i)
         )
-        if i in nope:
-            layers.append(LayerRope(np.zeros_like(inv_freq), 1.0, ltype, None, windows[i], rope=False, **sizes))
+        if i in nope:  # an MLA layer without RoPE has no shared RoPE key (its keys are per head)
+            unkeyed = any(site.layer == i and is_mla(site.module) for site in sites or ())
+            layers.append(
+                LayerRope(
+                    np.zeros_like(inv_freq), 1.0, ltype, None, windows[i], rope=False, shared_key=not unkeyed, **sizes
+                )
+            )
         else:
             layers.append(LayerRope(inv_freq, scaling, ltype, _theta(cfg, ltype), windows[i], **sizes))
     widest = max((lr for lr in layers if lr.attention), key=lambda lr: len(lr.inv_freq), default=layers[0])

@@ -120,10 +120,7 @@ def _hatch(ax, column: int, top: int, height: int, label: str | None, colour: st
 def _no_shared_key(profile: Profile, layer: int, tensor: str) -> bool:
     """Whether ``tensor`` is the keys of an MLA layer without RoPE (Mistral Large 4): its keys are per
     head, it has no shared RoPE key, so its own attention layer counted none (not KV sharing)."""
-    lr = profile.geometry.layers[layer]
-    if tensor != "k" or not lr.attention or lr.rope or lr.kv_source is not None:
-        return False
-    return profile.stats["k"].count.numpy()[layer] == 0
+    return tensor == "k" and not profile.geometry.layers[layer].shared_key
 
 
 def _mark_absent(ax, profile: Profile, tensor: str) -> None:

@@ -34,12 +34,14 @@ from ropescope.profiling.content import check_content, check_position_content, c
 from ropescope.profiling.notebook import profile_html, profile_line
 
 FORMAT = "ropescope-profile"
-# 5: per-layer head sizes, KV-head counts and KV-sharing sources in the geometry, NaN for the heads
-# and chunks a layer does not have (Gemma 4, Gemma 3n); 4: per-layer "rope" and "attention" flags in
-# the geometry (NoPE layers, hybrid models' other layers;
-# older files load with every layer rotating); 3: prompt hashes as an array; 2: the header is one metadata key
-FORMAT_VERSION = 5
-READABLE_VERSIONS = ("1", "2", "3", "4", "5")  # 1: the same fields as four metadata keys
+# 6: the per-layer "shared_key" flag in the geometry (False on an MLA layer without RoPE, whose key
+# statistics are then absent; older files load with every layer's key shared); 5: per-layer head
+# sizes, KV-head counts and KV-sharing sources in the geometry, NaN for the heads and chunks a layer
+# does not have (Gemma 4, Gemma 3n); 4: per-layer "rope" and "attention" flags in the geometry (NoPE
+# layers, hybrid models' other layers; older files load with every layer rotating); 3: prompt hashes
+# as an array; 2: the header is one metadata key
+FORMAT_VERSION = 6
+READABLE_VERSIONS = ("1", "2", "3", "4", "5", "6")  # 1: the same fields as four metadata keys
 HASHES = "prompt_hashes"
 MAX_PROMPT_SET_NAME = 200  # characters; longer merged names are summarised
 TENSORS = ("q", "k", "v")

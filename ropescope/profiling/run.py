@@ -21,7 +21,6 @@ from ropescope.hooks import capture
 from ropescope.hooks.position import position_edges
 from ropescope.hooks.reducers import fan_out, whole_prompts
 from ropescope.model.anatomy import FINGERPRINT_KIND, ModelAnatomy, inspect_model
-from ropescope.model.families import is_mla
 from ropescope.model.geometry import RopeGeometry
 from ropescope.model.loading import tokenizer_of
 from ropescope.options import ON_NONFINITE
@@ -229,11 +228,9 @@ def pad_batch(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tens
 
 def makes_rope_key(anatomy, layer: int) -> bool:
     """Whether ``layer`` makes keys of its own for the k statistics: not a layer reusing another's
-    (KV sharing), nor a NoPE layer of an MLA model (Mistral Large 4), which has no shared RoPE key."""
-    if anatomy.geometry.layers[layer].kv_source is not None:
-        return False
-    site = anatomy.sites_by_layer.get(layer)
-    return not (layer in anatomy.geometry.nope_layers and site is not None and is_mla(site.module))
+    (KV sharing), nor an MLA layer without RoPE (Mistral Large 4), which has no shared RoPE key."""
+    lr = anatomy.geometry.layers[layer]
+    return lr.kv_source is None and lr.shared_key
 
 
 def run_forward(

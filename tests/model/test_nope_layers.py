@@ -146,7 +146,7 @@ def test_nope_layers_with_qk_norm_are_read_after_the_norm_in_either_layout():
         assert np.allclose(prof.stats["q"].mean.numpy()[1], slow, rtol=1e-5, atol=1e-6), family
 
 
-def test_mla_nope_layers_count_their_query_control_and_no_shared_key():
+def test_mla_nope_layers_count_their_query_control_and_no_shared_key(tmp_path):
     """Mistral Large 4's NoPE layers are MLA layers that rotate nothing: q's control is read where its
     RoPE layers rotate (the last qk_rope_head_dim dims of each head), it has no shared RoPE key (k
     counts nothing and the figures say why), its values are counted, and head scores take its whole
@@ -156,9 +156,16 @@ def test_mla_nope_layers_count_their_query_control_and_no_shared_key():
     model = tiny_model("mistral_large4")
     geometry = ropescope.inspect_model(model).geometry
     assert geometry.nope_layers == (1,)
+    # the geometry says so (and the saved profile keeps it): layer 1 has no key heads to measure
+    assert [lr.shared_key for lr in geometry.layers] == [True, False]
+    assert [h for h, _ in geometry.layer_sizes(1, "k")] == [1, 0] and "no shared RoPE key" in repr(geometry)
     prof = ropescope.profile(model, CharTokenizer(), list(TEXTS), batch_size=2)
     q, k, v = (prof.stats[t].count.numpy() for t in "qkv")
     assert q[1] == q[0] > 0 and k[0] > 0 and k[1] == 0 and v[1] == v[0] > 0
+    assert np.isnan(prof.stats["k"].mean.numpy()[1]).all() and prof.head_usage(1, "k").shape[0] == 0
+    saved = tmp_path / "mla.safetensors"
+    prof.save(saved)
+    assert [lr.shared_key for lr in ropescope.load_profile(saved).geometry.layers] == [True, False]
     texts = [t.get_text() for ax in head_usage_figure(prof, 1).axes for t in ax.texts]
     assert any("no shared RoPE key" in t for t in texts), texts
     labels = [p.get_label() for ax in layer_usage_figure(prof).axes for p in ax.patches]
