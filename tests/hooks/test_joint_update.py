@@ -43,8 +43,7 @@ def test_a_joint_update_equals_a_slow_recomputation_per_tensor(SHAPES, SIZES, dt
         for layer, (hq, hk, hv, r) in enumerate(SHAPES):
             batch, seq = 2, 7
             x = {
-                t: torch.randn(batch, h, seq, r, generator=gen).to(dtype)
-                for t, h in (("q", hq), ("k", hk), ("v", hv))
+                t: torch.randn(batch, h, seq, r, generator=gen).to(dtype) for t, h in (("q", hq), ("k", hk), ("v", hv))
             }
             x["k"][1, 0, 3, 0] = float("inf")
             x["v"][0, -1, 5, 1] = float("nan")
