@@ -285,6 +285,7 @@ class JointUpdate:
         if sum(len(counts) for counts in self._offered_log.values()) >= 256:  # bounded memory
             self._flush_offered()
 
+    @torch.inference_mode()  # the buffers and scratch blocks may be inference tensors (made in a profile's forward)
     @in_full_float32
     def update(self, layer: int, parts: list[tuple[str, torch.Tensor]], mask: torch.Tensor, layout: str) -> None:
         """Add one batch of layer ``layer``: ``parts`` are ``(name, x)`` with ``x[B, H, S, r]`` the
@@ -393,11 +394,10 @@ class JointUpdate:
     def _scratch(self, name: str, shape: tuple[int, ...], dtype: torch.dtype, device) -> torch.Tensor:
         """A reused buffer of ``shape`` (contents undefined): one per name, device and dtype, grown to
         the largest block seen, so that the layers of a run allocate no fresh memory (on a CPU, fresh
-        megabyte buffers cost more in page faults than the operators that fill them). Made again where
-        it is an inference tensor and the caller is outside inference mode (which may not write it)."""
+        megabyte buffers cost more in page faults than the operators that fill them)."""
         key, size = (name, str(device), dtype), math.prod(shape)
         held = self._constants.get(key)
-        if held is None or held.numel() < size or (held.is_inference() and not torch.is_inference_mode_enabled()):
+        if held is None or held.numel() < size:
             grown = size if held is None else max(size, held.numel())
             held = self._constants[key] = torch.empty(grown, dtype=dtype, device=device)
         return held[:size].view(shape)

@@ -122,3 +122,24 @@ def test_prompts_of_many_lengths_keep_one_cached_row():
     # the largest block's size: 12 tokens x (3 tensors x 2 heads x 2 chunks + 3 counting columns)
     assert joint._constants["block", "cpu", torch.float64].numel() == 12 * (12 + 3)
     assert float(stats["q"].count[0]) == 5 + 9 + 3 + 12 + 7
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=["bfloat16", "float32"])
+def test_scratch_made_in_inference_mode_serves_a_later_update_outside_it(dtype):
+    """The reused scratch blocks made inside ``torch.inference_mode`` (a profile's forward) are
+    inference tensors, which may not be written outside it: an update under plain ``no_grad`` after
+    one in inference mode makes its own and counts the same as two updates in inference mode."""
+    x = torch.randn(2, 2, 6, 8, generator=torch.Generator().manual_seed(3)).to(dtype)
+    mask = torch.ones(2, 6, dtype=torch.bool)
+    results = []
+    for later in (torch.inference_mode, torch.no_grad):
+        stats = {t: ChunkNormStats(1, 2, 4) for t in "qkv"}
+        joint = JointUpdate(stats)
+        with torch.inference_mode():
+            joint.update(0, [(t, x) for t in "qkv"], mask, "halves")
+        with later():
+            joint.update(0, [(t, x * 2) for t in "qkv"], mask, "halves")
+        results.append([stats[t].mean.clone() for t in "qkv"])
+    for ours, theirs in zip(*results, strict=True):
+        assert torch.equal(ours, theirs)
+    assert float(stats["q"].count[0]) == 24
