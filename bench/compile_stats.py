@@ -36,7 +36,7 @@ import torch
 from targets import record
 
 from ropescope.hooks.stats import ChunkNormStats, JointUpdate
-from ropescope.model.geometry import split_pairs
+from ropescope.model.geometry import chunk_norms
 
 SHAPES = {"gemma-3-270m": (18, 4, 1, 256), "gemma-7b": (28, 16, 16, 256)}  # layers, q heads, kv heads, rotary dims
 
@@ -47,8 +47,7 @@ def block_sums(xs: list[torch.Tensor], mask: torch.Tensor, layout: str) -> torch
     norms followed by its token count (the joint update's column layout)."""
     columns = []
     for x in xs:
-        a, b = split_pairs(x.float(), layout)
-        norms = torch.hypot(a, b).transpose(1, 2).flatten(2).double()  # [B, S, H * C]
+        norms = chunk_norms(x, layout).transpose(1, 2).flatten(2).double()  # [B, S, H * C], float32 norms
         keep = mask & torch.isfinite(norms.sum(dim=2))  # [B, S]
         norms = torch.where(keep[..., None], norms, 0.0)
         columns += [norms, keep[..., None].double()]

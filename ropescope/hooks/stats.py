@@ -321,6 +321,7 @@ class JointUpdate:
         chunks, tokens, device = width // 2, batch * seq, counting.device
         widths = [h * chunks + 1 for h in heads]  # each tensor's heads x chunks, then its counting column
         rows = self._scratch("block", (batch, seq, sum(widths)), torch.float64, device)
+        equal = len(set(heads)) == 1  # equal head counts: each tensor's columns are one axis
         fused = None  # every tensor's halves as one [B, s, T, H, C] view: one operator writes all norms
         if all(piece.dtype == torch.float32 for piece in pieces):  # read where they are: no copy
             halves = [split_pairs(piece, layout) for piece in pieces]
@@ -328,20 +329,21 @@ class JointUpdate:
             joined = self._scratch("joined", (batch, seq, sum(heads), width), torch.float32, device)
             torch.cat(pieces, dim=2, out=joined)
             a, b = split_pairs(joined, layout)  # [B, s, all heads, C]
-            if len(set(heads)) == 1:  # equal head counts
+            if equal:
                 split = (batch, seq, len(heads), heads[0], chunks)
                 fused = (a.view(split), b.view(split))
-            starts = [sum(heads[:t]) for t in range(len(heads))]
-            halves = [(a[:, :, s : s + h], b[:, :, s : s + h]) for s, h in zip(starts, heads, strict=True)]
+            else:
+                starts = [sum(heads[:t]) for t in range(len(heads))]
+                halves = [(a[:, :, s : s + h], b[:, :, s : s + h]) for s, h in zip(starts, heads, strict=True)]
         if fused is not None:
-            per_tensor = rows.view(batch, seq, len(heads), widths[0])
-            torch.hypot(*fused, out=per_tensor[..., :-1].view(batch, seq, len(heads), heads[0], chunks))
+            out = rows.view(batch, seq, len(heads), widths[0])[..., :-1].view(batch, seq, len(heads), heads[0], chunks)
+            torch.hypot(*fused, out=out)
         else:
             column = 0
             for (a, b), h, w in zip(halves, heads, widths, strict=True):
                 torch.hypot(a, b, out=rows[..., column : column + w - 1].view(batch, seq, h, chunks))
                 column += w
-        if len(set(heads)) == 1:  # the counting columns: one axis
+        if equal:  # the counting columns: one axis
             rows.view(batch, seq, len(heads), widths[0])[..., -1].copy_(counting.expand(batch, seq, len(heads)))
         else:
             rows.index_copy_(2, self._counting_columns(widths, device), counting.expand(batch, seq, len(heads)))
@@ -350,7 +352,7 @@ class JointUpdate:
         # included: NaN for a token the mask leaves out) is finite; norms are >= 0, nothing cancels.
         # Where it does not, its norms and counting column become 0 (in place).
         zero = self._zero(device)
-        if len(set(heads)) == 1:
+        if equal:
             per_tensor = flat.view(tokens, len(heads), widths[0])
             keep = torch.isfinite(per_tensor.sum(dim=2))  # [tokens, T]
             torch.where(keep[:, :, None], per_tensor, zero, out=per_tensor)
@@ -386,10 +388,7 @@ class JointUpdate:
     def _counting_columns(self, widths: list[int], device) -> torch.Tensor:
         """The block's counting columns (each tensor's last), as an index tensor, cached."""
         key = ("counting columns", *widths, str(device))
-        if key not in self._constants:
-            ends = torch.tensor(widths).cumsum(0) - 1
-            self._constants[key] = ends.to(device)
-        return self._constants[key]
+        return self._constant(key, lambda: (torch.tensor(widths).cumsum(0) - 1).to(device))
 
     def _scratch(self, name: str, shape: tuple[int, ...], dtype: torch.dtype, device) -> torch.Tensor:
         """A reused buffer of ``shape`` (contents undefined): one per name, device and dtype, grown to
@@ -398,15 +397,17 @@ class JointUpdate:
         key, size = (name, str(device), dtype), math.prod(shape)
         held = self._constants.get(key)
         if held is None or held.numel() < size:
-            grown = size if held is None else max(size, held.numel())
-            held = self._constants[key] = torch.empty(grown, dtype=dtype, device=device)
+            held = self._constants[key] = torch.empty(size, dtype=dtype, device=device)
         return held[:size].view(shape)
 
     def _zero(self, device) -> torch.Tensor:
         """A float64 zero on ``device``, cached (the ``where`` that clears tokens writes in place)."""
-        key = ("zero", str(device))
+        return self._constant(("zero", str(device)), lambda: torch.zeros((), dtype=torch.float64, device=device))
+
+    def _constant(self, key: tuple, make) -> torch.Tensor:
+        """The cached tensor under ``key``, made by ``make()`` the first time."""
         if key not in self._constants:
-            self._constants[key] = torch.zeros((), dtype=torch.float64, device=device)
+            self._constants[key] = make()
         return self._constants[key]
 
     def _ones(self, tokens: int, device) -> torch.Tensor:

@@ -178,16 +178,22 @@ class RopeGeometry:
         another layer's keys and values, nor a key where an MLA layer without RoPE has no shared RoPE
         key; MLA: one shared RoPE key, a value per query head)."""
 
-        def count(lr: LayerRope) -> int:
+        def count(layer: int, lr: LayerRope) -> int:
             if tensor == "q":
                 return heads
-            if lr.kv_source is not None or (tensor == "k" and not lr.shared_key):
+            if lr.kv_source is not None or (tensor == "k" and not self.makes_keys(layer)):
                 return 0
             if tensor == "v" and lr.v_heads is not None:
                 return lr.v_heads
             return lr.kv_heads or heads
 
-        return [(count(lr), len(lr.inv_freq)) for lr in self.layers]
+        return [(count(i, lr), len(lr.inv_freq)) for i, lr in enumerate(self.layers)]
+
+    def makes_keys(self, layer: int) -> bool:
+        """Whether ``layer`` makes keys of its own to measure: not one reusing an earlier layer's
+        (KV sharing), nor an MLA layer without RoPE, which has no shared RoPE key (Mistral Large 4)."""
+        lr = self.layers[layer]
+        return lr.kv_source is None and lr.shared_key
 
     def absent(self, heads: int, tensor: str = "q") -> np.ndarray:
         """``[layers, heads, chunks]`` bool: True for each head and chunk a layer does not have."""
@@ -479,6 +485,7 @@ def read_geometry(model: torch.nn.Module, layout: str | None = None) -> RopeGeom
 
     windows = _sliding_windows(model, n_layers)
     nope, others = _nope_and_other_layers(model, sites)
+    mla = {site.layer for site in sites or () if is_mla(site.module)}
     layers = []
     for i in range(n_layers):
         ltype = layer_types[i]
@@ -506,10 +513,9 @@ def read_geometry(model: torch.nn.Module, layout: str | None = None) -> RopeGeom
             head_dim=head_dims.get(i), kv_heads=kv_heads.get(i), kv_source=kv_sources.get(i), v_heads=v_heads.get(i)
         )
         if i in nope:  # an MLA layer without RoPE has no shared RoPE key (its keys are per head)
-            unkeyed = any(site.layer == i and is_mla(site.module) for site in sites or ())
             layers.append(
                 LayerRope(
-                    np.zeros_like(inv_freq), 1.0, ltype, None, windows[i], rope=False, shared_key=not unkeyed, **sizes
+                    np.zeros_like(inv_freq), 1.0, ltype, None, windows[i], rope=False, shared_key=i not in mla, **sizes
                 )
             )
         else:

@@ -166,7 +166,7 @@ def profile(
     stats = {name: gather_merge(s.to_cpu()) for name, s in cap.stats.items()}
     for name in [t for t in ("q", "k") if t in tensors]:
         counts = stats[name].count.tolist()
-        own = [i for i in anatomy.geometry.attention_layers if name == "q" or makes_rope_key(anatomy, i)]
+        own = [i for i in anatomy.geometry.attention_layers if name == "q" or anatomy.geometry.makes_keys(i)]
         unseen = [layer for layer in own if counts[layer] == 0]
         if unseen and not stats[name].nonfinite[unseen].any():
             raise UnsupportedModelError(
@@ -224,13 +224,6 @@ def pad_batch(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tens
     input_ids = torch.tensor([list(r) + [pad] * (width - len(r)) for r in rows], dtype=torch.long)
     mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], dtype=torch.long)
     return input_ids, mask
-
-
-def makes_rope_key(anatomy, layer: int) -> bool:
-    """Whether ``layer`` makes keys of its own for the k statistics: not a layer reusing another's
-    (KV sharing), nor an MLA layer without RoPE (Mistral Large 4), which has no shared RoPE key."""
-    lr = anatomy.geometry.layers[layer]
-    return lr.kv_source is None and lr.shared_key
 
 
 def run_forward(
