@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 from ropescope.errors import GeometryMismatchError, UnsupportedModelError
@@ -41,7 +42,11 @@ from ropescope.model.geometry import chunk_norms, rotate
 # bits, while ropescope rotates in float32. Full precision: the two rotations agree exactly in every
 # run we could reproduce, but one test run saw 1.4e-4 on layer 0 of Gemma 3 270M; a wrong layout,
 # frequency or scaling misses by 1e-1 or more, so 1e-3 keeps every real mismatch caught.
-VERIFY_TOKENS = 128  # tokens of the first sequence (first head) re-rotated by the geometry self-check
+# tokens of the first sequence (first query and key head) re-rotated by the geometry self-check: the
+# first 16 (a layout error shows from position 1) and every 8th to position 127 (a frequency or
+# scaling error grows with the position): 30 tokens with the reach of 128.
+VERIFY_LAST = 127
+VERIFY_TOKENS = (*range(16), *range(23, VERIFY_LAST + 1, 8))
 GEOMETRY_TOLERANCE = {torch.float32: 1e-3, torch.float64: 1e-3, torch.float16: 4e-3, torch.bfloat16: 3e-2}
 
 
@@ -92,6 +97,7 @@ class Capture(RopeCallHooks):
         self._valued: set[int] = set()  # layers whose values are read (from their value projection)
         self.verified_layers: set[int] = set()
         self._checks: list[tuple] = []  # this pass's geometry self-checks, read when it ends (_check_geometry)
+        self._verify_index: dict[tuple, torch.Tensor] = {}  # (tokens, device) -> the tokens the self-check compares
         self._nope_q = None  # a NoPE layer's q, until its k is made
         self._query_scale: dict[int, torch.Tensor] = {}  # a NoPE layer's query scale, handed to it per pass
         # KV sharing: the post-RoPE keys of each layer whose keys later layers reuse, for on_qk
@@ -266,8 +272,7 @@ class Capture(RopeCallHooks):
                 f">= {r} dims]"
             )
         if self.verify_geometry and layer not in self.verified_layers:
-            first = (slice(0, 1), slice(0, 1), slice(0, VERIFY_TOKENS), slice(0, r))
-            self._verify(layer, q[first], q_rot[first], "query")
+            self._verify(layer, [q], [q_rot], r, "query")
         mask = self._token_mask(q.shape[2])
         if "q" in self.tensors:
             self._add("q", layer, q[..., :r], mask)
@@ -416,10 +421,7 @@ class Capture(RopeCallHooks):
                 f"[batch, {self.n_heads} | {kv_heads} heads, tokens, >= {r} dims]"
             )
         if self.verify_geometry and layer not in self.verified_layers:
-            first = (slice(0, 1), slice(0, 1), slice(0, VERIFY_TOKENS), slice(0, r))  # sequence 0, head 0
-            pre = torch.cat([q[first], k[first].to(q.dtype)], dim=1)
-            post = torch.cat([q_rot[first], k_rot[first].to(q_rot.dtype)], dim=1)
-            self._verify(layer, pre, post, "query and key")
+            self._verify(layer, [q, k], [q_rot, k_rot], r, "query and key")
         for name, tensor in (("q", q), ("k", k)):
             if name in self.tensors:
                 self._add(name, layer, tensor[..., :r], mask)
@@ -471,24 +473,67 @@ class Capture(RopeCallHooks):
 
         return hook
 
-    def _verify(self, layer: int, pre: torch.Tensor, post: torch.Tensor, what: str) -> None:
-        """Re-rotate ``pre`` (``[1, heads, tokens, r]``: the first query head and first key head of
-        the first sequence over its first ``VERIFY_TOKENS`` tokens) and compare with the model's
-        ``post`` (every head is rotated by the same code and angles; a wrong layout, frequency or
-        scaling shows up within those positions). About 1 ms a layer, once per capture. The error
-        stays on the device until the forward pass ends (:meth:`_check_geometry`: one host
-        synchronisation for all layers, not two per layer)."""
-        lr = self.geometry.layers[layer]
-        # turn -1: the model turns its pairs the other way (NanoChat), i.e. by -m*g
-        inv_freq = torch.as_tensor(lr.inv_freq * self.geometry.turn, dtype=torch.float32, device=pre.device)
-        positions = self._positions[:1, None, :VERIFY_TOKENS]  # [1, 1, S] against [1, H, S, r]
-        ours = rotate(pre, positions, inv_freq, self.geometry.layout, lr.attention_scaling)
-        theirs = post.float()
-        finite = torch.isfinite(theirs) & torch.isfinite(ours)  # overflow is reported by the stats
-        zero = torch.zeros((), device=theirs.device)
-        scale = torch.where(finite, theirs, zero).abs().amax(dim=(0, 2, 3)).clamp(min=1e-30)  # per head
-        error = (torch.where(finite, ours - theirs, zero).abs().amax(dim=(0, 2, 3)) / scale).max()
-        self._checks.append((layer, what, post.dtype, error, finite.any()))
+    def _verify(self, layer: int, pres: list, posts: list, r: int, what: str) -> None:
+        """Queue the geometry self-check of ``layer``: the first head of each of ``pres`` (``[B, H, S,
+        >= r]`` before RoPE: the query, and the key where given) over the first sequence's
+        :data:`VERIFY_TOKENS` tokens, re-rotated when the forward pass ends (:meth:`_check_geometry`)
+        and compared with the model's own ``posts``. Every head is rotated by the same code and
+        angles, so a wrong layout, frequency or scaling shows up there."""
+        tokens = self._verify_tokens(pres[0].shape[2], pres[0].device)
+        pre = torch.cat([x[:1, :1, tokens, :r].to(pres[0].dtype) for x in pres], dim=1)  # [1, heads, n, r]: a copy
+        post = torch.cat([x[:1, :1, tokens, :r].to(posts[0].dtype) for x in posts], dim=1)
+        positions = self._positions[:1, None, tokens.to(self._positions.device)]  # [1, 1, n]
+        self._checks.append((layer, what, pre, post, positions))
+
+    def _verify_tokens(self, seq: int, device) -> torch.Tensor:
+        """The token indices the geometry self-check compares (:data:`VERIFY_TOKENS` cut to ``seq``,
+        with the last of them always in), cached per length and device."""
+        key = (seq, str(device))
+        if key not in self._verify_index:
+            last = min(seq, VERIFY_LAST + 1) - 1
+            tokens = sorted({t for t in VERIFY_TOKENS if t <= last} | {last})
+            self._verify_index[key] = torch.tensor(tokens, device=device)
+        return self._verify_index[key]
+
+    def _geometry_errors(self, checks: list[tuple], finite_only: bool = False) -> np.ndarray:
+        """``[checks, 2]`` (read on the host in one copy): each check's largest error relative to its
+        head's largest magnitude, and whether it compared anything (1.0 or 0.0).
+
+        Checks with the same frequencies, scaling, shapes, dtypes and positions (a model's layers of
+        one kind) are re-rotated in one batch: a few dozen kernels a pass instead of a few dozen a
+        layer. The plain comparison takes every value; a check it finds non-finite is compared again
+        ``finite_only``: over the values both rotations left finite (half-precision overflow is
+        reported by the statistics), comparing nothing where none is."""
+        groups: dict[tuple, list[int]] = {}
+        for index, (layer, _, pre, post, positions) in enumerate(checks):
+            lr = self.geometry.layers[layer]
+            key = (lr.inv_freq.tobytes(), float(lr.attention_scaling), tuple(pre.shape), pre.dtype, post.dtype,
+                   id(positions))  # fmt: skip
+            groups.setdefault(key, []).append(index)
+        order, reads = [], []
+        for members in groups.values():
+            layer, _, _, _, positions = checks[members[0]]
+            lr = self.geometry.layers[layer]
+            pre = torch.cat([checks[i][2] for i in members])  # [G, heads, S, r]
+            theirs = torch.cat([checks[i][3] for i in members]).float()
+            # turn -1: the model turns its pairs the other way (NanoChat), i.e. by -m*g
+            inv_freq = torch.as_tensor(lr.inv_freq * self.geometry.turn, dtype=torch.float32, device=pre.device)
+            ours = rotate(pre, positions, inv_freq, self.geometry.layout, lr.attention_scaling)
+            if finite_only:
+                finite = torch.isfinite(theirs) & torch.isfinite(ours)
+                zero = torch.zeros((), device=theirs.device)
+                theirs, ours = torch.where(finite, theirs, zero), torch.where(finite, ours, zero)
+                compared = finite.flatten(1).any(dim=1).float()
+            else:
+                compared = torch.ones(len(members), device=theirs.device)
+            scale = theirs.abs().amax(dim=(2, 3)).clamp(min=1e-30)  # [G, heads]
+            error = (ours.sub_(theirs).abs_().amax(dim=(2, 3)) / scale).amax(dim=1)  # [G]
+            order += members
+            reads.append(torch.stack([error, compared], dim=1).to(checks[0][3].device))
+        read = torch.cat(reads).cpu().numpy()
+        out = np.empty_like(read)
+        out[order] = read
+        return out
 
     def _end_of_pass(self) -> None:
         self._check_geometry()
@@ -501,12 +546,15 @@ class Capture(RopeCallHooks):
         if not self._checks:
             return
         checks, self._checks = self._checks, []
-        device = checks[0][3].device
         # one copy to the host for every layer (NumPy reads it there: no scalar read per layer)
-        read = torch.stack([torch.stack([e.float(), f.float()]).to(device) for *_, e, f in checks]).cpu().numpy()
-        for (layer, what, dtype, _, _), (error, compared) in zip(checks, read.tolist(), strict=True):
+        read = self._geometry_errors(checks)
+        unsure = np.flatnonzero(~np.isfinite(read[:, 0]))  # a non-finite value somewhere: finite ones only
+        if len(unsure):
+            read[unsure] = self._geometry_errors([checks[i] for i in unsure], finite_only=True)
+        for (layer, what, _, post, _), (error, compared) in zip(checks, read.tolist(), strict=True):
             if not compared:
                 continue
+            dtype = post.dtype
             tolerance = GEOMETRY_TOLERANCE.get(dtype, 3e-2)
             if not error <= tolerance:
                 raise GeometryMismatchError(

@@ -13,6 +13,7 @@ from ropescope.errors import GeometryMismatchError
 from ropescope.hooks.precision import full_float32
 from ropescope.hooks.stats import ChunkNormStats
 from ropescope.model.anatomy import inspect_model
+from ropescope.model.geometry import rotate
 from ropescope.survey import TEXTS, CharTokenizer, tiny_model
 
 
@@ -29,6 +30,33 @@ def test_a_self_check_with_nothing_finite_is_not_a_pass():
         with pytest.raises(GeometryMismatchError, match="layer 0"):
             with torch.no_grad():
                 model(input_ids=ids)
+
+
+@pytest.mark.parametrize("layout", ["halves", "interleaved"])
+def test_a_self_check_with_some_values_overflowed_compares_the_finite_ones(layout):
+    """The batched self-check reads every value first; one that meets an overflow is compared again
+    over the finite values only: a right geometry passes there, a wrong one is still caught."""
+    model = tiny_model("llama")  # rotates its halves
+    anatomy = inspect_model(model)
+    geometry = anatomy.geometry if layout == "halves" else anatomy.geometry.with_layout(layout)
+    lr = anatomy.geometry.layers[0]
+    inv_freq = torch.as_tensor(lr.inv_freq, dtype=torch.float32)
+    generator = torch.Generator().manual_seed(0)
+    q, k = torch.randn(1, 4, 40, 16, generator=generator), torch.randn(1, 2, 40, 16, generator=generator)
+    positions = torch.arange(40)
+    q_rot, k_rot = (rotate(x, positions, inv_freq, "halves", lr.attention_scaling) for x in (q, k))
+    q[0, 0, 3, 5] = q_rot[0, 0, 3, 5] = float("inf")  # an overflowed value, in a token the check reads
+    k_rot[0, 0, 39, 0] = float("nan")
+    with ropescope.capture(model, verify_geometry=True) as cap:
+        cap.geometry = geometry
+        cap._positions, cap._mask = positions[None], torch.ones(1, 40, dtype=torch.bool)
+        cap._record_qk(0, q, k, q_rot, k_rot)
+        if layout == "halves":
+            cap._check_geometry()
+            assert 0 in cap.verified_layers
+        else:
+            with pytest.raises(GeometryMismatchError, match="layer 0"):
+                cap._check_geometry()
 
 
 def test_overflowing_float32_sums_of_finite_norms_are_exact():
