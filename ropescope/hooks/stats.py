@@ -25,11 +25,10 @@ from ropescope.hooks.precision import in_full_float32
 from ropescope.model.geometry import chunk_norms, split_pairs
 
 # most elements (batch x heads x tokens x chunks) one joint update reduces at a time, by device:
-# longer prompts go through in token blocks. On a CPU the blocks stay cache-sized (4 MB of float64,
-# reused: a 512-token Gemma 3 270M layer in one block; 2 MB blocks cost 7-20% more at 512-2,048
-# tokens in operator overhead, larger ones fall out of the cache); elsewhere (a GPU, where each
-# operator is a kernel launch) 128 MB.
-JOINT_BLOCK_ELEMENTS = {"cpu": 1 << 19}
+# longer prompts go through in token blocks. On a CPU the blocks stay cache-sized (2 MB of float64:
+# larger fresh buffers cost more in page faults than the operators they save); elsewhere (a GPU,
+# where each operator is a kernel launch) 128 MB.
+JOINT_BLOCK_ELEMENTS = {"cpu": 1 << 18}
 JOINT_BLOCK_ELEMENTS_ELSEWHERE = 1 << 24
 
 
