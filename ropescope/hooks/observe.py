@@ -482,8 +482,8 @@ class Capture(RopeCallHooks):
         tokens = self._verify_tokens(pres[0].shape[2], pres[0].device)
         pre = torch.cat([x[:1, :1, tokens, :r].to(pres[0].dtype) for x in pres], dim=1)  # [1, heads, n, r]: a copy
         post = torch.cat([x[:1, :1, tokens, :r].to(posts[0].dtype) for x in posts], dim=1)
-        positions = self._positions[:1, None, tokens.to(self._positions.device)]  # [1, 1, n]
-        self._checks.append((layer, what, pre, post, positions))
+        # the pass's positions and the cached token index: the same objects for every layer of a pass
+        self._checks.append((layer, what, pre, post, (self._positions, tokens)))
 
     def _verify_tokens(self, seq: int, device) -> torch.Tensor:
         """The token indices the geometry self-check compares (:data:`VERIFY_TOKENS` cut to ``seq``,
@@ -505,14 +505,15 @@ class Capture(RopeCallHooks):
         ``finite_only``: over the values both rotations left finite (half-precision overflow is
         reported by the statistics), comparing nothing where none is."""
         groups: dict[tuple, list[int]] = {}
-        for index, (layer, _, pre, post, positions) in enumerate(checks):
+        for index, (layer, _, pre, post, (positions, tokens)) in enumerate(checks):
             lr = self.geometry.layers[layer]
             key = (lr.inv_freq.tobytes(), float(lr.attention_scaling), tuple(pre.shape), pre.dtype, post.dtype,
-                   id(positions))  # fmt: skip
+                   id(positions), id(tokens))  # fmt: skip
             groups.setdefault(key, []).append(index)
         order, reads = [], []
         for members in groups.values():
-            layer, _, _, _, positions = checks[members[0]]
+            layer, _, _, _, (positions, tokens) = checks[members[0]]
+            positions = positions[:1, None, tokens.to(positions.device)]  # [1, 1, n]
             lr = self.geometry.layers[layer]
             pre = torch.cat([checks[i][2] for i in members])  # [G, heads, S, r]
             theirs = torch.cat([checks[i][3] for i in members]).float()
