@@ -6,8 +6,10 @@
 # It builds a throw-away venv (.venv-newest) from requirements/constraints.txt with only
 # transformers left free, prints the families table and its difference from the docs' table (docs/reference/families.md),
 # and runs the exactness tests of every "yes" (tests/model/test_families.py). When they pass,
-# adopt the version: update transformers in requirements/constraints.txt, paste the table into the
-# docs/reference/families.md (ropescope families --markdown) and run the whole suite.
+# adopt the version: update transformers in requirements/constraints.txt, TESTED_TRANSFORMERS in
+# ropescope/version.py and the range in pyproject.toml (only tested releases: a test checks the three
+# agree), paste the table into docs/reference/families.md (ropescope families --markdown) and run
+# the whole suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VERSION=${1:-}

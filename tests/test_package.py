@@ -111,3 +111,28 @@ def test_the_installed_wheel_profiles_and_reports_outside_the_repository(dist, t
     assert reported.returncode == 0, reported.stderr[-2000:]
     page = (run / "report.html").read_text(encoding="utf-8")
     assert "ropescope report: gemma-3-270m" in page and "script-src 'sha256-" in page
+
+
+def test_the_declared_transformers_range_holds_only_the_tested_release():
+    """What ``pip install ropescope`` may resolve to is a transformers the exactness tests passed on:
+    the declared range admits the tested release (ropescope.version, requirements/constraints.txt)
+    and no later minor release (adopt one with scripts/survey_newest.sh, then widen all three)."""
+    import re
+
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    from ropescope.version import TESTED_TRANSFORMERS
+
+    text = (REPO / "pyproject.toml").read_text(encoding="utf-8")
+    (line,) = re.findall(r'"(transformers[<>=!~][^"]*)"', text)
+    allowed = Requirement(line).specifier
+    tested = Version(TESTED_TRANSFORMERS)
+    assert tested in allowed
+    assert Version(f"{tested.major}.{tested.minor + 1}.0") not in allowed
+    assert Version(f"{tested.major}.{tested.minor - 1}.0") not in allowed
+    pinned = (REPO / "requirements" / "constraints.txt").read_text(encoding="utf-8")
+    assert f"transformers=={TESTED_TRANSFORMERS}\n" in pinned
+    import transformers
+
+    assert transformers.__version__ == TESTED_TRANSFORMERS, "the suite runs on the tested release"

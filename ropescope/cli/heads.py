@@ -60,7 +60,9 @@ def heads_command(
     hf_fraction: float = typer.Option(
         HF_FRACTION, min=0, max=1, help="Fraction of fastest chunks counted as high frequency."
     ),
-    ablate: int = typer.Option(ABLATE_CHUNKS, min=1, help="Chunks zeroed in the causal test."),
+    ablate: int = typer.Option(
+        ABLATE_CHUNKS, min=1, help="Chunks zeroed in the causal test (above half a head's chunks: lowered, noted)."
+    ),
     draws: int = typer.Option(CAUSAL_DRAWS, min=0, help="Random draws of chunks in the causal test."),
     out: Path = typer.Option(None, help="Output directory.", show_default="runs/MODEL-heads"),
     overwrite: bool = typer.Option(False, help=OVERWRITE_HELP),
@@ -108,8 +110,6 @@ def heads_command(
     texts = load_prompts(prompts)
     loaded = load(model, **model_options)
     tokenizer = loaded.tokenizer
-    if ablate > loaded.anatomy.geometry.n_chunks:
-        raise RopescopeError(f"--ablate {ablate} is more than the model's {loaded.anatomy.geometry.n_chunks} chunks")
     with progress(f"scoring heads on {len(texts)} prompts", len(texts)) as update:
         report = scan_heads(
             loaded,

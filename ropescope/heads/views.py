@@ -7,6 +7,7 @@ post-RoPE q and k; masked entries (future keys, keys outside a sliding window) a
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,6 +57,8 @@ def head_view(model, tokenizer, layer: int, head: int, text: str, max_tokens: in
         raise PromptError("the prompt has one token, so no attention offset exists")
     geometry = anatomy.geometry
     rule = anatomy.logit_rules[layer]
+    if rule.sinks is not None:  # this head's learned sink logit only: the view computes one head
+        rule = dataclasses.replace(rule, sinks=(rule.sinks[head],))
     kept = {}
 
     def on_qk(lay, q_rot, k_rot, mask):

@@ -186,6 +186,21 @@ def rope_functions(module: torch.nn.Module, code) -> tuple[str, ...]:
     return used or ((ROPE_FUNCTION,) if ROPE_FUNCTION in names else ())
 
 
+def plain_function(fn):
+    """The Python function behind a modeling module's RoPE function. From transformers 5.25 on, with
+    the ``kernels`` package installed (a dependency of 5.25), ``@use_kernel_forward_from_hub``
+    turns a module-level function into an ``nn.Module`` instance whose ``forward(*args, **kwargs)``
+    calls the original (or a hub kernel the user selected with ``kernelize``): its signature hides
+    the call shape, so it is read off the original, kept in the forward's closure. Calling the
+    instance itself stays the model's own call (ropescope wraps the instance, not the original)."""
+    if isinstance(fn, torch.nn.Module):
+        forward = type(fn).forward
+        for name, cell in zip(forward.__code__.co_freevars, forward.__closure__ or (), strict=False):
+            if name == "func" and inspect.isfunction(cell.cell_contents):
+                return cell.cell_contents
+    return fn
+
+
 def rope_call_kind(fn) -> str | None:
     """How a modeling module's RoPE function is called: ``"pair"`` (q and k at once, most families),
     ``"single"`` (one tensor per call, q then k: Gemma 3n and Gemma 4), ``"single_sin_cos"`` (one
@@ -195,7 +210,10 @@ def rope_call_kind(fn) -> str | None:
     ``None`` (none of these)."""
     if fn is None:
         return None
-    names = list(inspect.signature(fn).parameters)
+    try:
+        names = list(inspect.signature(plain_function(fn)).parameters)
+    except (TypeError, ValueError):  # a builtin or an object without a signature: no RoPE function of ours
+        return None
     if names[:4] == ["q", "k", "cos", "sin"]:
         return "pair"
     if names[:3] == ["x", "cos", "sin"]:
@@ -479,8 +497,8 @@ def attention_sites(model: torch.nn.Module) -> list[AttentionSite]:
         kinds = {rope_call_kind(getattr(code, name)) for name in names}
         if not names or len(kinds) != 1:
             raise UnsupportedModelError(
-                f"model type {cfg.model_type!r} applies RoPE in a way ropescope cannot hook; "
-                f"supported families: {', '.join(sorted(FAMILIES))}"
+                f"model type {cfg.model_type!r} applies RoPE in a way ropescope cannot hook"
+                + _supported_elsewhere(cfg.model_type)
             )
         sites.append(AttentionSite(int(module.layer_idx), module, code, kinds.pop(), names))
     found = {site.layer for site in sites}
@@ -495,9 +513,24 @@ def attention_sites(model: torch.nn.Module) -> list[AttentionSite]:
     if not sites or softmax:
         raise UnsupportedModelError(
             f"found {len(sites)} attention layers in model type {cfg.model_type!r}, expected "
-            f"{cfg.num_hidden_layers}; supported families: {', '.join(sorted(FAMILIES))}"
+            f"{cfg.num_hidden_layers}" + _supported_elsewhere(cfg.model_type)
         )
     return sorted(sites, key=lambda s: s.layer)
+
+
+def _supported_elsewhere(model_type: str) -> str:
+    """The end of a refusal: for a family ropescope was tested on, that this transformers differs from
+    the tested one (never "supported" beside its own refusal); else the families it was tested on."""
+    import transformers
+
+    from ropescope.version import TESTED_TRANSFORMERS
+
+    if model_type in FAMILIES:
+        return (
+            f" with transformers {transformers.__version__}; ropescope was tested with transformers "
+            f"{TESTED_TRANSFORMERS}, where this family works (pip install 'transformers=={TESTED_TRANSFORMERS}')"
+        )
+    return f"; families tested: {', '.join(sorted(FAMILIES))}"
 
 
 # layer types of softmax attention: a hybrid model's other layers (linear attention, Mamba,

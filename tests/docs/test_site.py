@@ -215,19 +215,34 @@ def test_page_as_a_reader_sees_it(served, page):
 def test_search_finds_a_page(served):
     """Typing in the search box lists the page that holds the word. The index is built in a web
     worker after the page loads (seconds on a busy 2-core machine), and a query typed before it is
-    ready is dropped, so the query is typed again until results show (up to a minute); a worker that
-    never answers (seen once on a machine running two test suites) gets a fresh page, three at most."""
+    ready is dropped: the test waits for the search to say it is ready (its "Initializing search"
+    line gone), then types and waits for the results, each with a generous bound and no fixed sleep
+    (the query is typed again if the results do not come); a worker that never answers (seen once on
+    a machine running two test suites) gets a fresh page, three at most."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    ready = """() => {
+        const meta = document.querySelector(".md-search-result__meta");
+        return meta !== null && meta.textContent.trim() !== "" && !/initiali[sz]ing/i.test(meta.textContent);
+    }"""
+    results = ".md-search-result__item a"
     hits: list[str] = []
     for _ in range(3):
         with open_page(served + "index.html", ready="article") as (browser_page, log):
-            for _ in range(30):
+            try:
+                browser_page.wait_for_function(ready, timeout=120_000)
+            except PlaywrightTimeout:
+                continue
+            for _ in range(4):  # typed as a reader types (key events: a programmatic fill is not seen)
                 browser_page.fill("input.md-search__input", "")
-                browser_page.fill("input.md-search__input", "proportional")
-                browser_page.wait_for_timeout(2_000)
-                links = browser_page.locator(".md-search-result__item a")
-                if links.count():
-                    hits = links.evaluate_all("links => links.map(a => a.href)")
-                    break
+                browser_page.focus("input.md-search__input")
+                browser_page.keyboard.type("proportional")
+                try:
+                    browser_page.wait_for_selector(results, timeout=30_000)
+                except PlaywrightTimeout:
+                    continue
+                hits = browser_page.locator(results).evaluate_all("links => links.map(a => a.href)")
+                break
         if hits:
             break
     assert any("own-checkpoint.html" in h for h in hits), (hits, log.console_errors, log.page_errors)

@@ -12,6 +12,7 @@ import pytest
 import torch
 from cli_helpers import assert_no_output, assert_one_line_error
 from hub_stand_in import char_tokenizer
+from tiny import DecodingCharTokenizer
 
 import ropescope
 from ropescope.heads.gate import AttentionRuleError, check_attention_rule, eager_attention
@@ -48,6 +49,25 @@ def test_learned_sinks_are_in_the_scores():
     ours, theirs = _scores(model, "offset_1"), _mean_offset(model, 1, 2)
     assert np.allclose(ours, theirs, atol=1e-6)
     assert theirs.max() < 0.2  # the sink really takes mass: without it the rows would be ~3x larger
+
+
+@pytest.mark.parametrize("kv_heads", [1, 2, 4])
+def test_one_heads_view_with_sinks_equals_eager_attention(kv_heads):
+    """GPT-OSS's per-head view (grouped or not): the view's one head takes its own sink logit only."""
+    from ropescope.heads.views import head_view
+
+    model = tiny_model("gpt_oss", {"num_attention_heads": 4, "num_key_value_heads": kv_heads})
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("sinks"):
+                param.copy_(torch.linspace(-1.0, 3.0, param.numel()))  # a different sink per head
+    text = TEXTS[1]
+    ids = torch.tensor([CharTokenizer()(text)["input_ids"]])
+    with torch.no_grad():
+        attentions = model(input_ids=ids, output_attentions=True, use_cache=False).attentions
+    for layer, head in [(0, 0), (0, 3), (1, 2)]:
+        view = head_view(model, DecodingCharTokenizer(), layer, head, text, max_tokens=64)
+        np.testing.assert_allclose(view.attention, attentions[layer][0, head].double().numpy(), atol=1e-6)
 
 
 def test_bidirectional_attention_sees_later_keys():

@@ -257,3 +257,18 @@ def test_the_target_offset_is_an_integer_column():
     assert str(table["target_offset"].dtype) == "Int64"
     for text, offset in zip(table["target"], table["target_offset"], strict=True):
         assert (offset is pd.NA) if text == "sink" else (text == f"offset {offset}")
+
+
+def test_causal_test_lowers_n_chunks_to_half_the_heads_chunks():
+    """A head with few chunks (8 here, like GLM-4's 4 at head dim 16): the default of 8 zeroed chunks
+    is lowered to half, with a warning, never refused; the fastest and slowest sets stay disjoint."""
+    model = tiny_model("llama")
+    n_total = ropescope.read_geometry(model).layer_chunks(1)
+    with pytest.warns(UserWarning, match=f"zeroing {n_total // 2} chunks instead of 8"):
+        table = causal_test(model, CharTokenizer(), TEXTS[:2], [(1, 2, 1)], n_chunks=8, draws=1)
+    chunks = {row.condition: [int(c) for c in row.chunks.split()] for row in table.itertuples()}
+    assert chunks["fastest"] == list(range(n_total // 2))
+    assert chunks["slowest"] == list(range(n_total // 2, n_total))
+    assert len(chunks["random 1"]) == n_total // 2
+    with pytest.raises(PromptError, match="at least 1"):
+        causal_test(model, CharTokenizer(), TEXTS[:2], [(1, 2, 1)], n_chunks=0)
