@@ -81,7 +81,15 @@ def heads_command(
     table_format: TableFormat = FORMAT_OPTION,
     model_options: dict | None = None,
 ) -> None:
-    """Classify every head (diagonal, previous-token, BOS sink, ...), explain it by frequency, test it causally."""
+    """Classify every head (diagonal, previous-token, BOS sink, ...), explain it by frequency, test it causally.
+
+    Scores: offset_d is the mean attention a query at position i pays the key
+    at i - d, over the rows i >= d + 1 that can see that key (a sliding window
+    or an attention chunk hides it from some rows); sink is the mean attention
+    on the first token (BOS where the tokenizer adds one), over rows i >= 1
+    that can see it. With learned sinks (GPT-OSS) a score is the attention
+    the key's value receives; the sink logit takes the rest of the row.
+    """
     from ropescope.heads.causal import causal_test
     from ropescope.heads.scan import (
         POSITIONAL,

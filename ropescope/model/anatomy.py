@@ -125,6 +125,50 @@ class ModelAnatomy:
             return None
         return self.geometry.layer_sizes(self.n_heads if tensor == "q" else self.n_kv_heads, tensor)
 
+    @cached_property
+    def frequencies_fixed_up_to(self) -> tuple[int, str] | None:
+        """``(tokens, rope type)`` where the model's rotary module recomputes its frequencies from a
+        pass's largest position: dynamic NTK scaling past the length it has cached, LongRoPE (short
+        factors up to ``original_max_position_embeddings``, long ones past it), as the module itself
+        decides in transformers' ``dynamic_rope_update``. Prompts of up to ``tokens`` tokens run with
+        the frequencies ropescope read at load; longer ones with others, which ropescope's frequency
+        labels and p-RoPE do not describe (refused: :meth:`check_fixed_frequencies`). None where every
+        length uses the same frequencies. Read off the rotary modules (their ``rope_type`` and the
+        config they hold), not the model's config."""
+        found = []
+        for module in self.hf.modules():
+            kinds = getattr(module, "rope_type", None)
+            if not any(name.endswith("inv_freq") for name, _ in module.named_buffers(recurse=False)):
+                continue
+            for layer_type, kind in kinds.items() if isinstance(kinds, dict) else [(None, kinds)]:
+                prefix = f"{layer_type}_" if layer_type else ""
+                if kind == "dynamic":
+                    limit = getattr(module, f"{prefix}max_seq_len_cached", None) or getattr(
+                        module, "max_seq_len_cached", None
+                    )
+                elif kind == "longrope":
+                    params = getattr(getattr(module, "config", None), "rope_parameters", None) or {}
+                    params = params.get(layer_type, params) if layer_type else params
+                    limit = params.get("original_max_position_embeddings") if isinstance(params, dict) else None
+                else:
+                    continue
+                if isinstance(limit, int | float) and limit > 0:
+                    found.append((int(limit), str(kind)))
+        return min(found) if found else None
+
+    def check_fixed_frequencies(self, tokens: int, what: str) -> None:
+        """Refuse, in one line, ``tokens`` (the longest prompt or window of ``what``) past
+        :attr:`frequencies_fixed_up_to`."""
+        fixed = self.frequencies_fixed_up_to
+        if fixed is not None and tokens > fixed[0]:
+            limit, kind = fixed
+            name = {"dynamic": "dynamic NTK scaling", "longrope": "LongRoPE"}.get(kind, kind)
+            raise RopescopeError(
+                f"{what} of {tokens} tokens: this model's RoPE ({name}) switches to other frequencies past {limit} "
+                f"tokens, and ropescope measures one set of frequencies per run; stay within {limit} tokens "
+                f"(--max-tokens {limit}, --context {limit})"
+            )
+
     @property
     def context_length(self) -> int | None:
         """The longest sequence the model was configured for (``max_position_embeddings``)."""

@@ -133,6 +133,7 @@ def profile(
     if context and max_tokens > context:
         raise PromptError(f"max_tokens {max_tokens} exceeds the model's context of {context} tokens")
     ids, cut = tokenize_prompts(tokenizer, texts, max_tokens)
+    anatomy.check_fixed_frequencies(max((len(row) for row in ids), default=0), "a prompt")
     if cut:
         message = f"{cut} of {len(texts)} prompts were longer than {max_tokens} tokens and were cut"
         warnings.warn(message, stacklevel=2)

@@ -40,7 +40,9 @@ def token_windows(
 ) -> list[list[int]]:
     """Windows of at most ``context`` tokens (BOS first where the tokenizer has one), the first
     ``windows`` of them (all by default). A ``context`` longer than the model's configured context is
-    refused unless ``extrapolate`` (evaluating past the trained length on purpose)."""
+    refused unless ``extrapolate`` (evaluating past the trained length on purpose), and so is a
+    window past the length where the model's rotary module switches frequencies (LongRoPE, dynamic
+    NTK: :attr:`~ropescope.model.anatomy.ModelAnatomy.frequencies_fixed_up_to`)."""
     if context < 2:
         raise PromptError(f"context must be at least 2 tokens, got {context}")
     if windows is not None and windows < 1:
@@ -57,6 +59,8 @@ def token_windows(
     step = context - 1 if adds_bos else context
     found = [([bos] if adds_bos else []) + ids[i : i + step] for i in range(0, len(ids), step)]
     found = [w for w in found if len(w) >= 2][:windows]
+    if model is not None and found:  # the hooks' self-check and p-RoPE hold for one set of frequencies
+        inspect_model(model).check_fixed_frequencies(max(len(w) for w in found), "a window")
     if not found:
         raise PromptError(f"the evaluation text has {len(ids)} tokens; at least 2 are needed")
     return found
