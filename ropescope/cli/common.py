@@ -39,9 +39,22 @@ def resume_command() -> str:
     return shlex.join(["ropescope", *args, "--resume"])
 
 
-def lock_output(out: Path) -> None:
-    """Lock ``out`` against a concurrent run until the command ends (:func:`ropescope.files.output_lock`)."""
+def lock_output(out: Path, *, data_parallel: bool = False) -> None:
+    """Lock ``out`` against a concurrent run until the command ends (:func:`ropescope.files.output_lock`);
+    a command that is not ``data_parallel`` refuses to run under a launcher (:func:`refuse_launcher`)."""
+    if not data_parallel:
+        refuse_launcher()
     HELD.enter_context(output_lock(out))
+
+
+def refuse_launcher() -> None:
+    """Refuse, in one line, a one-process command started by torchrun or accelerate launch: every
+    rank would compute the whole run and race to write one output."""
+    if launched_world() > 1:
+        raise RopescopeError(
+            "this command runs in one process (only 'ropescope profile' is data-parallel): run it without "
+            "torchrun or accelerate launch"
+        )
 
 
 MODEL_HELP = (
@@ -158,10 +171,31 @@ def check_spares_inputs(out: Path, inputs) -> None:
             )
 
 
-def check_out(out: Path, overwrite: bool, inputs=()) -> None:
+def launched_rank() -> int:
+    """This process's rank under ``torchrun`` or ``accelerate launch`` (``RANK``; 0 alone)."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
+
+
+def launched_world() -> int:
+    """How many processes a launcher started (``WORLD_SIZE``; 1 alone)."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        return 1
+
+
+def check_out(out: Path, overwrite: bool, inputs=(), *, data_parallel: bool = False) -> None:
     """Refuse, before any work, an output directory that exists (without ``overwrite``), that is a
     file, that holds the current directory or one of the command's ``inputs``
-    (:func:`check_spares_inputs`), or whose parent cannot hold it."""
+    (:func:`check_spares_inputs`), or whose parent cannot hold it. Under a launcher every rank
+    makes these checks (a refusal ends every rank at once, not after the launcher notices), but
+    only rank 0, the one that writes, takes the output's lock; the other ranks compute and hand
+    their part to rank 0 (a lock per rank made the second rank refuse the first's)."""
+    if not data_parallel:
+        refuse_launcher()
     here, target = Path(os.path.abspath(Path.cwd())), Path(os.path.abspath(out))
     if target == here or target in here.parents:
         raise RopescopeError(f"output directory {out} holds the current directory; it cannot be replaced, name another")
@@ -171,7 +205,8 @@ def check_out(out: Path, overwrite: bool, inputs=()) -> None:
     if out.exists() and not overwrite:
         raise RopescopeError(f"output directory {out} already exists; pass --overwrite to replace it")
     check_writable_parent(out)
-    lock_output(out)
+    if launched_rank() == 0:
+        lock_output(out, data_parallel=data_parallel)
 
 
 def check_writable_parent(out: Path) -> None:
@@ -215,6 +250,9 @@ def progress(description: str, total: int, transient: bool = True) -> Iterator[C
     every ``ROPESCOPE_PROGRESS_EVERY`` seconds (default 10; :class:`~ropescope.progress.LineProgress`)."""
     from rich.progress import Progress
 
+    if launched_rank() != 0:  # under a launcher rank 0 reports; the others work silently
+        yield lambda **fields: None
+        return
     if not sys.stderr.isatty():
         with LineProgress(description, total, write=say) as lines:
             yield lines.update

@@ -88,7 +88,7 @@ def profile_command(
     if by_position and (resume or int(os.environ.get("WORLD_SIZE", "1")) > 1):
         raise RopescopeError("--by-position runs in one process and cannot resume; drop --resume or --by-position")
     out = user_path(out or default_out(model))
-    check_out(out, overwrite, inputs=(model, prompts))
+    check_out(out, overwrite, inputs=(model, prompts), data_parallel=True)
     texts = load_prompts(prompts)
     _init_distributed(options["device"])
     loaded = load(model, **options)
