@@ -19,7 +19,9 @@ first one warms caches: the NoPE probe, the geometry self-check's buffers):
   and the normaliser pass's row blocks likewise.
 
 Columns: operators of the call with one prompt, operators it adds to the forward, that ratio to the
-forward's; ``per_prompt_*``: what one more prompt adds (the call with two prompts minus the call
+forward's; ``per_call_*``: the call's fixed part (what the one-prompt call adds beyond one
+prompt's share: set-up, the geometry self-check, the eager gate, folding the statistics);
+``per_prompt_*``: what one more prompt adds (the call with two prompts minus the call
 with one: the steady cost per forward pass of a long run, without the call's fixed set-up such as
 the geometry self-check); host synchronisations (``aten._local_scalar_dense``) and device-to-host copies (``_to_copy`` /
 ``copy_`` from a non-CPU tensor to the CPU: always 0 on a CPU machine, counted where a GPU runs it).
@@ -143,6 +145,7 @@ def main() -> pd.DataFrame:
         total = sum(one.ops.values())
         added = total - base if name != "forward" else 0
         per_prompt = sum(two.ops.values()) - total if name != "forward" else base
+        fixed = added - (per_prompt - base) if name != "forward" else 0
         rows.append(
             {
                 "case": name,
@@ -153,6 +156,9 @@ def main() -> pd.DataFrame:
                 "added_per_forward": round(added / base, 2),
                 "per_prompt_added": per_prompt - base if name != "forward" else 0,
                 "per_prompt_added_per_forward": round((per_prompt - base) / base, 2) if name != "forward" else 0.0,
+                # the call's fixed part: what the one-prompt call adds beyond one prompt's share
+                "per_call_added": fixed,
+                "per_call_added_per_forward": round(fixed / base, 2),
                 "host_syncs": one.syncs,
                 "per_prompt_host_syncs": two.syncs - one.syncs - fsyncs if name != "forward" else 0,
                 "device_to_host_copies": one.copies,
@@ -166,6 +172,14 @@ def main() -> pd.DataFrame:
             "operators one more scan_heads() prompt adds / the forward's": table.per_prompt_added_per_forward["heads"],
             "host syncs one more profile() prompt adds": int(table.per_prompt_host_syncs["profile"]),
             "host syncs one more scan_heads() prompt adds": int(table.per_prompt_host_syncs["heads"]),
+            "operators of a profile() call's fixed part / the forward's": table.per_call_added_per_forward["profile"],
+            "operators of a scan_heads() call's fixed part / the forward's": table.per_call_added_per_forward["heads"],
+            "host syncs of a one-prompt profile() call (the forward's own 1 included)": int(
+                table.host_syncs["profile"]
+            ),
+            "host syncs of a one-prompt scan_heads() call (the forward's own 1 included)": int(
+                table.host_syncs["heads"]
+            ),
         },
     )
     table = table.reset_index()

@@ -36,6 +36,10 @@ TARGETS = {
     "operators one more scan_heads() prompt adds / the forward's": (1.0, "x"),
     "host syncs one more profile() prompt adds": (0, ""),
     "host syncs one more scan_heads() prompt adds": (0, ""),
+    "operators of a profile() call's fixed part / the forward's": (0.5, "x"),
+    "operators of a scan_heads() call's fixed part / the forward's": (1.5, "x"),
+    "host syncs of a one-prompt profile() call": (4, ""),
+    "host syncs of a one-prompt scan_heads() call": (4, ""),
     # issue 22 on a GPU, when one is lent (bench/gpu_gemma7b.py: Gemma-7B architecture, bfloat16)
     "GPU profile time / forward, 2,048 tokens": (1.05, "x"),
     "GPU profile time / forward, 8,192 tokens": (1.02, "x"),

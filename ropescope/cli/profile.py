@@ -3,6 +3,7 @@ saved profiles) and ``models`` (the bundled models)."""
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -171,6 +172,16 @@ def _init_distributed(device: str | None) -> None:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
         backend = "nccl" if device and device.startswith("cuda") else "gloo"
         torch.distributed.init_process_group(backend)
+        # left at exit, gloo's threads abort the process ("terminate called without an active
+        # exception"): every rank leaves the group before the interpreter ends, whatever the exit
+        atexit.register(_leave_distributed)
+
+
+def _leave_distributed() -> None:
+    import torch
+
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def plot_command(

@@ -10,9 +10,10 @@ these fields instead of re-deriving them from the raw model.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import weakref
 from dataclasses import dataclass, field
-from functools import cached_property
 
 import torch
 
@@ -27,6 +28,25 @@ from ropescope.model.families import (
     text_config,
 )
 from ropescope.model.geometry import RopeGeometry, module_kv_heads, read_geometry
+
+
+class _memoized:  # noqa: N801 - used as a decorator, like functools.cached_property
+    """A property computed once and kept in the anatomy's :attr:`ModelAnatomy.memo`, a dict that holds
+    nothing referring back to the model object: :func:`inspect_model` keeps it per model (weakly) and
+    hands it to the next anatomy of the same, unchanged model."""
+
+    def __init__(self, function):
+        self.function, self.name = function, function.__name__
+        self.func = function  # as functools.cached_property names it
+        self.__doc__ = function.__doc__
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        if self.name not in obj.memo:
+            obj.memo[self.name] = self.function(obj)
+        return obj.memo[self.name]
+
 
 FINGERPRINT_SAMPLES = 4096  # values of each parameter in its weights fingerprint
 # what a profile's ``weights_fingerprint`` was computed from (saved profiles without it: every
@@ -87,6 +107,8 @@ class ModelAnatomy:
     geometry: RopeGeometry
     bridge: bool = False
     _sites: tuple[AttentionSite, ...] | None = field(default=None, repr=False)
+    # what was read off the model once (sites, logit rules, fingerprint, ...: :class:`_memoized`)
+    memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def model_type(self) -> str:
@@ -101,7 +123,7 @@ class ModelAnatomy:
         """Query heads per layer."""
         return int(self.config.num_attention_heads)
 
-    @cached_property
+    @_memoized
     def n_kv_heads(self) -> int:
         """Key/value heads per layer (fewer than query heads under grouped-query attention); where
         layers differ, the most of the config's count and any layer's (Gemma 4's global layers have
@@ -125,7 +147,7 @@ class ModelAnatomy:
             return None
         return self.geometry.layer_sizes(self.n_heads if tensor == "q" else self.n_kv_heads, tensor)
 
-    @cached_property
+    @_memoized
     def frequencies_fixed_up_to(self) -> tuple[int, str] | None:
         """``(tokens, rope type)`` where the model's rotary module recomputes its frequencies from a
         pass's largest position: dynamic NTK scaling past the length it has cached, LongRoPE (short
@@ -198,22 +220,22 @@ class ModelAnatomy:
         """The decoder without its language-model head (:func:`~ropescope.model.families.decoder_without_head`)."""
         return decoder_without_head(self.hf)
 
-    @cached_property
+    @_memoized
     def sites(self) -> tuple[AttentionSite, ...]:
         """Every attention layer and the modeling module whose ``apply_rotary_pos_emb`` it calls."""
         return tuple(attention_sites(self.hf))
 
-    @cached_property
+    @_memoized
     def hooked_sites(self) -> tuple[AttentionSite, ...]:
         """:attr:`sites` where ropescope hooks the modeling code; none for a TransformerLens bridge,
         which is hooked at its own hook points (:mod:`ropescope.hooks.bridge`)."""
         return () if self.bridge else self.sites
 
-    @cached_property
+    @_memoized
     def sites_by_layer(self) -> dict[int, AttentionSite]:
         return {site.layer: site for site in self.hooked_sites}
 
-    @cached_property
+    @_memoized
     def logit_rules(self) -> tuple[LogitRule | None, ...]:
         """The logit rule of every layer, read from its attention module and the RoPE geometry
         (``None`` on a hybrid model's layers without softmax attention)."""
@@ -250,8 +272,19 @@ class ModelAnatomy:
             )
         return tuple(rules)
 
-    @cached_property
+    @property
     def weights_fingerprint(self) -> str:
+        """:func:`weights_fingerprint` of the model's weights now: computed once, and again only after
+        :func:`state_key` says a parameter, buffer or the config changed (a version counter or storage
+        address, read without touching any value: no host read on a call that changed nothing)."""
+        key = state_key(self.hf)
+        kept = self.memo.get("_fingerprint")
+        if kept is None or key is None or kept[0] != key:
+            kept = (key, self._fingerprint_now())
+            self.memo["_fingerprint"] = kept
+        return kept[1]
+
+    def _fingerprint_now(self) -> str:
         """sha256 (16 hex digits) over the config and, for every parameter, its name, shape, dtype and
         :data:`FINGERPRINT_SAMPLES` values at evenly spaced flat indices (every value of a smaller
         one), as float32: it changes when the weights behind a model name change (a fine-tune, a merge,
@@ -301,6 +334,30 @@ def _dense_up_to(attention: torch.nn.Module, shared: int) -> int | None:
     return 0
 
 
+def state_key(hf: torch.nn.Module) -> tuple | None:
+    """What everything ropescope reads off ``hf`` once (geometry, sites, logit rules, weights
+    fingerprint) depends on, read without touching a value: every parameter's and buffer's name,
+    storage address, shape, dtype, device and in-place version counter, and the config's content.
+    None where a tensor keeps no version counter (made under ``inference_mode``: LongRoPE's and
+    dynamic NTK's buffers, rewritten by their forward): such a model is read afresh on every call."""
+    tensors = []
+    try:
+        for name, tensor in itertools.chain(hf.named_parameters(), hf.named_buffers()):
+            tensors.append((name, tensor.data_ptr(), tensor._version, tuple(tensor.shape), tensor.dtype, tensor.device))
+    except RuntimeError:  # "Inference tensors do not track version counter"
+        return None
+    config = getattr(hf, "config", None)
+    text = json.dumps(config.to_dict(), sort_keys=True, default=str) if hasattr(config, "to_dict") else repr(config)
+    return tuple(tensors), text
+
+
+# what was read off each raw model object (a Hugging Face model, a bridge, an nnsight wrapper):
+# (state_key, the anatomy's memo), so a notebook calling profile() on the same unchanged model again
+# reads no buffer, site or weight again (a LoadedModel keeps its own anatomy). Weak: the memo holds
+# submodules, never the model, so the entry goes when the model does.
+_READ: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def inspect_model(model, geometry: RopeGeometry | None = None) -> ModelAnatomy:
     """The :class:`ModelAnatomy` of ``model`` (an anatomy or a loaded model's own is returned as it
     is; a raw Hugging Face model, a TransformerLens bridge or an nnsight wrapper is read now: the
@@ -318,7 +375,23 @@ def inspect_model(model, geometry: RopeGeometry | None = None) -> ModelAnatomy:
         model = unwrap_nnsight(model)
     bridge = is_bridge(model)
     hf = model.original_model if bridge else model
+    key = state_key(hf) if geometry is None else None
+    if key is not None:
+        try:
+            kept = _READ.get(model)
+        except TypeError:  # an object that cannot be weakly referenced: read every time
+            kept = None
+        if kept is not None and kept[0] == key:  # the same model, unchanged: what was read, not read again
+            memo = kept[1]
+            return ModelAnatomy(model, hf, text_config(hf), memo["geometry"], bridge, memo=memo)
     model_type = getattr(hf.config, "model_type", "?")
     refuse_encoder_decoder(hf.config, model_type, hf)
     refuse_drafter(type(hf), model_type)
-    return ModelAnatomy(model, hf, text_config(hf), geometry or read_geometry(hf), bridge)
+    anatomy = ModelAnatomy(model, hf, text_config(hf), geometry or read_geometry(hf), bridge)
+    if key is not None:
+        anatomy.memo["geometry"] = anatomy.geometry
+        try:
+            _READ[model] = (key, anatomy.memo)  # the memo refers to submodules only, never to the model
+        except TypeError:
+            pass
+    return anatomy

@@ -239,7 +239,22 @@ def output_order(function, kind: str, dims: int) -> tuple[torch.Tensor, torch.Te
     """How ``function`` orders its output dims, read by calling it at angle 0 (cos 1, sin 0) on the
     vector ``0 .. dims-1`` in float32: ``order`` with ``output = input[..., order]`` and its inverse;
     None where the output is in input order (every family but DeepSeek-style interleaved MLA), or
-    where the call cannot be made this way (a wrong guess is caught by the geometry self-check)."""
+    where the call cannot be made this way (a wrong guess is caught by the geometry self-check).
+    Read once per function, kind and width (a modeling module's function does not change; a call that
+    installs hooks would otherwise read it again, with a host read, every time)."""
+    key = (function, kind, dims)
+    try:
+        if key not in _ORDERS:
+            _ORDERS[key] = _output_order(function, kind, dims)
+    except TypeError:  # an unhashable callable: read every time
+        return _output_order(function, kind, dims)
+    return _ORDERS[key]
+
+
+_ORDERS: dict = {}  # (function, kind, dims) -> output_order's answer
+
+
+def _output_order(function, kind: str, dims: int) -> tuple[torch.Tensor, torch.Tensor] | None:
     if kind == "complex":
         return None  # view_as_complex / view_as_real keep every pair where it was
     x = torch.arange(dims, dtype=torch.float32).view(1, 1, 1, dims)

@@ -78,3 +78,39 @@ def test_merging_with_a_profile_fingerprinted_the_old_way_is_refused():
         new.merge(old)
     assert "\n" not in str(info.value)
     assert new.merge(ropescope.profile(model, CharTokenizer(), [TEXTS[1]])).n_tokens > new.n_tokens
+
+
+def test_an_unchanged_model_is_read_once_and_a_changed_one_again():
+    """A notebook calling profile() on the same model again: what was read off it (geometry, sites,
+    logit rules, weights fingerprint) is reused while no parameter, buffer or config changed, and
+    read again as soon as one did (in place, by a version counter; or swapped, by its address)."""
+    model = tiny_model("llama")
+    first = inspect_model(model)
+    fingerprint = first.weights_fingerprint
+    again = inspect_model(model)
+    assert again.memo is first.memo and again.geometry is first.geometry
+    assert again.weights_fingerprint == fingerprint == _reference_fingerprint(model)
+    with torch.no_grad():
+        model.model.layers[1].mlp.up_proj.weight.mul_(2.0)  # in place: the version counter moves
+    changed = inspect_model(model)
+    assert changed.memo is not first.memo
+    assert changed.weights_fingerprint == _reference_fingerprint(model) != fingerprint
+    assert first.weights_fingerprint == changed.weights_fingerprint  # a kept anatomy re-checks too
+    model.model.layers[0].self_attn.q_proj.weight = torch.nn.Parameter(
+        model.model.layers[0].self_attn.q_proj.weight * 3
+    )
+    assert inspect_model(model).weights_fingerprint == _reference_fingerprint(model)
+    model.config.rope_parameters["rope_theta"] = 20_000.0  # the config alone
+    assert inspect_model(model).memo is not changed.memo
+
+
+def test_what_was_read_does_not_keep_a_model_alive():
+    import gc
+    import weakref
+
+    model = tiny_model("llama")
+    ropescope.profile(model, CharTokenizer(), list(TEXTS))
+    gone = weakref.ref(model)
+    del model
+    gc.collect()
+    assert gone() is None
