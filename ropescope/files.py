@@ -21,6 +21,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -136,6 +137,46 @@ def _recover_leftovers(out: Path) -> None:
         shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
 
 
+# the file that marks a resume-state directory (``OUT.resume``) as ropescope's own: only a
+# directory that carries it is ever removed, so an input that happens to have that name never is
+STATE_MARKER = ".ropescope-resume-state"
+
+
+def check_state_dir(path: Path, adopt: bool = False) -> None:
+    """Refuse, in one line, a ``path`` in the way of a resume-state directory that is not ropescope's:
+    a file, a link, or a directory with content and no :data:`STATE_MARKER`. ``adopt``: a directory
+    whose state the caller has just read and checked as its own (one written before the marker
+    existed) is marked now."""
+    if not os.path.lexists(path):
+        return
+    if path.is_symlink() or not path.is_dir():
+        raise RopescopeError(
+            f"{path} is in the way of the resume state and is not ropescope's; move it or name another --out"
+        )
+    if adopt:
+        claim_state_dir(path)
+    elif not (path / STATE_MARKER).is_file() and any(path.iterdir()):
+        raise RopescopeError(
+            f"{path} exists and is not ropescope's resume state (it keeps its state there); move it or name "
+            "another --out"
+        )
+
+
+def claim_state_dir(path: Path) -> None:
+    """Create ``path`` (if needed) as a resume-state directory of ropescope's, with its marker."""
+    path.mkdir(parents=True, exist_ok=True)
+    marker = path / STATE_MARKER
+    if not marker.is_file():
+        write_text(marker, "resume state written by ropescope; removed when its run finishes\n")
+
+
+def release_state_dir(path: Path) -> None:
+    """Remove a resume-state directory once its run has finished, only if it carries ropescope's
+    marker (a directory of that name that ropescope did not make is left alone)."""
+    if not path.is_symlink() and (path / STATE_MARKER).is_file():
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @contextmanager
 def output_lock(out: str | os.PathLike, wait: bool = False) -> Iterator[None]:
     """Hold ``.{name}.lock`` beside ``out`` while a run writes it.
@@ -152,7 +193,18 @@ def output_lock(out: str | os.PathLike, wait: bool = False) -> Iterator[None]:
     created = [p for p in (parent, *parent.parents) if not p.exists()]
     parent.mkdir(parents=True, exist_ok=True)
     path = parent / f".{out.name}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:  # never through a link: a planted .x.lock -> victim would truncate the victim
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:
+        if path.is_symlink():
+            raise RopescopeError(
+                f"{path} (the output's lock file) is a symbolic link; ropescope writes nothing through it: "
+                "remove it or name another --out"
+            ) from None
+        raise RopescopeError(f"cannot create the output's lock file {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or a device planted under the lock's name
+        os.close(fd)
+        raise RopescopeError(f"{path} (the output's lock file) is not a regular file; remove it or name another --out")
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)

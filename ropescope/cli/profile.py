@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import atexit
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from ropescope.cli.common import (
 )
 from ropescope.cli.report import REPORT_OPTION
 from ropescope.errors import Interrupted, RopescopeError
-from ropescope.files import write_table
+from ropescope.files import check_state_dir, claim_state_dir, release_state_dir, write_table
 from ropescope.model.bundled import DEFAULT_MODEL, model_status
 from ropescope.prompts import load_prompts
 
@@ -112,12 +111,15 @@ def profile_command(
         if not state_path.is_file():
             raise RopescopeError(f"--resume: no saved state at {state_path}; run without --resume")
         state = load_state(state_path, key)
+        check_state_dir(state_path.parent, adopt=True)  # read and checked: ropescope's own
         say(f"resuming after {state['batches_done']} batches from {state_path}")
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     saver = None
     if checkpoint_every and not distributed and not by_position:
+        check_state_dir(state_path.parent)  # never write state into a directory of something else
 
         def saver(done, stats, longest):
+            claim_state_dir(state_path.parent)
             save_state(state_path, key, done, stats, longest)
 
     try:
@@ -157,7 +159,7 @@ def profile_command(
             save_figure(position_usage_figure(result), tmp / f"position_usage_{model_stem(model)}")
         if report_page:  # from the profile in memory
             write_report(report_data(result), tmp / "report.html")
-    shutil.rmtree(state_path.parent, ignore_errors=True)
+    release_state_dir(state_path.parent)  # ropescope's own only: an input of that name stays
     echo(text)
     extra = ", report.html" if report_page else ""
     tables = f"chunk_norms.{table_format}, massive_values.{table_format}"
@@ -219,7 +221,8 @@ def merge_command(
     profiles, out = [user_path(p) for p in profiles], user_path(out)
     if len(profiles) < 2:
         raise RopescopeError(f"merge needs at least two profiles, got {len(profiles)}")
-    check_spares_inputs(out, profiles)
+    # a run directory is read through its profile.safetensors: that file is an input too
+    check_spares_inputs(out, [*profiles, *(p / "profile.safetensors" for p in profiles if p.is_dir())])
     if out.exists() and not overwrite:
         raise RopescopeError(f"output file {out} already exists; pass --overwrite to replace it")
     if out.is_dir():

@@ -24,13 +24,14 @@ def report_command(
     a per-head view (offset scores, chunk norms, causal test, attention on a prompt), the summary and
     the comparison with the paper. One file, no network needed to open it."""
     from ropescope.report import read_run, write_report
+    from ropescope.report.run_dir import run_files_read
 
     run = user_path(run)
     data = read_run(run)
     target = user_path(out) if out is not None else (run if run.is_dir() else run.parent) / "report.html"
     if target.is_dir():
         raise RopescopeError(f"--out {target} is a directory; name an .html file")
-    check_spares_inputs(target, [run, run / "profile.safetensors" if run.is_dir() else run])
+    check_spares_inputs(target, run_files_read(run))  # never the page over a table it reads
     if out is not None and target.exists() and not overwrite:
         raise RopescopeError(f"output file {target} already exists; pass --overwrite to replace it")
     check_writable_parent(target)

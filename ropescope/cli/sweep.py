@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import typer
@@ -25,7 +24,7 @@ from ropescope.cli.common import (
     where_it_runs,
 )
 from ropescope.errors import Interrupted, RopescopeError
-from ropescope.files import name_part, write_table
+from ropescope.files import check_state_dir, claim_state_dir, name_part, release_state_dir, write_table
 from ropescope.prompts import load_prompts
 
 
@@ -58,8 +57,10 @@ def sweep_command(
     if resume and not (state / "sweep.json").is_file():
         raise RopescopeError(f"--resume: no saved state of a sweep in {state}")
     lock_output(state)  # one sweep at a time on this state (the output directory locks itself when written)
-    if not resume and state.exists():
-        shutil.rmtree(state)  # a new sweep starts over
+    check_state_dir(state, adopt=resume)  # resuming: sweep.json is there, and its key is checked below
+    if not resume:
+        release_state_dir(state)  # a new sweep starts over (ropescope's own state only)
+    claim_state_dir(state)
     quiet_libraries()
     try:
         with progress(f"sweeping {len(names)} revisions of {model}", len(names)) as update:
@@ -96,6 +97,6 @@ def sweep_command(
             legend_title="model (one checkpoint per revision)",
         )
         save_figure(figure, tmp / "sweep", formats=("png", "pdf"))
-    shutil.rmtree(state, ignore_errors=True)
+    release_state_dir(state)
     echo(markdown_table(table))
     say(f"wrote {out}/ (sweep.csv, sweep.png, profiles/)")

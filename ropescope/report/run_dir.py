@@ -19,6 +19,15 @@ from ropescope.records import check_record, read_csv
 from ropescope.report.content import report_data
 from ropescope.report.schemas import AGREEMENT, check_attention, check_causal_table, check_heads_table
 
+# every file of a run directory that reading it back reads: an output that is one of them is refused
+RUN_FILES_READ = ("profile.safetensors", "heads.csv", "agreement.json", "causal.csv", "attention.json")
+
+
+def run_files_read(run: Path) -> list[Path]:
+    """The files :func:`read_run` reads of ``run`` (a directory, or a profile file on its own)."""
+    folder = run if run.is_dir() else run.parent
+    return [run, *(folder / name for name in RUN_FILES_READ)] if run.is_dir() else [run]
+
 
 def _json(path: Path):
     try:

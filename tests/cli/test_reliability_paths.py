@@ -59,6 +59,9 @@ def saved_profiles(tmp_path_factory):
     (root / "runs").mkdir()
     ropescope.profile(model, CharTokenizer(), TEXTS[:2]).save(root / "runs" / "a.safetensors")
     ropescope.profile(model, CharTokenizer(), TEXTS[2:4]).save(root / "runs" / "b.safetensors")
+    for run, name in (("runA", "a"), ("runB", "b")):  # run directories, read through their profile file
+        (root / run).mkdir()
+        (root / run / "profile.safetensors").write_bytes((root / "runs" / f"{name}.safetensors").read_bytes())
     (root / "ckpt").mkdir()
     (root / "ckpt" / "config.json").write_text("{}")
     (root / "prompts.txt").write_text("a prompt\n")
@@ -82,6 +85,8 @@ PAIR = ["{root}/runs/a.safetensors", "{root}/runs/b.safetensors"]
         (["heads", "{root}/ckpt", "--overwrite"], "{root}"),
         (["profile", "--prompts", "{root}/prompts.txt", "--overwrite"], "{root}"),
         (["report", "{root}/runs/a.safetensors"], "{root}/runs/a.safetensors"),
+        (["merge", "{root}/runA", "{root}/runB", "--overwrite"], "{root}/runA/profile.safetensors"),
+        (["report", "{root}/runA", "--overwrite"], "{root}/runA/profile.safetensors"),
     ],
 )
 def test_an_output_never_replaces_an_input(saved_profiles, capsys, argv, out):
@@ -103,3 +108,74 @@ def test_report_out_needs_overwrite_to_replace_a_file(saved_profiles, tmp_path, 
     assert target.read_text() == "my notes"
     argv = ["report", str(saved_profiles / "runs" / "a.safetensors"), "--out", str(target), "--overwrite"]
     assert run_main(argv, capsys)[0] == 0 and "ropescope report" in target.read_text()
+
+
+@pytest.fixture()
+def checkpoint_named_like_state(tmp_path):
+    """A real (tiny) checkpoint whose folder is named OUT.resume, the name of ropescope's resume state."""
+    from hub_stand_in import char_tokenizer
+    from tiny import tiny_model
+
+    directory = tmp_path / "run.resume"
+    tiny_model("llama").save_pretrained(directory)
+    char_tokenizer(directory)
+    (tmp_path / "prompts.txt").write_text("the quick brown fox\njumps over the lazy dog\n", encoding="utf-8")
+    return directory
+
+
+def test_a_finished_run_never_removes_an_input_named_like_its_state(checkpoint_named_like_state, capsys):
+    """The model is OUT.resume: with --checkpoint-every 0 the run uses no state and leaves it whole;
+    with checkpoints, ropescope refuses before any work rather than write its state into it."""
+    model = checkpoint_named_like_state
+    before = _tree(model)
+    prompts = str(model.parent / "prompts.txt")
+    argv = ["profile", str(model), "--prompts", prompts, "--out", str(model.parent / "run"), "--no-figures"]
+    code, err = run_main([*argv, "--checkpoint-every", "0"], capsys)
+    assert code == 0, err
+    assert _tree(model) == before and (model.parent / "run" / "profile.safetensors").is_file()
+    code, err = run_main([*argv, "--overwrite"], capsys)
+    assert code == 1 and "is not ropescope's resume state" in err, err
+    assert _tree(model) == before
+
+
+def test_a_state_folder_of_someone_else_is_never_removed(tmp_path, capsys):
+    """A sweep starts over by removing its old state only where ropescope's marker says it is its own."""
+    from ropescope.files import STATE_MARKER, check_state_dir, claim_state_dir, release_state_dir
+
+    foreign = tmp_path / "x.resume"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(Exception, match="is not ropescope's resume state"):
+        check_state_dir(foreign)
+    release_state_dir(foreign)
+    assert (foreign / "notes.txt").read_text() == "mine"
+    link = tmp_path / "y.resume"
+    link.symlink_to(foreign)
+    with pytest.raises(Exception, match="in the way of the resume state"):
+        check_state_dir(link)
+    release_state_dir(link)
+    assert (foreign / "notes.txt").exists()
+    own = tmp_path / "z.resume"
+    claim_state_dir(own)
+    assert (own / STATE_MARKER).is_file()
+    check_state_dir(own)
+    release_state_dir(own)
+    assert not own.exists()
+    argv = ["sweep", "some/model", "--revisions", "main", "--out", str(tmp_path / "x"), "--max-tokens", "8"]
+    code, err = run_main(argv, capsys)
+    assert code == 1 and "is not ropescope's resume state" in err, err
+    assert (foreign / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    "command", [["profile", "--max-tokens", "8"], ["heads", "--max-tokens", "8"], ["prope", "--p", "0.5"]]
+)
+def test_the_lock_never_writes_through_a_planted_link(tmp_path, capsys, command):
+    """`runs/.x.lock -> ../victim.txt`: refused in one line; the victim keeps its content."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / ".x.lock").symlink_to(victim)
+    code, err = run_main([*command, "--out", str(tmp_path / "runs" / "x")], capsys)
+    assert code == 1 and "is a symbolic link; ropescope writes nothing through it" in err, err
+    assert victim.read_text() == "precious" and not (tmp_path / "runs" / "x").exists()
