@@ -50,17 +50,41 @@ def check_profile_options(
 
 
 def tokenize_prompts(tokenizer, texts: Sequence[str], max_tokens: int) -> tuple[list[list[int]], int]:
-    """Token ids of every prompt, each cut to ``max_tokens``; also how many were cut."""
+    """Token ids of every prompt, each cut to ``max_tokens``; also how many were cut. A long prompt
+    is tokenised by bounded prefixes (:func:`first_tokens`), never whole: memory follows
+    ``max_tokens``, not the prompt's length."""
     check_profile_options(max_tokens=max_tokens)
     ids, cut = [], 0
     for number, text in enumerate(texts):
-        tokens = tokenizer(text, add_special_tokens=True)["input_ids"]
+        tokens, longer = first_tokens(tokenizer, text, max_tokens)
         if not len(tokens):
             raise PromptError(f"prompt {number} ({text[:30]!r}) gives no tokens with this tokenizer")
-        if len(tokens) > max_tokens:
-            tokens, cut = tokens[:max_tokens], cut + 1
-        ids.append(list(tokens))
+        cut += longer
+        ids.append(tokens)
     return ids, cut
+
+
+# characters per token of a first prefix (grown by doubling while needed), and the tokens a prefix
+# must hold beyond the cut so that the text after it cannot change the tokens kept
+PREFIX_CHARS_PER_TOKEN, PREFIX_MARGIN_TOKENS = 8, 16
+
+
+def first_tokens(tokenizer, text: str, max_tokens: int) -> tuple[list[int], bool]:
+    """The first ``max_tokens`` token ids of ``text`` as tokenising all of it gives them, and whether
+    it has more, from prefixes: a prefix of ``PREFIX_CHARS_PER_TOKEN`` characters per token, doubled
+    until it yields ``PREFIX_MARGIN_TOKENS`` tokens beyond the cut and the prefix twice as long agrees
+    on every kept token (text that far after the cut changes none of them). A 20 MB one-line prompt
+    cut to 16 tokens costs a few kilobytes, not gigabytes of tokenizer state."""
+    size = (max_tokens + PREFIX_MARGIN_TOKENS) * PREFIX_CHARS_PER_TOKEN
+    while 2 * size < len(text):
+        short = tokenizer(text[:size], add_special_tokens=True)["input_ids"]
+        if len(short) > max_tokens + PREFIX_MARGIN_TOKENS:
+            longer = tokenizer(text[: 2 * size], add_special_tokens=True)["input_ids"]
+            if list(longer[:max_tokens]) == list(short[:max_tokens]):
+                return list(short[:max_tokens]), True
+        size *= 2
+    tokens = tokenizer(text, add_special_tokens=True)["input_ids"]
+    return list(tokens[:max_tokens]), len(tokens) > max_tokens
 
 
 def profile(
