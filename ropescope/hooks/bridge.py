@@ -61,6 +61,7 @@ class BridgeCapture(Capture):
         return chosen
 
     def install(self) -> None:
+        self._enter_eval()
         self._handles.append(self.bridge.register_forward_pre_hook(self._on_model_input, with_kwargs=True))
         self._handles.append(self.bridge.register_forward_hook(self._pass_ended))
         hooks = []

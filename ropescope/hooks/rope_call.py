@@ -26,6 +26,7 @@ import torch
 from ropescope.errors import UnsupportedModelError
 from ropescope.model.anatomy import ModelAnatomy
 from ropescope.model.families import complex_head_axis, forward_code, is_mla, key_first, output_order
+from ropescope.model.modes import enter_eval, restore_training
 from ropescope.model.nope import nope_layout, nope_projections, query_factor
 
 
@@ -229,7 +230,17 @@ class RopeCallHooks:
         return x
 
     # -- installation -------------------------------------------------------------------------
+    def _enter_eval(self) -> None:
+        """Run the model in eval mode while the hooks are installed (:mod:`ropescope.model.modes`);
+        every module's own mode comes back on :meth:`remove`."""
+        self._training = enter_eval(self.anatomy.runnable)
+
+    def _restore_modes(self) -> None:
+        restore_training(getattr(self, "_training", []))
+        self._training = []
+
     def install(self) -> None:
+        self._enter_eval()
         base = self.anatomy.base  # the decoder every forward pass goes through (also the causal LM's)
         self._handles.append(base.register_forward_pre_hook(self._on_model_input, with_kwargs=True))
         sites = self.anatomy.sites
@@ -307,6 +318,7 @@ class RopeCallHooks:
 
     def remove(self) -> None:
         """Remove this hook set (in any order relative to others); idempotent."""
+        self._restore_modes()
         for handle in self._handles:
             handle.remove()
         self._handles.clear()

@@ -28,6 +28,7 @@ import torch
 
 from ropescope.errors import NumericsError, PromptError, RopescopeError, UnsupportedModelError
 from ropescope.model.anatomy import inspect_model
+from ropescope.model.modes import eval_mode
 from ropescope.profiling.run import pad_batch
 from ropescope.prope.frequencies import VARIANTS, check_p
 from ropescope.prope.interventions import below_band_cutoffs, check_reached, p_rope, stop_below
@@ -93,11 +94,12 @@ def perplexity(
     base, device = anatomy.base, anatomy.device
     head = language_model_head(anatomy.hf)
     softcap = final_softcap(anatomy.config)
-    scale = output_scale(anatomy, windows[0])
+    with eval_mode(anatomy.runnable):
+        scale = output_scale(anatomy, windows[0])
     total, count = 0.0, 0
     n_buckets = -(-context // bucket) if bucket else 0
     by_position = torch.zeros(2, n_buckets, dtype=torch.float64, device=device)  # summed nll, tokens per bucket
-    with torch.inference_mode():
+    with torch.inference_mode(), eval_mode(anatomy.runnable):  # no dropout: the model as it is used
         for start in range(0, len(windows), batch_size):
             rows = windows[start : start + batch_size]
             ids, mask = pad_batch(rows, 0)

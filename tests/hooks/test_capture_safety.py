@@ -230,3 +230,32 @@ def test_hooks_on_one_model_never_touch_another_model_of_the_same_family_in_anot
         stop.set()
         thread.join()
     assert b_results and all(torch.equal(r, b_plain) for r in b_results)  # B was never edited
+
+
+def test_a_model_left_in_training_mode_is_measured_as_used_and_left_so():
+    """Attention and hidden dropout at 0.5, the model in training mode: every entry point runs it in
+    eval mode (two calls agree, and equal the eval-mode model), and each module's mode comes back."""
+    from ropescope.prope.perplexity import perplexity, prope_table
+
+    model = tiny_model("llama", dtype=torch.float32)
+    model.config.attention_dropout = 0.5
+    for layer in model.model.layers:
+        layer.self_attn.attention_dropout = 0.5
+    text = " ".join(TEXTS) * 3
+
+    def measured():
+        frame = ropescope.profile(model, CharTokenizer(), list(TEXTS)).frame()["mean_norm"].to_numpy()
+        heads = ropescope.scan_heads(model, CharTokenizer(), list(TEXTS), max_offset=2).table["offset_1"].to_numpy()
+        ppl = perplexity(model, CharTokenizer(), text, context=32)["perplexity"]
+        table = prope_table(model, CharTokenizer(), text, [0.5], context=32)
+        return frame, heads, ppl, table["perplexity"].to_numpy()
+
+    model.eval()
+    reference = measured()
+    model.train()
+    model.model.layers[0].mlp.eval()  # a mixed state comes back as it was too
+    modes = [m.training for m in model.modules()]
+    for _ in range(2):
+        for ours, theirs in zip(measured(), reference, strict=True):
+            np.testing.assert_array_equal(ours, theirs)
+    assert [m.training for m in model.modules()] == modes
