@@ -70,6 +70,7 @@ def profile_command(
     model_options: dict | None = None,
 ) -> None:
     """Profile q/k/v chunk norms of MODEL on a prompt set; write profile, figures and a summary."""
+    from ropescope.model.tokenizer_fingerprint import tokenizer_fingerprint
     from ropescope.plots.position import position_usage_figure
     from ropescope.plots.style import save_figure
     from ropescope.plots.usage import write_profile_figures
@@ -99,6 +100,7 @@ def profile_command(
     key = run_key(
         model=model,
         weights=loaded.anatomy.weights_fingerprint,  # the checkpoint behind the name may change
+        tokenizer=tokenizer_fingerprint(loaded.tokenizer),  # so may its tokenizer files, or --tokenizer
         prompts=[prompt_hash(t) for t in texts],
         max_tokens=max_tokens,
         batch_size=batch_size,

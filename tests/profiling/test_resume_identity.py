@@ -61,3 +61,23 @@ def test_resume_of_the_same_weights_finishes(interrupted, tmp_path, capsys):
     code, err = run_main([*argv, "--resume"], capsys)
     assert code == 0, err
     assert (tmp_path / "run" / "profile.safetensors").is_file()
+
+
+def test_resume_refuses_a_state_tokenised_by_other_tokenizer_files(interrupted, tmp_path, capsys):
+    """The weights stay, the checkpoint's tokenizer files change: the prompts would be tokenised
+    differently, so the state of the interrupted run is refused (and so with --tokenizer)."""
+    import json
+
+    argv, state = interrupted
+    path = tmp_path / "ckpt" / "tokenizer.json"
+    spec = json.loads(path.read_text(encoding="utf-8"))
+    vocab = spec["model"]["vocab"]
+    vocab["a"], vocab["b"] = vocab["b"], vocab["a"]  # two characters swap ids
+    path.write_text(json.dumps(spec), encoding="utf-8")
+    code, err = run_main([*argv, "--resume"], capsys)
+    assert code == 1 and "belongs to another model, prompt set or options" in err, err
+    other = tmp_path / "other-tokenizer"
+    char_tokenizer(other)  # the original files, named with --tokenizer: the same ids as the first run
+    (other / "config.json").write_bytes((tmp_path / "ckpt" / "config.json").read_bytes())
+    code, err = run_main([*argv, "--resume", "--tokenizer", str(other)], capsys)
+    assert code == 0, err
