@@ -19,6 +19,7 @@ geometry is read from the bridge's underlying model (``bridge.original_model``).
 from __future__ import annotations
 
 import contextlib
+import threading
 
 import torch
 
@@ -61,15 +62,16 @@ class BridgeCapture(Capture):
         return chosen
 
     def install(self) -> None:
+        self._owner = threading.get_ident()
         self._enter_eval()
-        self._handles.append(self.bridge.register_forward_pre_hook(self._on_model_input, with_kwargs=True))
-        self._handles.append(self.bridge.register_forward_hook(self._pass_ended))
+        self._register(self.bridge, self._on_model_input, pre=True, with_kwargs=True)
+        self._register(self.bridge, self._pass_ended)
         hooks = []
         for layer in range(self.geometry.n_layers):
             for slot, name in self._hook_names:
                 if slot == "v" and "v" not in self.tensors:
                     continue
-                hooks.append((f"blocks.{layer}.attn.{name}", self._hook(layer, slot, name)))
+                hooks.append((f"blocks.{layer}.attn.{name}", self._only_mine(self._hook(layer, slot, name))))
         self._stack.enter_context(self.bridge.hooks(fwd_hooks=hooks))
 
     def _pass_ended(self, *args) -> None:

@@ -126,14 +126,14 @@ class Capture(RopeCallHooks):
 
     def install(self) -> None:
         super().install()
-        self._handles.append(self.anatomy.base.register_forward_hook(lambda *args: self._end_of_pass()))
+        self._register(self.anatomy.base, lambda *args: self._end_of_pass())
         if self._model_lse is not None:
             self._model_lse.install()  # last: a call held past its layer runs when the pass ends
-            self._handles.append(self.anatomy.base.register_forward_hook(lambda *args: self._model_lse.flush()))
+            self._register(self.anatomy.base, lambda *args: self._model_lse.flush())
         for layer, module in self._mla.items():
             scaling = getattr(module, "softmax_scaling", None)
             if self.on_qk is not None and isinstance(scaling, torch.nn.Module):  # Mistral Large 4: per-position
-                self._handles.append(module.register_forward_pre_hook(self._keep_positions(layer), with_kwargs=True))
+                self._register(module, self._keep_positions(layer), pre=True, with_kwargs=True)
             if self.on_qk is None and layer not in self.geometry.nope_layers:
                 continue  # a RoPE layer's statistics come from its RoPE call; its other parts are for on_qk
             # AXK2: one projection per head [query | output gate], the query's no-RoPE dims first
@@ -146,15 +146,15 @@ class Capture(RopeCallHooks):
                     f"layer {layer}: its MLA queries come out of a fused projection ropescope cannot split "
                     "(no q_proj, q_b_proj or q_gate_proj), so head scores cannot see their no-RoPE part"
                 )
-            self._handles.append(query.register_forward_hook(self._mla_part(layer, "q_pass")))
-            self._handles.append(module.kv_b_proj.register_forward_hook(self._mla_part(layer, "k_nope")))
-            self._handles.append(module.register_forward_hook(self._mla_scores(layer)))
+            self._register(query, self._mla_part(layer, "q_pass"))
+            self._register(module.kv_b_proj, self._mla_part(layer, "k_nope"))
+            self._register(module, self._mla_scores(layer))
         if self.on_qk is not None:
             for layer in self.geometry.nope_layers:
                 site = self.anatomy.sites_by_layer.get(layer)
                 if site is not None:
                     hook = self._keep_query_scale(layer)
-                    self._handles.append(site.module.register_forward_pre_hook(hook, with_kwargs=True))
+                    self._register(site.module, hook, pre=True, with_kwargs=True)
             for site in self.anatomy.hooked_sites:
                 layer = site.layer
                 partial = self.geometry.layer_rotary_dim(layer) < self.geometry.layer_head_dim(layer)
@@ -167,18 +167,18 @@ class Capture(RopeCallHooks):
                     continue
                 sources = {"qk": q_source} if q_source is k_source else {"q": q_source, "k": k_source}
                 for kinds, source in sources.items():
-                    self._handles.append(source.register_forward_hook(self._keep_whole(layer, kinds, packing)))
+                    self._register(source, self._keep_whole(layer, kinds, packing))
             for layer, norms in self._post_norm.items():
                 for norm in dict.fromkeys(norms):  # one module called twice (q, then k), or one each
-                    self._handles.append(norm.register_forward_hook(self._keep_normed(layer)))
+                    self._register(norm, self._keep_normed(layer))
                 site = self.anatomy.sites_by_layer[layer]
-                self._handles.append(site.module.register_forward_hook(self._normed_scores(layer)))
+                self._register(site.module, self._normed_scores(layer))
         if "v" in self.tensors:
             for site in self.anatomy.sites:
                 if self.geometry.layers[site.layer].kv_source is not None:
                     continue  # its values are the source layer's, counted there
                 vmod = value_module(site, self.anatomy.model_type)
-                self._handles.append(vmod.register_forward_hook(self._on_value(site.layer)))
+                self._register(vmod, self._on_value(site.layer))
                 self._valued.add(site.layer)
 
     def at_rope(self, layer, q, k, cos, sin, rotate_as_model):

@@ -239,17 +239,37 @@ class RopeCallHooks:
         restore_training(getattr(self, "_training", []))
         self._training = []
 
+    def _only_mine(self, hook):
+        """``hook`` run only in the thread that installed this set: hooks on a module fire in every
+        thread that runs it, and another thread's plain forward of the same model object must run
+        the unmodified model, counted by nothing (a hook returning None changes nothing)."""
+        owner = self._owner
+
+        def filtered(*args, **kwargs):
+            if threading.get_ident() != owner:
+                return None
+            return hook(*args, **kwargs)
+
+        return filtered
+
+    def _register(self, module: torch.nn.Module, hook, *, pre: bool = False, with_kwargs: bool = False) -> None:
+        """A forward (``pre``: pre-) hook on ``module``, this thread's only (:meth:`_only_mine`),
+        removed by :meth:`remove`."""
+        register = module.register_forward_pre_hook if pre else module.register_forward_hook
+        self._handles.append(register(self._only_mine(hook), with_kwargs=with_kwargs))
+
     def install(self) -> None:
+        self._owner = threading.get_ident()
         self._enter_eval()
         base = self.anatomy.base  # the decoder every forward pass goes through (also the causal LM's)
-        self._handles.append(base.register_forward_pre_hook(self._on_model_input, with_kwargs=True))
+        self._register(base, self._on_model_input, pre=True, with_kwargs=True)
         sites = self.anatomy.sites
         inner = _text_decoder(base, sites)
         if inner is not None:  # a wrapper computes its text decoder's positions (PaliGemma: from 1)
-            self._handles.append(inner.register_forward_pre_hook(self._on_decoder_input, with_kwargs=True))
+            self._register(inner, self._on_decoder_input, pre=True, with_kwargs=True)
         for site in sites:
-            self._handles.append(site.module.register_forward_pre_hook(self._enter_layer(site.layer)))
-            self._handles.append(site.module.register_forward_hook(self._leave_layer))
+            self._register(site.module, self._enter_layer(site.layer), pre=True)
+            self._register(site.module, self._leave_layer)
         functions = {
             (id(s.code_module), name): (s.code_module, name, s.rope_call) for s in sites for name in s.rope_functions
         }
@@ -275,10 +295,10 @@ class RopeCallHooks:
                 factor = query_factor(site.module)
                 q_hook, k_hook = self._nope_hook(site.layer, "q", factor), self._nope_hook(site.layer, "k")
                 if q_proj is k_proj:  # one norm called on q, then on k (MuSE's qk_norm)
-                    self._handles.append(q_proj.register_forward_hook(self._nope_in_turn(q_hook, k_hook)))
+                    self._register(q_proj, self._nope_in_turn(q_hook, k_hook))
                 else:
-                    self._handles.append(q_proj.register_forward_hook(q_hook))
-                    self._handles.append(k_proj.register_forward_hook(k_hook))
+                    self._register(q_proj, q_hook)
+                    self._register(k_proj, k_hook)
 
     def _nope_in_turn(self, q_hook, k_hook):
         """One hook for a module a NoPE layer calls on its query and then on its key."""
