@@ -62,13 +62,17 @@ def first_line(exc: BaseException) -> str:
 
 _URL_CREDENTIALS = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]+@")
 _TOKENS = re.compile(r"\bhf_[A-Za-z0-9]{16,}")
+# a URL's query string (``?token=SECRET&...``) and fragment: where mirrors and proxies carry secrets
+_URL_QUERY = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s?#]*)[?#][^\s]*")
 
 
 def printable(text: str) -> str:
     """``text`` safe to show in a terminal and a log: control characters (terminal escape sequences,
     carriage returns, bidirectional overrides), which could erase or fake a line, shown as ``\\x1b``
-    etc.; credentials in a URL (``https://user:secret@host``) and hub tokens replaced by ``***``.
+    etc.; credentials in a URL (``https://user:secret@host``), a URL's query string
+    (``?token=...``, where a mirror's endpoint may carry one) and hub tokens replaced by ``***``.
     Names and text read from files and the environment pass through here before they are printed."""
     text = _URL_CREDENTIALS.sub(r"\1***@", str(text))
+    text = _URL_QUERY.sub(r"\1?***", text)
     text = _TOKENS.sub("hf_***", text)
     return "".join(c if c in "\n\t" or unicodedata.category(c) not in ("Cc", "Cf") else ascii(c)[1:-1] for c in text)

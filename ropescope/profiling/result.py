@@ -263,6 +263,12 @@ class Profile:
         """The profile of the union of both prompt sets (same model and options required).
 
         Refused when a prompt (by its sha256) is in both profiles: its tokens would count twice."""
+        dtypes = self.meta.get("dtype"), other.meta.get("dtype")
+        if dtypes[0] != dtypes[1]:  # the same model run in another precision: other numbers, say so first
+            raise ProfileFileError(
+                f"cannot merge profiles made in different dtypes: {dtypes[0]} vs {dtypes[1]} (the same model in "
+                "another precision gives other statistics); profile both prompt sets with one --dtype"
+            )
         if self.meta.get("model_fingerprint") != other.meta.get("model_fingerprint"):
             raise ProfileFileError(
                 f"cannot merge profiles of different models: {self.meta.get('model_id')!r} vs "

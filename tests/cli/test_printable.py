@@ -20,6 +20,12 @@ def test_printable_escapes_control_characters_and_hides_credentials():
         == "see https://***@mirror.example/x and hf_***"
     )
     assert printable("gemma-3-270m · 日本語 é") == "gemma-3-270m · 日本語 é"  # ordinary text is untouched
+    # a mirror's endpoint with its secret in the query string (HF_ENDPOINT=https://m.example/?token=...)
+    assert (
+        printable("cannot reach https://m.example/hub?token=SECRET&a=1 now")
+        == "cannot reach https://m.example/hub?*** now"
+    )
+    assert printable("what? a question mark in prose stays?") == "what? a question mark in prose stays?"
 
 
 def test_a_hostile_model_name_cannot_rewrite_the_terminal(capsys, tmp_path):

@@ -94,6 +94,14 @@ def test_merge_refuses_another_model(prof):
         prof.merge(other)
 
 
+def test_merge_of_two_precisions_names_the_dtypes():
+    """The same model in float32 and in bfloat16: not 'different models m vs m', but the dtypes."""
+    first = ropescope.profile(tiny_model("llama"), CharTokenizer(), TEXTS[:2])
+    second = ropescope.profile(tiny_model("llama", dtype=torch.bfloat16), CharTokenizer(), TEXTS[2:])
+    with pytest.raises(ProfileFileError, match="different dtypes: float32 vs bfloat16"):
+        first.merge(second)
+
+
 def test_load_refuses_missing_truncated_tampered_and_foreign_files(prof, tmp_path):
     with pytest.raises(ProfileFileError, match="no saved profile"):
         ropescope.load_profile(tmp_path / "missing.safetensors")
