@@ -193,9 +193,17 @@ class ModelAnatomy:
 
     @property
     def context_length(self) -> int | None:
-        """The longest sequence the model was configured for (``max_position_embeddings``)."""
+        """The longest sequence the model was configured for (``max_position_embeddings``); a config
+        value that is no positive whole number is refused in one line naming it (it is no context)."""
         value = getattr(self.config, "max_position_embeddings", None)
-        return int(value) if value else None
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value) or value <= 0:
+            raise RopescopeError(
+                f"the model's config gives max_position_embeddings {str(value)[:40]!r}, which is no context length "
+                "(a positive whole number of tokens); fix config.json"
+            )
+        return int(value)
 
     @property
     def bos_token_id(self) -> int | None:

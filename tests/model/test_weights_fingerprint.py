@@ -114,3 +114,13 @@ def test_what_was_read_does_not_keep_a_model_alive():
     del model
     gc.collect()
     assert gone() is None
+
+
+@pytest.mark.parametrize("value", [-5, 0])
+def test_a_context_length_that_is_no_length_is_named_as_such(value):
+    from ropescope.errors import RopescopeError
+
+    model = tiny_model("llama")
+    model.config.max_position_embeddings = value
+    with pytest.raises(RopescopeError, match="max_position_embeddings .* which is no context length"):
+        ropescope.profile(model, CharTokenizer(), list(TEXTS))
