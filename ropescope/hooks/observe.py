@@ -14,6 +14,7 @@ Observing never changes what the model computes; to change it, use :mod:`~ropesc
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -178,8 +179,30 @@ class Capture(RopeCallHooks):
                 if self.geometry.layers[site.layer].kv_source is not None:
                     continue  # its values are the source layer's, counted there
                 vmod = value_module(site, self.anatomy.model_type)
+                if self._values_too_narrow(site.layer, vmod):
+                    continue
                 self._register(vmod, self._on_value(site.layer))
                 self._valued.add(site.layer)
+
+    def _values_too_narrow(self, layer: int, vmod: torch.nn.Module) -> bool:
+        """Whether ``layer``'s value heads are narrower than the dims its RoPE turns (MiMo-V2-Flash
+        configured with a ``v_head_dim`` below a full-rotary ``head_dim``): values are cut into the
+        query's and key's pairs as a control, and such a value has no such pairs, so its statistics
+        are left out (NaN, like a KV-sharing layer's keys) with a warning, never cut some other way."""
+        if layer in self._mla or family_adapter(self.anatomy.model_type).value_packing != "alone":
+            return False
+        width, heads = getattr(vmod, "out_features", None), self.anatomy.layer_v_heads(layer)
+        if not isinstance(width, int) or not heads or width % heads:
+            return False
+        r = self.geometry.layer_rotary_dim(layer)
+        if width // heads >= r:
+            return False
+        warnings.warn(
+            f"layer {layer}'s values have {width // heads} dims per head, fewer than the {r} its RoPE turns: "
+            "they have no chunks to compare with the query's and key's, so their statistics are left out",
+            stacklevel=2,
+        )
+        return True
 
     def at_rope(self, layer, q, k, cos, sin, rotate_as_model):
         head_dim = self.geometry.layer_head_dim(layer)

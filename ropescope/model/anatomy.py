@@ -129,8 +129,10 @@ class ModelAnatomy:
         layers differ, the most of the config's count and any layer's (Gemma 4's global layers have
         fewer: :meth:`layer_kv_heads`)."""
         wide = int(config_value(self.config, "num_key_value_heads") or 0)
-        counts = [kv for site in self.hooked_sites if (kv := module_kv_heads(site.module, self.n_heads))]
-        return max([wide, *counts]) or self.n_heads
+        counts = [module_kv_heads(site.module, self.n_heads) for site in self.hooked_sites]
+        if counts and all(counts):  # every layer says its own (a stray config count is not read: DBRX)
+            return max(counts)
+        return max([wide, *(c for c in counts if c)]) or self.n_heads
 
     def layer_kv_heads(self, layer: int) -> int:
         """Key heads of ``layer`` at RoPE (one under MLA, whose RoPE key is shared by every head)."""

@@ -658,6 +658,9 @@ def module_kv_heads(module: torch.nn.Module, n_heads: int) -> int | None:
     groups = getattr(module, "num_key_value_groups", None)
     if isinstance(groups, int) and groups > 0 and n_heads % groups == 0:
         return n_heads // groups
+    count = getattr(module, "num_key_value_heads", None)  # DBRX: from its attn_config, not the top config
+    if isinstance(count, int) and not isinstance(count, bool) and count > 0 and n_heads % count == 0:
+        return count
     own = getattr(module, "num_kv_heads", None)
     if isinstance(own, int) and own > 0:
         return n_heads if getattr(module, "new_decoder_architecture", False) is True else own
@@ -684,7 +687,11 @@ def _layer_head_sizes(cfg, sites, n_layers: int, n_heads: int):
     if any(d is None for d in head_dims.values()) or not head_dims:
         default = int(wide_dim or cfg.hidden_size // n_heads)
         head_dims = {i: d or default for i, d in head_dims.items()}
-    wide = max([int(wide_kv or 0), *kv_heads.values(), *v_heads.values()]) or n_heads
+    # the layers' own counts where the modules say them (a stray top-level num_key_value_heads that the
+    # modeling code never reads, as DBRX's config may hold, adds no empty heads)
+    said = [module_kv_heads(site.module, n_heads) for site in sites or ()]
+    every = bool(said) and all(said)  # every layer says its own count: the config's is not needed
+    wide = max([*kv_heads.values(), *v_heads.values(), *([] if every else [int(wide_kv or 0)])] or [0]) or n_heads
     return head_dims, kv_heads, v_heads, wide
 
 

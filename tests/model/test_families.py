@@ -251,7 +251,10 @@ def _recorded_qkv(model, ids):
         else:  # GPT-NeoX: per head [q, k, v]
             target, cut = module.query_key_value, "per_head"
 
-        def hook(mod, args, out, layer=layer, cut=cut, d=getattr(module, "head_dim", None)):
+        # a value head as wide as the module says (MiMo-V2-Flash: v_head_dim, narrower than head_dim)
+        width = getattr(module, "v_head_dim", None) or getattr(module, "head_dim", None)
+
+        def hook(mod, args, out, layer=layer, cut=cut, d=width):
             if cut == "third output":  # [B, S, kv heads, d] -> [B, S, kv heads * d], as a plain projection's
                 out = out[2].flatten(2)
             values[layer] = (out.detach().double().clone(), cut, d)
@@ -401,24 +404,33 @@ def test_every_supported_family_scores_heads_like_its_own_attention(rows):
     wrong = []
     for row in (r for r in rows if r.heads == "yes"):
         model = _model(row.family)
-        report = ropescope.scan_heads(model, CharTokenizer(), list(TEXTS), max_offset=2)
-        sums, counts = {}, {}
-        for text in TEXTS:
-            ids = torch.tensor([CharTokenizer()(text)["input_ids"]])
-            for layer, a in _effective_attention(model, ids).items():
-                # rows i >= 2 that can see key i - 1 (Llama 4's chunked layers: not the first row of a chunk)
-                chunk = _chunk_of(model, layer)
-                prev = np.array([a[:, i, i - 1] for i in range(2, a.shape[1]) if not chunk or i % chunk])
-                if len(prev):
-                    sums[layer] = sums.get(layer, 0) + prev.sum(0)
-                    counts[layer] = counts.get(layer, 0) + len(prev)
-        table = report.table.set_index(["layer", "head"])
-        for layer in sums:
-            theirs = sums[layer] / counts[layer]
-            ours = np.array([table.loc[(layer, h), "offset_1"] for h in range(len(theirs))])
-            if not np.allclose(ours, theirs, atol=1e-5):
-                wrong.append(row.family)
+        if _previous_token_misses(model, list(TEXTS)):
+            wrong.append(row.family)
     assert not wrong, wrong
+
+
+def _previous_token_misses(model, texts: list[str]) -> list[int]:
+    """The layers whose ``offset_1`` scores from ``scan_heads`` miss the mean of the model's own
+    attention on key ``i - 1`` over rows ``i >= 2`` that can see it (Llama 4's chunked layers: not the
+    first row of a chunk) by more than 1e-5."""
+    report = ropescope.scan_heads(model, CharTokenizer(), texts, max_offset=2)
+    sums, counts = {}, {}
+    for text in texts:
+        ids = torch.tensor([CharTokenizer()(text)["input_ids"]])
+        for layer, a in _effective_attention(model, ids).items():
+            chunk = _chunk_of(model, layer)
+            prev = np.array([a[:, i, i - 1] for i in range(2, a.shape[1]) if not chunk or i % chunk])
+            if len(prev):
+                sums[layer] = sums.get(layer, 0) + prev.sum(0)
+                counts[layer] = counts.get(layer, 0) + len(prev)
+    table = report.table.set_index(["layer", "head"])
+    misses = []
+    for layer in sums:
+        theirs = sums[layer] / counts[layer]
+        ours = np.array([table.loc[(layer, h), "offset_1"] for h in range(len(theirs))])
+        if not np.allclose(ours, theirs, atol=1e-5):
+            misses.append(layer)
+    return misses
 
 
 def _slow_rotate(x, angles, layout, scaling):
@@ -599,3 +611,88 @@ def test_every_supported_family_keeps_its_logits_at_p_1(rows):
         if not torch.equal(base, same):
             wrong.append(row.family)
     assert not wrong, wrong
+
+
+# the random configurations' seed: fixed for a run (ROPESCOPE_PROPERTY_SEED picks another), and
+# mixed with each family's name, so every family draws its own configuration
+PROPERTY_SEED = int(__import__("os").environ.get("ROPESCOPE_PROPERTY_SEED", "0"))
+LONG_TEXTS = [*TEXTS, "the slings and arrows of outrageous fortune, or to take arms against a sea of troubles " * 2]
+
+
+def _random_overrides(family: str, model_type: str, base: dict | None, attempt: int) -> dict:
+    """A configuration of ``family`` nobody picked: query heads, a GQA ratio, the head size, a
+    sliding window and an attention chunk shorter than the longest prompt, where the config has them."""
+    import random
+    import zlib
+
+    rng = random.Random(zlib.crc32(f"{family}:{PROPERTY_SEED}:{attempt}".encode()))
+    text = _built(model_type, base).config.get_text_config()
+    settings = text.to_dict()
+    drawn = dict(base or {})
+    mla = "qk_rope_head_dim" in settings
+    heads = rng.choice([2, 4, 8])
+    if not mla and isinstance(settings.get("num_attention_heads"), int):
+        drawn["num_attention_heads"] = heads
+        if isinstance(settings.get("num_key_value_heads"), int):
+            drawn["num_key_value_heads"] = rng.choice([d for d in (1, 2, heads) if heads % d == 0])
+    if not mla and isinstance(settings.get("head_dim"), int):
+        drawn["head_dim"] = rng.choice([8, 16, 32])
+    if isinstance(settings.get("sliding_window"), int):
+        drawn["sliding_window"] = rng.choice([3, 5, 7, 12])
+    if isinstance(settings.get("attention_chunk_size"), int):
+        drawn["attention_chunk_size"] = rng.choice([4, 6, 9])
+    return drawn
+
+
+def _valid_random_model(family: str):
+    """A random configuration the family's own config class accepts and its own forward runs (three
+    draws at most); None where none of the three is valid."""
+    model_type, base = VARIANTS.get(family, (family, None))
+    for attempt in range(3):
+        overrides = _random_overrides(family, model_type, base, attempt)
+        try:
+            model = tiny_model(model_type, overrides)
+            with torch.no_grad():
+                model(input_ids=torch.tensor([CharTokenizer()(TEXTS[1])["input_ids"]]), use_cache=False)
+        except Exception:  # noqa: BLE001 - a configuration the family itself refuses is not a valid draw
+            continue
+        return model, overrides
+    return None
+
+
+def test_every_yes_holds_on_configurations_nobody_picked(rows):
+    """Profile, head scores and p = 1 of every "yes" family, each on a random valid configuration of
+    its own (seeded), against the recomputations above: exact, or refused in one line, never wrong."""
+    from ropescope.errors import RopescopeError
+
+    wrong, refused, tried = [], [], 0
+    for row in (r for r in rows if r.supported):
+        drawn = _valid_random_model(row.family)
+        if drawn is None:
+            continue
+        model, overrides = drawn
+        tried += 1
+        try:
+            anatomy = ropescope.inspect_model(model)
+            prof = ropescope.profile(model, CharTokenizer(), list(TEXTS), batch_size=2)
+            slow = _slow_profile(model, anatomy.geometry, anatomy.n_heads, anatomy.n_kv_heads)
+            attention = list(anatomy.geometry.attention_layers)
+            for tensor in "qkv":
+                ours = prof.stats[tensor].mean.numpy().copy()
+                ours[prof.stats[tensor].count.numpy() == 0] = np.nan
+                close = np.allclose(ours[attention], slow[tensor][attention], rtol=1e-5, atol=1e-6, equal_nan=True)
+                if ours.shape != slow[tensor].shape or not close:
+                    wrong.append((row.family, "profile", tensor, overrides))
+            for layer in _previous_token_misses(model, LONG_TEXTS):
+                wrong.append((row.family, "heads", layer, overrides))
+            ids = torch.tensor([CharTokenizer()(TEXTS[1])["input_ids"]])
+            with torch.no_grad():
+                base = model(input_ids=ids, use_cache=False).logits
+                with ropescope.p_rope(model, 1.0):
+                    if not torch.equal(base, model(input_ids=ids, use_cache=False).logits):
+                        wrong.append((row.family, "p = 1", overrides))
+        except RopescopeError as exc:  # a refusal in one line is an honest answer
+            assert "\n" not in str(exc), (row.family, str(exc))
+            refused.append(row.family)
+    assert not wrong, (PROPERTY_SEED, wrong)
+    assert tried >= 0.8 * sum(r.supported for r in rows), tried  # most families drew a valid configuration
