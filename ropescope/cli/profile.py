@@ -182,9 +182,16 @@ def _init_distributed(device: str | None) -> None:
 
 
 def _leave_distributed() -> None:
+    """Leave the process group together: every rank waits for the others (rank 0 writes the run
+    folder after the merge) before the group goes, so no rank tears its connections down while a
+    peer still holds them (gloo aborted the early rank then)."""
     import torch
 
     if torch.distributed.is_initialized():
+        try:
+            torch.distributed.barrier()
+        except Exception:  # noqa: BLE001 - a peer already gone (it failed): leave all the same
+            pass
         torch.distributed.destroy_process_group()
 
 

@@ -144,8 +144,9 @@ class Profile:
 
         Columns: ``tensor`` (q/k/v), ``layer``, ``head`` (0-based), ``chunk`` (0 = fastest),
         ``frequency`` (rad/token), ``wavelength`` (tokens), ``mean_norm``, ``std_norm``,
-        ``max_norm`` (chunk 2-norm over counted tokens), ``n_tokens``. Where layers differ in head size
-        or KV-head count (Gemma 4), a layer has rows only for the heads and chunks it has.
+        ``max_norm`` (chunk 2-norm over counted tokens; NaN where no token was counted, ``n_tokens``
+        0: a hybrid's layers without attention, values left out), ``n_tokens``. Where layers differ
+        in head size or KV-head count (Gemma 4), a layer has rows only for the heads and chunks it has.
         """
         geometry = self.geometry
         freqs = geometry.frequency_table()
@@ -159,6 +160,8 @@ class Profile:
                 np.arange(n_layers), np.arange(n_heads), np.arange(n_chunks), indexing="ij"
             )
             present = ~stats.absent.numpy().ravel()
+            counted = stats.count.numpy()[layer].ravel() > 0  # nothing measured (a hybrid's other layers,
+            unmeasured = np.where(counted, 1.0, np.nan)  # values left out): NaN, never a 0 norm
             parts.append(
                 pd.DataFrame(
                     {
@@ -168,9 +171,9 @@ class Profile:
                         "chunk": chunk.ravel(),
                         "frequency": freqs[layer, chunk].ravel(),
                         "wavelength": wavelengths[layer, chunk].ravel(),
-                        "mean_norm": stats.mean.numpy().ravel(),
-                        "std_norm": stats.std.numpy().ravel(),
-                        "max_norm": stats.max.numpy().ravel(),
+                        "mean_norm": stats.mean.numpy().ravel() * unmeasured,
+                        "std_norm": stats.std.numpy().ravel() * unmeasured,
+                        "max_norm": stats.max.numpy().ravel() * unmeasured,
                         "n_tokens": stats.count.numpy()[layer].ravel().astype(np.int64),
                     }
                 )[present]

@@ -103,3 +103,28 @@ def test_rotate_matches_a_slow_rotation_for_both_layouts():
                 a, b = float(x[m, first[c]]), float(x[m, second[c]])
                 assert out[m, first[c]] == pytest.approx(a * np.cos(angle) - b * np.sin(angle))
                 assert out[m, second[c]] == pytest.approx(b * np.cos(angle) + a * np.sin(angle))
+
+
+def test_values_narrower_than_the_rotary_dims_are_left_out_not_cut_otherwise():
+    """MiMo-V2-Flash configured with full rotary 32-dim heads and 16-dim values: the values have no
+    pairs like the query's and key's, so their statistics are left out (NaN) with a warning, and the
+    query and key statistics are still there."""
+    import warnings
+
+    import numpy as np
+
+    import ropescope
+    from ropescope.survey import TEXTS, CharTokenizer, tiny_model
+
+    full = {"rope_type": "default", "partial_rotary_factor": 1.0}
+    rope = {"full_attention": {**full, "rope_theta": 5e6}, "sliding_attention": {**full, "rope_theta": 1e4}}
+    model = tiny_model("mimo_v2_flash", {"head_dim": 32, "v_head_dim": 16, "rope_parameters": rope})
+    assert ropescope.inspect_model(model).geometry.layer_rotary_dim(0) == 32
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        prof = ropescope.profile(model, CharTokenizer(), list(TEXTS))
+    assert any("values have 16 dims per head, fewer than the 32" in str(w.message) for w in caught)
+    assert not prof.stats["v"].count.numpy().any()  # counted nowhere: read as NaN
+    frame = prof.frame()
+    assert frame[frame.tensor == "v"].mean_norm.isna().all()
+    assert prof.stats["q"].count.numpy().all() and np.isfinite(prof.stats["q"].mean.numpy()).all()
