@@ -148,7 +148,7 @@ def heads_command(
             write_table(table, tmp / "heads", table_format)
         write_table(long_head_table(table), tmp / "heads_long", table_format)
         (tmp / "heads.md").write_text(markdown_table(table[TABLE_COLUMNS]), encoding="utf-8")
-        saved = {**agreement, "threshold": threshold, "max_offset": max_offset, "hf_fraction": hf_fraction}
+        saved = {**agreement, "threshold": threshold, "max_offset": report.max_offset, "hf_fraction": hf_fraction}
         (tmp / "agreement.json").write_text(json.dumps(saved, indent=2), encoding="utf-8")
         (tmp / "attention.json").write_text(json.dumps(attention), encoding="utf-8")
         report.profile.save(tmp / "profile.safetensors")

@@ -21,6 +21,7 @@ At most one class can pass a threshold above 0.5 since a row's attention sums to
 from __future__ import annotations
 
 import html
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -31,14 +32,14 @@ import torch
 from ropescope.errors import PromptError
 from ropescope.heads.by_position import PositionHeadArrays, PositionHeadReducer, log_distances
 from ropescope.heads.defaults import HF_FRACTION, MAX_OFFSET, THRESHOLD
-from ropescope.heads.gate import check_attention_rule
+from ropescope.heads.gate import GATE_TOKENS, check_attention_rule
 from ropescope.heads.scores import HeadArrays, HeadScoreReducer
 from ropescope.hooks.position import position_edges
 from ropescope.model.anatomy import inspect_model
 from ropescope.model.loading import tokenizer_of
 from ropescope.profiling.bands import quarters
 from ropescope.profiling.result import Profile
-from ropescope.profiling.run import profile
+from ropescope.profiling.run import first_tokens, profile
 from ropescope.prompts import check_texts
 
 POSITIONAL = ("diagonal", "previous-token", "positional-other")
@@ -117,9 +118,21 @@ def scan_heads(
     texts = check_texts(texts)
     check_scan_options(max_offset=max_offset, threshold=threshold, hf_fraction=hf_fraction)
     anatomy = inspect_model(model)
-    first = tokenizer_of(model, tokenizer)(texts[0], add_special_tokens=True)["input_ids"]
+    tok = tokenizer_of(model, tokenizer)
+    first, _ = first_tokens(tok, texts[0], GATE_TOKENS)  # the gate reads 256 tokens: never the whole prompt
     if len(first):
         check_attention_rule(anatomy, torch.tensor([list(first)]))  # no head score is silently wrong
+    # offsets beyond the longest prompt have no row: scored up to what the prompts can hold, not more
+    limit = min(max_tokens or anatomy.context_length or 8192, anatomy.context_length or 8192)
+    longest = max(len(first_tokens(tok, text, limit)[0]) for text in texts)
+    if max_offset > max(1, longest - 2):
+        cap = max(1, longest - 2)
+        warnings.warn(
+            f"offsets scored up to {cap} instead of {max_offset}: the longest prompt has {longest} tokens, "
+            f"and offset d needs a row past it",
+            stacklevel=2,
+        )
+        max_offset = cap
     reducer = HeadScoreReducer(anatomy.geometry, anatomy.logit_rules, anatomy.n_heads, max_offset)
     positional = None
     if by_position:

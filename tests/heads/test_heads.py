@@ -272,3 +272,16 @@ def test_causal_test_lowers_n_chunks_to_half_the_heads_chunks():
     assert len(chunks["random 1"]) == n_total // 2
     with pytest.raises(PromptError, match="at least 1"):
         causal_test(model, CharTokenizer(), TEXTS[:2], [(1, 2, 1)], n_chunks=0)
+
+
+def test_an_offset_beyond_every_prompt_is_capped_with_a_warning():
+    """`--max-offset 2000000` on short prompts: scored up to what the longest prompt holds (seconds,
+    not minutes and gigabytes), with a warning; the scores it keeps are the uncapped scan's."""
+    model = tiny_model("llama")
+    longest = max(len(CharTokenizer()(t)["input_ids"]) for t in TEXTS)
+    with pytest.warns(UserWarning, match=f"offsets scored up to {longest - 2} instead of 2000000"):
+        report = ropescope.scan_heads(model, CharTokenizer(), TEXTS, max_offset=2_000_000)
+    assert report.max_offset == longest - 2
+    small = ropescope.scan_heads(model, CharTokenizer(), TEXTS, max_offset=4)
+    for d in range(5):
+        np.testing.assert_allclose(report.table[f"offset_{d}"], small.table[f"offset_{d}"], atol=1e-7)
