@@ -172,7 +172,10 @@ def check_spares_inputs(out: Path, inputs) -> None:
 
 
 def launched_rank() -> int:
-    """This process's rank under ``torchrun`` or ``accelerate launch`` (``RANK``; 0 alone)."""
+    """This process's rank under ``torchrun`` or ``accelerate launch`` (``RANK``); 0 alone, also
+    where a stray ``RANK`` is set without a ``WORLD_SIZE`` above 1."""
+    if launched_world() <= 1:
+        return 0
     try:
         return int(os.environ.get("RANK", "0"))
     except ValueError:
