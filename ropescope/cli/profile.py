@@ -20,6 +20,8 @@ from ropescope.cli.common import (
     check_writable_parent,
     default_out,
     echo,
+    launched_rank,
+    launched_world,
     load,
     model_stem,
     output_directory,
@@ -86,7 +88,7 @@ def profile_command(
     check_profile_options(
         max_tokens=max_tokens, batch_size=batch_size, on_nonfinite=on_nonfinite, chunk_tokens=chunk_tokens
     )
-    if by_position and (resume or int(os.environ.get("WORLD_SIZE", "1")) > 1):
+    if by_position and (resume or launched_world() > 1):
         raise RopescopeError("--by-position runs in one process and cannot resume; drop --resume or --by-position")
     out = user_path(out or default_out(model))
     check_out(out, overwrite, inputs=(model, prompts), data_parallel=True)
@@ -115,7 +117,7 @@ def profile_command(
         state = load_state(state_path, key)
         check_state_dir(state_path.parent, adopt=True)  # read and checked: ropescope's own
         say(f"resuming after {state['batches_done']} batches from {state_path}")
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    distributed = launched_world() > 1
     saver = None
     if checkpoint_every and not distributed and not by_position:
         check_state_dir(state_path.parent)  # never write state into a directory of something else
@@ -146,7 +148,7 @@ def profile_command(
     except KeyboardInterrupt:
         where = f"partial state is in {state_path.parent}/; continue with: {resume_command()}"
         raise Interrupted(where if state_path.is_file() else "no state was saved yet; no output was written") from None
-    if int(os.environ.get("RANK", "0")) != 0:
+    if launched_rank() != 0:
         return  # data parallel: rank 0 writes the merged profile
     text = summary_text(result)
     with output_directory(out) as tmp:
@@ -173,7 +175,7 @@ def _init_distributed(device: str | None) -> None:
     """Under torchrun / accelerate launch (WORLD_SIZE > 1), join the process group."""
     import torch
 
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
+    if launched_world() > 1 and not torch.distributed.is_initialized():
         backend = "nccl" if device and device.startswith("cuda") else "gloo"
         torch.distributed.init_process_group(backend)
         # left at exit, gloo's threads abort the process ("terminate called without an active

@@ -27,7 +27,7 @@ from ropescope.model.families import (
     refuse_encoder_decoder,
     text_config,
 )
-from ropescope.model.geometry import RopeGeometry, module_kv_heads, read_geometry
+from ropescope.model.geometry import RopeGeometry, module_kv_heads, read_geometry, widest_kv
 
 
 class _memoized:  # noqa: N801 - used as a decorator, like functools.cached_property
@@ -128,11 +128,9 @@ class ModelAnatomy:
         """Key/value heads per layer (fewer than query heads under grouped-query attention); where
         layers differ, the most of the config's count and any layer's (Gemma 4's global layers have
         fewer: :meth:`layer_kv_heads`)."""
-        wide = int(config_value(self.config, "num_key_value_heads") or 0)
         counts = [module_kv_heads(site.module, self.n_heads) for site in self.hooked_sites]
-        if counts and all(counts):  # every layer says its own (a stray config count is not read: DBRX)
-            return max(counts)
-        return max([wide, *(c for c in counts if c)]) or self.n_heads
+        wide = config_value(self.config, "num_key_value_heads")
+        return widest_kv(counts, wide, every=bool(counts) and all(counts)) or self.n_heads
 
     def layer_kv_heads(self, layer: int) -> int:
         """Key heads of ``layer`` at RoPE (one under MLA, whose RoPE key is shared by every head)."""

@@ -690,9 +690,17 @@ def _layer_head_sizes(cfg, sites, n_layers: int, n_heads: int):
     # the layers' own counts where the modules say them (a stray top-level num_key_value_heads that the
     # modeling code never reads, as DBRX's config may hold, adds no empty heads)
     said = [module_kv_heads(site.module, n_heads) for site in sites or ()]
-    every = bool(said) and all(said)  # every layer says its own count: the config's is not needed
-    wide = max([*kv_heads.values(), *v_heads.values(), *([] if every else [int(wide_kv or 0)])] or [0]) or n_heads
-    return head_dims, kv_heads, v_heads, wide
+    wide = widest_kv([*said, *v_heads.values()], wide_kv, every=bool(said) and all(said), also=kv_heads.values())
+    return head_dims, kv_heads, v_heads, wide or n_heads
+
+
+def widest_kv(counts, config_count, *, every: bool, also=()) -> int:
+    """The model-wide KV-head count: the most any layer says (``counts``, ``also``), and the config's
+    ``config_count`` only where not every layer says its own (``every``): a stray top-level
+    ``num_key_value_heads`` that the modeling code never reads, as DBRX's config may hold, adds no
+    empty heads. 0 where nothing says a count."""
+    said = [int(c) for c in (*counts, *also) if c]
+    return max([*said, *([] if every else [int(config_count or 0)])] or [0])
 
 
 def _kv_sources(sites, layer_types: list) -> dict[int, int]:
